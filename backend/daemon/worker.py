@@ -1,0 +1,107 @@
+"""The one thread that owns the model: takes jobs, runs the engine, emits events.
+
+Events go to the I/O loop through an inproc PUSH socket (zmq sockets belong to
+one thread each; inproc is the thread-safe bridge between them).  Each event
+travels as ``[client, job, final-flag, *message frames]``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+import zmq
+
+from impasto.protocol import codec
+from impasto.protocol.messages import Cancelled as CancelledEvent
+from impasto.protocol.messages import Error, ErrorCode, Progress, ProtocolError
+
+from .jobs import JobRecord, JobTable
+
+log = logging.getLogger("impasto.daemon")
+
+EVENTS_ENDPOINT = "inproc://impasto-events"
+
+
+class Worker(threading.Thread):
+    def __init__(self, ctx: zmq.Context, table: JobTable, engine_factory: Callable[[], Any],
+                 preload: bool = True, events_endpoint: str = EVENTS_ENDPOINT):
+        super().__init__(name="impasto-worker", daemon=True)
+        self.ctx = ctx
+        self.table = table
+        self.engine_factory = engine_factory
+        self.engine = None
+        self.preload = preload
+        self.events_endpoint = events_endpoint
+        self.ready = threading.Event()
+        self.device = ""
+        self.init_error: Optional[str] = None
+
+    # runs on the worker thread ------------------------------------------------------
+
+    def run(self) -> None:
+        self._push = self.ctx.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 1000)
+        self._push.connect(self.events_endpoint)
+        try:
+            self._start_engine()
+            while True:
+                rec = self.table.take_next()
+                if rec is None:
+                    break
+                self._run_job(rec)
+        finally:
+            self._push.close()
+
+    def _start_engine(self) -> None:
+        try:
+            self.engine = self.engine_factory()
+            self.device = self.engine.choice.describe()
+        except Exception as exc:  # keep serving: every job will report why
+            self.init_error = f"the engine failed to start: {exc}"
+            log.exception("engine start failed")
+        finally:
+            self.ready.set()
+        if self.engine is not None and self.preload:
+            try:
+                self.engine.model("")
+            except Exception as exc:  # no model installed yet: jobs will say so
+                log.info("no default model preloaded: %s", exc)
+
+    def _emit(self, rec: JobRecord, msg: Any, final: bool = False) -> None:
+        self._push.send_multipart([rec.client, rec.request.job.encode(), b"1" if final else b"0"]
+                                  + codec.encode(msg), copy=False)
+
+    def _run_job(self, rec: JobRecord) -> None:
+        from impasto.backend.engine import Cancelled, JobHooks
+        from impasto.backend.engine.images import to_wire
+
+        req = rec.request
+        job = req.job
+        started = time.perf_counter()
+
+        def progress(step, total, preview=None, loss=None, stage=""):
+            self._emit(rec, Progress(job=job, step=step, total=total, loss=loss, stage=stage,
+                                     preview=to_wire(preview) if preview is not None else None))
+
+        hooks = JobHooks(cancelled=rec.cancel.is_set, progress=progress, want_preview=bool(req.preview))
+        try:
+            if rec.cancel.is_set():
+                raise Cancelled()
+            if self.engine is None:
+                raise ProtocolError(ErrorCode.INTERNAL, self.init_error or "the engine is not available")
+            result = self.engine.run(req, hooks)
+            result.timings["queue_wait"] = round(started - rec.submitted + 0.0, 6)
+            self._emit(rec, result, final=True)
+        except Cancelled:
+            self._emit(rec, CancelledEvent(job=job), final=True)
+        except ProtocolError as exc:
+            self._emit(rec, Error(code=exc.code, message=exc.message, field=exc.field or "", job=job), final=True)
+        except Exception as exc:  # the daemon never dies from a request
+            log.error("job %s failed:\n%s", job, traceback.format_exc())
+            self._emit(rec, Error(code=ErrorCode.INTERNAL, message=f"the job failed: {type(exc).__name__}: {exc}",
+                                  job=job), final=True)
+        finally:
+            self.table.worker_done(rec)

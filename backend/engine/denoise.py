@@ -1,0 +1,69 @@
+"""The thin wrapper every job kind runs its diffusers pipeline through.
+
+It installs a fresh scheduler for the job's sampler, taps the scheduler for
+x0 (previews), checks the cancel flag at every step end and once more before
+the VAE decode, and reports progress.  The pipeline itself is left to do what
+it does: txt2img, img2img and the blended inpaint loop are diffusers' own.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Tuple
+
+import torch
+from PIL import Image
+
+from .hooks import JobHooks
+from .preview import latents_to_preview
+from .samplers import X0Tap, make_scheduler
+
+
+def generators(seeds: List[int]) -> List[torch.Generator]:
+    """One CPU generator per image: image i's noise depends on seeds[i] alone.
+
+    CPU generators make the same seed give the same noise on every device.
+    """
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, float], **kwargs: Any) -> Tuple[torch.Tensor, int]:
+    """Run ``pipe`` to latents; returns (latents, steps actually run)."""
+    scheduler = make_scheduler(sampler, loaded.scheduler_config)
+    pipe.scheduler = scheduler
+    tap = X0Tap(scheduler)
+    state = {"steps": 0, "first": None}
+    t0 = time.perf_counter()
+
+    def on_step_end(p, i, t, cb_kwargs):
+        state["steps"] = i + 1
+        if state["first"] is None:
+            state["first"] = time.perf_counter() - t0
+        hooks.check()
+        preview = None
+        if hooks.want_preview and (i % max(1, hooks.preview_every) == 0 or i + 1 == p.num_timesteps):
+            x0 = tap.x0 if tap.x0 is not None else cb_kwargs["latents"]
+            preview = latents_to_preview(x0, loaded.preview_matrix)
+        hooks.progress(i + 1, p.num_timesteps, preview, None, "denoise")
+        return {}
+
+    hooks.check()
+    with torch.inference_mode():
+        out = pipe(output_type="latent", callback_on_step_end=on_step_end, **kwargs)
+    timings["denoise"] = time.perf_counter() - t0
+    if state["first"] is not None:
+        timings["first_step"] = state["first"]
+    hooks.check()  # cancelled during the last step: never pay for the decode
+    return out.images, state["steps"]
+
+
+@torch.no_grad()
+def decode(pipe, latents: torch.Tensor, timings: Dict[str, float]) -> List[Image.Image]:
+    t0 = time.perf_counter()
+    vae = pipe.vae
+    images = []
+    for i in range(latents.shape[0]):  # one at a time: bounded memory for big batches
+        lat = latents[i : i + 1].to(vae.dtype) / vae.config.scaling_factor
+        pixels = vae.decode(lat, return_dict=False)[0]
+        images.extend(pipe.image_processor.postprocess(pixels, output_type="pil"))
+    timings["decode"] = time.perf_counter() - t0
+    return images

@@ -1,0 +1,30 @@
+"""Where the model runs: CUDA fp16 if present, else Apple MPS, else CPU fp32."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: torch.device
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        name = str(self.device)
+        if self.device.type == "cuda":
+            name += f" ({torch.cuda.get_device_name(self.device)})"
+        return f"{name} {str(self.dtype).replace('torch.', '')}"
+
+
+def pick_device(override: str | None = None) -> DeviceChoice:
+    """``IMPASTO_DEVICE=cpu|cuda|mps`` forces a device (tests force nothing)."""
+    wanted = override or os.environ.get("IMPASTO_DEVICE", "")
+    if wanted == "cuda" or (not wanted and torch.cuda.is_available()):
+        return DeviceChoice(torch.device("cuda"), torch.float16)
+    mps = getattr(torch.backends, "mps", None)
+    if wanted == "mps" or (not wanted and mps is not None and mps.is_available()):
+        return DeviceChoice(torch.device("mps"), torch.float16)
+    return DeviceChoice(torch.device("cpu"), torch.float32)

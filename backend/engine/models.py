@@ -1,0 +1,192 @@
+"""What models are installed: a models folder scan plus the built-in starter.
+
+Two layouts are recognised, the two artists have on disk:
+
+* a diffusers folder (``model_index.json`` + component folders);
+* a single-file SD1.5 checkpoint (``NAME.safetensors``, original LDM keys).
+
+The architecture is read from configs / tensor shapes without loading weights,
+so ``impasto models`` is instant even with many multi-GB files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from impasto.protocol.messages import check_name, ProtocolError
+
+STARTER_NAME = "starter"
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    path: str
+    format: str            # "diffusers" | "single_file"
+    arch: str              # "sd15", "sd15-inpaint", "sd2", "sdxl", "unknown"
+    builtin: bool = False
+    native_size: int = 512
+    max_size: int = 0      # >0: generate at most this size and upscale (small starter models)
+    description: str = ""
+    supported: bool = True
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+def default_models_dir() -> Path:
+    env = os.environ.get("IMPASTO_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    return impasto_home() / "models"
+
+
+def impasto_home() -> Path:
+    env = os.environ.get("IMPASTO_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".impasto"
+
+
+def starter_dir() -> Optional[Path]:
+    """The shipped starter model's folder, or None while it is not installed."""
+    override = os.environ.get("IMPASTO_STARTER_DIR")
+    path = Path(override) if override else Path(__file__).resolve().parent.parent / "assets" / "starter"
+    return path if (path / "model_index.json").is_file() else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _arch_from_unet_config(cfg: dict) -> str:
+    cross = cfg.get("cross_attention_dim")
+    if isinstance(cross, list):
+        cross = cross[0] if cross else None
+    inpaint = cfg.get("in_channels") == 9
+    if cfg.get("addition_embed_type") == "text_time" or cross == 2048:
+        return "sdxl"
+    if cross == 1024:
+        return "sd2-inpaint" if inpaint else "sd2"
+    return "sd15-inpaint" if inpaint else "sd15"
+
+
+def inspect_diffusers(path: Path) -> ModelEntry:
+    index = _read_json(path / "model_index.json")
+    unet = _read_json(path / "unet" / "config.json")
+    arch = _arch_from_unet_config(unet) if unet else "unknown"
+    extra = _read_json(path / "impasto.json")
+    entry = ModelEntry(
+        name=path.name, path=str(path), format="diffusers", arch=arch,
+        native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * 8),
+        max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
+        description=str(extra.get("description", index.get("_class_name", ""))),
+    )
+    if arch == "sdxl" or index.get("_class_name", "").startswith("StableDiffusionXL"):
+        entry.supported, entry.arch = False, "sdxl"
+        entry.notes.append("SDXL is not supported yet")
+    return entry
+
+
+def _safetensors_header(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        if length > 100 * 1024 * 1024:
+            raise ValueError("header too large")
+        return json.loads(fh.read(length))
+
+
+def inspect_single_file(path: Path) -> ModelEntry:
+    entry = ModelEntry(name=path.stem, path=str(path), format="single_file", arch="unknown")
+    try:
+        header = _safetensors_header(path)
+    except (OSError, ValueError, struct.error) as exc:
+        entry.supported = False
+        entry.notes.append(f"unreadable safetensors file: {exc}")
+        return entry
+    first = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape")
+    if any(k.startswith("conditioner.embedders") for k in header):
+        entry.arch, entry.supported = "sdxl", False
+        entry.notes.append("SDXL is not supported yet")
+    elif first:
+        cross = header.get(
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", {}
+        ).get("shape", [0, 768])[1]
+        base = "sd2" if cross == 1024 else "sd15"
+        entry.arch = base + ("-inpaint" if first[1] == 9 else "")
+        if base == "sd2":
+            entry.supported = False
+            entry.notes.append("single-file SD2 checkpoints are not supported; use a diffusers folder")
+    elif any(k.startswith("lora_") or ".lora_" in k for k in list(header)[:50]):
+        entry.supported = False
+        entry.notes.append("this is a LoRA, not a model: import it with `impasto concept import`")
+    else:
+        entry.supported = False
+        entry.notes.append("not a Stable Diffusion checkpoint")
+    return entry
+
+
+class ModelRegistry:
+    """Scans the models folder on demand (cheap) and resolves names."""
+
+    def __init__(self, models_dir: Optional[Path] = None):
+        self.models_dir = Path(models_dir) if models_dir else default_models_dir()
+
+    def scan(self) -> List[ModelEntry]:
+        found: List[ModelEntry] = []
+        starter = starter_dir()
+        if starter is not None:
+            entry = inspect_diffusers(starter)
+            entry.name, entry.builtin = STARTER_NAME, True
+            found.append(entry)
+        if self.models_dir.is_dir():
+            for child in sorted(self.models_dir.iterdir()):
+                try:
+                    check_name(child.stem if child.is_file() else child.name)
+                except ProtocolError:
+                    continue  # a name we could not address safely over the wire
+                if child.is_dir() and (child / "model_index.json").is_file():
+                    found.append(inspect_diffusers(child))
+                elif child.is_file() and child.suffix == ".safetensors":
+                    found.append(inspect_single_file(child))
+        return found
+
+    def default_name(self, entries: Optional[List[ModelEntry]] = None) -> str:
+        """The embedded starter when present, else the first supported model."""
+        entries = entries if entries is not None else self.scan()
+        usable = [e for e in entries if e.supported]
+        for e in usable:
+            if e.name == STARTER_NAME:
+                return e.name
+        return usable[0].name if usable else ""
+
+    def resolve(self, name: str) -> ModelEntry:
+        from impasto.protocol.messages import ErrorCode
+
+        from .errors import EngineError, unknown_model
+
+        entries = self.scan()
+        if not name:
+            name = self.default_name(entries)
+            if not name:
+                raise EngineError(
+                    ErrorCode.NO_MODEL,
+                    f"no model is installed: put a diffusers folder or an SD1.5 .safetensors file in "
+                    f"{self.models_dir} (or set IMPASTO_MODELS_DIR)",
+                    "model",
+                )
+        for e in entries:
+            if e.name == name:
+                if not e.supported:
+                    raise EngineError(ErrorCode.UNKNOWN_MODEL, f"model: {name!r} can't be used: {'; '.join(e.notes)}",
+                                      "model")
+                return e
+        raise unknown_model(name, [e.name for e in entries if e.supported])

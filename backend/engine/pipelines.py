@@ -1,0 +1,99 @@
+"""Loading a model once and deriving every job kind from it without reloading.
+
+The base pipeline is built from the model's folder (or single file); img2img
+and inpaint pipelines are derived with diffusers' ``from_pipe``, which shares
+the already-loaded UNet, VAE and text encoder - switching job kinds costs no
+weight I/O.  One model is resident at a time (the daemon's worker owns it).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Dict
+
+import torch
+from diffusers import (
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+)
+
+from .device import DeviceChoice
+from .models import ModelEntry
+from .preview import fit_latent_rgb
+
+log = logging.getLogger("impasto.engine")
+
+SD15_CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "sd15_config"
+
+
+def model_fingerprint(entry: ModelEntry) -> str:
+    """A cheap stable id of a model's weights (sizes + first MiB), for concept metadata."""
+    h = hashlib.sha256()
+    root = Path(entry.path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*.safetensors"))
+    for p in files:
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
+        with open(p, "rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+class LoadedModel:
+    """A model resident on the device, with its derived pipelines."""
+
+    def __init__(self, entry: ModelEntry, choice: DeviceChoice):
+        self.entry = entry
+        self.choice = choice
+        t0 = time.perf_counter()
+        self.base = self._load_base(entry, choice)
+        self.base.set_progress_bar_config(disable=True)
+        self.load_seconds = time.perf_counter() - t0
+        self.scheduler_config = dict(self.base.scheduler.config)
+        self.inpaint_unet = self.base.unet.config.in_channels == 9
+        self.preview_matrix = fit_latent_rgb(self.base.vae, choice.device, choice.dtype)
+        self.fingerprint = model_fingerprint(entry)
+        self._derived: Dict[type, object] = {type(self.base): self.base}
+        log.info("loaded %s (%s) on %s in %.2f s", entry.name, entry.arch, choice.describe(), self.load_seconds)
+
+    @staticmethod
+    def _load_base(entry: ModelEntry, choice: DeviceChoice):
+        cls = StableDiffusionInpaintPipeline if entry.arch.endswith("inpaint") else StableDiffusionPipeline
+        common = dict(torch_dtype=choice.dtype, safety_checker=None, requires_safety_checker=False)
+        if entry.format == "single_file":
+            config = SD15_CONFIG_DIR / ("inpaint" if entry.arch.endswith("inpaint") else "base")
+            pipe = cls.from_single_file(entry.path, config=str(config), local_files_only=True, **common)
+        else:
+            pipe = cls.from_pretrained(entry.path, local_files_only=True, **common)
+        return pipe.to(choice.device)
+
+    def pipeline(self, cls):
+        """The pipeline of class ``cls`` sharing this model's weights (built once)."""
+        if cls not in self._derived:
+            pipe = cls.from_pipe(self.base)
+            pipe.set_progress_bar_config(disable=True)
+            self._derived[cls] = pipe
+        return self._derived[cls]
+
+    @property
+    def txt2img(self):
+        if self.inpaint_unet:
+            return self.base
+        return self.pipeline(StableDiffusionPipeline)
+
+    @property
+    def img2img(self):
+        return self.pipeline(StableDiffusionImg2ImgPipeline)
+
+    @property
+    def inpaint(self):
+        return self.pipeline(StableDiffusionInpaintPipeline)
+
+    def close(self) -> None:
+        self._derived.clear()
+        self.base = None
+        if self.choice.device.type == "cuda":
+            torch.cuda.empty_cache()
