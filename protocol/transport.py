@@ -17,6 +17,7 @@ import collections
 import os
 import socket
 import threading
+import time
 from typing import List, Optional
 
 DEFAULT_PORT = 7860 + 17
@@ -56,7 +57,8 @@ class PyzmqDealer:
         self._wake_w.setblocking(False)
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, zmq.POLLIN)
         self._closed = False
         self._lock = threading.Lock()
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
@@ -79,17 +81,22 @@ class PyzmqDealer:
 
     def recv_multipart(self, timeout: Optional[float] = None) -> Optional[List[bytes]]:
         zmq = self._zmq
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
                 return None
             self._flush()
+            if deadline is None:
+                wait_ms = None
+            else:
+                wait_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
             try:
-                events = dict(self._poller.poll(None if timeout is None else int(timeout * 1000)))
+                events = dict(self._poller.poll(wait_ms))
             except zmq.ZMQError:
                 return None
-            if not events:
-                return None
-            if self._wake_r in events:
+            if self._sock in events:
+                return self._sock.recv_multipart(copy=True)
+            if self._wake_fd in events:  # raw sockets come back from zmq's poller as file descriptors
                 try:
                     while self._wake_r.recv(4096):
                         pass
@@ -97,8 +104,8 @@ class PyzmqDealer:
                     pass
             if self._monitor in events:
                 self._read_monitor()
-            if self._sock in events:
-                return self._sock.recv_multipart(copy=True)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def _read_monitor(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
