@@ -22,6 +22,12 @@ setup(
     packages=packages,
     package_dir=package_dir,
     include_package_data=True,
-    package_data={"": ["*.json", "*.txt", "*.md", "*.safetensors", "*.desktop", "*.png", "*.gz"]},
+    # assets/ is data, not a package: list it explicitly or wheels ship without
+    # the starter model and the SD1.5 configs.
+    package_data={
+        "": ["*.json", "*.txt", "*.md", "*.safetensors", "*.desktop", "*.action", "*.png"],
+        "impasto.backend": ["assets/**/*.json", "assets/**/*.txt", "assets/**/*.safetensors", "assets/**/*.py",
+                            "assets/**/*.md"],
+    },
     zip_safe=False,
 )

@@ -104,34 +104,104 @@ def _safetensors_header(path: Path) -> dict:
         return json.loads(fh.read(length))
 
 
+_LORA_MARKERS = ("lora", "oft_", "dora_scale")
+_EMBEDDING_KEYS = ("emb_params", "string_to_param", "clip_l", "clip_g")
+
+
 def inspect_single_file(path: Path) -> ModelEntry:
+    """What a ``.safetensors`` file is, from its JSON header alone (no tensor data is read).
+
+    SD1.5 / SD1.5-inpainting checkpoints in the original LDM layout are usable;
+    SD2, SDXL, LoRAs, textual-inversion embeddings and bare VAEs get a note
+    saying what they are.  A ``NAME.config/`` sidecar (see
+    :mod:`.single_file`) may set the native size from its ``unet/config.json``
+    and ``impasto.json`` like a diffusers folder's.
+    """
     entry = ModelEntry(name=path.stem, path=str(path), format="single_file", arch="unknown")
     try:
         header = _safetensors_header(path)
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
     except (OSError, ValueError, struct.error) as exc:
         entry.supported = False
         entry.notes.append(f"unreadable safetensors file: {exc}")
         return entry
-    first = header.get("model.diffusion_model.input_blocks.0.0.weight", {}).get("shape")
-    if any(k.startswith("conditioner.embedders") for k in header):
+    keys = [k for k in header if k != "__metadata__"]
+    missing = _missing_bytes(path, header)
+    if missing:
+        entry.supported = False
+        entry.notes.append(f"the file is incomplete ({missing} bytes missing): an interrupted download or copy?")
+        return entry
+
+    def shape(key):
+        info = header.get(key)
+        return info.get("shape") if isinstance(info, dict) else None
+
+    first = shape("model.diffusion_model.input_blocks.0.0.weight")
+    if any(k.startswith("conditioner.embedders") for k in keys):
         entry.arch, entry.supported = "sdxl", False
         entry.notes.append("SDXL is not supported yet")
-    elif first:
-        cross = header.get(
-            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", {}
-        ).get("shape", [0, 768])[1]
-        base = "sd2" if cross == 1024 else "sd15"
+    elif isinstance(first, list) and len(first) == 4:
+        to_k = shape("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
+        base = "sd2" if isinstance(to_k, list) and to_k and to_k[-1] == 1024 else "sd15"
         entry.arch = base + ("-inpaint" if first[1] == 9 else "")
         if base == "sd2":
             entry.supported = False
             entry.notes.append("single-file SD2 checkpoints are not supported; use a diffusers folder")
-    elif any(k.startswith("lora_") or ".lora_" in k for k in list(header)[:50]):
+        elif not any(k.startswith("cond_stage_model.transformer.") for k in keys) or not any(
+                k.startswith("first_stage_model.") for k in keys):
+            entry.supported = False
+            entry.notes.append("the checkpoint lacks its text encoder or VAE weights (a UNet-only file)")
+        else:
+            _apply_sidecar(entry, path)
+    elif any(("hada_w" in k or "lokr_w" in k) for k in keys):
+        entry.supported = False
+        entry.notes.append("this is a LyCORIS (LoHa/LoKr) network, not a model")
+    elif any(m in k.lower() for k in keys for m in _LORA_MARKERS):
         entry.supported = False
         entry.notes.append("this is a LoRA, not a model: import it with `impasto concept import`")
+    elif keys and all(k.split(".")[0] in _EMBEDDING_KEYS for k in keys):
+        entry.supported = False
+        entry.notes.append("this is a textual-inversion embedding, not a model")
+    elif any(k.endswith("decoder.conv_in.weight") for k in keys):
+        entry.supported = False
+        entry.notes.append("this is a VAE on its own, not a full model")
     else:
         entry.supported = False
         entry.notes.append("not a Stable Diffusion checkpoint")
     return entry
+
+
+def _missing_bytes(path: Path, header: dict) -> int:
+    """How many bytes the header promises beyond the end of the file (0 = complete); a stat, no data read."""
+    try:
+        with open(path, "rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+        end = max((int(v["data_offsets"][1]) for v in header.values() if isinstance(v, dict) and "data_offsets" in v),
+                  default=0)
+        return max(0, 8 + length + end - path.stat().st_size)
+    except (OSError, struct.error, TypeError, ValueError, IndexError, KeyError):
+        return 0  # odd offsets: let the loader report what is wrong
+
+
+def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
+    """Native size / description from a ``NAME.config/`` sidecar, as a diffusers folder gives them."""
+    from .single_file import sidecar_dir
+
+    sidecar = sidecar_dir(path)
+    if sidecar is None:
+        return
+    unet = _read_json(sidecar / "unet" / "config.json")
+    extra = _read_json(sidecar / "impasto.json")
+    sample = unet.get("sample_size")
+    try:
+        from_unet = sample * 8 if isinstance(sample, int) else entry.native_size
+        entry.native_size = int(extra.get("native_size") or from_unet)
+        entry.max_size = int(extra.get("max_size", extra.get("native_size", 0)) or 0)
+    except (TypeError, ValueError):
+        entry.notes.append(f"{sidecar.name}/impasto.json: native_size / max_size must be whole numbers; ignored")
+    if extra.get("description"):
+        entry.description = str(extra["description"])
 
 
 class ModelRegistry:

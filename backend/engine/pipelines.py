@@ -23,10 +23,9 @@ from diffusers import (
 from .device import DeviceChoice
 from .models import ModelEntry
 from .preview import fit_latent_rgb
+from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 
 log = logging.getLogger("impasto.engine")
-
-SD15_CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "sd15_config"
 
 
 def model_fingerprint(entry: ModelEntry) -> str:
@@ -64,8 +63,8 @@ class LoadedModel:
         cls = StableDiffusionInpaintPipeline if entry.arch.endswith("inpaint") else StableDiffusionPipeline
         common = dict(torch_dtype=choice.dtype, safety_checker=None, requires_safety_checker=False)
         if entry.format == "single_file":
-            config = SD15_CONFIG_DIR / ("inpaint" if entry.arch.endswith("inpaint") else "base")
-            pipe = cls.from_single_file(entry.path, config=str(config), local_files_only=True, **common)
+            # shipped SD1.5 configs (+ a NAME.config/ sidecar): never a hub (see single_file.py)
+            pipe = load_single_file(cls, Path(entry.path), entry.arch, **common)
         else:
             pipe = cls.from_pretrained(entry.path, local_files_only=True, **common)
         return pipe.to(choice.device)
