@@ -98,3 +98,6 @@ def run_txt2img(engine: Engine, loaded: LoadedModel, req: Generate, hooks: JobHo
     images, steps, timings = txt2img.run(loaded, req, seeds, hooks)
     return Result(images=[to_wire(im) for im in images], seeds=seeds, steps_run=steps,
                   timings={k: round(v, 6) for k, v in timings.items()})
+
+
+from . import edit as _edit  # noqa: E402,F401  registers the img2img and edit runners in JOB_RUNNERS
