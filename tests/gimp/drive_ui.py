@@ -1,0 +1,87 @@
+"""Runs INSIDE real GIMP 3 with a display (Xvfb): the plug-in's interactive side, smoke-tested.
+
+With ``IMPASTO_GIMP_UI_SMOKE`` set, the plug-in's dialogs screenshot
+themselves into that folder and answer OK on their own, so the procedures
+run INTERACTIVE end to end: procedure dialog (GimpUi.ProcedureDialog built
+from the arguments, daemon info label filled from a worker thread), then the
+progress window following the job through GLib.idle_add, then the layers.
+Results go to ``$IMPASTO_GIMP_TEST_DIR/out/ui.json``.
+"""
+import json
+import os
+import time
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp  # noqa: E402
+
+BASE = os.environ.get("IMPASTO_GIMP_TEST_DIR", "/impasto-test")
+OUT = BASE + "/out"
+os.makedirs(OUT, exist_ok=True)
+PARAMS = json.load(open(BASE + "/params.json"))
+REPORT = {"steps": [], "errors": []}
+
+
+def save():
+    with open(OUT + "/ui.json.part", "w") as fh:
+        json.dump(REPORT, fh, indent=1, default=str)
+    os.replace(OUT + "/ui.json.part", OUT + "/ui.json")
+
+
+def run(name, image, drawables, mode, **values):
+    proc = Gimp.get_pdb().lookup_procedure(name)
+    config = proc.create_config()
+    config.set_property("run-mode", mode)
+    config.set_property("image", image)
+    if drawables:
+        config.set_core_object_array("drawables", drawables)
+    for key, value in values.items():
+        config.set_property(key.replace("_", "-"), value)
+    t0 = time.monotonic()
+    result = proc.run(config)
+    status = result.index(0)
+    step = {"procedure": name, "mode": int(mode), "status": status.value_nick,
+            "seconds": round(time.monotonic() - t0, 3)}
+    if status != Gimp.PDBStatusType.SUCCESS:
+        step["error"] = Gimp.get_pdb().get_last_error()
+    REPORT["steps"].append(step)
+    save()
+    return step
+
+
+
+def main():
+    P = PARAMS
+    REPORT["display"] = os.environ.get("DISPLAY")
+    # Settings, interactive: the dialog shows the saved values and saves what it holds on OK.
+    run("impasto-settings", None, None, Gimp.RunMode.NONINTERACTIVE, endpoint=P["endpoint"], auto_start=False)
+    run("impasto-settings", None, None, Gimp.RunMode.INTERACTIVE)
+    REPORT["settings_file"] = open(os.path.join(Gimp.directory(), "impasto-settings.json")).read()
+    image = Gimp.Image.new(160, 120, Gimp.ImageBaseType.RGB)
+    layer = Gimp.Layer.new(image, "paint", 160, 120, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(layer, None, 0)
+    layer.fill(Gimp.FillType.WHITE)
+    run("impasto-generate", image, [layer], Gimp.RunMode.INTERACTIVE, **P["ui_job"], width=96, height=64)
+    # Cancel from the progress window's button: a long job ends at once, nothing is added.
+    shots = os.environ["IMPASTO_GIMP_UI_SMOKE"]
+    os.makedirs(shots, exist_ok=True)
+    open(os.path.join(shots, "cancel"), "w").close()
+    count = len(image.get_layers())
+    step = run("impasto-generate", image, [layer], Gimp.RunMode.INTERACTIVE,
+               **dict(P["ui_job"], steps=200, width=128, height=128))
+    step["layers_added"] = len(image.get_layers()) - count
+    os.unlink(os.path.join(shots, "cancel"))
+    image.select_ellipse(Gimp.ChannelOps.REPLACE, 40, 30, 60, 40)
+    run("impasto-inpaint", image, [layer], Gimp.RunMode.INTERACTIVE, **P["ui_job"])
+    REPORT["layers"] = [(l.get_name(), l.get_width(), l.get_height(), l.get_mask() is not None)
+                        for l in image.get_layers()]
+    REPORT["done"] = True
+
+
+try:
+    main()
+except Exception:
+    REPORT["errors"].append(traceback.format_exc())
+save()

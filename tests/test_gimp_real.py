@@ -1,0 +1,337 @@
+"""The real-GIMP tier: the installed plug-in inside GIMP 3.0 (Debian trixie root folder).
+
+GIMP runs in a chroot (``$IMPASTO_GIMP_ROOT``, default
+``/var/cache/impasto-gimp-root``, built by ``.ci/gimp.sh``) whose Python has
+no pyzmq, numpy or Pillow.  The plug-in is installed with ``impasto
+install-gimp --profile`` into a HOME inside it; ``tests/gimp/drive_plugin.py``
+runs in ``gimp-console-3.0``'s Python, paints an image, selects a feathered
+ellipse and calls the plug-in's procedures non-interactively against the
+session's daemon (outside the chroot: loopback is shared).  The assertions
+below read what the driver dumped.
+
+A second session runs the interactive side under Xvfb (inside the root
+folder): the procedure dialogs and the progress window, which screenshot
+themselves and answer OK (``IMPASTO_GIMP_UI_SMOKE``).
+
+Skipped only when the root folder does not exist (``.ci/gimp.sh`` builds it,
+so CI always runs this tier).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from impasto.backend import install_gimp
+from impasto.plugin_gimp import geometry, jobs
+from impasto.plugin_gimp.geometry import Rect
+from impasto.protocol import Client
+
+ROOT = Path(os.environ.get("IMPASTO_GIMP_ROOT", "/var/cache/impasto-gimp-root"))
+DRIVER = Path(__file__).resolve().parent / "gimp" / "drive_plugin.py"
+UI_DRIVER = Path(__file__).resolve().parent / "gimp" / "drive_ui.py"
+
+pytestmark = pytest.mark.skipif(
+    not ROOT.is_dir(),
+    reason=f"REAL-GIMP TIER NOT RUN: no GIMP 3 root folder at {ROOT} - build it with `.ci/gimp.sh --build` "
+           f"(IMPASTO_GIMP_ROOT sets another place)")
+
+IMAGE = (203, 151)
+PAINT = (17, 13, 170, 120)          # the source layer: x, y, w, h (offset inside the canvas)
+ELLIPSE = (70, 45, 64, 48)
+FEATHER = 6.0
+INPAINT = dict(prompt="a red fox in the snow", model="tiny", steps=3, seed=1234, mask_blur=0, grow=0, padding=16,
+               fill="blur")
+REFINE_SELECTION = dict(prompt="a red fox", model="tiny", steps=4, seed=77, strength=0.6, mask_blur=4, grow=2,
+                        padding=16, batch_size=2)
+REFINE_LAYER = dict(prompt="a red fox", model="tiny", steps=4, seed=5, strength=0.5)
+GENERATE = dict(prompt="a red fox", model="tiny", steps=2, seed=9, width=0, height=0)
+GENERATE_NEW_IMAGE = dict(GENERATE, width=96, height=64)
+
+
+def _in_root(*argv: str) -> list:
+    cmd = ["chroot", str(ROOT), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", *argv]
+    if os.geteuid() != 0:   # an unprivileged user may still chroot inside its own user namespace
+        cmd = ["unshare", "--map-root-user"] + cmd
+    return cmd
+
+
+def _gimp_command(inner_dir: str, *env: str) -> list:
+    return _in_root(f"HOME={inner_dir}/home", f"IMPASTO_GIMP_TEST_DIR={inner_dir}", *env, "sh", "-c",
+                    f"cd / && exec gimp-console-3.0 -i -d -f --batch-interpreter python-fu-eval -b - --quit "
+                    f"< {inner_dir}/drive.py")
+
+
+def _session(daemon, driver: Path, params: dict, *env: str, inner_env=lambda inner: ()):
+    """Install the plug-in into a fresh HOME inside the root folder and run ``driver`` in GIMP."""
+    if not (ROOT / "usr" / "bin" / "gimp-console-3.0").exists():
+        pytest.fail(f"{ROOT} exists but holds no gimp-console-3.0: rebuild it (rm -rf it; .ci/gimp.sh --build)")
+    name = f"impasto-test-{uuid.uuid4().hex[:10]}"
+    base = ROOT / name
+    base.mkdir()
+    try:
+        install_gimp.install(base / "home" / ".config" / "GIMP" / "3.0")
+        shutil.copy(driver, base / "drive.py")
+        (base / "params.json").write_text(json.dumps(dict(params, endpoint=daemon.endpoint)))
+        t0 = time.monotonic()
+        proc = subprocess.run(_gimp_command("/" + name, *env, *inner_env("/" + name)), capture_output=True,
+                              text=True, timeout=300)
+    except BaseException:
+        _cleanup(base)
+        raise
+    return base, proc.stdout + proc.stderr, time.monotonic() - t0
+
+
+def _cleanup(base: Path) -> None:
+    if not os.environ.get("IMPASTO_KEEP_GIMP_TEST"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class GimpRun:
+    """What one GIMP session left behind: the report and the pixel dumps."""
+
+    def __init__(self, out: Path, log: str, seconds: float):
+        self.out, self.log, self.seconds = out, log, seconds
+        path = out / "result.json"
+        if not path.is_file():
+            raise AssertionError(f"the GIMP driver wrote no report; GIMP said:\n{log[-4000:]}")
+        self.report = json.loads(path.read_text())
+
+    def raw(self, name: str, width: int, height: int, channels: int) -> np.ndarray:
+        data = (self.out / name).read_bytes()
+        shape = (height, width, channels) if channels > 1 else (height, width)
+        return np.frombuffer(data, np.uint8).reshape(shape)
+
+    def step(self, index: int) -> dict:
+        return self.report["steps"][index]
+
+    def context(self) -> str:
+        return f"driver errors: {self.report.get('errors')}\nGIMP log tail:\n{self.log[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def gimp(daemon):
+    params = dict(image=IMAGE, paint=PAINT, ellipse=ELLIPSE, feather=FEATHER, inpaint=INPAINT,
+                  refine_selection=REFINE_SELECTION, refine_layer=REFINE_LAYER, generate=GENERATE,
+                  generate_new_image=GENERATE_NEW_IMAGE)
+    base, log, seconds = _session(daemon, DRIVER, params)
+    try:
+        run = GimpRun(base / "out", log, seconds)
+        print(f"\nGIMP session: {seconds:.1f} s; procedure runs: "
+              + ", ".join(f"{s['procedure']} {s.get('seconds', 0):.1f} s" for s in run.report["steps"]))
+        yield run
+    finally:
+        _cleanup(base)
+
+
+class Xvfb:
+    """An X server inside the root folder, on a display number nobody uses there."""
+
+    def __init__(self):
+        sockets = ROOT / "tmp" / ".X11-unix"
+        self.number = next(n for n in range(57, 157) if not (sockets / f"X{n}").exists()
+                           and not (ROOT / "tmp" / f".X{n}-lock").exists())
+        self.proc = subprocess.Popen(_in_root("Xvfb", f":{self.number}", "-screen", "0", "1280x1024x24",
+                                              "-nolisten", "tcp"),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not (sockets / f"X{self.number}").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"Xvfb did not start in {ROOT}: {self.proc.stderr.read()[-2000:]!r}")
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gimp_ui(daemon):
+    if not (ROOT / "usr" / "bin" / "Xvfb").exists():
+        pytest.fail(f"{ROOT} has no Xvfb for the dialogs' smoke test: run .ci/gimp.sh --build (it adds it)")
+    x = Xvfb()
+    base = None
+    try:
+        job = dict(prompt="a red fox", model="tiny", steps=2, seed=3)
+        base, log, seconds = _session(daemon, UI_DRIVER, dict(ui_job=job), f"DISPLAY=:{x.number}",
+                                      inner_env=lambda inner: (f"IMPASTO_GIMP_UI_SMOKE={inner}/shots",))
+        print(f"\nGIMP UI session: {seconds:.1f} s")
+        path = base / "out" / "ui.json"
+        if not path.is_file():
+            raise AssertionError(f"the UI driver wrote no report; GIMP said:\n{log[-4000:]}")
+        yield json.loads(path.read_text()), base / "shots", log
+    finally:
+        x.stop()
+        if base is not None:
+            _cleanup(base)
+
+
+def _layers(run, key):
+    return run.report[key]
+
+
+def test_plugin_loaded_in_gimp_3_without_compiled_dependencies(gimp):
+    r = gimp.report
+    assert r.get("done") and not r["errors"], gimp.context()
+    assert r["gimp_version"].startswith("3.")
+    assert r["gimp_python_has_pyzmq"] is False
+    assert r["gimp_python_has_numpy"] is False and r["gimp_python_has_PIL"] is False
+    assert "Traceback" not in gimp.log, gimp.log[-3000:]
+    assert gimp.step(0)["procedure"] == "impasto-settings" and gimp.step(0)["status"] == "success"
+    assert json.loads(r["settings_file"])["endpoint"].startswith("tcp://127.0.0.1:")
+
+
+def test_inpaint_adds_a_layer_at_the_selection_with_the_selection_as_mask(gimp):
+    step = gimp.step(1)
+    assert step["procedure"] == "impasto-inpaint" and step["status"] == "success", (step, gimp.context())
+    assert step["seed"] == INPAINT["seed"]
+    before = _layers(gimp, "layers_before")
+    after = _layers(gimp, "layers_after_inpaint")
+    assert [l["name"] for l in after[1:]] == [l["name"] for l in before]      # directly above "paint"
+    new = after[0]
+    assert new["name"] == f"Impasto inpaint: {INPAINT['prompt']} (seed {INPAINT['seed']})"
+    x, y, w, h = gimp.report["selection_bounds"]
+    # no blur, no grow: the layer sits exactly on the selection's bounds
+    assert (new["x"], new["y"], new["width"], new["height"]) == (x, y, w, h)
+    assert new["has_mask"] and new["id"] == step["layer_id"]
+    selection = gimp.raw("selection.gray", *IMAGE, 1)
+    soft = selection[(selection > 0) & (selection < 255)]
+    assert soft.size > 50, "the test selection should have a soft (feathered) edge"
+    mask = gimp.raw("inpaint_mask.gray", w, h, 1)
+    assert (mask == selection[y:y + h, x:x + w]).all(), "the layer mask must be the selection, soft edge kept"
+    layer = gimp.raw("inpaint_layer.rgba", w, h, 4)
+    assert (layer[..., 3] == 255).all()
+    assert new["composite_space"] != before[0]["composite_space"]   # perceptual, like the daemon's blend
+
+
+def test_inpaint_leaves_everything_outside_the_selection_untouched(gimp):
+    W, H = IMAGE
+    selection = gimp.raw("selection.gray", W, H, 1)
+    before = gimp.raw("composite_before.rgba", W, H, 4)
+    after = gimp.raw("composite_after_inpaint.rgba", W, H, 4)
+    outside = selection == 0
+    assert (after[outside] == before[outside]).all()
+    inside = selection == 255
+    changed = np.abs(after[inside].astype(int) - before[inside].astype(int)).max(axis=1) > 8
+    assert changed.mean() > 0.5, "the inpainted area should have new pixels"
+    assert (gimp.raw("selection_after.gray", W, H, 1) == selection).all()   # the selection is left alone
+
+
+def test_the_artists_layers_and_masks_are_never_modified(gimp):
+    _, _, pw, ph = PAINT
+    W, H = IMAGE
+    assert (gimp.out / "paint_before.rgba").read_bytes() == (gimp.out / "paint_after.rgba").read_bytes()
+    assert (gimp.out / "paint_mask_before.gray").read_bytes() == (gimp.out / "paint_mask_after.gray").read_bytes()
+    assert (gimp.out / "background_before.rgba").read_bytes() == (gimp.out / "background_after.rgba").read_bytes()
+    final = _layers(gimp, "layers_after_generate")
+    paint = next(l for l in final if l["name"] == "paint")
+    assert (paint["x"], paint["y"], paint["width"], paint["height"]) == PAINT and paint["has_mask"]
+
+
+def test_inpaint_composite_equals_the_daemons_result(gimp, daemon):
+    """Re-send the request the plug-in must have built (same pixels, mask, crop, seed): GIMP's composite of
+    the new layer over the original equals the daemon's paste-back result (to 8-bit rounding)."""
+    W, H = IMAGE
+    px, py, pw, ph = PAINT
+    paint = gimp.raw("paint_before.rgba", pw, ph, 4)
+    source = np.zeros((H, W, 4), np.uint8)                 # the layer read in image coordinates
+    source[py:py + ph, px:px + pw] = paint
+    selection = gimp.raw("selection.gray", W, H, 1)
+    x, y, w, h = gimp.report["selection_bounds"]
+    f = jobs.JobFields(**{k.replace("-", "_"): v for k, v in INPAINT.items()})
+    f.strength = 1.0
+    sent = geometry.context_rect(Rect(x, y, w, h), Rect(0, 0, W, H), f.padding, f.mask_blur, f.grow)
+    from impasto.protocol.messages import Image
+
+    req = jobs.edit_request(f, Image(sent.width, sent.height, source[sent.y:sent.bottom, sent.x:sent.right].tobytes()),
+                            Image(sent.width, sent.height,
+                                  selection[sent.y:sent.bottom, sent.x:sent.right].tobytes(), "gray8"))
+    with Client(daemon.endpoint) as c:
+        res = c.submit(req).wait(120)
+    full = np.frombuffer(res.images[0].data, np.uint8).reshape(sent.height, sent.width, 4)
+    patch = res.patches[0]
+    assert (sent.x + patch.x, sent.y + patch.y, patch.image.width, patch.image.height) == (x, y, w, h)
+    shown = gimp.raw("composite_after_inpaint.rgba", W, H, 4)[y:y + h, x:x + w, :3].astype(int)
+    expected = full[patch.y:patch.y + h, patch.x:patch.x + w, :3].astype(int)
+    assert np.abs(shown - expected).max() <= 1
+
+
+def test_refine_of_a_selection_gives_one_masked_layer_per_picture(gimp):
+    step = gimp.step(2)
+    assert step["procedure"] == "impasto-refine" and step["status"] == "success", (step, gimp.context())
+    layers = _layers(gimp, "layers_after_refine_selection")
+    refined = [l for l in layers if l["name"].startswith("Impasto refine")]
+    assert sorted(l["name"][-9:] for l in refined) == ["(seed 77)", "(seed 78)"]
+    x, y, w, h = gimp.report["selection_bounds"]
+    sel = Rect(x, y, w, h)
+    reach = REFINE_SELECTION["grow"] + REFINE_SELECTION["mask_blur"]
+    names = [l["name"] for l in layers]
+    assert names.index(refined[0]["name"]) < names.index("paint")
+    for l in refined:
+        place = Rect(l["x"], l["y"], l["width"], l["height"])
+        assert l["has_mask"] and place.contains(sel) and sel.grow(reach).contains(place), place
+        mask = gimp.raw(f"refine_sel_{l['id']}.gray", l["width"], l["height"], 1)
+        assert mask.max() == 255 and mask.min() == 0
+
+
+def test_refine_of_the_whole_layer(gimp):
+    step = gimp.step(3)
+    assert step["status"] == "success" and step["has_mask"] is False, (step, gimp.context())
+    layers = _layers(gimp, "layers_after_refine_layer")
+    names = [l["name"] for l in layers]
+    new = next(l for l in layers if l["id"] == step["layer_id"])
+    assert (new["x"], new["y"], new["width"], new["height"]) == PAINT       # the layer's own extent
+    assert names.index(new["name"]) == names.index("paint") - 1             # right above the source
+
+
+def test_errors_are_sentences_and_add_nothing(gimp):
+    no_selection, bad_concept = gimp.step(4), gimp.step(5)
+    assert no_selection["status"] == "execution-error" and no_selection["layers_added"] == 0
+    assert "nothing is selected" in no_selection["error"]
+    assert bad_concept["status"] == "execution-error" and bad_concept["layers_added"] == 0
+    assert "concepts" in bad_concept["error"] and "bad/name" in bad_concept["error"]
+
+
+def test_generate_into_the_image_and_into_a_new_image(gimp):
+    into, new = gimp.step(6), gimp.step(7)
+    assert into["status"] == "success" and new["status"] == "success", gimp.context()
+    top = _layers(gimp, "layers_after_generate")
+    gen = [l for l in top if l["name"].startswith("Impasto generate")]
+    assert len(gen) == 1 and (gen[0]["x"], gen[0]["y"], gen[0]["width"], gen[0]["height"]) == (0, 0, *IMAGE)
+    assert new["new_image"]["width"] == 96 and new["new_image"]["height"] == 64
+    assert new["new_image"]["layers"][0]["name"] == "Impasto generate: a red fox (seed 9)"
+
+
+def test_interactive_dialogs_and_progress_window(gimp_ui):
+    """Settings, Generate and Inpaint run INTERACTIVE: GIMP's procedure dialogs, then the progress window
+    fed through GLib.idle_add from the worker thread, then the layers."""
+    report, shots, log = gimp_ui
+    assert report.get("done") and not report["errors"], (report, log[-3000:])
+    assert [(s["procedure"], s["status"]) for s in report["steps"]] == [
+        ("impasto-settings", "success"), ("impasto-settings", "success"), ("impasto-generate", "success"),
+        ("impasto-generate", "cancel"), ("impasto-inpaint", "success")], log[-3000:]
+    cancelled = report["steps"][3]
+    assert cancelled["layers_added"] == 0 and cancelled["seconds"] < 60   # 200 steps were not run
+    # the interactive Settings dialog showed the saved endpoint and saved it back on OK
+    assert json.loads(report["settings_file"])["endpoint"].startswith("tcp://127.0.0.1:")
+    names = [n for n, *_ in report["layers"]]
+    assert names[0].startswith("Impasto generate") and names[1].startswith("Impasto inpaint") and names[2] == "paint"
+    assert report["layers"][1][3] is True                        # the inpaint layer has its mask
+    for shot in ("Impasto__Settings", "Impasto__Generate", "Impasto__Inpaint_Selection",
+                 "progress_Impasto__generating", "progress_Impasto__inpaint"):   # (the cancelled run's too)
+        png = shots / f"{shot}.png"
+        assert png.is_file(), f"no screenshot of {shot}: {sorted(p.name for p in shots.glob('*'))}"
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    assert "Traceback" not in log, log[-3000:]
