@@ -1,0 +1,404 @@
+"""The canvas window end to end: real mouse events, a real daemon (tiny model), dialogs recorded.
+
+Daemon failures that a real daemon cannot be made to show on demand (going
+silent in the middle of a job, a training run's events) are played by a
+small in-test ROUTER that speaks the real protocol through the real codec.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+from PySide6.QtGui import QColor, QImage  # noqa: E402
+
+from impasto.desktop import connection, headless, qt_images  # noqa: E402
+from impasto.desktop.connection import DaemonLink  # noqa: E402
+from impasto.desktop.document import Document  # noqa: E402
+from impasto.desktop.main_window import MainWindow  # noqa: E402
+from impasto.protocol import codec  # noqa: E402
+from impasto.protocol.messages import (  # noqa: E402
+    Accepted,
+    Concepts,
+    Image,
+    Models,
+    Progress,
+    Result,
+    Status,
+    Welcome,
+)
+
+from conftest import free_port  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def qapp():
+    return headless.application()
+
+
+@pytest.fixture
+def dialogs_seen():
+    with headless.DialogRecorder({"ask_save_changes": "discard", "confirm": True}) as rec:
+        yield rec
+
+
+@pytest.fixture
+def open_window(qapp, dialogs_seen):
+    made = []
+
+    def make(endpoint, size=(64, 64), **link_kwargs) -> MainWindow:
+        link_kwargs.setdefault("autostart", False)
+        link_kwargs.setdefault("ping_timeout", 0.6)
+        link = DaemonLink(endpoint, poll_ms=250, **link_kwargs)
+        window = MainWindow(link, Document(*size))
+        window.resize(1100, 760)
+        window.show()
+        link.start()
+        headless.pump(0.2)
+        made.append(window)
+        return window
+
+    yield make
+    for w in made:
+        w.close()
+        headless.pump(0.05)
+
+
+def canvas_drag(window: MainWindow, points):
+    view = window.view
+    headless.drag(view, [(p.x(), p.y()) for p in (view.to_widget(QPointF(x, y)) for x, y in points)])
+
+
+def composite(window: MainWindow) -> np.ndarray:
+    return qt_images.rgba_array(window.doc.composite())
+
+
+# --------------------------------------------------------------------------- files give dialogs, not crashes
+
+
+def test_bad_files_give_dialogs_and_leave_the_picture_alone(open_window, dialogs_seen, tmp_path):
+    w = open_window(f"tcp://127.0.0.1:{free_port()}")
+    doc = w.doc
+    good = tmp_path / "photo.png"
+    img = QImage(40, 30, QImage.Format.Format_RGB32)
+    img.fill(QColor(90, 120, 30))
+    assert img.save(str(good))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:60])
+    from test_canvas_document import png_with_header
+
+    oversize = tmp_path / "oversize.png"
+    oversize.write_bytes(png_with_header(9000, 9000))
+    bad_project = tmp_path / "broken.impasto"
+    bad_project.write_bytes(b"PK\x03\x04 not really")
+    for path in (corrupt, oversize):
+        assert w.open_path(str(path)) is False
+        assert w.import_layer(str(path)) is False
+    assert w.open_path(str(bad_project)) is False
+    errors = dialogs_seen.named("show_error")
+    assert len(errors) == 5
+    assert all(len(args) == 2 and args[1] for args in errors)         # a title and a sentence
+    assert "corrupt.png" in errors[0][1] and "damaged" in errors[0][1]
+    assert "9000×9000" in errors[2][1]
+    assert "broken.impasto" in errors[4][1]
+    assert w.doc is doc and len(doc.layers) == 1                       # nothing changed
+    assert w.open_path(str(good)) is True
+    assert (w.doc.width, w.doc.height) == (40, 30)
+    assert tuple(composite(w)[10, 10]) == (90, 120, 30, 255)
+    # the command line opens a file the same way (impasto-canvas FILE)
+    from impasto.desktop import app
+
+    w2 = app.create_window(app.build_parser().parse_args(
+        [str(good), "--no-autostart", "--endpoint", f"tcp://127.0.0.1:{free_port()}"]))
+    try:
+        assert (w2.doc.width, w2.doc.height) == (40, 30) and w2.doc.layers[0].name == "photo"
+    finally:
+        w2.close()
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def test_paint_mask_inpaint_accept_and_undo_through_a_real_daemon(open_window, daemon):
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    # a stroke with the mouse
+    w.select_tool("brush")
+    w.brush.color = QColor(20, 40, 200)
+    w.size_spin.setValue(6)
+    w.hardness_spin.setValue(100)
+    canvas_drag(w, [(4, 10), (30, 10), (60, 10)])
+    assert tuple(composite(w)[10, 30]) == (20, 40, 200, 255)
+    assert w.doc.undo.count() == 1
+    # a soft mask
+    w.select_tool("mask")
+    w.size_spin.setValue(16)
+    canvas_drag(w, [(36, 40), (44, 44)])
+    mask = w.doc.mask_array()
+    assert mask[42, 40] == 255 and 0 < mask[42, 40 + 9] < 255 and mask[5, 5] == 0
+    # inpaint
+    w.panel.prompt.setPlainText("a red circle")
+    w.panel.steps.setValue(3)
+    w.panel.strength.setValue(1.0)
+    w.panel.set_seed(7)
+    w.panel.padding.setValue(8)
+    w.panel.mask_blur.setValue(4)
+    previews = []
+    real_set_preview = w.view.set_preview
+
+    def record_preview(image, *rect):
+        previews.append(image)
+        real_set_preview(image, *rect)
+
+    w.view.set_preview = record_preview
+    before = composite(w)
+    w.panel.inpaint_button.click()
+    assert w.panel.cancel_button.isEnabled()
+    assert headless.pump(120, lambda: len(w.staging) == 1), w.panel.status.text()
+    assert any(p is not None for p in previews), "no live preview was drawn"
+    cand = w.staging.current()
+    assert cand.seed == 7 and cand.mode == "inpaint"
+    assert cand.rect.contains(40, 42) and not cand.rect.contains(5, 5)
+    assert w.staging_bar.isVisible() and "seed 7" in w.staging_bar.title.text()
+    assert np.array_equal(composite(w), before)                          # staged, not applied
+    # accept: a new layer, one undo step
+    w.staging_bar.accept_button.click()
+    assert len(w.doc.layers) == 2 and w.doc.layers[-1].kind == "generated"
+    after = composite(w)
+    assert not np.array_equal(after[36:48, 34:46], before[36:48, 34:46])   # repainted under the mask
+    assert np.array_equal(after[0:4, :], before[0:4, :])                    # far away: untouched
+    assert len(w.staging) == 0 and not w.staging_bar.isVisible()
+    w.a_undo.trigger()
+    assert len(w.doc.layers) == 1 and np.array_equal(composite(w), before)
+    w.a_redo.trigger()
+    assert len(w.doc.layers) == 2 and np.array_equal(composite(w), after)
+
+
+def test_generate_shows_progress_and_cancel_stops_it(open_window, daemon):
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    outcomes = []
+    w.controller.finished.connect(lambda job, outcome: outcomes.append(outcome))
+    w.panel.prompt.setPlainText("a blue square")
+    w.panel.steps.setValue(60)
+    w.panel.generate_button.click()
+    assert headless.pump(60, lambda: w.panel.progress.maximum() > 1 and w.panel.progress.value() >= 1)
+    assert w.panel.progress.maximum() == 60 and "/60" in w.panel.progress.format()
+    w.panel.cancel_button.click()
+    assert headless.pump(60, lambda: outcomes), w.panel.status.text()
+    assert outcomes == ["cancelled"] and "cancelled" in w.panel.status.text()
+    assert len(w.staging) == 0 and not w.panel.cancel_button.isEnabled()
+    # refine a rectangle selected with the mouse: only that area comes back
+    w.select_tool("rect_select")
+    canvas_drag(w, [(8, 16), (40, 48)])
+    assert w.doc.selection_bounds().getRect() == (8, 16, 32, 32)
+    w.panel.steps.setValue(2)
+    w.panel.strength.setValue(0.5)
+    w.panel.refine_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 1), w.panel.status.text()
+    assert w.staging.current().rect.getRect() == (8, 16, 32, 32) and w.staging.current().mode == "refine"
+    w.staging_bar.discard_button.click()
+    assert len(w.staging) == 0
+    # a batch of two: step through, reuse a candidate's seed and settings
+    w.panel.steps.setValue(2)
+    w.panel.batch.setValue(2)
+    w.panel.set_seed(100)
+    w.panel.generate_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 2), w.panel.status.text()
+    assert [c.seed for c in w.staging.candidates] == [100, 101]
+    w.staging_bar.next_button.click()
+    assert w.staging.current().seed == 101
+    w.panel.set_seed(-1)
+    w.panel.steps.setValue(33)
+    w.staging_bar.settings_button.click()
+    assert w.panel.settings().seed == 101 and w.panel.settings().steps == 2
+
+
+def test_concepts_panel_lists_renames_and_deletes_through_the_daemon(open_window, daemon, dialogs_seen):
+    from impasto.backend.concepts.library import ConceptLibrary, new_meta
+    import torch
+
+    library = ConceptLibrary(daemon.home / "concepts")
+    library.save("Canvas test cat", {"w": torch.zeros(2, 2)}, new_meta(trigger="cvtcat", class_noun="cat"))
+    try:
+        w = open_window(daemon.endpoint)
+        assert headless.pump(90, lambda: w.link.connected), w.link.message
+        panel = w.concepts
+        assert headless.pump(20, lambda: panel.list.count() >= 1), panel.status.text()
+        names = [panel.list.item(i).data(Qt.ItemDataRole.UserRole)["name"] for i in range(panel.list.count())]
+        assert "Canvas test cat" in names
+        panel.list.setCurrentRow(names.index("Canvas test cat"))
+        panel.use_button.click()
+        assert ("Canvas test cat", 1.0) in w.panel.settings().concepts
+        assert "cvtcat" in w.panel.settings().prompt
+        dialogs_seen.answers["ask_text"] = "Canvas test kitten"
+        panel.rename_selected()
+        assert headless.pump(20, lambda: "Renamed" in panel.status.text()), panel.status.text()
+        assert headless.pump(20, lambda: any(
+            panel.list.item(i).data(Qt.ItemDataRole.UserRole)["name"] == "Canvas test kitten"
+            for i in range(panel.list.count())))
+        row = [panel.list.item(i).data(Qt.ItemDataRole.UserRole)["name"]
+               for i in range(panel.list.count())].index("Canvas test kitten")
+        panel.list.setCurrentRow(row)
+        panel.delete_selected()
+        assert headless.pump(20, lambda: "Deleted" in panel.status.text()), panel.status.text()
+        assert library.find("Canvas test kitten") is None
+    finally:
+        for name in ("Canvas test cat", "Canvas test kitten"):
+            if library.find(name) is not None:
+                library.delete(name)
+
+
+# --------------------------------------------------------------------------- a daemon that misbehaves
+
+
+class StubDaemon:
+    """A ROUTER speaking the real protocol: answers the link's probes, then does what a test scripts."""
+
+    def __init__(self, on_job):
+        import zmq
+
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.bind(self.endpoint)
+        self.on_job = on_job
+        self.silent = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def send(self, identity, msg):
+        self.sock.send_multipart([identity] + codec.encode(msg))
+
+    def _loop(self):
+        while not self.stop.is_set():
+            if not self.sock.poll(50):
+                continue
+            frames = self.sock.recv_multipart()
+            identity, msg = frames[0], codec.decode(frames[1:])
+            if self.silent:
+                continue
+            kind = msg.TYPE
+            if kind == "hello":
+                self.send(identity, Welcome(ref=msg.ref, device="stub"))
+            elif kind == "status":
+                self.send(identity, Status(ref=msg.ref, device="stub", model="stub"))
+            elif kind == "models":
+                self.send(identity, Models(ref=msg.ref))
+            elif kind == "concepts":
+                self.send(identity, Concepts(ref=msg.ref))
+            elif kind in ("generate", "train"):
+                self.on_job(self, identity, msg)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def test_daemon_going_silent_mid_job_is_a_sentence_not_a_hang(open_window):
+    def accept_then_die(stub, identity, msg):
+        stub.send(identity, Accepted(job=msg.job))
+        stub.send(identity, Progress(job=msg.job, step=1, total=20, stage="denoise"))
+        stub.silent = True
+
+    stub = StubDaemon(accept_then_die)
+    try:
+        w = open_window(stub.endpoint, client_options={"heartbeat": 0.3, "dead_after": 1.0})
+        assert headless.pump(20, lambda: w.link.connected), w.link.message
+        outcomes = []
+        w.controller.finished.connect(lambda job, outcome: outcomes.append(outcome))
+        w.panel.prompt.setPlainText("anything")
+        w.panel.generate_button.click()
+        assert headless.pump(20, lambda: outcomes), w.panel.status.text()
+        assert outcomes == ["error"]
+        assert "stopped answering" in w.panel.status.text() and "picture is safe" in w.panel.status.text()
+        assert headless.pump(20, lambda: w.link.state == connection.DOWN), w.link.message
+        assert "stopped answering" in w.link.message
+        assert w.start_button.isVisible() and not w.panel.generate_button.isEnabled()
+    finally:
+        stub.close()
+
+
+def test_training_shows_loss_and_samples_then_lists_the_new_concept(open_window, dialogs_seen, tmp_path):
+    sample = np.zeros((16, 16, 4), np.uint8)
+    sample[..., 1], sample[..., 3] = 200, 255
+    sent = []
+
+    def train(stub, identity, msg):
+        sent.append(msg)
+        stub.send(identity, Accepted(job=msg.job))
+        stub.send(identity, Progress(job=msg.job, step=3, total=10, loss=0.1234, stage="train",
+                                     preview=Image(16, 16, sample.tobytes())))
+        stub.send(identity, Result(job=msg.job, info={"concept": {"name": msg.name, "trigger": msg.trigger}}))
+
+    stub = StubDaemon(train)
+    try:
+        w = open_window(stub.endpoint)
+        assert headless.pump(20, lambda: w.link.connected), w.link.message
+        panel = w.concepts
+        folder = tmp_path / "cats"
+        folder.mkdir()
+        for i in range(3):
+            img = QImage(2000, 1500, QImage.Format.Format_RGB32)
+            img.fill(QColor(40 * i, 80, 120))
+            img.save(str(folder / f"cat{i}.png"))
+        notes = tmp_path / "notes.png"
+        notes.write_text("not a picture")
+        assert panel.images.add_paths([str(folder), str(notes)]) == 3    # a dropped folder and a bad file
+        (warning,) = dialogs_seen.named("show_warning")                 # the bad file was refused, politely
+        assert "notes.png" in warning[1]
+        panel.train()
+        assert "name" in panel.status.text() and not sent               # no name yet: nothing sent
+        panel.name.setText("Mimi")
+        panel.trigger.setText("mimicat")
+        panel.class_noun.setText("cat")
+        panel.steps.setValue(10)
+        panel.class_images.setValue(0)
+        progress_formats = []
+        panel.progress.valueChanged.connect(lambda _v: progress_formats.append(panel.progress.format()))
+        panel.train()
+        assert headless.pump(20, lambda: "Trained" in panel.status.text()), panel.status.text()
+        (req,) = sent
+        assert (req.name, req.trigger, req.class_noun, req.steps) == ("Mimi", "mimicat", "cat", 10)
+        assert len(req.images) == 3 and max(req.images[0].width, req.images[0].height) == 1024
+        assert req.prior_preservation is False
+        assert any("loss 0.1234" in f for f in progress_formats)
+        assert panel.sample.pixmap() is not None and not panel.sample.pixmap().isNull()
+        assert panel.train_button.isEnabled() and not panel.cancel_button.isEnabled()
+    finally:
+        stub.close()
+
+
+def test_no_daemon_and_a_failed_auto_start_are_explained(open_window):
+    spawned = []
+
+    class DeadProcess:
+        returncode = 1
+
+        def poll(self):
+            return 1
+
+    def spawn(endpoint, models_dir):
+        spawned.append(endpoint)
+        return DeadProcess()
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    w = open_window(endpoint, autostart=True, spawn=spawn)
+    assert headless.pump(20, lambda: w.link.state == connection.DOWN), w.link.message
+    assert spawned == [endpoint]                                          # started once, not in a loop
+    assert "could not start" in w.link.message and "exit code 1" in w.link.message
+    assert "could not start" in w.conn_label.text()
+    w.controller.run("generate")
+    assert "Cannot generate" in w.panel.status.text()
+    manual = open_window(f"tcp://127.0.0.1:{free_port()}")
+    assert headless.pump(20, lambda: manual.link.state == connection.DOWN), manual.link.message
+    assert "impasto serve" in manual.link.message
