@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from impasto.backend.launcher import daemon_log_path, spawn_daemon
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
-from impasto.protocol.messages import SAMPLERS, Error, Generate, Limits, Progress, Result
+from impasto.protocol.messages import SAMPLERS, Generate, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
 
 EXIT_OK, EXIT_FAIL, EXIT_UNAVAILABLE, EXIT_CANCELLED = 0, 1, 3, 130
@@ -28,12 +28,6 @@ class CliError(Exception):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def impasto_home() -> Path:
-    from impasto.backend.engine.models import impasto_home as home
-
-    return home()
 
 
 def parse_size(text: str):
@@ -54,18 +48,6 @@ def parse_concept(text: str):
         raise argparse.ArgumentTypeError(f"concept {text!r} must look like NAME:WEIGHT, e.g. mycat:0.8") from None
 
 
-def spawn_daemon(endpoint: str, models_dir: Optional[str] = None) -> subprocess.Popen:
-    """Start ``impasto serve`` detached from this terminal, logging to IMPASTO_HOME/logs."""
-    logs = impasto_home() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "impasto.backend.cli", "serve", "--endpoint", endpoint]
-    if models_dir:
-        cmd += ["--models-dir", models_dir]
-    log = open(logs / "daemon.log", "ab")
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, close_fds=True)
-
-
 def connect(args, spawn: bool) -> Client:
     """A client whose daemon answers: spawning one if allowed and needed."""
     endpoint = args.endpoint or default_endpoint()
@@ -77,15 +59,14 @@ def connect(args, spawn: bool) -> Client:
         client.close()
         raise CliError(f"no Impasto daemon answers at {endpoint}: start one with `impasto serve`"
                        f"{' (or drop --no-spawn)' if getattr(args, 'no_spawn', False) else ''}", EXIT_UNAVAILABLE)
-    print(f"starting the Impasto daemon at {endpoint} (log: {impasto_home() / 'logs' / 'daemon.log'}) ...",
+    print(f"starting the Impasto daemon at {endpoint} (log: {daemon_log_path()}) ...",
           file=sys.stderr)
     proc = spawn_daemon(endpoint, getattr(args, "models_dir", None))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             client.close()
-            raise CliError(f"the daemon exited at start (code {proc.returncode}); see "
-                           f"{impasto_home() / 'logs' / 'daemon.log'}", EXIT_UNAVAILABLE)
+            raise CliError(f"the daemon exited at start (code {proc.returncode}); see {daemon_log_path()}", EXIT_UNAVAILABLE)
         if client.ping(timeout=1.0):
             _check_version(client)
             return client

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F401 (re-exported)
 from impasto.protocol.messages import check_name, ProtocolError
 
 STARTER_NAME = "starter"
@@ -37,20 +38,6 @@ class ModelEntry:
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
-
-
-def default_models_dir() -> Path:
-    env = os.environ.get("IMPASTO_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    return impasto_home() / "models"
-
-
-def impasto_home() -> Path:
-    env = os.environ.get("IMPASTO_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".impasto"
 
 
 def starter_dir() -> Optional[Path]:
