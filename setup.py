@@ -25,7 +25,7 @@ setup(
     # assets/ is data, not a package: list it explicitly or wheels ship without
     # the starter model and the SD1.5 configs.
     package_data={
-        "": ["*.json", "*.txt", "*.md", "*.safetensors", "*.desktop", "*.action", "*.png"],
+        "": ["*.json", "*.txt", "*.md", "*.safetensors", "*.desktop", "*.action", "*.png", "*.html"],
         "impasto.backend": ["assets/**/*.json", "assets/**/*.txt", "assets/**/*.safetensors", "assets/**/*.py",
                             "assets/**/*.md"],
     },

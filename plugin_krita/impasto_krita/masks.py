@@ -1,0 +1,91 @@
+"""Selections as masks: bounds, softness, and cutting a patch out of a full result.
+
+A Krita selection is a gray8 plane (255 = selected, in between = a soft or
+feathered edge).  It is sent as the edit's mask unchanged, so a soft
+selection keeps its softness; the daemon adds the feather / grow the artist
+asked for on top.  Everything here works on whole rows with ``bytes``
+methods (no per-pixel Python loop), so a 4K selection costs milliseconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .pixels import rgba8_alpha_product
+
+Rect = Tuple[int, int, int, int]  # x, y, width, height
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    """What the plugin needs to know about a selection before sending it."""
+
+    bounds: Optional[Rect]    # tight box around every pixel > 0; None: nothing selected
+    soft: bool                # any partially selected pixel (feathered / soft brush selection)
+    coverage: float           # selected fraction of the canvas, 0..1 (partial pixels count partly)
+
+    @property
+    def empty(self) -> bool:
+        return self.bounds is None
+
+
+_NOT_EDGE = bytes(range(1, 255))
+
+
+def mask_bounds(mask: bytes, width: int, height: int) -> Optional[Rect]:
+    """The tight rectangle around all non-zero mask pixels, or None for an empty mask."""
+    if len(mask) != width * height:
+        raise ValueError(f"mask has {len(mask)} bytes, {width}x{height} needs {width * height}")
+    if not mask.strip(b"\x00"):
+        return None
+    top = bottom = None
+    left, right = width, -1
+    for y in range(height):
+        row = mask[y * width:(y + 1) * width]
+        stripped = row.lstrip(b"\x00")
+        if not stripped:
+            continue
+        if top is None:
+            top = y
+        bottom = y
+        left = min(left, width - len(stripped))
+        right = max(right, len(row.rstrip(b"\x00")) - 1)
+    assert top is not None and bottom is not None
+    return left, top, right - left + 1, bottom - top + 1
+
+
+def analyse(mask: bytes, width: int, height: int) -> MaskInfo:
+    bounds = mask_bounds(mask, width, height)
+    if bounds is None:
+        return MaskInfo(None, False, 0.0)
+    soft = len(mask.translate(None, b"\x00\xff")) > 0
+    full = mask.count(255)
+    partial = len(mask) - full - mask.count(0)
+    coverage = (full + 0.5 * partial) / float(width * height)
+    return MaskInfo(bounds, soft, coverage)
+
+
+def crop(data: bytes, width: int, rect: Rect, channels: int) -> bytes:
+    """Rows ``rect`` of an image ``width`` pixels wide with ``channels`` bytes a pixel."""
+    x, y, w, h = rect
+    stride = width * channels
+    return b"".join(data[(y + r) * stride + x * channels:(y + r) * stride + (x + w) * channels] for r in range(h))
+
+
+def grow_rect(rect: Rect, margin: int, width: int, height: int) -> Rect:
+    """``rect`` grown by ``margin`` on every side, clipped to the canvas."""
+    x, y, w, h = rect
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def patch_from_full(image: bytes, mask: bytes, width: int, height: int, rect: Rect) -> bytes:
+    """RGBA8 of ``rect`` from a full-size result, its alpha multiplied by the mask.
+
+    The fallback when a daemon answers an edit with full images but no
+    ``patches``: the layer then still holds only the selected region.
+    """
+    if len(image) != width * height * 4:
+        raise ValueError("the result image does not match the canvas size")
+    return rgba8_alpha_product(crop(image, width, rect, 4), crop(mask, width, rect, 1))

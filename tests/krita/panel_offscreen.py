@@ -1,0 +1,162 @@
+"""The docker panel under any PyQt (5 or 6) without Krita: ``python panel_offscreen.py PYKRITA ENDPOINT OUT``.
+
+Krita 6 moves to PyQt6; this script builds the same panel the docker shows
+with a stand-in for Krita's document API and runs a text-to-image job and an
+inpaint through it against a real daemon, so the Qt-compat layer is tested
+under both bindings.  ``PYKRITA`` is an installed plugin folder (the vendored
+protocol is used: this interpreter has no Impasto installed).  Prints one
+JSON line: {"binding", "checks": [[name, ok, detail]...]}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, sys.argv[1])
+ENDPOINT, OUT = sys.argv[2], sys.argv[3]
+
+from impasto_krita.config import MemoryStore  # noqa: E402
+from impasto_krita.pixels import swap_red_blue  # noqa: E402
+from impasto_krita.qt import BINDING, QtWidgets  # noqa: E402
+
+CHECKS = []
+
+
+def check(name, ok, detail=""):
+    CHECKS.append([name, bool(ok), str(detail)[:500]])
+
+
+class FakeDoc:
+    """The parts of krita.Document the plugin reads."""
+
+    def __init__(self, w, h):
+        self.w, self.h = w, h
+        self.bgra = bytes([60, 120, 180, 255]) * (w * h)
+        self.selection = None
+        self.layers = []
+
+    def width(self):
+        return self.w
+
+    def height(self):
+        return self.h
+
+    def name(self):
+        return "fake"
+
+    def colorModel(self):  # noqa: N802
+        return "RGBA"
+
+    def colorDepth(self):  # noqa: N802
+        return "U8"
+
+    def colorProfile(self):  # noqa: N802
+        return "sRGB-elle-V2-srgbtrc.icc"
+
+
+class FakeHost:
+    def __init__(self, doc):
+        self.doc = doc
+
+    def active_document(self):
+        return self.doc
+
+    def is_open(self, doc):
+        return True
+
+    def canvas_size(self, doc):
+        return doc.w, doc.h
+
+    def has_selection(self, doc):
+        return doc.selection is not None
+
+    def read_selection(self, doc):
+        return doc.selection
+
+    def read_pixels(self, doc, window):
+        from impasto_krita.masks import crop
+        from impasto_krita.pixels import RGBA8
+
+        return crop(doc.bgra, doc.w, window, 4), RGBA8, None
+
+    def add_layers(self, doc, prepared):
+        doc.layers.extend(prepared)
+        return [p.plan for p in prepared]
+
+
+def wait(app, predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def main():
+    from impasto_krita.panel import ImpastoPanel, _select_data
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    doc = FakeDoc(48, 40)
+    panel = ImpastoPanel(FakeHost(doc), MemoryStore(), install_info={"endpoint": ENDPOINT, "auto_start": False})
+    panel.resize(340, 900)
+    panel.show()
+    ok = wait(app, lambda: panel.state.status not in ("connecting", "starting"), 60)
+    check("connects", ok and panel.state.ready, panel.status_label.text())
+    # concepts the daemon lists become rows with a tick and a LoRA weight, and reach the request
+    import dataclasses
+
+    real_state = panel.state
+    panel.state_changed(dataclasses.replace(real_state, concepts=[{"name": "mycat", "trigger": "sks"},
+                                                                  {"name": "style2", "trigger": ""}]))
+    rows = panel.concept_rows
+    check("concept rows", sorted(rows) == ["mycat", "style2"] and "sks" in rows["mycat"][0].text(), sorted(rows))
+    if "mycat" in rows:
+        rows["mycat"][0].setChecked(True)
+        rows["mycat"][1].setValue(0.75)
+        check("concept in the request", panel.read_form().active_concepts() == [("mycat", 0.75)],
+              panel.read_form().active_concepts())
+        rows["mycat"][0].setChecked(False)
+    panel.state_changed(real_state)
+    panel.prompt_edit.setPlainText("a blue square")
+    panel.steps_spin.setValue(3)
+    panel.random_seed_check.setChecked(False)
+    panel.seed_spin.setValue(5)
+    _select_data(panel.model_combo, "tiny")
+    _select_data(panel.sampler_combo, "euler")
+    check("generate label", panel.generate_button.text() == "Generate", panel.generate_button.text())
+    count = panel.outcome_count
+    check("generate starts", panel.generate(), panel.last_message)
+    wait(app, lambda: panel.outcome_count > count, 180)
+    check("txt2img layer", panel.outcome == "layers" and len(doc.layers) == 1
+          and (doc.layers[0].plan.width, doc.layers[0].plan.height) == (48, 40), panel.last_message)
+    # inpaint a selection
+    sel = bytearray(48 * 40)
+    for y in range(10, 22):
+        sel[y * 48 + 12:y * 48 + 30] = b"\xff" * 18
+    doc.selection = bytes(sel)
+    panel._refresh_action_label()
+    check("inpaint label", panel.generate_button.text() == "Inpaint selection", panel.generate_button.text())
+    count = panel.outcome_count
+    panel.generate()
+    wait(app, lambda: panel.outcome_count > count, 180)
+    ok = panel.outcome == "layers" and len(doc.layers) == 2
+    check("inpaint layer", ok, panel.last_message)
+    if ok:
+        p = doc.layers[1].plan
+        check("patch around the selection", 4 <= p.x <= 12 and 2 <= p.y <= 10 and p.x + p.width >= 30,
+              (p.x, p.y, p.width, p.height))
+        check("layer pixels are BGRA for Krita", doc.layers[1].data == swap_red_blue(p.rgba))
+    check("preview shown", panel.preview.pixmap() is not None and not panel.preview.pixmap().isNull())
+    panel.grab().save(OUT)
+    check("screenshot", os.path.getsize(OUT) > 1000)
+    panel.shutdown()
+    print(json.dumps({"binding": BINDING, "checks": CHECKS}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The docker's decisions without Krita: selection -> mask -> request -> where the layer goes."""
+from __future__ import annotations
+
+import pytest
+
+from impasto.protocol.messages import Image, Patch, Result
+from impasto.plugin_krita.impasto_krita import masks, planning
+from impasto.plugin_krita.impasto_krita.pixels import RGBA8, PixelFormat, from_rgba8
+from impasto.plugin_krita.impasto_krita.placement import PlacementError, plan_layers
+from impasto.plugin_krita.impasto_krita.planning import CanvasSnapshot, PlanError, Settings
+
+W, H = 40, 30
+
+
+def canvas_rgba(w=W, h=H) -> bytes:
+    return bytes((x * 6) % 256 if c == 0 else (y * 8) % 256 if c == 1 else 99 if c == 2 else 255
+                 for y in range(h) for x in range(w) for c in range(4))
+
+
+def rect_mask(x, y, w, h, value=255, cw=W, ch=H) -> bytes:
+    m = bytearray(cw * ch)
+    for yy in range(y, y + h):
+        m[yy * cw + x:yy * cw + x + w] = bytes([value]) * w
+    return bytes(m)
+
+
+def snapshot_for(settings: Settings, selection=None, fmt=RGBA8, rgba=None) -> CanvasSnapshot:
+    """What the docker reads from Krita: the window from read_plan, raw pixels in ``fmt``."""
+    rgba = rgba or canvas_rgba()
+    read = planning.read_plan(settings, W, H, selection)
+    raw = from_rgba8(masks.crop(rgba, W, read.window, 4), fmt) if read.needs_pixels else None
+    win_sel = masks.crop(selection, W, read.window, 1) if read.mask_info else None
+    return CanvasSnapshot(W, H, read.window, raw, fmt, win_sel, read.mask_info)
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def test_mask_bounds_and_softness():
+    m = rect_mask(5, 7, 10, 4)
+    info = masks.analyse(m, W, H)
+    assert info.bounds == (5, 7, 10, 4)
+    assert not info.soft
+    assert info.coverage == pytest.approx(40 / (W * H))
+    soft = bytearray(m)
+    soft[7 * W + 5] = 128
+    assert masks.analyse(bytes(soft), W, H).soft
+    assert masks.analyse(bytes(W * H), W, H).empty
+
+
+def test_mask_bounds_single_pixel_at_the_edges():
+    m = bytearray(W * H)
+    m[0] = 1
+    m[-1] = 1
+    assert masks.mask_bounds(bytes(m), W, H) == (0, 0, W, H)
+    with pytest.raises(ValueError):
+        masks.mask_bounds(b"\x00" * 5, W, H)
+
+
+def test_crop_takes_the_right_rows():
+    img = canvas_rgba()
+    part = masks.crop(img, W, (3, 2, 4, 2), 4)
+    assert part == img[(2 * W + 3) * 4:(2 * W + 7) * 4] + img[(3 * W + 3) * 4:(3 * W + 7) * 4]
+
+
+# --------------------------------------------------------------------------- the decision table
+
+
+def test_no_selection_full_strength_is_text_to_image_at_canvas_size():
+    s = Settings(prompt="  a fox ", strength=100, steps=12, seed=5, random_seed=False, batch=2)
+    plan = planning.plan_job(snapshot_for(s), s)
+    r = plan.request
+    assert plan.kind == r.kind == "txt2img"
+    assert (r.width, r.height) == (W, H) and r.init_image is None and r.mask is None
+    assert (r.prompt, r.steps, r.seed, r.batch_size) == ("a fox", 12, 5, 2)
+    assert plan.window == (0, 0, W, H)
+    assert not planning.read_plan(s, W, H, None).needs_pixels
+
+
+def test_no_selection_partial_strength_refines_the_visible_canvas():
+    s = Settings(strength=40, random_seed=True)
+    plan = planning.plan_job(snapshot_for(s), s)
+    r = plan.request
+    assert plan.kind == "img2img"
+    assert r.strength == pytest.approx(0.4) and r.seed == -1
+    assert (r.init_image.width, r.init_image.height) == (W, H)
+    assert r.init_image.data == canvas_rgba()
+
+
+def test_selection_becomes_the_mask_with_the_artists_knobs():
+    s = Settings(strength=100, feather=6, grow=2, padding=8, fill="blur",
+                 concepts=[{"name": "mycat", "weight": 0.8, "enabled": True},
+                           {"name": "off", "weight": 1.0, "enabled": False}])
+    sel = rect_mask(10, 8, 6, 5)
+    plan = planning.plan_job(snapshot_for(s, sel), s)
+    r = plan.request
+    assert plan.kind == r.kind == "edit"
+    assert r.strength == 1.0
+    assert (r.mask_blur, r.grow, r.padding, r.fill, r.whole_picture) == (6, 2, 8, "blur", False)
+    assert r.concepts == [("mycat", 0.8)]
+    assert r.mask.format == "gray8" and (r.mask.width, r.mask.height) == (r.init_image.width, r.init_image.height)
+    # the mask inside the window is the selection inside the window
+    wx, wy, ww, wh = plan.window
+    assert r.mask.data == masks.crop(sel, W, plan.window, 1)
+    assert plan.selection_bounds == (10, 8, 6, 5)
+
+
+def test_soft_selection_values_reach_the_daemon_unchanged():
+    s = Settings(whole_picture=True)
+    sel = bytearray(rect_mask(4, 4, 12, 10))
+    for i, v in enumerate((32, 96, 160, 224)):
+        sel[4 * W + 4 + i] = v
+    plan = planning.plan_job(snapshot_for(s, bytes(sel)), s)
+    assert plan.window == (0, 0, W, H)  # whole picture: the whole canvas is sent
+    assert plan.request.mask.data == bytes(sel)
+    assert plan.mask_info.soft
+
+
+def test_selection_with_partial_strength_refines_the_selection():
+    s = Settings(strength=55)
+    plan = planning.plan_job(snapshot_for(s, rect_mask(1, 1, 3, 3)), s)
+    assert plan.kind == "edit" and plan.request.strength == pytest.approx(0.55)
+    assert plan.label.startswith("Refine selection 55 %")
+
+
+def test_empty_selection_counts_as_no_selection():
+    s = Settings(strength=100)
+    plan = planning.plan_job(snapshot_for(s, bytes(W * H)), s)
+    assert plan.kind == "txt2img"
+
+
+def test_only_masked_window_covers_the_daemons_context():
+    s = Settings(padding=16, feather=4, grow=3)
+    big_w, big_h = 4000, 3000
+    bounds = (1000, 1200, 300, 40)  # a thin strip: the daemon widens its crop to 2:1
+    wx, wy, ww, wh = planning.context_window(bounds, s, big_w, big_h)
+    margin = planning.context_margin(s)
+    assert wx <= 1000 - margin and wy <= 1200 - margin
+    assert wx + ww >= 1300 + margin and wy + wh >= 1240 + margin
+    assert wh * 2 >= ww  # no thinner than the daemon's 2:1 crop
+    assert ww * wh < big_w * big_h / 50  # and nowhere near the whole 12-megapixel canvas
+    # clipped at the canvas edge
+    assert planning.context_window((0, 0, 5, 5), s, 50, 40) == (0, 0, 50, 40)
+
+
+def test_deep_documents_are_converted_for_the_request():
+    s = Settings(strength=30)
+    fmt = PixelFormat("RGBA", "U16", True)
+    plan = planning.plan_job(snapshot_for(s, fmt=fmt), s)
+    assert plan.request.init_image.data == canvas_rgba()  # exact: 8-bit art survives 16-bit linear
+
+
+@pytest.mark.parametrize("change,field,words", [
+    (dict(cfg_scale=45.0), "cfg_scale", "CFG scale"),
+    (dict(steps=0), "steps", "Steps"),
+    (dict(batch=9), "batch_size", "Batch count"),
+    (dict(sampler="plms"), "sampler", "Sampler"),
+    (dict(strength=0), "strength", "strength"),
+])
+def test_bad_values_are_typed_errors_in_artists_words(change, field, words):
+    s = Settings(**change)
+    with pytest.raises(PlanError) as err:
+        planning.plan_job(snapshot_for(Settings()), s)
+    assert words.lower() in err.value.message.lower()
+    assert err.value.field == field
+
+
+def test_canvas_over_the_daemons_cap_says_what_to_do():
+    from impasto.protocol.messages import Limits
+
+    s = Settings()
+    snap = CanvasSnapshot(5000, 5000, (0, 0, 5000, 5000))
+    with pytest.raises(PlanError) as err:
+        planning.plan_job(snap, s, Limits())
+    assert "select a region" in err.value.message
+
+
+def test_action_label_follows_selection_and_strength():
+    assert planning.action_label(Settings(strength=100), False) == "Generate"
+    assert planning.action_label(Settings(strength=70), False) == "Refine 70 %"
+    assert planning.action_label(Settings(strength=100), True) == "Inpaint selection"
+    assert planning.action_label(Settings(strength=20), True) == "Refine selection 20 %"
+
+
+def test_settings_json_is_tolerant():
+    s = Settings(prompt="cat", steps=31, concepts=[{"name": "a", "weight": 0.5, "enabled": True}])
+    assert Settings.from_json(s.to_json()) == s
+    odd = Settings.from_json('{"steps": "many", "cfg_scale": 5, "prompt": 3, "bogus": 1, "random_seed": 0}')
+    assert odd.steps == 20 and odd.cfg_scale == 5.0 and odd.prompt == "" and odd.random_seed is True
+    assert Settings.from_json("not json") == Settings()
+    assert Settings.from_json('{"concepts": [1, 2]}').concepts == []
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def fake_patch_result(plan, dx, dy, pw, ph, seeds=(11,)):
+    patches, images = [], []
+    for i, _ in enumerate(seeds):
+        data = bytes([200, 10 * i, 0, 255]) * (pw * ph)
+        patches.append(Patch(dx, dy, Image(pw, ph, data)))
+        ww, wh = plan.window[2], plan.window[3]
+        images.append(Image(ww, wh, bytes(ww * wh * 4)))
+    return Result(images=images, seeds=list(seeds), patches=patches)
+
+
+def test_patch_lands_at_the_window_offset_as_its_own_layer():
+    s = Settings(prompt="a small red house", padding=4, feather=2)
+    sel = rect_mask(20, 14, 8, 6)
+    plan = planning.plan_job(snapshot_for(s, sel), s)
+    wx, wy = plan.window[:2]
+    # the daemon's patch is relative to the request's image (the window)
+    result = fake_patch_result(plan, 20 - 2 - wx, 14 - 2 - wy, 12, 10)
+    layers = plan_layers(plan, result)
+    assert len(layers) == 1
+    layer = layers[0]
+    assert (layer.x, layer.y, layer.width, layer.height) == (18, 12, 12, 10)
+    assert layer.visible and layer.seed == 11
+    assert layer.name == "Impasto Inpainted · a small red house · seed 11"
+    assert layer.rgba == bytes([200, 0, 0, 255]) * 120
+
+
+def test_batch_layers_first_visible_others_hidden():
+    s = Settings(prompt="x" * 80, batch=3)
+    plan = planning.plan_job(snapshot_for(s), s)
+    img = Image(W, H, bytes(W * H * 4))
+    layers = plan_layers(plan, Result(images=[img, img, img], seeds=[4, 5, 6]))
+    assert [l.visible for l in layers] == [True, False, False]
+    assert [(l.x, l.y, l.width, l.height) for l in layers] == [(0, 0, W, H)] * 3
+    assert layers[1].name.startswith("Impasto Generated 2/3 · ") and layers[1].name.endswith("· seed 5")
+    assert "…" in layers[0].name  # long prompts are shortened
+
+
+def test_edit_without_patches_falls_back_to_the_selection_box():
+    s = Settings(whole_picture=True)
+    sel = rect_mask(5, 6, 4, 3, value=128)
+    plan = planning.plan_job(snapshot_for(s, sel), s)
+    full = canvas_rgba()
+    layers = plan_layers(plan, Result(images=[Image(W, H, full)], seeds=[1]))
+    layer = layers[0]
+    assert (layer.x, layer.y, layer.width, layer.height) == (5, 6, 4, 3)
+    assert layer.rgba[3::4] == bytes([128]) * 12  # alpha = the (soft) selection
+    assert layer.rgba[0:3] == full[(6 * W + 5) * 4:(6 * W + 5) * 4 + 3]
+
+
+def test_results_that_do_not_fit_are_refused():
+    s = Settings()
+    plan = planning.plan_job(snapshot_for(s), s)
+    with pytest.raises(PlacementError):
+        plan_layers(plan, Result(images=[Image(8, 8, bytes(256))], seeds=[1]))
+    with pytest.raises(PlacementError):
+        plan_layers(plan, Result(images=[], seeds=[]))
+    edit_s = Settings(padding=0, feather=0)
+    edit = planning.plan_job(snapshot_for(edit_s, rect_mask(2, 2, 3, 3)), edit_s)
+    ww, wh = edit.window[2], edit.window[3]
+    bad = Result(images=[Image(ww, wh, bytes(ww * wh * 4))], seeds=[1],
+                 patches=[Patch(ww - 2, 0, Image(4, 4, bytes(64)))])
+    with pytest.raises(PlacementError):
+        plan_layers(edit, bad)
