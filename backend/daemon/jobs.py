@@ -88,8 +88,16 @@ class JobTable:
                 self._running = None
 
     def forget(self, key: Key) -> None:
+        """The job's final event is out: it is no longer pending, nor running.
+
+        Clearing ``running`` here (not only when the worker returns) means a
+        status request answered right after the final event never reports the
+        finished job as still busy.
+        """
         with self._lock:
-            self._all.pop(key, None)
+            rec = self._all.pop(key, None)
+            if rec is not None and self._running is rec:
+                self._running = None
 
     def stop(self) -> List[JobRecord]:
         """Stop handing out work; returns every pending job so they can be told."""

@@ -70,7 +70,7 @@ def main():
     open(os.path.join(shots, "cancel"), "w").close()
     count = len(image.get_layers())
     step = run("impasto-generate", image, [layer], Gimp.RunMode.INTERACTIVE,
-               **dict(P["ui_job"], steps=200, width=128, height=128))
+               **dict(P["ui_job"], steps=200, width=512, height=512))  # long enough to outlast the click
     step["layers_added"] = len(image.get_layers()) - count
     os.unlink(os.path.join(shots, "cancel"))
     image.select_ellipse(Gimp.ChannelOps.REPLACE, 40, 30, 60, 40)
