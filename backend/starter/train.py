@@ -1,0 +1,700 @@
+"""Train the Impasto starter model (Stable Diffusion architecture, tiny).
+
+    python -m impasto.backend.starter.train --out DIR [--minutes N] [--resume]
+
+Stages (all state lives in ``--work``, default /tmp/starter_work, and is
+checkpointed so that ``--resume`` continues where a run stopped):
+
+1. tokenizer: a local CLIP BPE vocabulary where every domain word is one token
+   and every letter a-z (with and without ``</w>``) exists, so unseen words fall
+   back to letter tokens instead of the unknown token;
+2. VAE (AutoencoderKL, 8x down, 4 latent channels) on generator images;
+3. latents of a fixed pool of training scenes are cached (posterior mean,
+   scaled to unit variance -> ``scaling_factor`` in the VAE config);
+4. UNet2DConditionModel + CLIPTextModel trained jointly with the standard
+   DDPM epsilon objective, caption dropout (classifier-free guidance), min-SNR
+   loss weighting and an EMA of both;
+5. export of the EMA weights as a diffusers folder loadable with
+   ``StableDiffusionPipeline.from_pretrained(DIR, safety_checker=None,
+   requires_safety_checker=False)``.
+
+The time budget (``--minutes``) is split between the VAE and the UNet; the
+number of UNet steps is fixed once (from a short speed measurement) and stored
+in the checkpoint so the learning-rate schedule does not depend on wall time
+after that.  ``--unet-steps`` fixes it explicitly (fully deterministic run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import domain as D
+
+PAD_LEN = 24
+EXTRA_WORDS = ("of", "the", "in", "with", "and", "photo", "painting", "style", "picture", "image")
+PUNCT = tuple(".,!?-'\"():;/&+0123456789")
+
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000,
+    beta_start=0.0001,
+    beta_end=0.02,
+    beta_schedule="linear",
+    prediction_type="epsilon",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+    timestep_spacing="leading",
+)
+
+# ------------------------------------------------------------------ configs
+VAE_CONFIG = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(16, 32, 32, 32),
+    layers_per_block=1,
+    act_fn="silu",
+    latent_channels=4,
+    norm_num_groups=8,
+    sample_size=64,
+    scaling_factor=1.0,
+)
+
+TEXT_CONFIG = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=PAD_LEN,
+    hidden_act="quick_gelu",
+    projection_dim=32,
+)
+
+UNET_PRESETS = {
+    "s": dict(block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=4),
+    "m": dict(block_out_channels=(64, 128), layers_per_block=1, attention_head_dim=8),
+    "m2": dict(block_out_channels=(48, 96), layers_per_block=2, attention_head_dim=8),
+}
+
+
+def unet_config(preset: str, latent_size: int) -> dict:
+    p = UNET_PRESETS[preset]
+    return dict(
+        sample_size=latent_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=p["block_out_channels"],
+        layers_per_block=p["layers_per_block"],
+        cross_attention_dim=TEXT_CONFIG["hidden_size"],
+        attention_head_dim=p["attention_head_dim"],
+        norm_num_groups=16,
+    )
+
+
+# ---------------------------------------------------------------- tokenizer
+def _bpe(symbols: List[str], ranks: Dict[tuple, int]) -> List[str]:
+    word = list(symbols)
+    while len(word) > 1:
+        pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
+        best = min(pairs, key=lambda p: ranks.get(p, float("inf")))
+        if best not in ranks:
+            break
+        out, i = [], 0
+        while i < len(word):
+            if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                out.append(word[i] + word[i + 1])
+                i += 2
+            else:
+                out.append(word[i])
+                i += 1
+        word = out
+    return word
+
+
+def build_vocab():
+    """-> (vocab dict, merges list).  Domain words are single tokens."""
+    tokens: List[str] = []
+    seen = set()
+
+    def add(t):
+        if t not in seen:
+            seen.add(t)
+            tokens.append(t)
+
+    for c in "abcdefghijklmnopqrstuvwxyz" + "".join(PUNCT):
+        add(c)
+    for c in "abcdefghijklmnopqrstuvwxyz" + "".join(PUNCT):
+        add(c + "</w>")
+    merges: List[tuple] = []
+    ranks: Dict[tuple, int] = {}
+    for w in tuple(D.DOMAIN_WORDS) + EXTRA_WORDS:
+        symbols = list(w[:-1]) + [w[-1] + "</w>"]
+        seg = _bpe(symbols, ranks)
+        while len(seg) > 1:  # extend with new (highest-rank) merges
+            pair = (seg[0], seg[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            add(seg[0] + seg[1])
+            seg = [seg[0] + seg[1]] + seg[2:]
+        add(seg[0])
+    add("<|startoftext|>")
+    add("<|endoftext|>")
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def write_tokenizer(dest: Path):
+    from transformers import CLIPTokenizer
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab, merges = build_vocab()
+    tok = CLIPTokenizer(
+        vocab=vocab,
+        merges=[tuple(m) for m in merges],
+        unk_token="<|endoftext|>",
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=PAD_LEN,
+    )
+    tok.save_pretrained(str(dest))
+    # the classic CLIP files too (what SD1.5 folders ship; slow tokenizers read them)
+    (dest / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (dest / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    tok = CLIPTokenizer.from_pretrained(str(dest))
+    check_tokenizer(tok)
+    return tok
+
+
+def check_tokenizer(tok):
+    unk = tok.unk_token_id
+    for w in tuple(D.DOMAIN_WORDS):
+        ids = tok(w, add_special_tokens=False).input_ids
+        assert len(ids) == 1 and ids[0] != unk, (w, ids)
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        assert c in tok.get_vocab() and c + "</w>" in tok.get_vocab(), c
+    ids = tok("zwx", add_special_tokens=False).input_ids
+    assert len(ids) == 3 and unk not in ids, ids
+
+
+# ------------------------------------------------------------------ helpers
+def log(msg: str):
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def to_tensor(imgs_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(imgs_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def set_seed(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class EMA:
+    def __init__(self, params, max_decay: float):
+        self.shadow = [p.detach().clone() for p in params]
+        self.max_decay = max_decay
+
+    @torch.no_grad()
+    def update(self, params, step: int):
+        d = min(self.max_decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, params):
+            s.lerp_(p.detach(), 1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, params):
+        for s, p in zip(self.shadow, params):
+            p.copy_(s)
+
+
+def atomic_save(obj, path: Path):
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------- VAE
+@torch.no_grad()
+def analytic_vae_init(vae):
+    """Initialise an AutoencoderKL as a fixed, sensible autoencoder.
+
+    Latent channels 0-2 = 8x8 area average of R, G, B (channel 3 = 0); the
+    decoder interpolates them back (nearest x2 + [1,2,1] blur per level).
+    Colours are carried as (c, -c) channel pairs inside one GroupNorm group so
+    that GroupNorm keeps them (mean 0) and silu(c) - silu(-c) = c recovers them.
+    Every residual branch is zero-initialised at its last layer (identity), so
+    fine-tuning starts from this autoencoder instead of a long plateau.
+    """
+    from diffusers.models.resnet import ResnetBlock2D
+
+    def zero(m):
+        m.weight.zero_()
+        if m.bias is not None:
+            m.bias.zero_()
+
+    def pairs_in(conv, n_in, sign_pairs=True):
+        zero(conv)
+        k = conv.kernel_size[0] // 2
+        for c in range(3):
+            conv.weight[2 * c, c, k, k] = 1.0
+            conv.weight[2 * c + 1, c, k, k] = -1.0
+
+    for m in vae.modules():
+        if isinstance(m, ResnetBlock2D):
+            zero(m.conv2)
+            if m.conv_shortcut is not None:
+                zero(m.conv_shortcut)
+                n = min(m.conv_shortcut.in_channels, m.conv_shortcut.out_channels)
+                for i in range(n):
+                    m.conv_shortcut.weight[i, i, 0, 0] = 1.0
+    for mid in (vae.encoder.mid_block, vae.decoder.mid_block):
+        for att in mid.attentions:
+            zero(att.to_out[0])
+    # encoder
+    pairs_in(vae.encoder.conv_in, 3)
+    for blk in vae.encoder.down_blocks:
+        for ds in blk.downsamplers or []:
+            zero(ds.conv)
+            for i in range(ds.conv.out_channels):
+                ds.conv.weight[i, i, 0:2, 0:2] = 0.25
+    conv = vae.encoder.conv_out
+    zero(conv)
+    nl = vae.config.latent_channels
+    for c in range(3):
+        conv.weight[c, 2 * c, 1, 1] = 1.0
+        conv.weight[c, 2 * c + 1, 1, 1] = -1.0
+    conv.bias[nl:] = -8.0  # log-variance: tiny posterior std
+    zero(vae.quant_conv)
+    for i in range(2 * nl):
+        vae.quant_conv.weight[i, i, 0, 0] = 1.0
+    zero(vae.post_quant_conv)
+    for i in range(nl):
+        vae.post_quant_conv.weight[i, i, 0, 0] = 1.0
+    # decoder
+    pairs_in(vae.decoder.conv_in, nl)
+    blur = torch.tensor([1.0, 2.0, 1.0])
+    blur = torch.outer(blur, blur) / 16
+    for blk in vae.decoder.up_blocks:
+        for us in blk.upsamplers or []:
+            zero(us.conv)
+            for i in range(us.conv.out_channels):
+                us.conv.weight[i, i] = blur
+    conv = vae.decoder.conv_out
+    zero(conv)
+    for c in range(3):
+        conv.weight[c, 2 * c, 1, 1] = 1.0
+        conv.weight[c, 2 * c + 1, 1, 1] = -1.0
+
+
+def train_vae(vae, work: Path, args, device, deadline: float):
+    ck = work / "vae.pt"
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    step = 0
+    if ck.exists():
+        st = torch.load(ck, map_location="cpu", weights_only=False)
+        vae.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+        if st.get("done"):
+            log(f"VAE: already trained ({step} steps)")
+            return
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(args.seed + 1 + step)
+    torch.manual_seed(args.seed + 1 + step)
+    vae.train()
+    pbar = tqdm(desc="vae", initial=step, total=args.vae_max_steps, mininterval=20, file=sys.stdout)
+    last_ck = time.time()
+    while step < args.vae_max_steps and time.time() < deadline:
+        imgs, _, _ = D.sample_batch(args.vae_batch, args.size, rng, combos=D.all_combos(D.ALL_SHAPES), as_array=True)
+        x = to_tensor(imgs).to(device)
+        post = vae.encode(x).latent_dist
+        z = post.sample()
+        rec = vae.decode(z).sample
+        kl = post.kl().mean() / (z[0].numel())
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+        for gparam in opt.param_groups:
+            gparam["lr"] = args.vae_lr * min(1.0, (step + 1) / 50)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        pbar.update(1)
+        if step % 25 == 0:
+            with torch.no_grad():
+                psnr = 10 * math.log10(4.0 / F.mse_loss(rec, x).item())
+            pbar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
+        if time.time() - last_ck > 120:
+            atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
+            last_ck = time.time()
+    pbar.close()
+    atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "done": True}, ck)
+    log(f"VAE: done after {step} steps")
+
+
+@torch.no_grad()
+def vae_psnr(vae, device, n=256, seed=12345, size=64) -> float:
+    vae.eval()
+    imgs, _, _ = D.sample_batch(n, size, seed, combos=D.all_combos(D.ALL_SHAPES), as_array=True)
+    x = to_tensor(imgs).to(device)
+    rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+    return 10 * math.log10(4.0 / F.mse_loss(rec, x).item())
+
+
+# ----------------------------------------------------------------- latents
+@torch.no_grad()
+def build_latent_cache(vae, work: Path, args, device):
+    path = work / "latents.pt"
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=False)
+    log(f"rendering and encoding {args.pool} training scenes")
+    vae.eval()
+    rng = np.random.default_rng(args.seed + 2)
+    combos = D.train_combos()
+    lat, combo_idx = [], []
+    index = {c: i for i, c in enumerate(combos)}
+    chunk = 500
+    for start in range(0, args.pool, chunk):
+        imgs, _, used = D.sample_batch(chunk, args.size, rng, combos=combos, generic_fraction=0.0, as_array=True)
+        z = vae.encode(to_tensor(imgs).to(device)).latent_dist.mean
+        lat.append(z.cpu())
+        combo_idx += [index[c] for c in used]
+    lat = torch.cat(lat)
+    scale = float(1.0 / lat.std())
+    cache = {"latents": lat * scale, "combo": torch.tensor(combo_idx), "combos": combos, "scale": scale}
+    atomic_save(cache, path)
+    log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
+    return cache
+
+
+# -------------------------------------------------------------------- UNet
+def tokenize_table(tok, combos):
+    """Token ids for [uncond] + [specific captions] + [generic captions]."""
+    caps = [""] + [D.caption(*c) for c in combos] + [D.caption(D.CLASS_NOUN, c[1], c[2]) for c in combos]
+    ids = tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    return ids
+
+
+def make_pipeline(unet, vae, text_encoder, tokenizer, scheduler_cls="DDIMScheduler"):
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    sched = getattr(diffusers, scheduler_cls).from_config(SCHEDULER_CONFIG)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def quick_eval(pipe, combos, n_per=1, seed=0, steps=20, cfg=5.0, size=64):
+    from .detector import judge
+
+    prompts = [D.caption(*c) for c in combos for _ in range(n_per)]
+    res = {"shape": 0, "fg": 0, "bg": 0, "all": 0}
+    g = torch.Generator("cpu").manual_seed(seed)
+    bs = 64
+    for i in range(0, len(prompts), bs):
+        p = prompts[i : i + bs]
+        out = pipe(p, num_inference_steps=steps, guidance_scale=cfg, height=size, width=size,
+                   generator=g, output_type="pil").images
+        for img, cap in zip(out, p):
+            j = judge(img, cap)
+            for k in res:
+                res[k] += int(j[k])
+    return {k: v / len(prompts) for k, v in res.items()}
+
+
+def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, deadline: float):
+    from diffusers import DDPMScheduler
+    from tqdm import tqdm
+
+    ck = work / "unet.pt"
+    noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
+    acp = noise_sched.alphas_cumprod.to(device)
+    snr = acp / (1 - acp)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2, betas=(0.9, 0.99))
+    ema = EMA(params, args.ema)
+    step, total = 0, args.unet_steps
+    if ck.exists():
+        st = torch.load(ck, map_location="cpu", weights_only=False)
+        unet.load_state_dict(st["unet"])
+        text_encoder.load_state_dict(st["te"])
+        opt.load_state_dict(st["opt"])
+        ema.shadow = [s.to(device) for s in st["ema"]]
+        step, total = st["step"], st["total"]
+        torch.set_rng_state(st["torch_rng"])
+        log(f"UNet: resumed at step {step}/{total}")
+        if step >= total:
+            return ema
+    lat = cache["latents"].to(device)
+    cidx = cache["combo"].to(device)
+    ids_table = tokenize_table(tok, cache["combos"]).to(device)
+    ncombo = len(cache["combos"])
+    gen = torch.Generator("cpu").manual_seed(args.seed + 3 + step)
+
+    def batch():
+        i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen)
+        c = cidx[i]
+        u = torch.rand(args.batch, generator=gen)
+        row = 1 + c  # specific caption
+        row = torch.where(u < args.generic, 1 + ncombo + c, row)
+        row = torch.where(u > 1 - args.cond_drop, torch.zeros_like(row), row)
+        x0 = lat[i]
+        if args.flip:  # horizontal flip: every shape here is mirror symmetric
+            f = torch.rand(args.batch, generator=gen) < 0.5
+            x0 = torch.where(f[:, None, None, None], x0.flip(-1), x0)
+        return x0, ids_table[row]
+
+    def one_step(s):
+        x0, ids = batch()
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        xt = noise_sched.add_noise(x0, noise, t)
+        enc = text_encoder(ids)[0]
+        pred = unet(xt, t, encoder_hidden_states=enc).sample
+        w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        lr = lr_at(s)
+        for gparam in opt.param_groups:
+            gparam["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(params, s)
+        return loss.item()
+
+    def lr_at(s):
+        if s < args.warmup:
+            return args.lr * (s + 1) / args.warmup
+        prog = min(1.0, (s - args.warmup) / max(1, total - args.warmup))
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+    unet.train()
+    text_encoder.train()
+    if total is None:  # measure speed, fix the number of steps once
+        total = 10**9
+        for k in range(25):
+            if k == 5:
+                t0 = time.time()
+            one_step(step)
+            step += 1
+        dt = (time.time() - t0) / 20
+        remaining = deadline - time.time()
+        total = max(step + 100, int(step + remaining / dt * args.speed_margin))
+        log(f"UNet: {dt * 1000:.0f} ms/step -> {total} steps planned")
+    pbar = tqdm(desc="unet", initial=step, total=total, mininterval=30, file=sys.stdout)
+    last_ck, run_loss = time.time(), None
+
+    def save(done=False):
+        atomic_save({
+            "unet": unet.state_dict(), "te": text_encoder.state_dict(), "opt": opt.state_dict(),
+            "ema": [s.cpu() for s in ema.shadow], "step": step, "total": total,
+            "torch_rng": torch.get_rng_state(),
+        }, ck)
+
+    while step < total:
+        if time.time() > deadline + args.grace * 60:
+            log(f"UNet: time budget exhausted at step {step}/{total}")
+            break
+        loss = one_step(step)
+        step += 1
+        run_loss = loss if run_loss is None else 0.98 * run_loss + 0.02 * loss
+        pbar.update(1)
+        if step % 50 == 0:
+            pbar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_at(step):.2e}")
+        if time.time() - last_ck > args.ckpt_minutes * 60:
+            save()
+            last_ck = time.time()
+        if args.eval_every and step % args.eval_every == 0:
+            ev = evaluate_ema(unet, text_encoder, tok, vae, ema, params, args)
+            log(f"step {step}: loss {run_loss:.4f} eval {ev}")
+    pbar.close()
+    save()
+    log(f"UNet: finished at step {step}/{total}")
+    return ema
+
+
+def evaluate_ema(unet, text_encoder, tok, vae, ema, params, args, n_per=1):
+    backup = [p.detach().clone() for p in params]
+    ema.copy_to(params)
+    unet.eval()
+    text_encoder.eval()
+    pipe = make_pipeline(unet, vae, text_encoder, tok)
+    held = quick_eval(pipe, D.eval_combos(), n_per=n_per, size=args.size)
+    ind = quick_eval(pipe, D.train_combos()[::4], n_per=n_per, size=args.size)
+    with torch.no_grad():
+        for b, p in zip(backup, params):
+            p.copy_(b)
+    unet.train()
+    text_encoder.train()
+    return {"held": {k: round(v, 3) for k, v in held.items()}, "ind": {k: round(v, 3) for k, v in ind.items()}}
+
+
+# ------------------------------------------------------------------ export
+def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict):
+    from diffusers import DDIMScheduler
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = make_pipeline(unet, vae, text_encoder, tok)
+    pipe.scheduler = DDIMScheduler.from_config(SCHEDULER_CONFIG)
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    vocab, merges = build_vocab()  # classic CLIP tokenizer files next to tokenizer.json
+    (out / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (out / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    info_path = out / "impasto.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info.update({
+        "name": "starter",
+        "native_size": args.size,
+        "description": "Impasto starter model: flat shapes (circle, square, triangle) in 8 colours on "
+        "8 background colours, e.g. 'a red circle on a blue background'. Toy domain; sizes above "
+        "native_size are generated at native size and upscaled.",
+        "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"},
+        "training": meta,
+    })
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    log(f"exported to {out}")
+
+
+# -------------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="diffusers folder to write (e.g. backend/assets/starter)")
+    ap.add_argument("--work", default="/tmp/starter_work", help="checkpoint / cache directory")
+    ap.add_argument("--minutes", type=float, default=85.0, help="total time budget")
+    ap.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--size", type=int, default=64, help="native image size (latents are size/8)")
+    ap.add_argument("--unet", default="s", choices=sorted(UNET_PRESETS))
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.999, help="maximum EMA decay")
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
+    ap.add_argument("--cond-drop", type=float, default=0.1, help="caption dropout for CFG")
+    ap.add_argument("--generic", type=float, default=D.GENERIC_CAPTION_FRACTION, help="fraction of 'shape' captions")
+    ap.add_argument("--flip", type=int, default=1)
+    ap.add_argument("--pool", type=int, default=30000, help="cached training scenes")
+    ap.add_argument("--vae-minutes", type=float, default=None, help="default: 14%% of --minutes, 2..12")
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--vae-max-steps", type=int, default=6000)
+    ap.add_argument("--unet-steps", type=int, default=None, help="fix the UNet step count (else from speed)")
+    ap.add_argument("--speed-margin", type=float, default=0.95)
+    ap.add_argument("--grace", type=float, default=3.0, help="minutes allowed past the budget before stopping")
+    ap.add_argument("--ckpt-minutes", type=float, default=4.0)
+    ap.add_argument("--eval-every", type=int, default=0, help="quick held-out eval every N steps (0: off)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest on a shared 2-core machine; never more than 2 there)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    work = Path(args.work)
+    if work.exists() and not args.resume and any(work.iterdir()):
+        raise SystemExit(f"{work} is not empty: pass --resume or remove it")
+    work.mkdir(parents=True, exist_ok=True)
+    run_cfg_path = work / "run.json"
+    if args.resume and run_cfg_path.exists():
+        saved = json.loads(run_cfg_path.read_text())
+        for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip"):
+            setattr(args, k, saved[k])
+        start_wall = time.time() - saved.get("elapsed", 0.0)
+    else:
+        start_wall = time.time()
+    run_cfg_path.write_text(json.dumps(vars(args), indent=2))
+    set_seed(args.seed)
+    log(f"device={device} threads={torch.get_num_threads()} args={vars(args)}")
+    deadline = start_wall + args.minutes * 60
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tok_dir = work / "tokenizer"
+    tok = CLIPTokenizer.from_pretrained(str(tok_dir)) if (tok_dir / "vocab.json").exists() else write_tokenizer(tok_dir)
+    check_tokenizer(tok)
+
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": args.size}).to(device)
+    analytic_vae_init(vae)  # a working (blurry) autoencoder to fine-tune from
+    vae_minutes = args.vae_minutes if args.vae_minutes is not None else min(12.0, max(2.0, 0.14 * args.minutes))
+    t_vae = time.time()
+    train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
+    psnr = vae_psnr(vae, device, size=args.size)
+    log(f"VAE PSNR on fresh scenes: {psnr:.2f} dB ({time.time() - t_vae:.0f} s)")
+    cache = build_latent_cache(vae, work, args, device)
+    vae.register_to_config(scaling_factor=cache["scale"])
+    vae.eval().requires_grad_(False)
+
+    latent_size = args.size // 8
+    torch.manual_seed(args.seed + 10)
+    unet = UNet2DConditionModel(**unet_config(args.unet, latent_size)).to(device)
+    vocab = tok.get_vocab()
+    te_cfg = CLIPTextConfig(
+        vocab_size=len(vocab), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, **TEXT_CONFIG)
+    text_encoder = CLIPTextModel(te_cfg).to(device)
+    n_unet = sum(p.numel() for p in unet.parameters())
+    n_te = sum(p.numel() for p in text_encoder.parameters())
+    log(f"UNet {n_unet / 1e6:.2f} M params, text encoder {n_te / 1e6:.3f} M, VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
+
+    def save_elapsed():
+        cfg = json.loads(run_cfg_path.read_text())
+        cfg["elapsed"] = time.time() - start_wall
+        run_cfg_path.write_text(json.dumps(cfg, indent=2))
+
+    ema = train_unet(unet, text_encoder, tok, vae, cache, work, args, device, deadline)
+    save_elapsed()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    ema.copy_to(params)
+    unet.eval()
+    text_encoder.eval()
+    st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
+    meta = {
+        "command": "python -m impasto.backend.starter.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
+        "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
+        "vae_psnr_db": round(psnr, 2), "wall_minutes": round((time.time() - start_wall) / 60, 1),
+        "device": str(device), "threads": torch.get_num_threads(),
+    }
+    export(Path(args.out), unet, vae, text_encoder, tok, args, meta)
+    log(f"total wall time {(time.time() - start_wall) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
