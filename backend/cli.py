@@ -323,4 +323,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    # Under `python -m impasto.backend.cli` this module runs as __main__: alias it
+    # so feature modules that import impasto.backend.cli register their
+    # sub-commands (and raise the CliError) of this very module, not a copy.
+    sys.modules.setdefault("impasto.backend.cli", sys.modules[__name__])
     sys.exit(main())

@@ -19,26 +19,7 @@ from typing import List
 import numpy as np
 
 from impasto.protocol.messages import FILL_MODES, Image as WireImage, Result
-
-
-
-def _cli_module():
-    """The CLI module that is actually running.
-
-    Under ``python -m impasto.backend.cli`` the running CLI is ``__main__``, a
-    second copy of the module next to ``impasto.backend.cli``: its command
-    list and its ``CliError`` are the ones that count.
-    """
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "impasto.backend.cli":
-        return main
-    from impasto.backend import cli
-
-    return cli
-
-
-_cli = _cli_module()
+from impasto.backend import cli as _cli
 CliError, common_request, connect, run_job, save_result = (
     _cli.CliError, _cli.common_request, _cli.connect, _cli.run_job, _cli.save_result)
 

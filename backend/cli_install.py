@@ -27,25 +27,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List
-
-
-
-def _cli_module():
-    """The CLI module that is running: ``__main__`` under ``python -m impasto.backend.cli``.
-
-    That run holds a second copy of the CLI module; its command list and its
-    ``CliError`` (the one ``main`` catches) are the ones that count.
-    """
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name == "impasto.backend.cli":
-        return main
-    from impasto.backend import cli
-
-    return cli
-
-
-_cli = _cli_module()
+from impasto.backend import cli as _cli
 EXIT_OK, EXIT_FAIL, CliError = _cli.EXIT_OK, _cli.EXIT_FAIL, _cli.CliError
 
 PLUGIN_PACKAGE = "impasto_krita"
