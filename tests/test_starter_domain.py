@@ -120,3 +120,28 @@ def test_starter_dir_helper():
     if starter_available():
         info = json.loads((STARTER_DIR / "impasto.json").read_text())
         assert info["name"] == "starter" and int(info["native_size"]) > 0
+
+
+def test_shipped_starter_model_loads_and_paints():
+    """The shipped folder loads like an SD1.5 folder and follows colour prompts."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    assert starter_available(), f"starter model missing in {STARTER_DIR}"
+    pipe = StableDiffusionPipeline.from_pretrained(str(STARTER_DIR), safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    tok = pipe.tokenizer
+    ids = tok("a zwx star", add_special_tokens=False).input_ids
+    assert tok.unk_token_id not in ids and len(ids) == 5
+    prompts = ["a red circle on a blue background", "a yellow triangle on a black background"]
+    gens = [torch.Generator("cpu").manual_seed(i) for i in range(len(prompts))]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: one thread is fastest on a busy machine
+    try:
+        imgs = pipe(prompts, height=64, width=64, num_inference_steps=10, guidance_scale=5.0, generator=gens).images
+    finally:
+        torch.set_num_threads(threads)
+    for img, p in zip(imgs, prompts):
+        assert img.size == (64, 64)
+        r = judge(img, p)
+        assert r["fg"] and r["bg"], (p, detect(img))
