@@ -177,6 +177,8 @@ class Train:
     resume: bool = False
     preview: bool = True
     priority: str = "back"
+    train_text_encoder: bool = False     # also a LoRA on the text encoder (for trigger words it reads badly)
+    gradient_checkpointing: bool = False  # less GPU memory for ~30% more time per step
 
 
 @dataclass

@@ -49,7 +49,10 @@ class DaemonProcess:
         self.home = home
         self.models_dir = models_dir
         self.env = dict(os.environ, IMPASTO_HOME=str(home), IMPASTO_ENDPOINT=self.endpoint,
-                        IMPASTO_MODELS_DIR=str(models_dir), PYTHONUNBUFFERED="1", **(env_extra or {}))
+                        IMPASTO_MODELS_DIR=str(models_dir), PYTHONUNBUFFERED="1",
+                        # one intra-op thread: on 2 shared cores torch's second thread mostly spins
+                        # (a tiny training job measured 3.6 s with one thread, 99 s with two)
+                        OMP_NUM_THREADS="1", **(env_extra or {}))
         self.log_path = home / "daemon-test.log"
         self.extra_args = list(extra_args)
         self.proc = None

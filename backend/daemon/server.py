@@ -38,6 +38,7 @@ from impasto.protocol.messages import (
     validate_job,
 )
 
+from . import concept_handlers
 from .jobs import JobRecord, JobTable
 from .worker import Worker
 
@@ -172,6 +173,7 @@ class Daemon:
         })
         for cls in JOB_REQUESTS:
             self.handlers[cls.TYPE] = self._on_job
+        concept_handlers.register(self)
 
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
         if msg.protocol != PROTOCOL_VERSION:

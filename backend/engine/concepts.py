@@ -1,19 +1,67 @@
 """Seam where personal concepts (LoRA adapters) are switched on for a job.
 
-``activate`` is called by :meth:`Engine.run` before every job with the
-request's ``[(name, weight)]`` list.  This first version knows no concepts:
-any requested concept is a typed ``unknown_concept`` error.
+``activate`` is called by :meth:`Engine.run` before every Generate job with the
+request's ``[(name, weight)]`` list.  Concepts come from the library
+(``IMPASTO_HOME/concepts``); each is loaded into the resident model once (a
+peft adapter) and later jobs only switch adapters and weights - no base
+weights are read or touched.  A weight of 0 leaves a concept out entirely, so
+the output is bit-identical to a job without it.
+
+Problems an artist can fix are typed errors naming the list entry
+(``concepts[1]``: unknown name, listed twice, made for another architecture);
+a concept trained on another model of the same architecture is used with a
+warning in the result, as is one whose trigger word the prompt lacks (when the
+caller passes the prompt).
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+import re
+from typing import List, Optional, Tuple
 
 from impasto.protocol.messages import ErrorCode
 
 from .errors import EngineError
 
 
-def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks) -> None:
-    for i, (name, _weight) in enumerate(concepts):
-        raise EngineError(ErrorCode.UNKNOWN_CONCEPT, f"concepts[{i}]: no concept named {name!r} in the library",
-                          f"concepts[{i}]")
+def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: Optional[str] = None) -> None:
+    from impasto.backend.concepts import adapters
+    from impasto.backend.concepts.library import ConceptLibrary
+
+    st = adapters.state_for(loaded)
+    if not concepts:
+        if st.resident or st.active:
+            adapters.set_active(loaded, {})
+        return
+    library = ConceptLibrary()
+    weights = {}
+    seen = set()
+    for i, (name, weight) in enumerate(concepts):
+        field = f"concepts[{i}]"
+        if name in seen:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: concept {name!r} is listed twice", field)
+        seen.add(name)
+        info = library.get(name, field)
+        if weight == 0:
+            continue  # weight 0: not even loaded, the job runs on the bare base model
+        resident = adapters.ensure_loaded(loaded, info, library.load_weights, field)
+        weights[resident.adapter] = float(weight)
+        for warning in concept_warnings(info, loaded, prompt):
+            hooks.warnings.append(warning)
+    adapters.set_active(loaded, weights)
+
+
+def concept_warnings(info, loaded, prompt: Optional[str]) -> List[str]:
+    out = []
+    meta = info.meta
+    fp, base = meta.get("base_fingerprint", ""), meta.get("base_model", "")
+    if fp and fp != loaded.fingerprint:
+        out.append(f"concept {info.name!r} was trained on model {base or '?'!r}, not on {loaded.entry.name!r}: "
+                   "it may look different than in its samples")
+    arch = meta.get("base_arch", "")
+    if arch and loaded.entry.arch and arch.split("-")[0] != loaded.entry.arch.split("-")[0]:
+        out.append(f"concept {info.name!r} was made for {arch} models, {loaded.entry.name!r} is {loaded.entry.arch}")
+    trigger = info.trigger
+    if prompt is not None and trigger and not re.search(rf"(?<![\w-]){re.escape(trigger)}(?![\w-])", prompt,
+                                                          re.IGNORECASE):
+        out.append(f"concept {info.name!r} is on but its trigger word {trigger!r} is not in the prompt")
+    return out

@@ -71,7 +71,7 @@ class Engine:
         else:
             kind = req.TYPE
         if isinstance(req, Generate):
-            concepts.activate(self, loaded, list(req.concepts), hooks)
+            concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
         runner = JOB_RUNNERS.get(kind)
         if runner is None:
             if kind != "txt2img":
@@ -100,4 +100,6 @@ def run_txt2img(engine: Engine, loaded: LoadedModel, req: Generate, hooks: JobHo
                   timings={k: round(v, 6) for k, v in timings.items()})
 
 
-from . import edit as _edit  # noqa: E402,F401  registers the img2img and edit runners in JOB_RUNNERS
+# Feature modules register their runners in JOB_RUNNERS when imported.
+from . import edit as _edit  # noqa: E402,F401  img2img and edit
+from impasto.backend.concepts import train as _concept_train  # noqa: E402,F401  train

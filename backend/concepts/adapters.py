@@ -1,0 +1,366 @@
+"""Concepts inside a resident model: peft LoRA adapters, loaded once, switched per job.
+
+Each concept becomes one named peft adapter in the model's UNet (and text
+encoder, when it has text-encoder weights), injected with
+``inject_adapter_in_model`` + ``set_peft_model_state_dict`` the first time a
+job asks for it.  Later jobs only *switch*: ``set_adapter`` + ``set_scale`` on
+every LoRA layer, microseconds of Python, no weight I/O, the base weights
+untouched.  With no concept (or only weight-0 concepts) the adapters are
+disabled, so the model computes exactly ``base_layer(x)``: bit-identical to a
+model that never saw a concept.
+
+State is kept per :class:`LoadedModel` (a weak map): a model that is unloaded
+takes its adapters with it.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import warnings
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from impasto.protocol.messages import ErrorCode
+
+from impasto.backend.engine.errors import EngineError
+
+from .lora_io import COMPONENTS, split_components
+
+log = logging.getLogger("impasto.concepts")
+
+MAX_RESIDENT = 16          # adapters kept in memory per model (least recently used go first)
+TRAIN_ADAPTER = "impasto_train"
+
+
+@dataclass
+class Resident:
+    adapter: str
+    concept_id: str
+    name: str
+    components: Tuple[str, ...]
+    last_used: float = 0.0
+    load_seconds: float = 0.0
+
+
+@dataclass
+class ModelConcepts:
+    """What concepts one loaded model holds and how its parameters were before."""
+
+    resident: Dict[str, Resident] = field(default_factory=dict)        # concept id -> adapter
+    grad_flags: Dict[str, List[bool]] = field(default_factory=dict)    # component -> requires_grad before peft
+    counter: int = 0
+    active: Dict[str, float] = field(default_factory=dict)
+    loads: int = 0                                                     # adapters loaded from disk so far
+
+
+_STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def state_for(loaded) -> ModelConcepts:
+    st = _STATE.get(loaded)
+    if st is None:
+        st = ModelConcepts()
+        _STATE[loaded] = st
+    return st
+
+
+def component(loaded, comp: str):
+    return getattr(loaded.base, comp, None)
+
+
+TEXT_MODEL = "text_model."
+
+
+def live_name(model, comp: str, module: str) -> str:
+    """Library (ecosystem) module name -> the name inside this model.
+
+    LoRA files and the library say ``text_model.encoder.layers.0...`` (the
+    CLIPTextModel layout of transformers 4); transformers 5 dropped the
+    ``text_model`` level.  Both are accepted.
+    """
+    if comp == "text_encoder" and module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+        return module[len(TEXT_MODEL):]
+    return module
+
+
+def canonical_name(model, comp: str, module: str) -> str:
+    """The inverse of :func:`live_name`: the name stored in the library and in files."""
+    if comp == "text_encoder" and not module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+        return TEXT_MODEL + module
+    return module
+
+
+def tuner_layers(model) -> List:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+def _remember_grad_flags(st: ModelConcepts, comp: str, model) -> None:
+    if comp not in st.grad_flags:
+        st.grad_flags[comp] = [p.requires_grad for p in model.parameters()]
+
+
+# --------------------------------------------------------------------------- injection
+
+
+def lora_config(ranks: Dict[str, int], targets: Optional[List[str]] = None):
+    """A peft LoraConfig for exact module names with per-module ranks, alpha = rank."""
+    from peft import LoraConfig
+
+    common = Counter(ranks.values()).most_common(1)[0][0]
+    pattern = {re.escape(m): r for m, r in ranks.items() if r != common}
+    return LoraConfig(r=common, lora_alpha=common, target_modules=targets or sorted(ranks),
+                      rank_pattern=pattern, alpha_pattern=dict(pattern), lora_dropout=0.0, bias="none")
+
+
+def check_fit(model, comp: str, modules: Dict[str, Tuple[torch.Tensor, torch.Tensor]], concept: str,
+              model_name: str, field: str) -> None:
+    """Every LoRA pair must land on a Linear / Conv2d of matching shape; typed error otherwise."""
+    named = dict(model.named_modules())
+    for module, (a, b) in modules.items():
+        target = named.get(live_name(model, comp, module))
+        base = getattr(target, "base_layer", target)
+        if base is None:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: concept {concept!r} does not fit model {model_name!r}: "
+                              f"it has no {comp} layer {module!r} (made for another architecture?)", field)
+        if isinstance(base, torch.nn.Linear):
+            ok = a.dim() == 2 and a.shape[1] == base.in_features and b.shape[0] == base.out_features
+        elif isinstance(base, torch.nn.Conv2d):
+            ok = a.dim() == 4 and a.shape[1] == base.in_channels and b.shape[0] == base.out_channels and \
+                tuple(a.shape[2:]) in (tuple(base.kernel_size), (1, 1))
+        else:
+            ok = False
+        if not ok:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: concept {concept!r} does not fit model {model_name!r}: "
+                              f"{comp} layer {module!r} has another shape (made for another architecture?)", field)
+
+
+def _fit_linear_pairs(model, modules):
+    """kohya stores 1x1 convolutions as 4-D and linear projections as 2-D; adapt either way."""
+    named = dict(model.named_modules())
+    out = {}
+    for module, (a, b) in modules.items():
+        base = getattr(named[module], "base_layer", named[module])
+        if isinstance(base, torch.nn.Linear) and a.dim() == 4:
+            a, b = a.flatten(1), b.flatten(1)
+        elif isinstance(base, torch.nn.Conv2d) and a.dim() == 2:
+            a, b = a[:, :, None, None], b[:, :, None, None]
+        out[module] = (a, b)
+    return out
+
+
+def inject(loaded, adapter: str, comp: str, modules: Dict[str, Tuple[torch.Tensor, torch.Tensor]],
+           dtype: Optional[torch.dtype] = None) -> None:
+    """Put one adapter with the given weights into ``comp`` (kept on the model's device)."""
+    from peft import inject_adapter_in_model, set_peft_model_state_dict
+
+    model = component(loaded, comp)
+    st = state_for(loaded)
+    _remember_grad_flags(st, comp, model)
+    modules = _fit_linear_pairs(model, {live_name(model, comp, m): ab for m, ab in modules.items()})
+    ranks = {m: int(a.shape[0]) for m, (a, _) in modules.items()}
+    device = loaded.choice.device
+    dtype = dtype or loaded.choice.dtype
+    sd = {}
+    for m, (a, b) in modules.items():
+        sd[f"{m}.lora_A.weight"] = a.to(device=device, dtype=dtype)
+        sd[f"{m}.lora_B.weight"] = b.to(device=device, dtype=dtype)
+    with warnings.catch_warnings():  # peft warns whenever a model gets a second adapter: that is the point here
+        warnings.filterwarnings("ignore", message=".*Already found a `peft_config`")
+        inject_adapter_in_model(lora_config(ranks), model, adapter_name=adapter, low_cpu_mem_usage=True)
+    result = set_peft_model_state_dict(model, sd, adapter_name=adapter, low_cpu_mem_usage=True)
+    if getattr(result, "unexpected_keys", None):
+        raise EngineError(ErrorCode.INTERNAL, f"adapter {adapter}: unexpected keys {result.unexpected_keys[:3]}",
+                          "concepts")
+    for layer in tuner_layers(model):
+        if adapter in getattr(layer, "lora_A", {}):
+            for p in (layer.lora_A[adapter].weight, layer.lora_B[adapter].weight):
+                if p.is_meta:
+                    raise EngineError(ErrorCode.INTERNAL, f"adapter {adapter}: weights missing", "concepts")
+    # peft marks only adapters trainable on injection: the base's flags are put back as they were
+    flags = st.grad_flags[comp]
+    base_params = [p for n, p in model.named_parameters() if "lora_" not in n]
+    if len(base_params) == len(flags):
+        for p, f in zip(base_params, flags):
+            p.requires_grad_(f)
+
+
+def remove_adapter(loaded, adapter: str) -> None:
+    for comp in COMPONENTS:
+        model = component(loaded, comp)
+        if model is None:
+            continue
+        for layer in tuner_layers(model):
+            if adapter in layer.lora_A:
+                layer.delete_adapter(adapter)
+        cfg = getattr(model, "peft_config", None)
+        if isinstance(cfg, dict):
+            cfg.pop(adapter, None)
+
+
+def unload_all(loaded) -> None:
+    """Take every adapter out: the model's modules and flags are exactly as loaded."""
+    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+
+    st = state_for(loaded)
+    for comp in COMPONENTS:
+        model = component(loaded, comp)
+        if model is None:
+            continue
+        if tuner_layers(model):
+            recurse_remove_peft_layers(model)
+        if "peft_config" in model.__dict__:
+            del model.__dict__["peft_config"]
+        flags = st.grad_flags.pop(comp, None)
+        if flags is not None:
+            params = list(model.parameters())
+            if len(params) == len(flags):
+                for p, f in zip(params, flags):
+                    p.requires_grad_(f)
+    st.resident.clear()
+    st.active = {}
+
+
+# --------------------------------------------------------------------------- concepts
+
+
+def ensure_loaded(loaded, info, weights_loader, field: str) -> Resident:
+    """The adapter of concept ``info`` in this model, loading it on first use."""
+    st = state_for(loaded)
+    res = st.resident.get(info.id)
+    if res is not None:
+        res.name = info.name
+        res.last_used = time.monotonic()
+        return res
+    t0 = time.perf_counter()
+    parts = split_components(weights_loader(info))
+    for comp, modules in parts.items():
+        model = component(loaded, comp)
+        if model is None:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: model {loaded.entry.name!r} has no {comp}", field)
+        check_fit(model, comp, modules, info.name, loaded.entry.name, field)
+    _evict(loaded, keep=MAX_RESIDENT - 1)
+    st.counter += 1
+    adapter = f"concept{st.counter}"
+    try:
+        for comp, modules in parts.items():
+            inject(loaded, adapter, comp, modules)
+    except Exception:
+        remove_adapter(loaded, adapter)
+        raise
+    res = Resident(adapter=adapter, concept_id=info.id, name=info.name, components=tuple(parts),
+                   last_used=time.monotonic(), load_seconds=time.perf_counter() - t0)
+    st.resident[info.id] = res
+    st.loads += 1
+    log.info("concept %r loaded as adapter %s in %.3f s", info.name, adapter, res.load_seconds)
+    return res
+
+
+def _evict(loaded, keep: int) -> None:
+    st = state_for(loaded)
+    while len(st.resident) > keep:
+        oldest = min(st.resident.values(), key=lambda r: r.last_used)
+        remove_adapter(loaded, oldest.adapter)
+        del st.resident[oldest.concept_id]
+
+
+def set_active(loaded, weights: Dict[str, float]) -> None:
+    """Switch the model to exactly these adapters at these weights ({} = none, base model).
+
+    The only per-job cost of concepts: walks the LoRA layers once.
+    """
+    st = state_for(loaded)
+    names = list(weights)
+    for comp in COMPONENTS:
+        model = component(loaded, comp)
+        if model is None:
+            continue
+        for layer in tuner_layers(model):
+            if not names:
+                if not layer.disable_adapters:
+                    layer.enable_adapters(False)
+                continue
+            switched_on = layer.disable_adapters
+            if switched_on:
+                layer.enable_adapters(True)
+            if switched_on or list(layer.active_adapters) != names:
+                layer.set_adapter(names, inference_mode=True)   # absent names are skipped by the layer
+            for name, w in weights.items():
+                layer.set_scale(name, float(w))
+    st.active = dict(weights)
+
+
+# --------------------------------------------------------------------------- training
+
+
+UNET_TARGETS = {
+    "lora": ["to_q", "to_k", "to_v", "to_out.0"],          # self- and cross-attention, as diffusers' script
+    "custom_diffusion": ["attn2.to_k", "attn2.to_v"],      # cross-attention K/V only (Custom Diffusion)
+}
+TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+def inject_training(loaded, comp: str, targets: List[str], rank: int, seed: int) -> List[torch.nn.Parameter]:
+    """A fresh trainable adapter (diffusers' init: A gaussian, B zero) -> its fp32 parameters.
+
+    Seeded, and without touching the global random state.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    model = component(loaded, comp)
+    st = state_for(loaded)
+    _remember_grad_flags(st, comp, model)
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets,
+                        lora_dropout=0.0, bias="none")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, model, adapter_name=TRAIN_ADAPTER)
+    params = []
+    for n, p in model.named_parameters():
+        if f".{TRAIN_ADAPTER}." in n:
+            p.data = p.data.float()       # master weights in fp32, also under fp16 autocast
+            p.requires_grad_(True)
+            params.append(p)
+        else:
+            p.requires_grad_(False)
+    for layer in tuner_layers(model):
+        if TRAIN_ADAPTER in layer.lora_A:
+            layer.enable_adapters(True)
+            layer.set_adapter([TRAIN_ADAPTER])
+    return params
+
+
+def training_state_dict(loaded, comp: str) -> Dict[str, torch.Tensor]:
+    """The training adapter's weights with library keys (``comp.module.lora_A.weight``)."""
+    from peft import get_peft_model_state_dict
+
+    model = component(loaded, comp)
+    sd = get_peft_model_state_dict(model, adapter_name=TRAIN_ADAPTER)
+    out = {}
+    for key, v in sd.items():
+        module, _, kind = key.rpartition(".lora_")
+        out[f"{comp}.{canonical_name(model, comp, module)}.lora_{kind}"] = v.detach().float().cpu().clone()
+    return out
+
+
+def load_training_state(loaded, comp: str, tensors: Dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    model = component(loaded, comp)
+    prefix = comp + "."
+    sd = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix):
+            module, _, kind = key[len(prefix):].rpartition(".lora_")
+            sd[f"{live_name(model, comp, module)}.lora_{kind}"] = v
+    with torch.no_grad():
+        result = set_peft_model_state_dict(model, sd, adapter_name=TRAIN_ADAPTER)
+    if getattr(result, "unexpected_keys", None):
+        raise EngineError(ErrorCode.BAD_FIELD, f"resume: the checkpoint does not match this training "
+                          f"({result.unexpected_keys[0]})", "resume")

@@ -1,0 +1,470 @@
+"""The ``train`` job: a personal concept (DreamBooth-style LoRA) from a few pictures.
+
+It runs on the daemon's worker like any other job: queued, progress after
+every step with the loss, cancellable at every step, sample pictures every
+``sample_every`` steps as progress previews.  What it does:
+
+1. the pictures are squared to the training size; captions default to
+   ``"a <trigger> <class noun>"`` (DreamBooth's rare-word identifier);
+2. prior preservation (on by default): the base model draws the class prompts
+   (the captions without the trigger) once; the pictures are cached per model;
+3. everything that stays fixed is computed once before the loop: the VAE
+   latent distribution of every picture, the text embeddings of every caption
+   (unless the text encoder is trained too) - diffusers' reference script
+   re-encodes them at every step;
+4. a peft LoRA (``lora``: UNet attention ``to_q/to_k/to_v/to_out.0``;
+   ``custom_diffusion``: cross-attention ``attn2.to_k/to_v`` only; optional
+   text-encoder LoRA) is trained with the noise-prediction loss + the prior
+   loss, AdamW, gradient clipping at 1.0 - the recipe of diffusers'
+   ``train_dreambooth_lora.py``; fp16 autocast and gradient checkpointing on CUDA.
+   Added to it (each measured on the starter model, ``docs/perf_concepts.md``):
+   the unconditional prior (:data:`UNCOND_PRIOR`), the text prior
+   (:data:`TEXT_PRIOR_WEIGHT`) and neighbour prompts (:data:`NEIGHBOUR_PROMPTS`);
+5. checkpoints every ``checkpoint_every`` steps and at a cancel, so
+   ``Train(resume=True)`` continues where it stopped;
+6. the concept is saved to the library atomically, with sample pictures.
+
+The resident model is left exactly as it was: the training adapter is taken
+out again and every parameter flag and module mode is put back.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from impasto.protocol.messages import ErrorCode, Result, Train
+
+from impasto.backend.engine.denoise import generators
+from impasto.backend.engine.engine import JOB_RUNNERS
+from impasto.backend.engine.errors import Cancelled, EngineError
+from impasto.backend.engine.hooks import JobHooks
+from impasto.backend.engine.images import to_wire
+from impasto.backend.engine.samplers import make_scheduler
+
+# ``library`` by module: importing it may be what started the engine import that leads here
+from . import adapters, checkpoint, class_images, dataset, library
+
+log = logging.getLogger("impasto.concepts")
+
+PRIOR_LOSS_WEIGHT = 1.0
+# Share of prior-preservation examples trained with the empty prompt.  Classifier-free
+# guidance extrapolates from the model's *unconditional* prediction; a concept that moves
+# it (nothing in plain DreamBooth holds it in place) gets distorted at every CFG above 1.
+# Anchoring it on the base model's own class pictures keeps it where it was.
+UNCOND_PRIOR = 0.25
+# With a text-encoder LoRA, the prompts of prior preservation also keep their *embeddings*:
+# the encoder may change what the trigger means, not what "a red circle" means.  Free: the
+# class prompts go through the encoder anyway, their base embeddings are cached.
+TEXT_PRIOR_WEIGHT = 1.0
+NEIGHBOUR_PROMPTS = 48      # prior prompts around the class (see dataset.neighbour_prompts), one picture each
+MAX_GRAD_NORM = 1.0
+ADAM = dict(betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)   # diffusers' script defaults
+SAMPLE_SAMPLER = "ddim"
+SAMPLE_STEPS = 25
+SAMPLE_CFG = 7.0
+FINAL_SAMPLES = 2
+
+
+def instance_batch(n_images: int, loaded) -> int:
+    """Pictures per step.  4 (diffusers' default) where a step is cheap - any GPU, or
+    a small model - else 1: on a CPU a full-size SD step is seconds, and short
+    steps keep progress, previews and cancel responsive."""
+    small = (loaded.entry.native_size or 512) <= 128
+    if loaded.choice.device.type != "cpu" or small:
+        return min(4, n_images)
+    return 1
+
+
+def training_resolution(req: Train, loaded) -> int:
+    res = req.resolution or loaded.entry.native_size or 512
+    mult = 8 * 2  # the VAE's factor, and one UNet level of headroom
+    return max(mult, (res // mult) * mult)
+
+
+def _checkpointing(model) -> bool:
+    """Whether gradient (activation) checkpointing is on, for diffusers and transformers models."""
+    for attr in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if attr in dir(type(model)):
+            return bool(getattr(model, attr))
+    return False
+
+
+def set_checkpointing(model, on: bool) -> None:
+    names = (("activation_checkpointing_enable", "enable_gradient_checkpointing", "gradient_checkpointing_enable")
+             if on else
+             ("activation_checkpointing_disable", "disable_gradient_checkpointing", "gradient_checkpointing_disable"))
+    for name in names:
+        fn = getattr(model, name, None)
+        if fn is not None:
+            fn()
+            return
+
+
+class _ModelSnapshot:
+    """Module modes and gradient-checkpointing flags of the components, to restore."""
+
+    def __init__(self, loaded):
+        self.items = []
+        for comp in ("unet", "text_encoder", "vae"):
+            model = getattr(loaded.base, comp, None)
+            if model is not None:
+                self.items.append((model, model.training, _checkpointing(model)))
+
+    def restore(self) -> None:
+        for model, training, gc in self.items:
+            model.train(training)
+            if _checkpointing(model) != gc:
+                set_checkpointing(model, gc)
+
+
+class Trainer:
+    """One training run (a job); :func:`run_train` is its entry point."""
+
+    def __init__(self, engine, loaded, req: Train, hooks: JobHooks):
+        self.engine, self.loaded, self.req, self.hooks = engine, loaded, req, hooks
+        self.warnings = hooks.warnings
+        self.device = loaded.choice.device
+        self.dtype = loaded.choice.dtype
+        self.cuda = self.device.type == "cuda"
+        self.timings: Dict[str, float] = {}
+        self.resolution = training_resolution(req, loaded)
+        self.text_encoder_lora = bool(req.train_text_encoder)  # Custom Diffusion's "modifier token" role
+        self.prior = bool(req.prior_preservation) and req.class_images > 0
+        if self.prior and not req.class_noun.strip():
+            self.warnings.append("no class noun given: prior preservation is off (name the class, e.g. 'dog')")
+            self.prior = False
+        self.trigger = req.trigger.strip()
+        self.class_noun = req.class_noun.strip()
+        self.ckpt_dir = checkpoint.training_dir(req.name)
+        self.step = 0
+        self.losses: List[float] = []
+        self.step_times: List[float] = []
+        self.last_saved = -1
+
+    # ------------------------------------------------------------------ settings
+
+    def settings(self) -> Dict[str, Any]:
+        """What a checkpoint must agree with to be resumed."""
+        return {
+            "model_fingerprint": self.loaded.fingerprint,
+            "method": self.req.method,
+            "rank": self.req.rank,
+            "resolution": self.resolution,
+            "text_encoder": self.text_encoder_lora,
+            "trigger": self.trigger,
+            "class_noun": self.class_noun,
+            "prior": self.prior,
+        }
+
+    # ------------------------------------------------------------------ preparation
+
+    def prepare(self) -> None:
+        req = self.req
+        t0 = time.perf_counter()
+        self.pictures = dataset.prepare_images(req.images, self.resolution, self.warnings)
+        self.captions = dataset.instance_captions(req.captions, len(self.pictures), self.trigger,
+                                                  self.class_noun, self.warnings)
+        self.digest = dataset.images_digest(req.images)
+        self.batch = instance_batch(len(self.pictures), self.loaded)
+        self.timings["prepare"] = time.perf_counter() - t0
+        self.class_pictures: List = []
+        self.class_captions: List[str] = []
+        if self.prior:
+            t0 = time.perf_counter()
+            prompts = dataset.class_prompts(self.captions, self.trigger, self.class_noun)
+            wanted = dataset.pair_counts(prompts, req.class_images)
+            near = dataset.neighbour_prompts(prompts, self.class_noun,
+                                             dataset.vocabulary_words(self.loaded.base.tokenizer),
+                                             [self.trigger], NEIGHBOUR_PROMPTS, req.seed)
+            wanted += [(p, 1) for p in near]
+            self.class_pictures = class_images.ensure(self.loaded, wanted, self.resolution, self.hooks)
+            self.class_captions = [p for p, c in wanted for _ in range(c)]
+            self.timings["class_images"] = time.perf_counter() - t0
+
+    @torch.no_grad()
+    def cache(self) -> None:
+        """VAE latent distributions and text embeddings, once, before the loop."""
+        t0 = time.perf_counter()
+        base = self.loaded.base
+        vae = base.vae
+        self.scaling = float(vae.config.scaling_factor)
+        self.shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+        def encode(pictures):
+            means, stds = [], []
+            for i in range(0, len(pictures), 4):
+                px = torch.stack([dataset.to_tensor(p) for p in pictures[i:i + 4]]).to(self.device, vae.dtype)
+                dist = vae.encode(px).latent_dist
+                means.append(dist.mean.float())
+                stds.append(dist.std.float())
+            return torch.cat(means), torch.cat(stds)
+
+        self.inst_mean, self.inst_std = encode(self.pictures)
+        if self.class_pictures:
+            self.class_mean, self.class_std = encode(self.class_pictures)
+        tok = base.tokenizer
+
+        def ids(texts):
+            return tok(list(texts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids.to(self.device)
+
+        self.inst_ids = ids(self.captions)
+        self.class_ids = ids(self.class_captions) if self.class_captions else None
+        self.empty_ids = ids([""])
+        te = base.text_encoder  # no adapter yet: these are the base model's embeddings
+        self.inst_emb = te(self.inst_ids)[0]
+        self.class_emb = te(self.class_ids)[0] if self.class_ids is not None else None
+        self.empty_emb = te(self.empty_ids)[0]
+        self.timings["cache"] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ model
+
+    def setup(self, resume: Optional[checkpoint.Checkpoint]) -> None:
+        req = self.req
+        loaded = self.loaded
+        params = adapters.inject_training(loaded, "unet", adapters.UNET_TARGETS[req.method], req.rank, req.seed)
+        if self.text_encoder_lora:
+            params += adapters.inject_training(loaded, "text_encoder", adapters.TEXT_ENCODER_TARGETS, req.rank,
+                                               req.seed + 1)
+        self.params = params
+        self.gen = torch.Generator("cpu").manual_seed(int(req.seed))
+        if resume is not None:
+            tensors = resume.adapter()
+            for comp in self.components():
+                adapters.load_training_state(loaded, comp, tensors)
+        self.optimizer = torch.optim.AdamW(params, lr=req.learning_rate, **ADAM)
+        if resume is not None:
+            self.optimizer.load_state_dict(resume.optimizer())
+            for group in self.optimizer.param_groups:
+                group["lr"] = req.learning_rate
+            self.gen.set_state(resume.rng())
+            self.step = resume.step
+            self.last_saved = resume.step
+            self.losses = list(resume.state.get("losses", []))
+        from diffusers import DDPMScheduler
+
+        self.noise_scheduler = DDPMScheduler.from_config(loaded.scheduler_config)
+        self.scaler = torch.amp.GradScaler("cuda") if self.cuda and self.dtype == torch.float16 else None
+        unet = loaded.base.unet
+        unet.train()
+        if self.text_encoder_lora:
+            loaded.base.text_encoder.train()
+        if req.gradient_checkpointing:
+            set_checkpointing(unet, True)
+            if self.text_encoder_lora:
+                set_checkpointing(loaded.base.text_encoder, True)
+
+    def components(self) -> List[str]:
+        return ["unet", "text_encoder"] if self.text_encoder_lora else ["unet"]
+
+    def adapter_tensors(self) -> Dict[str, torch.Tensor]:
+        out: Dict[str, torch.Tensor] = {}
+        for comp in self.components():
+            out.update(adapters.training_state_dict(self.loaded, comp))
+        return out
+
+    # ------------------------------------------------------------------ the loop
+
+    def _latents(self, mean, std, idx):
+        g = self.gen
+        eps = torch.randn(mean[idx].shape, generator=g).to(self.device)
+        return ((mean[idx] + std[idx] * eps) - self.shift) * self.scaling
+
+    def train_step(self) -> float:
+        g = self.gen
+        n = self.inst_mean.shape[0]
+        idx = torch.randint(0, n, (self.batch,), generator=g)
+        latents = self._latents(self.inst_mean, self.inst_std, idx)
+        parts_ids = [self.inst_ids[idx.to(self.device)]]
+        parts_emb = [self.inst_emb[idx.to(self.device)]]
+        if self.prior:
+            cidx = torch.randint(0, self.class_mean.shape[0], (self.batch,), generator=g)
+            uncond = (torch.rand(self.batch, generator=g) < UNCOND_PRIOR).to(self.device)
+            latents = torch.cat([latents, self._latents(self.class_mean, self.class_std, cidx)])
+            class_ids = self.class_ids[cidx.to(self.device)]
+            parts_ids.append(torch.where(uncond[:, None], self.empty_ids, class_ids))
+            class_emb = self.class_emb[cidx.to(self.device)]
+            parts_emb.append(torch.where(uncond[:, None, None], self.empty_emb, class_emb))
+        bsz = latents.shape[0]
+        noise = torch.randn(latents.shape, generator=g).to(self.device)
+        timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,),
+                                  generator=g).to(self.device).long()
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        unet = self.loaded.base.unet
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.scaler is not None):
+            text_prior = None
+            if not self.text_encoder_lora:
+                hidden = torch.cat(parts_emb)   # cached
+            else:
+                hidden = self.loaded.base.text_encoder(torch.cat(parts_ids))[0]
+                if self.prior:
+                    k = parts_ids[0].shape[0]
+                    text_prior = F.mse_loss(hidden[k:].float(), parts_emb[1].float())
+            pred = unet(noisy.to(unet.dtype), timesteps, hidden.to(unet.dtype)).sample
+        kind = self.noise_scheduler.config.prediction_type
+        target = noise if kind == "epsilon" else self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        pred, target = pred.float(), target.float()
+        if self.prior:
+            pred, pred_prior = pred.chunk(2)
+            target, target_prior = target.chunk(2)
+            loss = F.mse_loss(pred, target) + PRIOR_LOSS_WEIGHT * F.mse_loss(pred_prior, target_prior)
+            if text_prior is not None:
+                loss = loss + TEXT_PRIOR_WEIGHT * text_prior
+        else:
+            loss = F.mse_loss(pred, target)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def save_checkpoint(self) -> None:
+        if self.step <= 0 or self.step == self.last_saved:
+            return
+        checkpoint.save(self.ckpt_dir, self.step, self.adapter_tensors(), self.optimizer.state_dict(),
+                        self.gen.get_state(), dict(self.settings(), digest=self.digest, total=self.req.steps,
+                                                   losses=self.losses[-200:]))
+        self.last_saved = self.step
+
+    def samples(self, n: int) -> List:
+        """Pictures of the first caption with the adapter as trained so far (fixed seeds)."""
+        pipe = self.loaded.txt2img
+        pipe.scheduler = make_scheduler(SAMPLE_SAMPLER, self.loaded.scheduler_config)
+        unet, te = self.loaded.base.unet, self.loaded.base.text_encoder
+        modes = (unet.training, te.training)
+        unet.eval()
+        te.eval()
+        try:
+            with torch.inference_mode():
+                out = pipe(prompt=[self.captions[0]] * n, num_inference_steps=SAMPLE_STEPS,
+                           guidance_scale=SAMPLE_CFG, width=self.resolution, height=self.resolution,
+                           generator=generators([self.req.seed + i for i in range(n)]), output_type="pil")
+        finally:
+            unet.train(modes[0])
+            te.train(modes[1])
+        return list(out.images)
+
+    def loop(self) -> None:
+        req, hooks = self.req, self.hooks
+        total = req.steps
+        t_loop = time.perf_counter()
+        try:
+            while self.step < total:
+                hooks.check()
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                self.step += 1
+                self.step_times.append(time.perf_counter() - t0)
+                if not math.isfinite(loss):
+                    raise EngineError(ErrorCode.INTERNAL, f"training diverged at step {self.step} (loss {loss}): "
+                                      "lower the learning rate", "learning_rate")
+                self.losses.append(round(loss, 6))
+                preview = None
+                if req.preview and req.sample_every and self.step % req.sample_every == 0 and self.step < total:
+                    hooks.check()
+                    preview = self.samples(1)[0]
+                hooks.progress(self.step, total, preview, loss, "train")
+                if req.checkpoint_every and self.step % req.checkpoint_every == 0 and self.step < total:
+                    self.save_checkpoint()
+        except Cancelled:
+            self.save_checkpoint()  # a cancel keeps its progress: resume continues from here
+            raise
+        finally:
+            self.timings["train"] = time.perf_counter() - t_loop
+
+    # ------------------------------------------------------------------ the job
+
+    def finish(self) -> Result:
+        req, loaded = self.req, self.loaded
+        self.save_checkpoint()  # if saving to the library fails (disk full), resume can still save it
+        t0 = time.perf_counter()
+        self.hooks.progress(self.step, req.steps, None, None, "samples")
+        pictures = self.samples(FINAL_SAMPLES)
+        self.timings["samples"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lib = library.ConceptLibrary()
+        replaced = lib.find(req.name) is not None
+        meta = library.new_meta(
+            trigger=self.trigger, class_noun=self.class_noun, method=req.method, rank=req.rank, steps=self.step,
+            learning_rate=req.learning_rate, resolution=self.resolution, images=len(self.pictures),
+            captions=self.captions, prior_preservation=self.prior, class_images=len(self.class_pictures),
+            base_model=loaded.entry.name, base_fingerprint=loaded.fingerprint, base_arch=loaded.entry.arch,
+            text_encoder=self.text_encoder_lora, source="trained", seed=req.seed,
+            final_loss=round(statistics.fmean(self.losses[-20:]), 6) if self.losses else None,
+            train_seconds=round(self.timings.get("train", 0.0), 3),
+        )
+        info = lib.save(req.name, self.adapter_tensors(), meta, pictures, replace=True)
+        if replaced:
+            self.warnings.append(f"the earlier concept {req.name!r} was replaced")
+        checkpoint.clear(self.ckpt_dir)
+        self.timings["save"] = time.perf_counter() - t0
+        self.hooks.progress(self.step, req.steps, None, None, "saved")
+        step_median = statistics.median(self.step_times) if self.step_times else 0.0
+        return Result(
+            images=[to_wire(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
+            steps_run=self.step, timings={k: round(v, 6) for k, v in self.timings.items()},
+            info={"concept": info.to_wire(), "steps_this_run": len(self.step_times),
+                  "resumed_from": self.resumed_from, "batch": self.batch, "step_median_s": round(step_median, 6),
+                  "final_loss": meta["final_loss"]},
+        )
+
+    def run(self) -> Result:
+        req = self.req
+        dataset.check_count(req.images)  # before anything is changed
+        resume = None
+        if req.resume:
+            resume = checkpoint.latest(self.ckpt_dir)
+            if resume is None:
+                raise EngineError(ErrorCode.NOT_FOUND, f"resume: no checkpoint of a training named {req.name!r} to "
+                                  "resume (train it without resume)", "resume")
+            diff = [k for k, v in self.settings().items() if resume.state.get(k) != v]
+            if diff:
+                was = ", ".join(f"{k} {resume.state.get(k)!r}" for k in diff)
+                raise EngineError(ErrorCode.BAD_FIELD, f"resume: the checkpoint of {req.name!r} was made with "
+                                  f"{was}: resume with the same settings, or train anew", "resume")
+        else:
+            old = checkpoint.latest(self.ckpt_dir)
+            if old is not None:
+                self.warnings.append(f"an unfinished training of {req.name!r} (step {old.step}) was discarded; "
+                                     "use resume to continue one")
+            checkpoint.clear(self.ckpt_dir)
+        self.resumed_from = resume.step if resume is not None else 0
+        adapters.unload_all(self.loaded)   # concept adapters out (the next job reloads what it uses)
+        snapshot = _ModelSnapshot(self.loaded)
+        try:
+            self.hooks.progress(0, req.steps, None, None, "prepare")
+            self.prepare()
+            if resume is not None and resume.state.get("digest") != self.digest:
+                self.warnings.append("the pictures differ from the ones the checkpoint was trained on")
+            self.cache()
+            self.setup(resume)
+            self.loop()
+            return self.finish()
+        finally:
+            adapters.unload_all(self.loaded)
+            snapshot.restore()
+            self.optimizer = None
+            if self.cuda:
+                torch.cuda.empty_cache()
+
+
+def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Result:
+    # gradients on, whatever the caller's context (a script under no_grad / inference_mode)
+    with torch.inference_mode(False), torch.enable_grad():
+        return Trainer(engine, loaded, req, hooks).run()
+
+
+JOB_RUNNERS["train"] = run_train
