@@ -16,7 +16,7 @@ Runs alternate region / whole so that load from other processes on a shared
 machine hits both alike; medians are reported, with the load average.
 
     python bench/edit_region.py [--runs 5] [--steps 8] [--canvas 4096] [--native 64] [--max-size 256]
-                                [--out docs/perf_edit.md]
+                                [--out FILE.md]  (figures are then copied into docs/performance.md)
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on a shared machine, threads beyond the free cores "
                          "spin; 0: torch's default)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "docs" / "perf_edit.md"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "bench" / "edit_region.latest.md"))
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

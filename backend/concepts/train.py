@@ -17,7 +17,7 @@ every step with the loss, cancellable at every step, sample pictures every
    text-encoder LoRA) is trained with the noise-prediction loss + the prior
    loss, AdamW, gradient clipping at 1.0 - the recipe of diffusers'
    ``train_dreambooth_lora.py``; fp16 autocast and gradient checkpointing on CUDA.
-   Added to it (each measured on the starter model, ``docs/perf_concepts.md``):
+   Added to it (each measured on the starter model, ``docs/performance.md``):
    the unconditional prior (:data:`UNCOND_PRIOR`), the text prior
    (:data:`TEXT_PRIOR_WEIGHT`) and neighbour prompts (:data:`NEIGHBOUR_PROMPTS`);
 5. checkpoints every ``checkpoint_every`` steps and at a cancel, so
