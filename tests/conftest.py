@@ -52,7 +52,8 @@ class DaemonProcess:
                         IMPASTO_MODELS_DIR=str(models_dir), PYTHONUNBUFFERED="1",
                         # one intra-op thread: on 2 shared cores torch's second thread mostly spins
                         # (a tiny training job measured 3.6 s with one thread, 99 s with two)
-                        OMP_NUM_THREADS="1", **(env_extra or {}))
+                        OMP_NUM_THREADS="1")
+        self.env.update(env_extra or {})
         self.log_path = home / "daemon-test.log"
         self.extra_args = list(extra_args)
         self.proc = None
