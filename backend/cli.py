@@ -130,6 +130,15 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
         raise CliError(f"{exc.message} [{exc.code}]", code) from None
 
 
+def run_request(args, request) -> Result:
+    """Connect (spawning a daemon unless ``--no-spawn``), run one job, close: every job command's core."""
+    client = connect(args, spawn=not args.no_spawn)
+    try:
+        return run_job(client, request, quiet=args.quiet)
+    finally:
+        client.close()
+
+
 def output_paths(out: str, count: int) -> List[Path]:
     path = Path(out)
     if count == 1:
@@ -234,11 +243,7 @@ def cmd_models(args) -> int:
 
 def cmd_generate(args) -> int:
     w, h = args.size
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        result = run_job(client, common_request(args, width=w, height=h), quiet=args.quiet)
-    finally:
-        client.close()
+    result = run_request(args, common_request(args, width=w, height=h))
     save_result(result, args.output)
     return EXIT_OK
 

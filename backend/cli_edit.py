@@ -20,8 +20,8 @@ import numpy as np
 
 from impasto.protocol.messages import FILL_MODES, Image as WireImage, Result
 from impasto.backend import cli as _cli
-CliError, common_request, connect, run_job, save_result = (
-    _cli.CliError, _cli.common_request, _cli.connect, _cli.run_job, _cli.save_result)
+CliError, common_request, run_request, save_result = (
+    _cli.CliError, _cli.common_request, _cli.run_request, _cli.save_result)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -132,11 +132,7 @@ def _strength(text: str) -> float:
 
 def cmd_img2img(args) -> int:
     request = common_request(args, init_image=read_picture(args.image), strength=args.strength)
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        result = run_job(client, request, quiet=args.quiet)
-    finally:
-        client.close()
+    result = run_request(args, request)
     _report(result, args.quiet)
     save_result(result, args.output)
     return 0
@@ -150,11 +146,7 @@ def cmd_edit(args) -> int:
     request = common_request(args, init_image=image, mask=mask, strength=args.strength, mask_blur=args.mask_blur,
                              grow=args.grow, padding=args.padding, fill=args.fill,
                              whole_picture=args.whole_picture)
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        result = run_job(client, request, quiet=args.quiet)
-    finally:
-        client.close()
+    result = run_request(args, request)
     _report(result, args.quiet)
     save_result(result, args.output)
     if args.patch:
