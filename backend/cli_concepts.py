@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from impasto.protocol import ProtocolError
-from impasto.protocol.messages import TRAIN_METHODS, Image as WireImage, Train
+from impasto.protocol.messages import TRAIN_FALLBACKS, TRAIN_METHODS, Image as WireImage, Train
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         method=args.method, rank=args.rank, steps=args.steps, learning_rate=args.lr, resolution=args.resolution,
         prior_preservation=args.prior, class_images=args.class_images, seed=args.seed, model=args.model or "",
         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        preview=False, train_text_encoder=args.text_encoder, gradient_checkpointing=args.gradient_checkpointing,
+        preview=False, train_text_encoder=args.text_encoder, trigger_embedding=args.trigger_embedding, gradient_checkpointing=args.gradient_checkpointing,
     )
     client = connect(args, spawn=not args.no_spawn)
     try:
@@ -186,16 +186,21 @@ def register(sub, add_common) -> None:
                    help="what it is in general (dog, person, mug, style): keeps the model's idea of the class")
     p.add_argument("--method", choices=TRAIN_METHODS, default=defaults.method,
                    help="lora: UNet attention (default); custom_diffusion: cross-attention K/V only (smaller)")
-    p.add_argument("--steps", type=int, default=defaults.steps, help=f"training steps (default {defaults.steps})")
-    p.add_argument("--rank", type=int, default=defaults.rank, help=f"LoRA rank (default {defaults.rank})")
-    p.add_argument("--lr", type=float, default=defaults.learning_rate,
-                   help=f"learning rate (default {defaults.learning_rate:g})")
+    p.add_argument("--steps", type=int, default=0,
+                   help=f"training steps (default: the model's recommendation, else {TRAIN_FALLBACKS['steps']})")
+    p.add_argument("--rank", type=int, default=0,
+                   help=f"LoRA rank (default: the model's recommendation, else {TRAIN_FALLBACKS['rank']})")
+    p.add_argument("--lr", type=float, default=0.0,
+                   help=f"learning rate (default: the model's recommendation, else {TRAIN_FALLBACKS['learning_rate']:g})")
     p.add_argument("--resolution", type=int, default=0, help="training size in px (default: the model's own)")
     p.add_argument("--prior", action=argparse.BooleanOptionalAction, default=True,
                    help="prior preservation with class pictures from the base model (default on)")
     p.add_argument("--class-images", type=int, default=defaults.class_images,
                    help=f"class pictures for prior preservation (default {defaults.class_images})")
-    p.add_argument("--text-encoder", action="store_true", help="also train a LoRA on the text encoder")
+    p.add_argument("--text-encoder", action="store_true",
+                   help="also train a LoRA on the text encoder (changes how every prompt is read)")
+    p.add_argument("--trigger-embedding", action=argparse.BooleanOptionalAction, default=True,
+                   help="learn the trigger word's own embedding (default on; acts only where the trigger is written)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory, slower steps")
     p.add_argument("--sample-every", type=int, default=defaults.sample_every, metavar="N")
     p.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N")

@@ -51,7 +51,10 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--rank", type=int, default=None)
     ap.add_argument("--method", default="lora", choices=("lora", "custom_diffusion"))
-    ap.add_argument("--text-encoder", action="store_true")
+    ap.add_argument("--text-encoder", action="store_true", help="also a text-encoder LoRA")
+    ap.add_argument("--no-trigger-embedding", action="store_true", help="don't learn the trigger's own embedding")
+    ap.add_argument("--no-norm-cap", action="store_true", help="train.TRIGGER_NORM_CAP = False (research)")
+    ap.add_argument("--trigger-lr-scale", type=float, default=None, help="override train.TRIGGER_LR_SCALE (research)")
     ap.add_argument("--class-images", type=int, default=None)
     ap.add_argument("--prior-weight", type=float, default=None, help="override train.PRIOR_LOSS_WEIGHT (research)")
     ap.add_argument("--trigger", default="zwx")
@@ -73,10 +76,14 @@ def main(argv=None):
     from impasto.backend.starter import detector, domain
     from impasto.protocol.messages import Generate, Train
 
-    if args.prior_weight is not None:
-        from impasto.backend.concepts import train as train_mod
+    from impasto.backend.concepts import train as train_mod
 
+    if args.prior_weight is not None:
         train_mod.PRIOR_LOSS_WEIGHT = args.prior_weight
+    if args.no_norm_cap:
+        train_mod.TRIGGER_NORM_CAP = False
+    if args.trigger_lr_scale is not None:
+        train_mod.TRIGGER_LR_SCALE = args.trigger_lr_scale
     model = args.model or starter_dir()
     if model is None:
         print("the starter model is not installed (backend/assets/starter/): nothing to prove on", file=sys.stderr)
@@ -100,6 +107,7 @@ def main(argv=None):
                 class_noun=domain.CLASS_NOUN, method=args.method,
                 steps=args.steps or defaults.steps, learning_rate=args.lr or defaults.learning_rate,
                 rank=args.rank or defaults.rank, train_text_encoder=args.text_encoder,
+                trigger_embedding=not args.no_trigger_embedding,
                 class_images=defaults.class_images if args.class_images is None else args.class_images,
                 model=model.name, sample_every=0, checkpoint_every=0, preview=False)
     t0 = time.perf_counter()
@@ -157,8 +165,11 @@ def main(argv=None):
     report = {
         "model": model.name, "fingerprint": loaded.fingerprint, "device": loaded.choice.describe(),
         "threads": args.threads,
-        "training": {"template": args.template, "trigger": trig, "method": req.method, "steps": req.steps, "learning_rate": req.learning_rate, "rank": req.rank,
-                     "text_encoder": req.train_text_encoder, "class_images": req.class_images, "pictures": 5,
+        "training": {"template": args.template, "trigger": trig, "method": req.method, "steps": result.steps_run,
+                     "learning_rate": result.info["concept"]["learning_rate"], "rank": result.info["concept"]["rank"],
+                     "text_encoder": req.train_text_encoder, "trigger_embedding": req.trigger_embedding,
+                     "trigger_lr_scale": train_mod.TRIGGER_LR_SCALE, "trigger_norm_cap": train_mod.TRIGGER_NORM_CAP, "prior_loss_weight": train_mod.PRIOR_LOSS_WEIGHT,
+                     "class_images": req.class_images, "pictures": 5,
                      "resolution": size, "batch": result.info.get("batch"),
                      "train_s": result.timings.get("train"), "class_images_s": result.timings.get("class_images"),
                      "total_job_s": round(wall, 2), "step_median_s": result.info.get("step_median_s"),

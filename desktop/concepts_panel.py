@@ -205,9 +205,11 @@ class ConceptsPanel(QWidget):
         self.class_noun.setPlaceholderText("what it is: cat, person, style…")
         form.addRow("Class", self.class_noun)
         self.steps = QSpinBox()
-        self.steps.setRange(1, Limits().max_train_steps)
-        self.steps.setValue(400)
-        self.steps.setToolTip("Training steps: more learns more detail and takes longer")
+        self.steps.setRange(0, Limits().max_train_steps)
+        self.steps.setSpecialValueText("model default")   # 0: the model's recommendation
+        self.steps.setValue(0)
+        self.steps.setToolTip("Training steps: more learns more detail and takes longer "
+                              "(model default: what the model recommends, else 400)")
         form.addRow("Steps", self.steps)
         self.class_images = QSpinBox()
         self.class_images.setRange(0, 500)
@@ -335,7 +337,7 @@ class ConceptsPanel(QWidget):
         req = Train(name=self.name.text().strip(), trigger=self.trigger.text().strip(),
                     class_noun=self.class_noun.text().strip(), steps=self.steps.value(),
                     images=[qt_images.to_wire(img) for img in self.images.images], preview=True,
-                    sample_every=max(1, min(100, self.steps.value() // 4)),
+                    sample_every=max(1, min(100, (self.steps.value() or 400) // 4)),
                     class_images=self.class_images.value(), prior_preservation=self.class_images.value() > 0)
         req.job = "pending-check"
         try:

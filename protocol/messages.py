@@ -164,9 +164,11 @@ class Train:
     trigger: str = ""
     class_noun: str = ""
     method: str = "lora"
-    rank: int = 8
-    steps: int = 400
-    learning_rate: float = 1e-4
+    # 0 = the model's own recommendation (its impasto.json "concept_training"),
+    # else the SD1.5 values of TRAIN_FALLBACKS: the artist defaults need no tuning per model
+    rank: int = 0
+    steps: int = 0
+    learning_rate: float = 0.0
     resolution: int = 0                  # 0: the model's native size
     prior_preservation: bool = True
     class_images: int = 20
@@ -177,8 +179,13 @@ class Train:
     resume: bool = False
     preview: bool = True
     priority: str = "back"
-    train_text_encoder: bool = False     # also a LoRA on the text encoder (for trigger words it reads badly)
+    train_text_encoder: bool = False     # also a LoRA on the text encoder (changes how every prompt is read)
+    trigger_embedding: bool = True       # learn the trigger word's own token embeddings (only where it is written)
     gradient_checkpointing: bool = False  # less GPU memory for ~30% more time per step
+
+
+# What a Train request's 0s mean on a model that recommends nothing (diffusers' SD1.5 values).
+TRAIN_FALLBACKS = {"rank": 8, "steps": 400, "learning_rate": 1e-4}
 
 
 @dataclass
@@ -455,9 +462,12 @@ def _validate_train(msg: Train, limits: Limits) -> None:
         img.check(f"images[{i}]")
     if msg.captions and len(msg.captions) != len(msg.images):
         raise _bad("captions", f"{len(msg.captions)} captions for {len(msg.images)} images")
-    _check_range("steps", msg.steps, 1, limits.max_train_steps)
-    _check_range("rank", msg.rank, 1, 128)
-    _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
+    if msg.steps != 0:
+        _check_range("steps", msg.steps, 1, limits.max_train_steps)
+    if msg.rank != 0:
+        _check_range("rank", msg.rank, 1, 128)
+    if msg.learning_rate != 0:
+        _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
     _check_range("class_images", msg.class_images, 0, 500)
     _check_range("resolution", msg.resolution, 0, 2048)
     _check_range("sample_every", msg.sample_every, 0, 100000)

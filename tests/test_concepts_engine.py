@@ -7,6 +7,7 @@ the machinery (bits, flags, files), not picture quality - that is
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -16,7 +17,9 @@ from PIL import Image, ImageDraw
 from impasto.backend.concepts import adapters, checkpoint
 from impasto.backend.concepts import library as lib_mod
 from impasto.backend.concepts.library import ConceptLibrary, new_meta
-from impasto.backend.concepts.lora_io import read_lora_file, write_kohya_file
+from impasto.backend.concepts import trigger_embedding
+from impasto.backend.concepts.lora_io import read_lora_file, read_safetensors, write_kohya_file
+from impasto.backend.engine.concepts import activate
 from impasto.backend.engine import Cancelled, Engine, EngineError, JobHooks
 from impasto.backend.engine.images import to_wire
 from impasto.protocol.messages import ErrorCode, Generate, ProtocolError, Train
@@ -40,6 +43,9 @@ def engine(home, tiny_model, tmp_path_factory):
     models = tmp_path_factory.mktemp("concept-models")
     os.symlink(tiny_model, models / "tiny")
     build_tiny_model(models / "tiny2", seed=1)  # same architecture, other weights
+    build_tiny_model(models / "tiny-rec", seed=2)  # recommends its own concept-training values
+    (models / "tiny-rec" / "impasto.json").write_text(json.dumps(
+        {"concept_training": {"learning_rate": 2e-3, "rank": 2, "steps": 3, "bogus": 1}}))
     return Engine(models)
 
 
@@ -66,10 +72,15 @@ def gen(engine, concepts=(), model="tiny", prompt="a zwx shape", seed=3):
     return r.images[0].data, r.warnings
 
 
-def make_concept(engine, name, seed, rank=4, scale=0.5, trigger="zwx", **meta):
-    unet = engine.model("tiny").base.unet
+def make_concept(engine, name, seed, rank=4, scale=0.5, trigger="zwx", embedding=False, **meta):
+    loaded = engine.model("tiny")
+    unet = loaded.base.unet
     g = torch.Generator().manual_seed(seed)
     t = {}
+    if embedding:   # the trigger's own vectors: its base rows moved by a random step
+        table = loaded.base.text_encoder.get_input_embeddings().weight.detach()
+        ids = trigger_embedding.trigger_token_ids(loaded.base.tokenizer, trigger)
+        t[trigger_embedding.KEY] = table[ids].float() + torch.randn(len(ids), table.shape[1], generator=g)
     for n, m in unet.named_modules():
         base = getattr(m, "base_layer", m)
         if n.endswith(("to_q", "to_k", "to_v", "to_out.0")) and isinstance(base, torch.nn.Linear):
@@ -154,16 +165,55 @@ def test_concept_errors_are_typed_and_the_engine_keeps_working(engine):
 
 
 def test_kohya_export_import_round_trip_gives_identical_pictures(engine, tmp_path):
-    info = make_concept(engine, "c-kohya", seed=21, trigger="qqz", class_noun="mug")
+    info = make_concept(engine, "c-kohya", seed=21, trigger="qqz", class_noun="mug", embedding=True)
     lib = ConceptLibrary()
     path = tmp_path / "c-kohya.safetensors"
     write_kohya_file(path, info.name, lib.load_weights(info), info.meta)
+    raw, _ = read_safetensors(path)
+    assert "bundle_emb.qqz.string_to_param.*" in raw      # A1111 / kohya's bundled embedding
     tensors, hints = read_lora_file(path)
-    assert hints["layout"] == "kohya" and hints["trigger"] == "qqz"
+    assert hints["layout"] == "kohya" and hints["trigger"] == "qqz" and hints["trigger_embedding"]
+    assert torch.equal(tensors[trigger_embedding.KEY], lib.load_weights(info)[trigger_embedding.KEY])
     lib.save("c-kohya-back", tensors, new_meta(trigger=hints["trigger"]), replace=True)
-    original, _ = gen(engine, [("c-kohya", 0.7)])
-    again, _ = gen(engine, [("c-kohya-back", 0.7)])
+    original, _ = gen(engine, [("c-kohya", 0.7)], prompt="a qqz mug")
+    again, _ = gen(engine, [("c-kohya-back", 0.7)], prompt="a qqz mug")
     assert original == again
+    assert original != gen(engine, [], prompt="a qqz mug")[0]
+
+
+def test_trigger_embedding_acts_only_where_the_trigger_is_written(engine):
+    """Prompts without the trigger are encoded bit for bit as by the base model; with it, not;
+    with the concept at weight 0 or off, not even the trigger's prompt changes."""
+    make_concept(engine, "c-emb", seed=5, trigger="qqz", embedding=True, scale=0.0)
+    loaded = engine.model("tiny")
+    tok, te = loaded.base.tokenizer, loaded.base.text_encoder
+
+    def encode(prompt, concepts):
+        activate(engine, loaded, concepts, JobHooks())
+        ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+        with torch.no_grad():
+            return te(ids)[0]
+
+    plain, trig = "a red mug on a table", "a red qqz mug on a table"
+    base_plain, base_trig = encode(plain, []), encode(trig, [])
+    assert torch.equal(encode(plain, [("c-emb", 1.0)]), base_plain)
+    on = encode(trig, [("c-emb", 1.0)])
+    assert not torch.allclose(on, base_trig)
+    half = encode(trig, [("c-emb", 0.5)])
+    assert not torch.allclose(half, on) and not torch.allclose(half, base_trig)
+    assert torch.equal(encode(trig, [("c-emb", 0.0)]), base_trig)
+    assert torch.equal(encode(trig, []), base_trig)
+    # the tokens before the trigger are untouched (CLIP reads left to right)
+    n_before = len(tok("a red", add_special_tokens=False).input_ids) + 1
+    assert torch.equal(on[:, :n_before], base_trig[:, :n_before])
+
+
+def test_trigger_mask_matches_whole_runs_only():
+    ids = torch.tensor([[49406, 7, 8, 9, 5, 7, 8, 49407], [49406, 7, 5, 8, 9, 7, 8, 9]])
+    sel = trigger_embedding.trigger_mask(ids, [7, 8, 9])
+    assert sel.shape == (2, 8, 3)
+    assert sel[0, 1:4].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]] and sel[0, 4:].sum() == 0
+    assert sel[1, :5].sum() == 0 and sel[1, 5:].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
 
 
 # --------------------------------------------------------------------------- training
@@ -252,11 +302,28 @@ def test_training_lowers_the_denoising_loss_on_its_pictures(engine):
     assert loss([]) == before
 
 
+def test_left_out_settings_come_from_the_model_then_the_sd15_values(engine):
+    """rank / steps / learning rate 0 = the model's impasto.json recommendation, else SD1.5's."""
+    kw = dict(prior_preservation=False, steps=0, rank=0, learning_rate=0.0)
+    r = engine.run(train_req("c-rec", model="tiny-rec", **kw))
+    c = r.info["concept"]
+    assert (r.steps_run, c["rank"], c["learning_rate"]) == (3, 2, 2e-3)
+    r = engine.run(train_req("c-rec2", model="tiny-rec", **dict(kw, steps=2, rank=4)))  # given values win
+    assert (r.steps_run, r.info["concept"]["rank"], r.info["concept"]["learning_rate"]) == (2, 4, 2e-3)
+    entry = engine.model("tiny").entry
+    assert entry.concept_training == {}
+    r = engine.run(train_req("c-rec3", model="tiny", **dict(kw, steps=1)))
+    assert (r.info["concept"]["rank"], r.info["concept"]["learning_rate"]) == (8, 1e-4)
+    assert engine.model("tiny-rec").entry.concept_training == {"learning_rate": 2e-3, "rank": 2, "steps": 3}
+
+
 def test_custom_diffusion_trains_cross_attention_kv_only(engine):
     r = engine.run(train_req("c-cd", method="custom_diffusion", steps=2, prior_preservation=False))
     keys = ConceptLibrary().load_weights(ConceptLibrary().get("c-cd"))
-    modules = {k.rsplit(".lora_", 1)[0] for k in keys}
+    modules = {k.rsplit(".lora_", 1)[0] for k in keys if ".lora_" in k}
     assert modules and all(m.endswith(("attn2.to_k", "attn2.to_v")) for m in modules)
+    # Custom Diffusion's modifier token: the trigger's own embedding rows, nothing else of the text encoder
+    assert set(keys) - {k for k in keys if ".lora_" in k} == {"text_encoder.trigger_embedding"}
     assert r.info["concept"]["method"] == "custom_diffusion"
 
 
@@ -308,7 +375,8 @@ def test_resume_after_cancel_matches_an_uninterrupted_training(engine, home):
 
 def test_bad_training_input(engine):
     for kw, field in ((dict(images=pictures(2)), "images"), (dict(images=[]), "images"), (dict(trigger=""), "trigger"),
-                      (dict(trigger="two words"), "trigger"), (dict(steps=0), "steps"), (dict(steps=6000), "steps"),
+                      (dict(trigger="two words"), "trigger"), (dict(steps=-1), "steps"), (dict(steps=6000), "steps"),
+                      (dict(rank=-2), "rank"), (dict(learning_rate=0.5), "learning_rate"),
                       (dict(name="../up"), "name"), (dict(method="dreambooth"), "method")):
         with pytest.raises(ProtocolError) as ei:
             engine.run(train_req(kw.pop("name", "c-bad"), **kw))

@@ -94,3 +94,16 @@ def test_cancel_before_decode_skips_decode(engine):
     finally:
         handle.remove()
     assert calls["n"] == 4 and decoded == []
+
+
+def test_device_and_precision_overrides(monkeypatch):
+    from impasto.backend.engine.device import pick_device
+
+    monkeypatch.setenv("IMPASTO_DEVICE", "cuda")   # only chosen here, nothing runs on it
+    monkeypatch.delenv("IMPASTO_PRECISION", raising=False)
+    assert (pick_device().device.type, pick_device().dtype) == ("cuda", torch.float16)
+    monkeypatch.setenv("IMPASTO_PRECISION", "fp32")
+    assert pick_device().dtype == torch.float32
+    monkeypatch.setenv("IMPASTO_DEVICE", "cpu")
+    monkeypatch.setenv("IMPASTO_PRECISION", "fp16")
+    assert pick_device().dtype == torch.float32     # a CPU always computes in fp32

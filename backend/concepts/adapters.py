@@ -29,6 +29,7 @@ from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
 
+from . import trigger_embedding as trig
 from .lora_io import COMPONENTS, split_components
 
 log = logging.getLogger("impasto.concepts")
@@ -45,6 +46,7 @@ class Resident:
     components: Tuple[str, ...]
     last_used: float = 0.0
     load_seconds: float = 0.0
+    trigger_note: str = ""       # why a trigger embedding the concept has is not used in this model
 
 
 @dataclass
@@ -56,6 +58,7 @@ class ModelConcepts:
     counter: int = 0
     active: Dict[str, float] = field(default_factory=dict)
     loads: int = 0                                                     # adapters loaded from disk so far
+    triggers: Optional[trig.TriggerEmbeddings] = None                  # the token-embedding hook, once needed
 
 
 _STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -202,6 +205,10 @@ def remove_adapter(loaded, adapter: str) -> None:
         cfg = getattr(model, "peft_config", None)
         if isinstance(cfg, dict):
             cfg.pop(adapter, None)
+    st = state_for(loaded)
+    if st.triggers is not None:
+        st.triggers.entries.pop(adapter, None)
+        st.triggers.active.pop(adapter, None)
 
 
 def unload_all(loaded) -> None:
@@ -223,6 +230,9 @@ def unload_all(loaded) -> None:
             if len(params) == len(flags):
                 for p, f in zip(params, flags):
                     p.requires_grad_(f)
+    if st.triggers is not None:
+        st.triggers.remove()
+        st.triggers = None
     st.resident.clear()
     st.active = {}
 
@@ -239,7 +249,9 @@ def ensure_loaded(loaded, info, weights_loader, field: str) -> Resident:
         res.last_used = time.monotonic()
         return res
     t0 = time.perf_counter()
-    parts = split_components(weights_loader(info))
+    tensors = weights_loader(info)
+    vectors = tensors.pop(trig.KEY, None)
+    parts = split_components(tensors)
     for comp, modules in parts.items():
         model = component(loaded, comp)
         if model is None:
@@ -254,12 +266,38 @@ def ensure_loaded(loaded, info, weights_loader, field: str) -> Resident:
     except Exception:
         remove_adapter(loaded, adapter)
         raise
+    note = _load_trigger(loaded, adapter, info.trigger, vectors) if vectors is not None else ""
     res = Resident(adapter=adapter, concept_id=info.id, name=info.name, components=tuple(parts),
-                   last_used=time.monotonic(), load_seconds=time.perf_counter() - t0)
+                   last_used=time.monotonic(), load_seconds=time.perf_counter() - t0, trigger_note=note)
     st.resident[info.id] = res
     st.loads += 1
     log.info("concept %r loaded as adapter %s in %.3f s", info.name, adapter, res.load_seconds)
     return res
+
+
+def trigger_hook(loaded) -> Optional[trig.TriggerEmbeddings]:
+    """The model's token-embedding hook (installed on first use), or None without a text encoder."""
+    te = component(loaded, "text_encoder")
+    if te is None:
+        return None
+    st = state_for(loaded)
+    st.triggers = trig.for_text_encoder(te, st.triggers)
+    return st.triggers
+
+
+def _load_trigger(loaded, adapter: str, trigger: str, vectors: torch.Tensor) -> str:
+    """Register a concept's trigger vectors with the hook -> '' or why they can't be used here."""
+    hook = trigger_hook(loaded)
+    tok = getattr(loaded.base, "tokenizer", None)
+    if hook is None or tok is None:
+        return "the model has no text encoder"
+    ids = trig.trigger_token_ids(tok, trigger)
+    delta = hook.delta_from_vectors(ids, vectors)
+    if delta is None:
+        return (f"its trigger embedding ({vectors.shape[0]} tokens) does not fit this model's tokenizer, "
+                f"which spells {trigger!r} with {len(ids)}")
+    hook.entries[adapter] = trig.Entry(ids=ids, delta=delta)
+    return ""
 
 
 def _evict(loaded, keep: int) -> None:
@@ -294,6 +332,8 @@ def set_active(loaded, weights: Dict[str, float]) -> None:
             for name, w in weights.items():
                 layer.set_scale(name, float(w))
     st.active = dict(weights)
+    if st.triggers is not None:
+        st.triggers.active = dict(weights)
 
 
 # --------------------------------------------------------------------------- training
@@ -336,6 +376,60 @@ def inject_training(loaded, comp: str, targets: List[str], rank: int, seed: int)
     return params
 
 
+def inject_training_trigger(loaded, trigger: str) -> Optional[torch.nn.Parameter]:
+    """A trainable trigger embedding (zero change to start) -> its fp32 parameter; None
+    when the model has no text encoder or the trigger is empty."""
+    hook = trigger_hook(loaded)
+    ids = trig.trigger_token_ids(loaded.base.tokenizer, trigger) if hook is not None else []
+    if not ids:
+        return None
+    table = hook.table.weight
+    delta = torch.nn.Parameter(torch.zeros(len(ids), table.shape[1], device=table.device, dtype=torch.float32))
+    hook.entries[TRAIN_ADAPTER] = trig.Entry(ids=ids, delta=delta)
+    hook.active = {TRAIN_ADAPTER: 1.0}
+    return delta
+
+
+TRIGGER_DELTA_KEY = trig.KEY + "_delta"   # checkpoints only: the exact delta, so a resume is bit-identical
+
+
+def training_trigger_state(loaded, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
+    """The trained trigger vectors with their library key (absolute rows, as an A1111 embedding)."""
+    st = state_for(loaded)
+    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    if entry is None:
+        return {}
+    delta = entry.delta.detach().float()
+    out = {trig.KEY: (st.triggers.base_rows(entry.ids) + delta).cpu().clone()}
+    if checkpoint:
+        out[TRIGGER_DELTA_KEY] = delta.cpu().clone()
+    return out
+
+
+@torch.no_grad()
+def cap_training_trigger(loaded, max_norm: float) -> None:
+    """Shorten trigger rows longer than ``max_norm`` (their direction kept)."""
+    st = state_for(loaded)
+    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    if entry is None:
+        return
+    rows = st.triggers.base_rows(entry.ids) + entry.delta
+    scale = (max_norm / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+    if bool((scale < 1).any()):
+        entry.delta.copy_(rows * scale - st.triggers.base_rows(entry.ids))
+
+
+def load_training_trigger(loaded, tensors: Dict[str, torch.Tensor]) -> None:
+    st = state_for(loaded)
+    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    delta = tensors.get(TRIGGER_DELTA_KEY)
+    if entry is None or delta is None or tuple(delta.shape) != tuple(entry.delta.shape):
+        raise EngineError(ErrorCode.BAD_FIELD, "resume: the checkpoint does not match this training "
+                          "(trigger embedding)", "resume")
+    with torch.no_grad():
+        entry.delta.copy_(delta)
+
+
 def training_state_dict(loaded, comp: str) -> Dict[str, torch.Tensor]:
     """The training adapter's weights with library keys (``comp.module.lora_A.weight``)."""
     from peft import get_peft_model_state_dict
@@ -356,7 +450,7 @@ def load_training_state(loaded, comp: str, tensors: Dict[str, torch.Tensor]) -> 
     prefix = comp + "."
     sd = {}
     for key, v in tensors.items():
-        if key.startswith(prefix):
+        if key.startswith(prefix) and ".lora_" in key:
             module, _, kind = key[len(prefix):].rpartition(".lora_")
             sd[f"{live_name(model, comp, module)}.lora_{kind}"] = v
     with torch.no_grad():

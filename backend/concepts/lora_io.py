@@ -36,7 +36,7 @@ import re
 import struct
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -225,11 +225,45 @@ def _fold(groups: Dict[Tuple[str, str], Dict[str, Any]], source: str) -> Dict[st
     return out
 
 
+BUNDLE_PREFIX = "bundle_emb."
+
+
+def bundle_key(trigger: str) -> str:
+    """kohya / A1111's key for a textual-inversion embedding bundled into a LoRA file."""
+    return f"{BUNDLE_PREFIX}{trigger}.string_to_param.*"
+
+
+def _take_trigger_embedding(tensors: Dict[str, torch.Tensor]) -> Tuple[Optional[torch.Tensor], str]:
+    """Pop a bundled embedding (A1111 ``bundle_emb.NAME...``, or the library's own key) -> (vectors, NAME)."""
+    from .trigger_embedding import KEY
+
+    vectors, name = tensors.pop(KEY, None), ""
+    for key in sorted(k for k in tensors if k.startswith(BUNDLE_PREFIX)):
+        t = tensors.pop(key)
+        if vectors is None:
+            name = key[len(BUNDLE_PREFIX):].split(".")[0]
+            vectors = t
+    if vectors is not None:
+        if vectors.dim() == 1:
+            vectors = vectors[None]
+        if vectors.dim() != 2 or not vectors.is_floating_point():
+            raise LoraFormatError("path: the bundled trigger embedding is not a [tokens, width] float tensor")
+        vectors = vectors.float().contiguous()
+    return vectors, name
+
+
 def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Any supported LoRA file -> (library tensors, hints for the concept's metadata)."""
+    """Any supported LoRA file -> (library tensors, hints for the concept's metadata).
+
+    A bundled trigger embedding (kohya's and A1111's ``bundle_emb.<word>``) comes along as
+    the concept's trigger embedding, its word as the trigger when none is recorded.
+    """
+    from .trigger_embedding import KEY
+
     tensors, meta = read_safetensors(Path(path))
     if not tensors:
         raise LoraFormatError("path: the file holds no tensors")
+    vectors, bundled_word = _take_trigger_embedding(tensors)
     keys = list(tensors)
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         if any(("hada_" in k or "lokr_" in k) for k in keys):
@@ -260,7 +294,10 @@ def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
         "steps": int(meta["impasto_steps"]) if meta.get("impasto_steps", "").isdigit() else 0,
     }
     if not hints["trigger"]:
-        hints["trigger"] = _trigger_from_kohya_tags(meta)
+        hints["trigger"] = bundled_word or _trigger_from_kohya_tags(meta)
+    hints["trigger_embedding"] = vectors is not None
+    if vectors is not None:
+        lib[KEY] = vectors
     return lib, hints
 
 
@@ -332,8 +369,14 @@ def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], me
     """Write a kohya-format ``.safetensors`` atomically; returns its size in bytes."""
     from safetensors.torch import save
 
+    from .trigger_embedding import KEY
+
     path = Path(path)
-    data = save(kohya_state_dict(tensors), metadata=kohya_metadata(name, meta, tensors))
+    sd = kohya_state_dict(tensors)
+    trigger = str(meta.get("trigger", ""))
+    if KEY in tensors and trigger:
+        sd[bundle_key(trigger)] = tensors[KEY].float().contiguous()   # A1111 loads it as the trigger's embedding
+    data = save(sd, metadata=kohya_metadata(name, meta, tensors))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with open(tmp, "wb") as fh:

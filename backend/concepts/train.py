@@ -29,6 +29,7 @@ out again and every parameter flag and module mode is put back.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -38,7 +39,7 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from impasto.protocol.messages import ErrorCode, Result, Train
+from impasto.protocol.messages import TRAIN_FALLBACKS, ErrorCode, Result, Train
 
 from impasto.backend.engine.denoise import generators
 from impasto.backend.engine.engine import JOB_RUNNERS
@@ -64,6 +65,12 @@ UNCOND_PRIOR = 0.25
 TEXT_PRIOR_WEIGHT = 1.0
 NEIGHBOUR_PROMPTS = 48      # prior prompts around the class (see dataset.neighbour_prompts), one picture each
 MAX_GRAD_NORM = 1.0
+# The trigger embedding's learning rate, in units of the token table's spread (its std):
+# the same relative step on SD1.5's 768-wide table as on a tiny model's.
+TRIGGER_LR_SCALE = 0.2
+# Keep each trigger row no longer than the longest row of the token table: a textual-inversion
+# vector left free grows until it outshouts the prompt's other words (colours ignored).
+TRIGGER_NORM_CAP = True
 ADAM = dict(betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)   # diffusers' script defaults
 SAMPLE_SAMPLER = "ddim"
 SAMPLE_STEPS = 25
@@ -134,7 +141,8 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.timings: Dict[str, float] = {}
         self.resolution = training_resolution(req, loaded)
-        self.text_encoder_lora = bool(req.train_text_encoder)  # Custom Diffusion's "modifier token" role
+        self.text_encoder_lora = bool(req.train_text_encoder)
+        self.trigger_emb = bool(getattr(req, "trigger_embedding", False)) and bool(req.trigger.strip())
         self.prior = bool(req.prior_preservation) and req.class_images > 0
         if self.prior and not req.class_noun.strip():
             self.warnings.append("no class noun given: prior preservation is off (name the class, e.g. 'dog')")
@@ -157,6 +165,7 @@ class Trainer:
             "rank": self.req.rank,
             "resolution": self.resolution,
             "text_encoder": self.text_encoder_lora,
+            "trigger_embedding": self.trigger_emb,
             "trigger": self.trigger,
             "class_noun": self.class_noun,
             "prior": self.prior,
@@ -233,16 +242,31 @@ class Trainer:
             params += adapters.inject_training(loaded, "text_encoder", adapters.TEXT_ENCODER_TARGETS, req.rank,
                                                req.seed + 1)
         self.params = params
+        groups = [dict(params=params, lr=req.learning_rate)]
+        self.trigger_params: List[torch.nn.Parameter] = []
+        if self.trigger_emb:
+            delta = adapters.inject_training_trigger(loaded, self.trigger)
+            if delta is None:
+                self.trigger_emb = False
+            else:
+                self.trigger_params = [delta]
+                table = loaded.base.text_encoder.get_input_embeddings().weight.detach().float()
+                table_std = float(table.std())
+                self.trigger_cap = float(table.norm(dim=1).max())
+                groups.append(dict(params=self.trigger_params, lr=TRIGGER_LR_SCALE * table_std, weight_decay=0.0))
         self.gen = torch.Generator("cpu").manual_seed(int(req.seed))
         if resume is not None:
             tensors = resume.adapter()
             for comp in self.components():
                 adapters.load_training_state(loaded, comp, tensors)
-        self.optimizer = torch.optim.AdamW(params, lr=req.learning_rate, **ADAM)
+            if self.trigger_emb:
+                adapters.load_training_trigger(loaded, tensors)
+        lrs = [g["lr"] for g in groups]
+        self.optimizer = torch.optim.AdamW(groups, **ADAM)
         if resume is not None:
             self.optimizer.load_state_dict(resume.optimizer())
-            for group in self.optimizer.param_groups:
-                group["lr"] = req.learning_rate
+            for group, lr in zip(self.optimizer.param_groups, lrs):
+                group["lr"] = lr
             self.gen.set_state(resume.rng())
             self.step = resume.step
             self.last_saved = resume.step
@@ -263,10 +287,12 @@ class Trainer:
     def components(self) -> List[str]:
         return ["unet", "text_encoder"] if self.text_encoder_lora else ["unet"]
 
-    def adapter_tensors(self) -> Dict[str, torch.Tensor]:
+    def adapter_tensors(self, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
         for comp in self.components():
             out.update(adapters.training_state_dict(self.loaded, comp))
+        if self.trigger_emb:
+            out.update(adapters.training_trigger_state(self.loaded, checkpoint))
         return out
 
     # ------------------------------------------------------------------ the loop
@@ -299,8 +325,11 @@ class Trainer:
         unet = self.loaded.base.unet
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.scaler is not None):
             text_prior = None
-            if not self.text_encoder_lora:
+            if not self.text_encoder_lora and not self.trigger_emb:
                 hidden = torch.cat(parts_emb)   # cached
+            elif not self.text_encoder_lora:
+                # only the captions with the trigger change; prompts without it read as the base model's
+                hidden = torch.cat([self.loaded.base.text_encoder(parts_ids[0])[0]] + parts_emb[1:])
             else:
                 hidden = self.loaded.base.text_encoder(torch.cat(parts_ids))[0]
                 if self.prior:
@@ -321,20 +350,28 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            self._clip()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            self._clip()
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.trigger_params and TRIGGER_NORM_CAP:
+            adapters.cap_training_trigger(self.loaded, self.trigger_cap)
         return float(loss.detach())
+
+    def _clip(self) -> None:
+        """Gradient clipping, the LoRA and the trigger embedding each on their own (their scales differ)."""
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        if self.trigger_params:
+            torch.nn.utils.clip_grad_norm_(self.trigger_params, MAX_GRAD_NORM)
 
     def save_checkpoint(self) -> None:
         if self.step <= 0 or self.step == self.last_saved:
             return
-        checkpoint.save(self.ckpt_dir, self.step, self.adapter_tensors(), self.optimizer.state_dict(),
+        checkpoint.save(self.ckpt_dir, self.step, self.adapter_tensors(checkpoint=True), self.optimizer.state_dict(),
                         self.gen.get_state(), dict(self.settings(), digest=self.digest, total=self.req.steps,
                                                    losses=self.losses[-200:]))
         self.last_saved = self.step
@@ -402,7 +439,7 @@ class Trainer:
             learning_rate=req.learning_rate, resolution=self.resolution, images=len(self.pictures),
             captions=self.captions, prior_preservation=self.prior, class_images=len(self.class_pictures),
             base_model=loaded.entry.name, base_fingerprint=loaded.fingerprint, base_arch=loaded.entry.arch,
-            text_encoder=self.text_encoder_lora, source="trained", seed=req.seed,
+            text_encoder=self.text_encoder_lora, trigger_embedding=self.trigger_emb, source="trained", seed=req.seed,
             final_loss=round(statistics.fmean(self.losses[-20:]), 6) if self.losses else None,
             train_seconds=round(self.timings.get("train", 0.0), 3),
         )
@@ -461,7 +498,18 @@ class Trainer:
                 torch.cuda.empty_cache()
 
 
+def with_model_defaults(req: Train, loaded) -> Train:
+    """The request with its 0s (rank, steps, learning rate) filled in: the model's own
+    recommendation from its impasto.json, else diffusers' SD1.5 values.  A LoRA's effect
+    scales with the width of the layers it sits on, so a 1 M-parameter model needs a
+    learning rate ~30x SD1.5's (docs/concepts.md)."""
+    recommended = getattr(loaded.entry, "concept_training", None) or {}
+    values = {key: getattr(req, key) or recommended.get(key) or fallback for key, fallback in TRAIN_FALLBACKS.items()}
+    return dataclasses.replace(req, **values)
+
+
 def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Result:
+    req = with_model_defaults(req, loaded)
     # gradients on, whatever the caller's context (a script under no_grad / inference_mode)
     with torch.inference_mode(False), torch.enable_grad():
         return Trainer(engine, loaded, req, hooks).run()

@@ -87,7 +87,8 @@ def _import(msg: ConceptAction) -> dict:
     meta = new_meta(
         trigger=trigger, class_noun=hints["class_noun"], method=hints["method"], rank=hints["rank"],
         steps=hints["steps"], base_model=hints["base_model"], base_fingerprint=hints["base_fingerprint"],
-        base_arch=hints["base_arch"], text_encoder=hints["text_encoder"], source="imported",
+        base_arch=hints["base_arch"], text_encoder=hints["text_encoder"],
+        trigger_embedding=hints["trigger_embedding"], source="imported",
         imported_from=path.name, layout=hints["layout"], modules=hints["modules"],
     )
     concept = library.save(msg.name, tensors, meta)

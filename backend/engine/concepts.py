@@ -45,6 +45,8 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
             continue  # weight 0: not even loaded, the job runs on the bare base model
         resident = adapters.ensure_loaded(loaded, info, library.load_weights, field)
         weights[resident.adapter] = float(weight)
+        if resident.trigger_note:
+            hooks.warnings.append(f"concept {info.name!r}: {resident.trigger_note}")
         for warning in concept_warnings(info, loaded, prompt):
             hooks.warnings.append(warning)
     adapters.set_active(loaded, weights)

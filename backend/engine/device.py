@@ -20,11 +20,15 @@ class DeviceChoice:
 
 
 def pick_device(override: str | None = None) -> DeviceChoice:
-    """``IMPASTO_DEVICE=cpu|cuda|mps`` forces a device (tests force nothing)."""
+    """``IMPASTO_DEVICE=cpu|cuda|mps`` forces a device (tests force nothing);
+    ``IMPASTO_PRECISION=fp32`` keeps a GPU in full precision (cards whose fp16
+    gives black pictures, or to compare with a CPU bit for bit in spirit)."""
     wanted = override or os.environ.get("IMPASTO_DEVICE", "")
+    half = torch.float32 if os.environ.get("IMPASTO_PRECISION", "").lower() in ("fp32", "float32", "full") \
+        else torch.float16
     if wanted == "cuda" or (not wanted and torch.cuda.is_available()):
-        return DeviceChoice(torch.device("cuda"), torch.float16)
+        return DeviceChoice(torch.device("cuda"), half)
     mps = getattr(torch.backends, "mps", None)
     if wanted == "mps" or (not wanted and mps is not None and mps.is_available()):
-        return DeviceChoice(torch.device("mps"), torch.float16)
+        return DeviceChoice(torch.device("mps"), half)
     return DeviceChoice(torch.device("cpu"), torch.float32)

@@ -11,11 +11,14 @@ so ``impasto models`` is instant even with many multi-GB files.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
+
+log = logging.getLogger("impasto.models")
 
 from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F401 (re-exported)
 from impasto.protocol.messages import check_name, ProtocolError
@@ -35,9 +38,30 @@ class ModelEntry:
     description: str = ""
     supported: bool = True
     notes: List[str] = field(default_factory=list)
+    # impasto.json "concept_training": the model's own concept-training defaults
+    # (learning_rate, rank, steps) - used where a Train request leaves them at 0
+    concept_training: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
+
+
+CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int}
+
+
+def concept_training_defaults(extra: dict, path: Path) -> Dict[str, float]:
+    """The valid entries of impasto.json's ``concept_training`` (others are logged and left out)."""
+    raw = extra.get("concept_training") or {}
+    out: Dict[str, float] = {}
+    if not isinstance(raw, dict):
+        return out
+    for key, kind in CONCEPT_TRAINING_KEYS.items():
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            out[key] = kind(value)
+        elif value is not None:
+            log.warning("%s/impasto.json: concept_training.%s = %r ignored", path, key, value)
+    return out
 
 
 def starter_dir() -> Optional[Path]:
@@ -76,6 +100,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * 8),
         max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
         description=str(extra.get("description", index.get("_class_name", ""))),
+        concept_training=concept_training_defaults(extra, path),
     )
     if arch == "sdxl" or index.get("_class_name", "").startswith("StableDiffusionXL"):
         entry.supported, entry.arch = False, "sdxl"
@@ -189,6 +214,7 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
         entry.notes.append(f"{sidecar.name}/impasto.json: native_size / max_size must be whole numbers; ignored")
     if extra.get("description"):
         entry.description = str(extra["description"])
+    entry.concept_training = concept_training_defaults(extra, sidecar)
 
 
 class ModelRegistry:
