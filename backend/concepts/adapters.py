@@ -393,14 +393,20 @@ def inject_training_trigger(loaded, trigger: str) -> Optional[torch.nn.Parameter
 TRIGGER_DELTA_KEY = trig.KEY + "_delta"   # checkpoints only: the exact delta, so a resume is bit-identical
 
 
+def _training_trigger(loaded) -> Tuple[Optional[trig.TriggerEmbeddings], Optional[trig.Entry]]:
+    """The hook and the training's trigger entry (None, None when the training has none)."""
+    hook = state_for(loaded).triggers
+    entry = hook.entries.get(TRAIN_ADAPTER) if hook is not None else None
+    return hook, entry
+
+
 def training_trigger_state(loaded, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
     """The trained trigger vectors with their library key (absolute rows, as an A1111 embedding)."""
-    st = state_for(loaded)
-    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    hook, entry = _training_trigger(loaded)
     if entry is None:
         return {}
     delta = entry.delta.detach().float()
-    out = {trig.KEY: (st.triggers.base_rows(entry.ids) + delta).cpu().clone()}
+    out = {trig.KEY: (hook.base_rows(entry.ids) + delta).cpu().clone()}
     if checkpoint:
         out[TRIGGER_DELTA_KEY] = delta.cpu().clone()
     return out
@@ -409,19 +415,18 @@ def training_trigger_state(loaded, checkpoint: bool = False) -> Dict[str, torch.
 @torch.no_grad()
 def cap_training_trigger(loaded, max_norm: float) -> None:
     """Shorten trigger rows longer than ``max_norm`` (their direction kept)."""
-    st = state_for(loaded)
-    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    hook, entry = _training_trigger(loaded)
     if entry is None:
         return
-    rows = st.triggers.base_rows(entry.ids) + entry.delta
+    base = hook.base_rows(entry.ids)
+    rows = base + entry.delta
     scale = (max_norm / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
     if bool((scale < 1).any()):
-        entry.delta.copy_(rows * scale - st.triggers.base_rows(entry.ids))
+        entry.delta.copy_(rows * scale - base)
 
 
 def load_training_trigger(loaded, tensors: Dict[str, torch.Tensor]) -> None:
-    st = state_for(loaded)
-    entry = st.triggers.entries.get(TRAIN_ADAPTER) if st.triggers is not None else None
+    hook, entry = _training_trigger(loaded)
     delta = tensors.get(TRIGGER_DELTA_KEY)
     if entry is None or delta is None or tuple(delta.shape) != tuple(entry.delta.shape):
         raise EngineError(ErrorCode.BAD_FIELD, "resume: the checkpoint does not match this training "

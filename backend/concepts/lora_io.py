@@ -44,6 +44,8 @@ from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
 
+from .trigger_embedding import KEY
+
 COMPONENTS = ("unet", "text_encoder")
 KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
 
@@ -235,8 +237,6 @@ def bundle_key(trigger: str) -> str:
 
 def _take_trigger_embedding(tensors: Dict[str, torch.Tensor]) -> Tuple[Optional[torch.Tensor], str]:
     """Pop a bundled embedding (A1111 ``bundle_emb.NAME...``, or the library's own key) -> (vectors, NAME)."""
-    from .trigger_embedding import KEY
-
     vectors, name = tensors.pop(KEY, None), ""
     for key in sorted(k for k in tensors if k.startswith(BUNDLE_PREFIX)):
         t = tensors.pop(key)
@@ -258,8 +258,6 @@ def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
     A bundled trigger embedding (kohya's and A1111's ``bundle_emb.<word>``) comes along as
     the concept's trigger embedding, its word as the trigger when none is recorded.
     """
-    from .trigger_embedding import KEY
-
     tensors, meta = read_safetensors(Path(path))
     if not tensors:
         raise LoraFormatError("path: the file holds no tensors")
@@ -368,8 +366,6 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
 def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> int:
     """Write a kohya-format ``.safetensors`` atomically; returns its size in bytes."""
     from safetensors.torch import save
-
-    from .trigger_embedding import KEY
 
     path = Path(path)
     sd = kohya_state_dict(tensors)
