@@ -197,8 +197,9 @@ def register(sub, add_common) -> None:
                    help="prior preservation with class pictures from the base model (default on)")
     p.add_argument("--class-images", type=int, default=defaults.class_images,
                    help=f"class pictures for prior preservation (default {defaults.class_images})")
-    p.add_argument("--text-encoder", action="store_true",
-                   help="also train a LoRA on the text encoder (changes how every prompt is read)")
+    p.add_argument("--text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                   help="also train a LoRA on the text encoder (changes how every prompt is read; "
+                        "default: the model's recommendation, else off)")
     p.add_argument("--trigger-embedding", action=argparse.BooleanOptionalAction, default=True,
                    help="learn the trigger word's own embedding (default on; acts only where the trigger is written)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="less GPU memory, slower steps")

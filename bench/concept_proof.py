@@ -23,7 +23,8 @@ The starter model never saw a star.  This script
      own rate, ~0: the concept is what makes the star).
 
 Usage: python bench/concept_proof.py [--model DIR] [--steps 400] [--lr 1e-4] [--rank 8]
-       [--method lora] [--trigger zwx] [--seeds 1] [--threads 2] [--out DIR]
+       [--method lora] [--trigger zwx] [--text-encoder] [--seeds 1] [--pairs N] [--threads 2] [--out DIR]
+       (research knobs override the trainer's constants: --distill --distill-keep --distill-rows ...)
 Writes ``proof.json`` and ``grid.png`` (rows: training pictures, with trigger, without trigger, trigger
 prompt without the concept, other shapes' prompts with the concept) to --out.
 """
@@ -41,6 +42,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+RESEARCH_KNOBS = {"prior_weight": "PRIOR_LOSS_WEIGHT", "trigger_lr_scale": "TRIGGER_LR_SCALE",
+                  "distill": "NEIGHBOUR_DISTILL", "distill_candidates": "NEIGHBOUR_CANDIDATES",
+                  "distill_keep": "NEIGHBOUR_DISTILL_KEEP", "distill_rows": "NEIGHBOUR_DISTILL_ROWS",
+                  "distill_bank": "NEIGHBOUR_DISTILL_BANK", "neighbour_pictures": "NEIGHBOUR_PROMPTS"}
 TRAIN_PAIRS = [("red", "blue"), ("yellow", "black"), ("white", "green"), ("cyan", "magenta"), ("blue", "yellow")]
 
 
@@ -51,12 +56,19 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--rank", type=int, default=None)
     ap.add_argument("--method", default="lora", choices=("lora", "custom_diffusion"))
-    ap.add_argument("--text-encoder", action="store_true", help="also a text-encoder LoRA")
+    ap.add_argument("--text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                    help="also a text-encoder LoRA (default: the model's recommendation)")
     ap.add_argument("--no-trigger-embedding", action="store_true", help="don't learn the trigger's own embedding")
     ap.add_argument("--no-norm-cap", action="store_true", help="train.TRIGGER_NORM_CAP = False (research)")
     ap.add_argument("--trigger-lr-scale", type=float, default=None, help="override train.TRIGGER_LR_SCALE (research)")
     ap.add_argument("--class-images", type=int, default=None)
     ap.add_argument("--prior-weight", type=float, default=None, help="override train.PRIOR_LOSS_WEIGHT (research)")
+    ap.add_argument("--distill", type=float, default=None, help="override train.NEIGHBOUR_DISTILL (research)")
+    ap.add_argument("--distill-candidates", type=int, default=None, help="override train.NEIGHBOUR_CANDIDATES")
+    ap.add_argument("--neighbour-pictures", type=int, default=None, help="override train.NEIGHBOUR_PROMPTS")
+    ap.add_argument("--distill-rows", type=float, default=None, help="override train.NEIGHBOUR_DISTILL_ROWS")
+    ap.add_argument("--distill-bank", type=int, default=None, help="override train.NEIGHBOUR_DISTILL_BANK")
+    ap.add_argument("--distill-keep", type=int, default=None, help="override train.NEIGHBOUR_DISTILL_KEEP")
     ap.add_argument("--trigger", default="zwx")
     ap.add_argument("--template", default="a {fg} {trigger} shape on a {bg} background",
                     help="caption and with-trigger prompt ({fg}, {bg}, {trigger})")
@@ -78,12 +90,12 @@ def main(argv=None):
 
     from impasto.backend.concepts import train as train_mod
 
-    if args.prior_weight is not None:
-        train_mod.PRIOR_LOSS_WEIGHT = args.prior_weight
+    # research knobs: the trainer's module constants, for this process only
+    for arg, constant in RESEARCH_KNOBS.items():
+        if getattr(args, arg) is not None:
+            setattr(train_mod, constant, getattr(args, arg))
     if args.no_norm_cap:
         train_mod.TRIGGER_NORM_CAP = False
-    if args.trigger_lr_scale is not None:
-        train_mod.TRIGGER_LR_SCALE = args.trigger_lr_scale
     model = args.model or starter_dir()
     if model is None:
         print("the starter model is not installed (backend/assets/starter/): nothing to prove on", file=sys.stderr)
@@ -167,8 +179,14 @@ def main(argv=None):
         "threads": args.threads,
         "training": {"template": args.template, "trigger": trig, "method": req.method, "steps": result.steps_run,
                      "learning_rate": result.info["concept"]["learning_rate"], "rank": result.info["concept"]["rank"],
-                     "text_encoder": req.train_text_encoder, "trigger_embedding": req.trigger_embedding,
+                     "text_encoder": result.info["concept"]["text_encoder"], "trigger_embedding": req.trigger_embedding,
                      "trigger_lr_scale": train_mod.TRIGGER_LR_SCALE, "trigger_norm_cap": train_mod.TRIGGER_NORM_CAP, "prior_loss_weight": train_mod.PRIOR_LOSS_WEIGHT,
+                     "neighbour_distill": train_mod.NEIGHBOUR_DISTILL,
+                     "neighbour_candidates": train_mod.NEIGHBOUR_CANDIDATES,
+                     "neighbour_distill_keep": train_mod.NEIGHBOUR_DISTILL_KEEP,
+                     "neighbour_distill_rows": train_mod.NEIGHBOUR_DISTILL_ROWS,
+                     "neighbour_distill_bank": train_mod.NEIGHBOUR_DISTILL_BANK,
+                     "neighbour_pictures": train_mod.NEIGHBOUR_PROMPTS,
                      "class_images": req.class_images, "pictures": 5,
                      "resolution": size, "batch": result.info.get("batch"),
                      "train_s": result.timings.get("train"), "class_images_s": result.timings.get("class_images"),

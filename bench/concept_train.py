@@ -20,6 +20,8 @@ model, pictures, class pictures, batch, rank and learning rate; it caches the
 latent distributions and text embeddings before its loop.  Both are timed per
 step (``perf_counter`` around one whole step), after warm-up steps, interleaved
 in rounds so machine noise hits both alike; medians are reported with their ratio.
+Impasto's step is timed as trained by default (with neighbour distillation: one more
+batch of rows and a no-grad teacher pass of the UNet) and without it.
 
 Usage: python bench/concept_train.py [--model DIR] [--steps 30] [--warmup 5] [--resolution 64]
        [--batch 4] [--rank 8] [--threads 1] [--rounds 3] [--json out.json]
@@ -191,6 +193,10 @@ class ImpastoTrainer:
         t.digest, t.batch, t.resumed_from = "bench", batch, 0
         t.class_pictures = [T.dataset.fit_square(Image.open(p).convert("RGB"), t.resolution) for p in class_paths]
         t.class_captions = [f"a {class_noun}"] * len(class_paths)
+        # neighbour distillation (on by default): as Trainer.prepare chooses its candidates
+        t.distill_prompts = T.dataset.neighbour_prompts(
+            [f"a {class_noun}"], class_noun, T.dataset.vocabulary_words(loaded.base.tokenizer), [trigger],
+            T.NEIGHBOUR_CANDIDATES, 0) if T.NEIGHBOUR_DISTILL > 0 else []
         t0 = time.perf_counter()
         t.cache()
         self.cache_seconds = time.perf_counter() - t0
@@ -198,6 +204,15 @@ class ImpastoTrainer:
 
     def step(self) -> float:
         return self.trainer.train_step()
+
+    def step_without_distillation(self) -> float:
+        """The same trainer with neighbour distillation off for one step (its extra rows and teacher pass)."""
+        t = self.trainer
+        keep, t.distill_prompts = t.distill_prompts, []
+        try:
+            return t.train_step()
+        finally:
+            t.distill_prompts = keep
 
     def close(self):
         from impasto.backend.concepts import adapters
@@ -269,20 +284,27 @@ def main(argv=None):
                           args.rank, args.lr)
     base = DiffusersBaseline(model, inst, cls_paths, "a zwx shape", "a shape", args.resolution, args.batch,
                              args.rank, args.lr, device)
+    distilled = len(ours.trainer.distill_prompts)
     timed(ours.step, args.warmup)
     timed(base.step, args.warmup)
-    t_ours, t_base = [], []
+    t_ours, t_base, t_plain = [], [], []
     for _ in range(args.rounds):
         t_base += timed(base.step, args.steps)
         t_ours += timed(ours.step, args.steps)
+        if distilled:
+            t_plain += timed(ours.step_without_distillation, args.steps)
     ours.close()
     m_ours, m_base = statistics.median(t_ours), statistics.median(t_base)
+    m_plain = statistics.median(t_plain) if t_plain else m_ours
     report = {
         "model": model.name, "device": loaded.choice.describe(), "threads": args.threads,
         "resolution": args.resolution, "batch": f"{args.batch} instance + {args.batch} class", "rank": args.rank,
         "steps_timed_each": len(t_ours),
         "impasto_s_per_step_median": round(m_ours, 5), "diffusers_recipe_s_per_step_median": round(m_base, 5),
         "speedup": round(m_base / m_ours, 3),
+        "neighbour_distillation_prompts": distilled,
+        "impasto_without_distillation_s_per_step_median": round(m_plain, 5),
+        "speedup_without_distillation": round(m_base / m_plain, 3),
         "impasto_cache_seconds_once": round(ours.cache_seconds, 4),
         "impasto_p10_p90": [round(float(np.percentile(t_ours, q)), 5) for q in (10, 90)],
         "diffusers_p10_p90": [round(float(np.percentile(t_base, q)), 5) for q in (10, 90)],

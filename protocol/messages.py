@@ -179,7 +179,8 @@ class Train:
     resume: bool = False
     preview: bool = True
     priority: str = "back"
-    train_text_encoder: bool = False     # also a LoRA on the text encoder (changes how every prompt is read)
+    # also a LoRA on the text encoder (changes how every prompt is read); None: the model's recommendation, else off
+    train_text_encoder: Optional[bool] = None
     trigger_embedding: bool = True       # learn the trigger word's own token embeddings (only where it is written)
     gradient_checkpointing: bool = False  # less GPU memory for ~30% more time per step
 

@@ -45,7 +45,7 @@ def engine(home, tiny_model, tmp_path_factory):
     build_tiny_model(models / "tiny2", seed=1)  # same architecture, other weights
     build_tiny_model(models / "tiny-rec", seed=2)  # recommends its own concept-training values
     (models / "tiny-rec" / "impasto.json").write_text(json.dumps(
-        {"concept_training": {"learning_rate": 2e-3, "rank": 2, "steps": 3, "bogus": 1}}))
+        {"concept_training": {"learning_rate": 2e-3, "rank": 2, "steps": 3, "train_text_encoder": True, "bogus": 1}}))
     return Engine(models)
 
 
@@ -302,19 +302,63 @@ def test_training_lowers_the_denoising_loss_on_its_pictures(engine):
     assert loss([]) == before
 
 
+@torch.no_grad()
+def test_neighbour_distillation_keeps_other_prompts_where_the_base_model_had_them(engine, monkeypatch):
+    """The same training with and without neighbour distillation: with it, the concept moves the
+    model's prediction for the distilled neighbour prompts ("a circle" next to "a shape") less."""
+    from diffusers import DDPMScheduler
+
+    from impasto.backend.concepts import train as train_mod
+    from impasto.backend.engine import concepts as seam
+
+    loaded = engine.model("tiny")
+    base = loaded.base
+    settings = dict(steps=30, learning_rate=1e-2, rank=4, class_images=2)
+    monkeypatch.setattr(train_mod, "NEIGHBOUR_DISTILL", 0.0)
+    off = engine.run(train_req("c-nodistill", **settings))
+    assert off.info["distilled_prompts"] == []
+    monkeypatch.setattr(train_mod, "NEIGHBOUR_DISTILL", 4.0)
+    on = engine.run(train_req("c-distill", **settings))
+    near = on.info["distilled_prompts"]
+    assert 0 < len(near) <= train_mod.NEIGHBOUR_DISTILL_KEEP
+    assert all("zwx" not in p and "shape" not in p.split() for p in near)
+    g = torch.Generator().manual_seed(3)
+    n = len(near)
+    latents = torch.randn((n, 4, 4, 4), generator=g)
+    noise = torch.randn(latents.shape, generator=g)
+    t = torch.randint(50, 950, (n,), generator=g)
+    noisy = DDPMScheduler.from_config(loaded.scheduler_config).add_noise(latents, noise, t)
+    ids = base.tokenizer(near, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+    def predict(concepts):
+        seam.activate(engine, loaded, concepts, JobHooks())
+        return base.unet(noisy, t, base.text_encoder(ids)[0]).sample
+
+    ref = predict([])
+    drift_off = (predict([("c-nodistill", 1.0)]) - ref).pow(2).mean().item()
+    drift_on = (predict([("c-distill", 1.0)]) - ref).pow(2).mean().item()
+    assert drift_off > 0
+    assert drift_on < 0.7 * drift_off, (drift_on, drift_off)
+
+
 def test_left_out_settings_come_from_the_model_then_the_sd15_values(engine):
-    """rank / steps / learning rate 0 = the model's impasto.json recommendation, else SD1.5's."""
+    """rank / steps / learning rate 0 and an unset text-encoder choice = the model's impasto.json
+    recommendation, else SD1.5's (text encoder off)."""
     kw = dict(prior_preservation=False, steps=0, rank=0, learning_rate=0.0)
     r = engine.run(train_req("c-rec", model="tiny-rec", **kw))
     c = r.info["concept"]
-    assert (r.steps_run, c["rank"], c["learning_rate"]) == (3, 2, 2e-3)
-    r = engine.run(train_req("c-rec2", model="tiny-rec", **dict(kw, steps=2, rank=4)))  # given values win
-    assert (r.steps_run, r.info["concept"]["rank"], r.info["concept"]["learning_rate"]) == (2, 4, 2e-3)
+    assert (r.steps_run, c["rank"], c["learning_rate"], c["text_encoder"]) == (3, 2, 2e-3, True)
+    r = engine.run(train_req("c-rec2", model="tiny-rec",   # given values win
+                             **dict(kw, steps=2, rank=4, train_text_encoder=False)))
+    c = r.info["concept"]
+    assert (r.steps_run, c["rank"], c["learning_rate"], c["text_encoder"]) == (2, 4, 2e-3, False)
     entry = engine.model("tiny").entry
     assert entry.concept_training == {}
     r = engine.run(train_req("c-rec3", model="tiny", **dict(kw, steps=1)))
-    assert (r.info["concept"]["rank"], r.info["concept"]["learning_rate"]) == (8, 1e-4)
-    assert engine.model("tiny-rec").entry.concept_training == {"learning_rate": 2e-3, "rank": 2, "steps": 3}
+    c = r.info["concept"]
+    assert (c["rank"], c["learning_rate"], c["text_encoder"]) == (8, 1e-4, False)
+    assert engine.model("tiny-rec").entry.concept_training == {"learning_rate": 2e-3, "rank": 2, "steps": 3,
+                                                                "train_text_encoder": True}
 
 
 def test_custom_diffusion_trains_cross_attention_kv_only(engine):

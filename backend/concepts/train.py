@@ -19,7 +19,8 @@ every step with the loss, cancellable at every step, sample pictures every
    ``train_dreambooth_lora.py``; fp16 autocast and gradient checkpointing on CUDA.
    Added to it (each measured on the starter model, ``docs/performance.md``):
    the unconditional prior (:data:`UNCOND_PRIOR`), the text prior
-   (:data:`TEXT_PRIOR_WEIGHT`) and neighbour prompts (:data:`NEIGHBOUR_PROMPTS`);
+   (:data:`TEXT_PRIOR_WEIGHT`), neighbour prompts (:data:`NEIGHBOUR_PROMPTS`) and
+   neighbour distillation (:data:`NEIGHBOUR_DISTILL`);
 5. checkpoints every ``checkpoint_every`` steps and at a cancel, so
    ``Train(resume=True)`` continues where it stopped;
 6. the concept is saved to the library atomically, with sample pictures.
@@ -64,6 +65,19 @@ UNCOND_PRIOR = 0.25
 # class prompts go through the encoder anyway, their base embeddings are cached.
 TEXT_PRIOR_WEIGHT = 1.0
 NEIGHBOUR_PROMPTS = 48      # prior prompts around the class (see dataset.neighbour_prompts), one picture each
+# Neighbour distillation: on prompts around the class, the trained model's noise prediction is held
+# at the base model's own, on noisy class pictures at any timestep.  No pictures are drawn for
+# them: before the loop the base UNet predicts NEIGHBOUR_DISTILL_BANK (noisy picture, timestep,
+# prompt) examples once, and each step trains on a few of them.  Of NEIGHBOUR_CANDIDATES
+# prompts (dataset.neighbour_prompts) the NEIGHBOUR_DISTILL_KEEP whose text embedding is furthest
+# from the class prompts' are kept: "a red circle" moves further from "a red shape" than "a red
+# photo" does, and is what a concept can break.  Measured on the starter (docs/performance.md):
+# circle/square/triangle prompts right with the concept on 64% -> 93-96%, stars with the trigger kept >= 92%.
+NEIGHBOUR_DISTILL = 2.0     # weight of that loss (0 = off); only with prior preservation
+NEIGHBOUR_CANDIDATES = 256
+NEIGHBOUR_DISTILL_KEEP = 32
+NEIGHBOUR_DISTILL_ROWS = 0.5   # rows per step, as a share of the instance batch
+NEIGHBOUR_DISTILL_BANK = 512   # base-model examples predicted before the loop (at most steps x rows)
 MAX_GRAD_NORM = 1.0
 # The trigger embedding's learning rate, in units of the token table's spread (its std):
 # the same relative step on SD1.5's 768-wide table as on a tiny model's.
@@ -140,6 +154,8 @@ class Trainer:
         self.dtype = loaded.choice.dtype
         self.cuda = self.device.type == "cuda"
         self.timings: Dict[str, float] = {}
+        self.distill_prompts: List[str] = []   # neighbour distillation (chosen in prepare/cache)
+        self.distill_rows = 0
         self.resolution = training_resolution(req, loaded)
         self.text_encoder_lora = bool(req.train_text_encoder)
         self.trigger_emb = bool(getattr(req, "trigger_embedding", False)) and bool(req.trigger.strip())
@@ -169,6 +185,7 @@ class Trainer:
             "trigger": self.trigger,
             "class_noun": self.class_noun,
             "prior": self.prior,
+            "neighbour_distill": NEIGHBOUR_DISTILL if self.prior else 0.0,
         }
 
     # ------------------------------------------------------------------ preparation
@@ -195,6 +212,10 @@ class Trainer:
             self.class_pictures = class_images.ensure(self.loaded, wanted, self.resolution, self.hooks)
             self.class_captions = [p for p, c in wanted for _ in range(c)]
             self.timings["class_images"] = time.perf_counter() - t0
+            if NEIGHBOUR_DISTILL > 0:
+                self.distill_prompts = dataset.neighbour_prompts(
+                    prompts, self.class_noun, dataset.vocabulary_words(self.loaded.base.tokenizer), [self.trigger],
+                    NEIGHBOUR_CANDIDATES, req.seed + 7)
 
     @torch.no_grad()
     def cache(self) -> None:
@@ -230,7 +251,53 @@ class Trainer:
         self.inst_emb = te(self.inst_ids)[0]
         self.class_emb = te(self.class_ids)[0] if self.class_ids is not None else None
         self.empty_emb = te(self.empty_ids)[0]
+        if self.distill_prompts and self.prior:
+            self._choose_neighbours(te, ids)
+            self._distill_bank()
         self.timings["cache"] = time.perf_counter() - t0
+
+    def _choose_neighbours(self, te, ids) -> None:
+        """Keep the distillation prompts furthest (in base text embedding) from the class prompts."""
+        self.distill_ids = ids(self.distill_prompts)
+        emb = torch.cat([te(self.distill_ids[i:i + 64])[0] for i in range(0, len(self.distill_ids), 64)])
+        anchors = te(ids(dataset.class_prompts(self.captions, self.trigger, self.class_noun)))[0]
+        far = torch.cdist(emb.flatten(1).float(), anchors.flatten(1).float()).min(dim=1).values
+        keep = torch.topk(far, min(NEIGHBOUR_DISTILL_KEEP, len(far))).indices.sort().values
+        self.distill_ids, self.distill_emb = self.distill_ids[keep], emb[keep]
+        self.distill_prompts = [self.distill_prompts[int(i)] for i in keep]
+
+    def _distill_bank(self) -> None:
+        """The base model's noise predictions for neighbour prompts on noisy class pictures, once.
+
+        Its own seeded generator: a resumed training rebuilds the same bank.  Progress is
+        stage ``"neighbours"``; cancel is honoured between chunks (a few UNet rows each)."""
+        from diffusers import DDPMScheduler
+
+        g = torch.Generator("cpu").manual_seed(int(self.req.seed) + 11)
+        sched = DDPMScheduler.from_config(self.loaded.scheduler_config)
+        self.distill_rows = max(1, round(self.batch * NEIGHBOUR_DISTILL_ROWS))
+        size = max(self.distill_rows, min(NEIGHBOUR_DISTILL_BANK, self.req.steps * self.distill_rows))
+        unet = self.loaded.base.unet
+        noisy, times, which, teacher = [], [], [], []
+        chunk = 4 * self.batch
+        for start in range(0, size, chunk):
+            self.hooks.check()
+            self.hooks.progress(start, size, None, None, "neighbours")
+            n = min(chunk, size - start)
+            cidx = torch.randint(0, self.class_mean.shape[0], (n,), generator=g)
+            eps = torch.randn(self.class_mean[cidx].shape, generator=g).to(self.device)
+            latents = ((self.class_mean[cidx] + self.class_std[cidx] * eps) - self.shift) * self.scaling
+            noise = torch.randn(latents.shape, generator=g).to(self.device)
+            t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g).to(self.device).long()
+            p = torch.randint(0, len(self.distill_prompts), (n,), generator=g).to(self.device)
+            x = sched.add_noise(latents, noise, t)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda and self.dtype == torch.float16):
+                pred = unet(x.to(unet.dtype), t, self.distill_emb[p].to(unet.dtype)).sample
+            noisy.append(x)
+            times.append(t)
+            which.append(p)
+            teacher.append(pred.float())
+        self.bank = (torch.cat(noisy), torch.cat(times), torch.cat(which), torch.cat(teacher))
 
     # ------------------------------------------------------------------ model
 
@@ -322,6 +389,15 @@ class Trainer:
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (bsz,),
                                   generator=g).to(self.device).long()
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        distill = self.prior and bool(self.distill_prompts)
+        if distill:  # a few of the base model's own predictions for neighbour prompts, appended
+            b_noisy, b_t, b_prompt, b_teacher = self.bank
+            pick = torch.randint(0, b_noisy.shape[0], (self.distill_rows,), generator=g).to(self.device)
+            k, teacher = self.distill_rows, b_teacher[pick]
+            noisy = torch.cat([noisy, b_noisy[pick]])
+            timesteps = torch.cat([timesteps, b_t[pick]])
+            parts_ids.append(self.distill_ids[b_prompt[pick]])
+            parts_emb.append(self.distill_emb[b_prompt[pick]])
         unet = self.loaded.base.unet
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.scaler is not None):
             text_prior = None
@@ -332,10 +408,13 @@ class Trainer:
                 hidden = torch.cat([self.loaded.base.text_encoder(parts_ids[0])[0]] + parts_emb[1:])
             else:
                 hidden = self.loaded.base.text_encoder(torch.cat(parts_ids))[0]
-                if self.prior:
-                    k = parts_ids[0].shape[0]
-                    text_prior = F.mse_loss(hidden[k:].float(), parts_emb[1].float())
+                if len(parts_emb) > 1:
+                    n_inst = parts_ids[0].shape[0]
+                    text_prior = F.mse_loss(hidden[n_inst:].float(), torch.cat(parts_emb[1:]).float())
             pred = unet(noisy.to(unet.dtype), timesteps, hidden.to(unet.dtype)).sample
+            if distill:
+                distill_loss = F.mse_loss(pred[-k:].float(), teacher)
+                pred, timesteps = pred[:-k], timesteps[:-k]
         kind = self.noise_scheduler.config.prediction_type
         target = noise if kind == "epsilon" else self.noise_scheduler.get_velocity(latents, noise, timesteps)
         pred, target = pred.float(), target.float()
@@ -347,6 +426,8 @@ class Trainer:
                 loss = loss + TEXT_PRIOR_WEIGHT * text_prior
         else:
             loss = F.mse_loss(pred, target)
+        if distill:
+            loss = loss + NEIGHBOUR_DISTILL * distill_loss
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -455,7 +536,7 @@ class Trainer:
             steps_run=self.step, timings={k: round(v, 6) for k, v in self.timings.items()},
             info={"concept": info.to_wire(), "steps_this_run": len(self.step_times),
                   "resumed_from": self.resumed_from, "batch": self.batch, "step_median_s": round(step_median, 6),
-                  "final_loss": meta["final_loss"]},
+                  "final_loss": meta["final_loss"], "distilled_prompts": list(self.distill_prompts)},
         )
 
     def run(self) -> Result:
@@ -499,12 +580,14 @@ class Trainer:
 
 
 def with_model_defaults(req: Train, loaded) -> Train:
-    """The request with its 0s (rank, steps, learning rate) filled in: the model's own
+    """The request with its 0s (rank, steps, learning rate) and its unset text-encoder choice filled in: the model's own
     recommendation from its impasto.json, else diffusers' SD1.5 values.  A LoRA's effect
     scales with the width of the layers it sits on, so a 1 M-parameter model needs a
     learning rate ~30x SD1.5's (docs/concepts.md)."""
     recommended = getattr(loaded.entry, "concept_training", None) or {}
     values = {key: getattr(req, key) or recommended.get(key) or fallback for key, fallback in TRAIN_FALLBACKS.items()}
+    if req.train_text_encoder is None:
+        values["train_text_encoder"] = bool(recommended.get("train_text_encoder", False))
     return dataclasses.replace(req, **values)
 
 

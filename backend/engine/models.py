@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 log = logging.getLogger("impasto.models")
 
@@ -40,24 +40,26 @@ class ModelEntry:
     notes: List[str] = field(default_factory=list)
     # impasto.json "concept_training": the model's own concept-training defaults
     # (learning_rate, rank, steps) - used where a Train request leaves them at 0
-    concept_training: Dict[str, float] = field(default_factory=dict)
+    concept_training: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
 
 
-CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int}
+CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool}
 
 
-def concept_training_defaults(extra: dict, path: Path) -> Dict[str, float]:
+def concept_training_defaults(extra: dict, path: Path) -> Dict[str, Any]:
     """The valid entries of impasto.json's ``concept_training`` (others are logged and left out)."""
     raw = extra.get("concept_training") or {}
-    out: Dict[str, float] = {}
+    out: Dict[str, Any] = {}
     if not isinstance(raw, dict):
         return out
     for key, kind in CONCEPT_TRAINING_KEYS.items():
         value = raw.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        if kind is bool and isinstance(value, bool):
+            out[key] = value
+        elif kind is not bool and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             out[key] = kind(value)
         elif value is not None:
             log.warning("%s/impasto.json: concept_training.%s = %r ignored", path, key, value)
