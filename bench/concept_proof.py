@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from PIL import Image
+
+from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
 
 RESEARCH_KNOBS = {"prior_weight": "PRIOR_LOSS_WEIGHT", "trigger_lr_scale": "TRIGGER_LR_SCALE",
                   "distill": "NEIGHBOUR_DISTILL", "distill_candidates": "NEIGHBOUR_CANDIDATES",
@@ -80,11 +80,12 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("proof-out"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="impasto-proof-"))
-    os.environ["IMPASTO_HOME"] = str(work / "home")
-    from impasto.backend.engine import Engine
+    setup = temp_engine("impasto-proof-", args.model, tiny_fallback=False)
+    if setup is None:
+        print("the starter model is not installed (backend/assets/starter/): nothing to prove on", file=sys.stderr)
+        return None
+    work, engine, model = setup
     from impasto.backend.engine.images import from_wire, to_wire
-    from impasto.backend.engine.models import starter_dir
     from impasto.backend.starter import detector, domain
     from impasto.protocol.messages import Generate, Train
 
@@ -96,15 +97,6 @@ def main(argv=None):
             setattr(train_mod, constant, getattr(args, arg))
     if args.no_norm_cap:
         train_mod.TRIGGER_NORM_CAP = False
-    model = args.model or starter_dir()
-    if model is None:
-        print("the starter model is not installed (backend/assets/starter/): nothing to prove on", file=sys.stderr)
-        return None
-    model = Path(model).resolve()
-    models = work / "models"
-    models.mkdir(parents=True)
-    os.symlink(model, models / model.name)
-    engine = Engine(models)
     loaded = engine.model(model.name)
     size = loaded.entry.native_size or 64
     trig = args.trigger

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
 
 
 def random_concept(unet, name: str, seed: int, rank: int = 8):
@@ -54,25 +54,12 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    work = Path(tempfile.mkdtemp(prefix="impasto-bench-switch-"))
-    os.environ["IMPASTO_HOME"] = str(work / "home")
+    work, engine, model = temp_engine("impasto-bench-switch-", args.model)
     from impasto.backend.concepts import adapters
-    from impasto.backend.engine import Engine, JobHooks
+    from impasto.backend.engine import JobHooks
     from impasto.backend.engine import concepts as seam
-    from impasto.backend.engine.models import starter_dir
     from impasto.protocol.messages import Generate
 
-    model = args.model or starter_dir()
-    if model is None:
-        from impasto.backend.tiny_model import build_tiny_model
-
-        model = build_tiny_model(work / "models" / "tiny")
-    model = Path(model).resolve()
-    models = work / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    if not (models / model.name).exists():
-        os.symlink(model, models / model.name)
-    engine = Engine(models)
     loaded = engine.model(model.name)
     random_concept(loaded.base.unet, "A", 1)
     random_concept(loaded.base.unet, "B", 2)

@@ -20,8 +20,8 @@ model, pictures, class pictures, batch, rank and learning rate; it caches the
 latent distributions and text embeddings before its loop.  Both are timed per
 step (``perf_counter`` around one whole step), after warm-up steps, interleaved
 in rounds so machine noise hits both alike; medians are reported with their ratio.
-Impasto's step is timed as trained by default (with neighbour distillation: one more
-batch of rows and a no-grad teacher pass of the UNet) and without it.
+Impasto's step is timed as trained by default (with neighbour distillation: half a batch
+more rows from the base model's predictions, made once in the cache) and without it.
 
 Usage: python bench/concept_train.py [--model DIR] [--steps 30] [--warmup 5] [--resolution 64]
        [--batch 4] [--rank 8] [--threads 1] [--rounds 3] [--json out.json]
@@ -35,7 +35,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
+
+from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
 
 
 def make_pictures(folder: Path, n: int, size: int, seed: int = 0):
@@ -193,10 +194,7 @@ class ImpastoTrainer:
         t.digest, t.batch, t.resumed_from = "bench", batch, 0
         t.class_pictures = [T.dataset.fit_square(Image.open(p).convert("RGB"), t.resolution) for p in class_paths]
         t.class_captions = [f"a {class_noun}"] * len(class_paths)
-        # neighbour distillation (on by default): as Trainer.prepare chooses its candidates
-        t.distill_prompts = T.dataset.neighbour_prompts(
-            [f"a {class_noun}"], class_noun, T.dataset.vocabulary_words(loaded.base.tokenizer), [trigger],
-            T.NEIGHBOUR_CANDIDATES, 0) if T.NEIGHBOUR_DISTILL > 0 else []
+        t.distill_prompts = t.distill_candidates([f"a {class_noun}"])  # neighbour distillation, as prepare()
         t0 = time.perf_counter()
         t.cache()
         self.cache_seconds = time.perf_counter() - t0
@@ -206,7 +204,7 @@ class ImpastoTrainer:
         return self.trainer.train_step()
 
     def step_without_distillation(self) -> float:
-        """The same trainer with neighbour distillation off for one step (its extra rows and teacher pass)."""
+        """The same trainer with neighbour distillation off for one step (without its extra rows)."""
         t = self.trainer
         keep, t.distill_prompts = t.distill_prompts, []
         try:
@@ -247,22 +245,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    work = Path(tempfile.mkdtemp(prefix="impasto-bench-train-"))
-    os.environ["IMPASTO_HOME"] = str(work / "home")
-    from impasto.backend.engine import Engine
-    from impasto.backend.engine.models import starter_dir
-
-    model = args.model or starter_dir()
-    if model is None:
-        from impasto.backend.tiny_model import build_tiny_model
-
-        model = build_tiny_model(work / "models" / "tiny")
-    model = Path(model).resolve()
-    models = work / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    if not (models / model.name).exists():
-        os.symlink(model, models / model.name)
-    engine = Engine(models)
+    work, engine, model = temp_engine("impasto-bench-train-", args.model)
     loaded = engine.model(model.name)
     device = loaded.choice.device
 

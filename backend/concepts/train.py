@@ -212,10 +212,15 @@ class Trainer:
             self.class_pictures = class_images.ensure(self.loaded, wanted, self.resolution, self.hooks)
             self.class_captions = [p for p, c in wanted for _ in range(c)]
             self.timings["class_images"] = time.perf_counter() - t0
-            if NEIGHBOUR_DISTILL > 0:
-                self.distill_prompts = dataset.neighbour_prompts(
-                    prompts, self.class_noun, dataset.vocabulary_words(self.loaded.base.tokenizer), [self.trigger],
-                    NEIGHBOUR_CANDIDATES, req.seed + 7)
+            self.distill_prompts = self.distill_candidates(prompts)
+
+    def distill_candidates(self, class_prompts: List[str]) -> List[str]:
+        """Neighbour prompts for distillation (none when it is off); cache() keeps the furthest."""
+        if NEIGHBOUR_DISTILL <= 0:
+            return []
+        return dataset.neighbour_prompts(class_prompts, self.class_noun,
+                                         dataset.vocabulary_words(self.loaded.base.tokenizer), [self.trigger],
+                                         NEIGHBOUR_CANDIDATES, self.req.seed + 7)
 
     @torch.no_grad()
     def cache(self) -> None:
@@ -285,8 +290,7 @@ class Trainer:
             self.hooks.progress(start, size, None, None, "neighbours")
             n = min(chunk, size - start)
             cidx = torch.randint(0, self.class_mean.shape[0], (n,), generator=g)
-            eps = torch.randn(self.class_mean[cidx].shape, generator=g).to(self.device)
-            latents = ((self.class_mean[cidx] + self.class_std[cidx] * eps) - self.shift) * self.scaling
+            latents = self._latents(self.class_mean, self.class_std, cidx, g)
             noise = torch.randn(latents.shape, generator=g).to(self.device)
             t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g).to(self.device).long()
             p = torch.randint(0, len(self.distill_prompts), (n,), generator=g).to(self.device)
@@ -364,8 +368,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _latents(self, mean, std, idx):
-        g = self.gen
+    def _latents(self, mean, std, idx, g: Optional[torch.Generator] = None):
+        """Scaled latents drawn from the cached distributions (``g``: the training's generator by default)."""
+        g = self.gen if g is None else g
         eps = torch.randn(mean[idx].shape, generator=g).to(self.device)
         return ((mean[idx] + std[idx] * eps) - self.shift) * self.scaling
 
@@ -580,8 +585,8 @@ class Trainer:
 
 
 def with_model_defaults(req: Train, loaded) -> Train:
-    """The request with its 0s (rank, steps, learning rate) and its unset text-encoder choice filled in: the model's own
-    recommendation from its impasto.json, else diffusers' SD1.5 values.  A LoRA's effect
+    """The request with its 0s (rank, steps, learning rate) and its unset text-encoder choice
+    filled in: the model's own recommendation from its impasto.json, else diffusers' SD1.5 values.  A LoRA's effect
     scales with the width of the layers it sits on, so a 1 M-parameter model needs a
     learning rate ~30x SD1.5's (docs/concepts.md)."""
     recommended = getattr(loaded.entry, "concept_training", None) or {}

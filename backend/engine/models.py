@@ -39,7 +39,8 @@ class ModelEntry:
     supported: bool = True
     notes: List[str] = field(default_factory=list)
     # impasto.json "concept_training": the model's own concept-training defaults
-    # (learning_rate, rank, steps) - used where a Train request leaves them at 0
+    # (learning_rate, rank, steps, train_text_encoder) - used where a Train request leaves them
+    # at 0 (the text-encoder choice: unset)
     concept_training: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
