@@ -144,8 +144,13 @@ class DiffusersBaseline:
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
         self.train_text_encoder = train_text_encoder
         if train_text_encoder:  # the script's --train_text_encoder: a LoRA on the CLIP attention too
-            self.text_encoder.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
-                                                     target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]))
+            # (the script calls transformers' add_adapter, which refuses the installed peft's version;
+            # peft's own injection makes the same LoRA layers)
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                               target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]),
+                                    self.text_encoder)
             self.params += [p for p in self.text_encoder.parameters() if p.requires_grad]
             self.text_encoder.train()
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
