@@ -223,7 +223,7 @@ to the canvas.
             {"runs_s": runs, "stages_s": parts, "info": info, "region_median_ms": region_ms,
              "whole_median_ms": whole_ms, "whole_over_region": round(whole_ms / region_ms, 2),
              "paste_small_s": paste_small, "paste_full_s": paste_full, "mask_prepare_s": prep},
-            seeds=[0, 1], threads=torch.get_num_threads(), argv=sys.argv if argv is None else [sys.argv[0], *argv],
+            seeds=[0, 1], threads=torch.get_num_threads(), load_at_start=load_before[0], argv=sys.argv if argv is None else [sys.argv[0], *argv],
             baseline="the whole-picture edit of the same mask on the same canvas, alternated run by run",
             settings={"canvas": size, "mask": "300x200 ellipse", "mask_blur": 4, "padding": 32, "steps": args.steps,
                       "strength": args.strength, "native_size": args.native, "max_size": args.max_size,

@@ -104,7 +104,8 @@ _START_LOAD = _load()  # this module is imported at the start of a bench: the lo
 def write_result(name: str, figures: Dict[str, Any], *, baseline: str, seeds: Optional[List[int]] = None,
                  threads: Optional[int] = None, settings: Optional[Dict[str, Any]] = None,
                  tables: Optional[Dict[str, Dict[str, Any]]] = None, notes: Optional[List[str]] = None,
-                 argv: Optional[Sequence[str]] = None, out_dir: Optional[Path] = None) -> Path:
+                 argv: Optional[Sequence[str]] = None, out_dir: Optional[Path] = None,
+                 load_at_start: Optional[float] = None) -> Path:
     """Write ``bench/results/<name>.json`` atomically and return its path.
 
     * ``figures``: the bench's measurements (medians, ratios, the raw per-run times).
@@ -113,6 +114,8 @@ def write_result(name: str, figures: Dict[str, Any], *, baseline: str, seeds: Op
     * ``threads``: torch's intra-op threads; read from torch when it is imported and None is given.
     * ``tables``: ``{table_name: {"columns": [...], "rows": [[cell, ...], ...], "caption": "..."}}``,
       cells as they should read on the page (the bench formats its own numbers).
+    * ``load_at_start``: the 1-minute load average when the measurement began; by default the one
+      when this module was first imported (import it at the top of the bench).
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"bad result name {name!r}")
@@ -130,7 +133,7 @@ def write_result(name: str, figures: Dict[str, Any], *, baseline: str, seeds: Op
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command(argv),
         "git_commit": _git_commit(),
-        "machine": machine(_START_LOAD),
+        "machine": machine(_START_LOAD if load_at_start is None else round(load_at_start, 2)),
         "torch_threads": threads,
         "env_threads": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
         "seeds": list(seeds) if seeds is not None else None,
