@@ -35,7 +35,8 @@ Usage: python bench/concept_train.py [--model DIR] [--steps 30] [--warmup 5] [--
        [--json out.json] [--result NAME]
 Writes bench/results/concept_train_<model>.json (``--result`` to name it otherwise, ``--result ""``
 for none); ``bench/report.py`` renders it into docs/performance.md.
-With no --model: the starter model if installed, else the tiny test model (built in a temp folder).
+With no --model: the starter model if installed, else the tiny test model (built in a temp folder);
+``--model tiny``: the tiny test model.
 """
 from __future__ import annotations
 
@@ -276,6 +277,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tiny_dir = None
+    if args.model is not None and str(args.model) == "tiny":  # the tiny test model, built for the run
+        import tempfile
+
+        from impasto.backend.tiny_model import build_tiny_model
+
+        tiny_dir = Path(tempfile.mkdtemp(prefix="impasto-bench-tiny-"))
+        args.model = build_tiny_model(tiny_dir / "tiny")
     work, engine, model = temp_engine("impasto-bench-train-", args.model)
     loaded = engine.model(model.name)
     device = loaded.choice.device
@@ -355,6 +364,8 @@ def main(argv=None):
                              f"**{m_base / m_ours:.2f}x** / {m_base / m_plain:.2f}x",
                              f"{ours.cache_seconds:.2f} s"]]}})
     shutil.rmtree(work, ignore_errors=True)  # models are symlinked, nothing of the caller's is inside
+    if tiny_dir is not None:
+        shutil.rmtree(tiny_dir, ignore_errors=True)
     return report
 
 
