@@ -326,7 +326,7 @@ def main(argv=None):
         "resolution": args.resolution, "batch": f"{args.batch} instance + {args.batch} class", "rank": rank,
         "learning_rate": lr, "text_encoder_lora": te, "trigger_embedding": bool(ours.req.trigger_embedding),
         "settings_source": ("the model's impasto.json recommendation" if ours.recommended
-                            else "diffusers' SD1.5 values (the model recommends none)"),
+                            else "diffusers' SD1.5 values: the model recommends none"),
         "requested_overrides": ours.requested,
         "steps_timed_each": len(t_ours),
         "impasto_s_per_step_median": round(m_ours, 5), "diffusers_recipe_s_per_step_median": round(m_base, 5),

@@ -74,6 +74,22 @@ def _load_range(m: Dict[str, Any]) -> str:
     return f", load average {a} at the start, {b} at the end"
 
 
+def _ranges(seeds: List[Any]) -> str:
+    """[7, 0, 1, 2, 3] -> "7, 0–3": consecutive integers as a range, order kept."""
+    out: List[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while (j + 1 < len(seeds) and isinstance(seeds[j], int) and isinstance(seeds[j + 1], int)
+               and seeds[j + 1] == seeds[j] + 1):
+            j += 1
+        out.append(str(seeds[i]) if j - i < 2 else f"{seeds[i]}–{seeds[j]}")
+        if 0 < j - i < 2:
+            out.extend(str(s) for s in seeds[i + 1:j + 1])
+        i = j + 1
+    return ", ".join(out)
+
+
 def render_provenance(name: str, res: Dict[str, Any]) -> str:
     m = res.get("machine", {})
     hw = f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"
@@ -81,7 +97,7 @@ def render_provenance(name: str, res: Dict[str, Any]) -> str:
         hw += f", GPU {m['gpu']}"
     sw = f"Python {m.get('python', '?')}" + (f", torch {m['torch']}" if m.get("torch") else "")
     seeds = res.get("seeds")
-    seeds_txt = "none drawn" if seeds == [] else ("not recorded" if seeds is None else ", ".join(map(str, seeds)))
+    seeds_txt = "none drawn" if seeds == [] else ("not recorded" if seeds is None else _ranges(seeds))
     threads = res.get("torch_threads")
     lines = [
         f"*Measured {res.get('date', '?')} with `{res.get('command', '?')}`"
