@@ -49,6 +49,18 @@ from results_io import write_result  # noqa: E402
 
 SEED = 0
 PNG_LEVELS = (0, 1, 6)
+BENCH_SECRET = b"bench-secret-not-a-real-one"
+
+
+def _authenticating() -> bool:
+    """Whether the shipped transports authenticate (PLAIN with the daemon's secret on loopback,
+    docs/security.md): they then take ``secret=``, and the ROUTER must speak PLAIN too.  The
+    handshake is paid once at connect, as with the daemon; every timed message is as shipped."""
+    import inspect
+
+    from impasto.protocol.transport import open_dealer
+
+    return "secret" in inspect.signature(open_dealer).parameters
 
 
 def painting(side: int) -> np.ndarray:
@@ -58,7 +70,28 @@ def painting(side: int) -> np.ndarray:
     return (arr + rng.integers(0, 8, arr.shape)).clip(0, 255).astype(np.uint8)
 
 
-def _router(port_queue, stop_event) -> None:
+def _zap_allow_all(ctx, stop_event) -> None:
+    """A ZAP handler (as the daemon has one) that lets every PLAIN client in: the bench times
+    messages, not who may send them.  Bound before the ROUTER binds."""
+    import threading
+
+    import zmq
+
+    zap = ctx.socket(zmq.REP)
+    zap.setsockopt(zmq.LINGER, 0)
+    zap.bind("inproc://zeromq.zap.01")
+
+    def serve():
+        while not stop_event.is_set():
+            if zap.poll(100):
+                version, request_id = zap.recv_multipart()[:2]
+                zap.send_multipart([version, request_id, b"200", b"OK", b"bench", b""])
+        zap.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+
+def _router(port_queue, stop_event, plain: bool) -> None:
     """The daemon's side: receive with copy=True and decode; answer requests with a tiny ack and
     echo frames back with copy=False (as the daemon sends results)."""
     import zmq
@@ -66,8 +99,13 @@ def _router(port_queue, stop_event) -> None:
     from impasto.protocol import codec
 
     ctx = zmq.Context()
+    if plain:
+        _zap_allow_all(ctx, stop_event)
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
+    if plain:
+        sock.setsockopt(zmq.ZAP_DOMAIN, b"bench")
+        sock.plain_server = True
     port_queue.put(sock.bind_to_random_port("tcp://127.0.0.1"))
     while not stop_event.is_set():
         if not sock.poll(100):
@@ -86,12 +124,14 @@ def _router(port_queue, stop_event) -> None:
 class _PlainPyzmq:
     """pyzmq's DEALER with its default copy=True: what the old bench called "pyzmq"."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, plain: bool):
         import zmq
 
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if plain:
+            self.sock.plain_username, self.sock.plain_password = b"bench", BENCH_SECRET
         self.sock.connect(endpoint)
 
     def send_multipart(self, frames):
@@ -106,12 +146,12 @@ class _PlainPyzmq:
         self.sock.close(0)
 
 
-def _dealer(kind: str, endpoint: str):
+def _dealer(kind: str, endpoint: str, plain: bool):
     from impasto.protocol.transport import open_dealer
 
     if kind == "pyzmq copy=True":
-        return _PlainPyzmq(endpoint)
-    return open_dealer(endpoint, f"bench-{kind}".encode(), transport=kind)
+        return _PlainPyzmq(endpoint, plain)
+    return open_dealer(endpoint, f"bench-{kind}".encode(), transport=kind, **({"secret": BENCH_SECRET} if plain else {}))
 
 
 def _ready(d) -> None:
@@ -177,14 +217,15 @@ def main(argv=None) -> dict:
 
     mpctx = mp.get_context("spawn")
     port_q, stop = mpctx.Queue(), mpctx.Event()
-    server = mpctx.Process(target=_router, args=(port_q, stop), daemon=True)
+    plain = _authenticating()
+    server = mpctx.Process(target=_router, args=(port_q, stop, plain), daemon=True)
     server.start()
     req = {k: [] for k in kinds}
     echo = {k: [] for k in kinds}
     png = {lv: {"encode": [], "decode": [], "bytes": None} for lv in PNG_LEVELS}
     try:
         endpoint = f"tcp://127.0.0.1:{port_q.get(timeout=60)}"
-        dealers = {k: _dealer(k, endpoint) for k in kinds}
+        dealers = {k: _dealer(k, endpoint, plain) for k in kinds}
         for d in dealers.values():
             _ready(d)
             time_echo(d, raw)  # one unmeasured big message each: buffers allocated, pages touched
@@ -265,7 +306,8 @@ def main(argv=None) -> dict:
                      baseline="the protocol's pyzmq transport (PyzmqDealer, copy=False for frames >= 64 KiB), "
                               "same run, interleaved",
                      settings={"side": side, "rounds": args.rounds, "png_rounds": args.png_rounds,
-                               "png_levels": list(PNG_LEVELS), "server": "pyzmq ROUTER, separate process"},
+                               "png_levels": list(PNG_LEVELS), "server": "pyzmq ROUTER, separate process",
+                               "authentication": "PLAIN (as shipped)" if plain else "none (as shipped)"},
                      tables=tables, argv=sys.argv if argv is None else [sys.argv[0], *argv])
     return figures
 
