@@ -22,3 +22,22 @@ The file must still say how it was measured (``command``, ``machine``, ``date``,
 from __future__ import annotations
 
 from report import tables_for  # noqa: F401  (used by the builders added here)
+
+
+def _concept_switch(res):
+    f = res["figures"]
+    return {"main": {
+        "caption": f"{f['generation']}, {f['runs']} interleaved runs, two rank-8 concepts on every UNet "
+                   f"attention projection; medians.",
+        "columns": ["model (CPU)", "LoRA layers", "switch (median)", "generation with a concept (median)",
+                    "switch / generation", "generation without a concept (median)", "first use of a concept "
+                    "(file + inject)"],
+        "rows": [[f["model"], f["lora_layers"], f"{f['switch_s_median'] * 1000:.2f} ms",
+                  f"{f['generation_same_concept_s_median']:.3f} s", f"{f['switch_vs_generation_percent']:.2f}%",
+                  f"{f['generation_no_concept_s_median']:.3f} s",
+                  " / ".join(f"{t:.2f} s" for t in f["first_use_s"])]]}}
+
+
+# bench/concept_switch.py --json, kept by bench/keep.py (one file per model)
+tables_for("concept_switch_starter")(_concept_switch)
+tables_for("concept_switch_tiny")(_concept_switch)
