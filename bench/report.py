@@ -19,9 +19,9 @@ Adding a figure:
 2. a marker pair goes where the table belongs;
 3. ``python bench/report.py`` fills it; commit the JSON and the page together.
 
-A result file written some other way (a bench's own ``--json``) can be published without
-touching the bench: add a function to ``bench/report_tables.py`` that builds its tables from its
-figures (``@tables_for("name")``).  Its provenance is read from the usual keys where present
+A result file written some other way (a bench's own ``--json``, kept with its provenance by
+``bench/keep.py``) can be published without touching the bench: add a function to
+``bench/report_tables.py`` that builds its tables from its figures (``@tables_for("name")``).  Its provenance is read from the usual keys where present
 (``command``, ``machine``, ``date``, ``torch_threads``, ``seeds``/``seed``, ``baseline``) and
 shown as "not recorded" where not; ``tests/test_performance_doc.py`` insists on them.
 
@@ -211,10 +211,13 @@ def _load_builders() -> None:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     try:
-        import report_tables  # noqa: F401  (registers with @tables_for)
+        import report_tables
     except ImportError as e:
         if e.name != "report_tables":
             raise
+        return
+    for name, fn in report_tables.BUILDERS.items():
+        TABLE_BUILDERS.setdefault(name, fn)
 
 
 def _write_atomic(path: Path, text: str) -> None:

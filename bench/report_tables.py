@@ -3,8 +3,6 @@
 ``bench/report.py`` imports this module when a marker names a result file without a ``tables``
 entry.  Publishing such a file is one function here, no change to the bench::
 
-    from report import tables_for
-
     @tables_for("overhead")                       # bench/results/overhead.json
     def overhead(res):
         return {"main": {
@@ -21,7 +19,17 @@ The file must still say how it was measured (``command``, ``machine``, ``date``,
 """
 from __future__ import annotations
 
-from report import tables_for  # noqa: F401  (used by the builders added here)
+from typing import Any, Callable, Dict
+
+BUILDERS: Dict[str, Callable[[Dict[str, Any]], Dict[str, Dict[str, Any]]]] = {}
+
+
+def tables_for(name: str):
+    """Register the function that builds the tables of ``bench/results/<name>.json``."""
+    def register(fn):
+        BUILDERS[name] = fn
+        return fn
+    return register
 
 
 def _concept_switch(res):

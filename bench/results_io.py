@@ -85,6 +85,13 @@ def machine(load_at_start: Optional[float] = None) -> Dict[str, Any]:
     if torch is not None:
         info["torch"] = torch.__version__
         info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    else:  # a bench run as a child (keep.py) or one without torch: the installed version, no import
+        try:
+            from importlib.metadata import version
+
+            info["torch"] = version("torch")
+        except Exception:
+            pass
     return info
 
 
