@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of the run (default: the bench JSON's 'threads', else OMP_NUM_THREADS)")
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--out-dir", type=Path, default=None, help="default bench/results")
     args = ap.parse_args(argv[:cut])
     command = argv[cut + 1:]
     if not command or not any("{json}" in c for c in command):
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
             threads = int(os.environ["OMP_NUM_THREADS"])
         write_result(args.name, figures, baseline=args.baseline, seeds=args.seeds, threads=threads,
                      argv=[str(HERE / "keep.py"), *argv], load_at_start=load,
-                     notes=[f"bench run as: {' '.join(command)}"] + args.note)
+                     notes=[f"bench run as: {' '.join(command)}"] + args.note, out_dir=args.out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -8,6 +8,8 @@ A page (docs/performance.md, or any docs/*.md) is prose written by people plus g
 
     <!-- results:zmtp_transfer:png -->          one table only (its "png" entry)
     <!-- results:zmtp_transfer:provenance -->   the provenance lines only
+    <!-- results:overhead:figures -->           "figure | value" for every number/text in its figures
+                                                (no table code at all: the quickest way to publish)
 
 Everything between a marker and its ``<!-- /results -->`` is replaced; everything outside is left
 byte for byte.
@@ -166,10 +168,33 @@ def tables_of(name: str, res: Dict[str, Any]) -> Tables:
     return {}
 
 
+def figures_table(res: Dict[str, Any]) -> Dict[str, Any]:
+    """Every scalar of the result's figures (the whole file when it has no ``figures``), flattened
+    with dotted names; lists and nulls are left to the JSON."""
+    rows: List[List[Any]] = []
+
+    def walk(prefix: str, x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(x, (int, float, str, bool)) and not isinstance(x, list):
+            rows.append([f"`{prefix}`", x])
+
+    figures = res.get("figures", res)
+    walk("", {k: v for k, v in figures.items() if k not in PROVENANCE_KEYS} if isinstance(figures, dict) else {})
+    return {"columns": ["figure", "value"], "rows": rows}
+
+
+PROVENANCE_KEYS = ("schema", "name", "bench", "date", "command", "git_commit", "machine", "torch_threads",
+                   "env_threads", "seeds", "seed", "baseline", "settings", "tables", "notes")
+
+
 def render_block(name: str, part: Optional[str], results_dir: Path) -> str:
     res = load_result(name, results_dir)
     if part == "provenance":
         return render_provenance(name, res)
+    if part == "figures":
+        return render_provenance(name, res) + "\n" + render_table(figures_table(res))
     tables = tables_of(name, res)
     if part is not None:
         if part not in tables:

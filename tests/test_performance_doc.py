@@ -91,6 +91,26 @@ def test_foreign_result_file_published_through_a_builder(tmp_path):
     assert "Machine: not recorded" in out
 
 
+def test_keep_wraps_a_benchs_own_json_with_provenance(tmp_path):
+    import keep
+
+    bench = "import json, sys; json.dump({'threads': 2, 'median_s': 0.5, 'runs': [1, 2]}, open(sys.argv[1], 'w'))"
+    rc = keep.main(["wrapped", "--baseline", "the plain call", "--seeds", "3", "4", "--out-dir", str(tmp_path), "--",
+                    "python", "-c", bench, "{json}"])
+    assert rc == 0
+    res = json.loads((tmp_path / "wrapped.json").read_text())
+    assert res["figures"] == {"threads": 2, "median_s": 0.5, "runs": [1, 2]}
+    assert res["torch_threads"] == 2 and res["seeds"] == [3, 4] and res["baseline"] == "the plain call"
+    assert res["command"].startswith("python bench/keep.py wrapped") and res["machine"]["cores"] >= 1
+    out = report.render("<!-- results:wrapped:figures -->\n<!-- /results -->\n", tmp_path)
+    assert "| `median_s` | 0.5 |" in out and "| `threads` | 2 |" in out and "runs" not in out.split("Raw result")[1]
+    assert "Seeds: 3, 4" in out
+    # a failing bench keeps nothing
+    assert keep.main(["broken", "--baseline", "b", "--seeds", "--out-dir", str(tmp_path), "--",
+                      "python", "-c", "raise SystemExit(3)", "{json}"]) == 3
+    assert not (tmp_path / "broken.json").exists()
+
+
 def test_generator_refuses_a_marker_without_data(tmp_path):
     doc = _doc(tmp_path, "<!-- results:nowhere -->\n<!-- /results -->\n")
     with pytest.raises(report.ReportError):
