@@ -134,6 +134,15 @@ def _machine_text(m: Any) -> str:
     return text
 
 
+def _other_load(res: Dict[str, Any]) -> str:
+    """A bench's own ``load_average_1_5_15: {before: [...], after: [...]}``, when its machine is a string."""
+    la = res.get("load_average_1_5_15")
+    if isinstance(res.get("machine"), dict) or not isinstance(la, dict):
+        return ""
+    before, after = la.get("before") or [None], la.get("after") or [None]
+    return f", load average {before[0]} at the start, {after[0]} at the end"
+
+
 def render_provenance(name: str, res: Dict[str, Any]) -> str:
     seeds = seeds_of(res)
     seeds_txt = "none drawn" if seeds == [] else ("not recorded" if seeds is None else _ranges(seeds))
@@ -143,7 +152,8 @@ def render_provenance(name: str, res: Dict[str, Any]) -> str:
     lines = [
         f"*Measured {res.get('date', '(date not recorded)')} with `{res.get('command', '(command not recorded)')}`"
         + (f" (commit {res['git_commit']})" if res.get("git_commit") else "") + ".*",
-        f"*Machine: {_machine_text(res.get('machine'))}. Torch threads: {threads}. Seeds: {seeds_txt}.*",
+        f"*Machine: {_machine_text(res.get('machine'))}{_other_load(res)}. Torch threads: {threads}. "
+        f"Seeds: {seeds_txt}.*",
         f"*Baseline: {res.get('baseline') or 'not recorded'}. Raw result: `bench/results/{name}.json`.*",
     ]
     return "\n".join(lines) + "\n"

@@ -49,3 +49,25 @@ def _concept_switch(res):
 # bench/concept_switch.py --json, kept by bench/keep.py (one file per model)
 tables_for("concept_switch_starter")(_concept_switch)
 tables_for("concept_switch_tiny")(_concept_switch)
+
+
+@tables_for("overhead")
+def _overhead(res):
+    """bench/overhead.py --json (its own format: one entry per case in ``cases``)."""
+    def ms(s):
+        return f"{s * 1000:,.0f} ms".replace(",", " ")
+
+    rows = []
+    for c in res["cases"]:
+        rows.append([f"{c['model']}, {c['size']}x{c['size']}", ms(c["inprocess_median_s"]), ms(c["daemon_median_s"]),
+                     f"{c['ratio_daemon_over_inprocess']:.3f}", f"{c['paired_ratio_median']:.3f}",
+                     f"{ms(c['first_preview_s'])} (step {c['first_preview_step']:g})",
+                     ", ".join(str(n) for n in c["cancel_extra_steps"])])
+    first = res["cases"][0] if res["cases"] else {}
+    return {"main": {
+        "caption": f"{first.get('runs', '?')} runs per case, {first.get('steps', '?')} steps, {res.get('sampler', '?')}, "
+                   f"CFG {res.get('cfg', '?')}, calls interleaved; medians.",
+        "columns": ["case", "in-process (median)", "through the daemon (median)", "daemon / in-process",
+                    "median of paired ratios", "first preview after submit",
+                    "cancel: steps run after the cancel was sent"],
+        "rows": rows}}
