@@ -17,15 +17,26 @@ The baseline is the inner loop of diffusers' ``examples/dreambooth/train_dreambo
 
 Impasto's trainer (:class:`impasto.backend.concepts.train.Trainer`) runs the same
 model, pictures, class pictures, batch, rank and learning rate; it caches the
-latent distributions and text embeddings before its loop.  Both are timed per
+latent distributions and text embeddings before its loop.
+
+**Settings = what an artist gets.** Rank, learning rate and the text-encoder LoRA are left
+unset in the request and filled by ``with_model_defaults`` exactly as a real training job is
+(the model's ``impasto.json`` recommendation, else diffusers' SD1.5 values); the baseline is
+given the same resolved settings (``--train_text_encoder`` in diffusers' script when the
+model's default trains the text encoder), so the two sides do the same work per step.
+``--rank``/``--lr``/``--text-encoder`` override the defaults for both.  Both are timed per
 step (``perf_counter`` around one whole step), after warm-up steps, interleaved
 in rounds so machine noise hits both alike; medians are reported with their ratio.
 Impasto's step is timed as trained by default (with neighbour distillation: half a batch
 more rows from the base model's predictions, made once in the cache) and without it.
 
 Usage: python bench/concept_train.py [--model DIR] [--steps 30] [--warmup 5] [--resolution 64]
-       [--batch 4] [--rank 8] [--threads 1] [--rounds 3] [--json out.json]
-With no --model: the starter model if installed, else the tiny test model (built in a temp folder).
+       [--batch 4] [--rank R] [--lr LR] [--text-encoder on|off] [--threads 1] [--rounds 3]
+       [--json out.json] [--result NAME]
+Writes bench/results/concept_train_<model>.json (``--result`` to name it otherwise, ``--result ""``
+for none); ``bench/report.py`` renders it into docs/performance.md.
+With no --model: the starter model if installed, else the tiny test model (built in a temp folder);
+``--model tiny``: the tiny test model.
 """
 from __future__ import annotations
 
@@ -44,6 +55,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageOps
 
 from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
+from results_io import write_result
 
 
 def make_pictures(folder: Path, n: int, size: int, seed: int = 0):
@@ -114,7 +126,7 @@ def collate_fn(examples):
 
 class DiffusersBaseline:
     def __init__(self, model_dir: Path, instance_paths, class_paths, prompt, class_prompt, size, batch, rank, lr,
-                 device, seed=0):
+                 device, seed=0, train_text_encoder=False):
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from peft import LoraConfig
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -131,6 +143,17 @@ class DiffusersBaseline:
         self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, init_lora_weights="gaussian",
                                          target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
+        self.train_text_encoder = train_text_encoder
+        if train_text_encoder:  # the script's --train_text_encoder: a LoRA on the CLIP attention too
+            # (the script calls transformers' add_adapter, which refuses the installed peft's version;
+            # peft's own injection makes the same LoRA layers)
+            from peft import inject_adapter_in_model
+
+            inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                               target_modules=["q_proj", "k_proj", "v_proj", "out_proj"]),
+                                    self.text_encoder)
+            self.params += [p for p in self.text_encoder.parameters() if p.requires_grad]
+            self.text_encoder.train()
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
         self.dataset = DreamBoothDataset(instance_paths, prompt, class_paths, class_prompt, self.tokenizer, size)
         self.batch = batch
@@ -173,7 +196,9 @@ class DiffusersBaseline:
 
 
 class ImpastoTrainer:
-    def __init__(self, engine, model_name, instance_paths, class_paths, trigger, class_noun, size, batch, rank, lr):
+    def __init__(self, engine, model_name, instance_paths, class_paths, trigger, class_noun, size, batch, rank=0, lr=0.0,
+                 text_encoder=None):
+        """rank 0 / lr 0 / text_encoder None: the model's defaults, filled in as a real job's are."""
         from impasto.backend.concepts import train as T
         from impasto.backend.engine import JobHooks
         from impasto.backend.engine.images import to_wire
@@ -182,8 +207,12 @@ class ImpastoTrainer:
         loaded = engine.model(model_name)
         pics = [to_wire(Image.open(p)) for p in instance_paths]
         req = Train(job="bench", name="bench", images=pics, trigger=trigger, class_noun=class_noun, steps=10 ** 4 - 1,
-                    rank=rank, learning_rate=lr, resolution=size, prior_preservation=True,
-                    class_images=len(class_paths), sample_every=0, checkpoint_every=0, preview=False)
+                    rank=rank, learning_rate=lr, train_text_encoder=text_encoder, resolution=size,
+                    prior_preservation=True, class_images=len(class_paths), sample_every=0, checkpoint_every=0,
+                    preview=False)
+        self.requested = {"rank": rank or None, "learning_rate": lr or None, "train_text_encoder": text_encoder}
+        self.req = req = T.with_model_defaults(req, loaded)  # what run_train does first
+        self.recommended = dict(getattr(loaded.entry, "concept_training", None) or {})
         self.loaded = loaded
         self.trainer = t = T.Trainer(engine, loaded, req, JobHooks())
         T.adapters.unload_all(loaded)
@@ -238,13 +267,24 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=5)
     ap.add_argument("--class-images", type=int, default=10)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--rank", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--rank", type=int, default=0, help="0 (default): the model's recommendation")
+    ap.add_argument("--lr", type=float, default=0.0, help="0 (default): the model's recommendation")
+    ap.add_argument("--text-encoder", choices=("on", "off"), default=None,
+                    help="text-encoder LoRA; default: the model's recommendation")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--result", default=None, help="name of the kept result file (default concept_train_<model>)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tiny_dir = None
+    if args.model is not None and str(args.model) == "tiny":  # the tiny test model, built for the run
+        import tempfile
+
+        from impasto.backend.tiny_model import build_tiny_model
+
+        tiny_dir = Path(tempfile.mkdtemp(prefix="impasto-bench-tiny-"))
+        args.model = build_tiny_model(tiny_dir / "tiny")
     work, engine, model = temp_engine("impasto-bench-train-", args.model)
     loaded = engine.model(model.name)
     device = loaded.choice.device
@@ -263,10 +303,12 @@ def main(argv=None):
         im.save(p)
         cls_paths.append(p)
 
+    te = None if args.text_encoder is None else args.text_encoder == "on"
     ours = ImpastoTrainer(engine, model.name, inst, cls_paths, "zwx", "shape", args.resolution, args.batch,
-                          args.rank, args.lr)
+                          args.rank, args.lr, te)
+    rank, lr, te = ours.req.rank, ours.req.learning_rate, bool(ours.req.train_text_encoder)
     base = DiffusersBaseline(model, inst, cls_paths, "a zwx shape", "a shape", args.resolution, args.batch,
-                             args.rank, args.lr, device)
+                             rank, lr, device, train_text_encoder=te)
     distilled = len(ours.trainer.distill_prompts)
     timed(ours.step, args.warmup)
     timed(base.step, args.warmup)
@@ -281,7 +323,11 @@ def main(argv=None):
     m_plain = statistics.median(t_plain) if t_plain else m_ours
     report = {
         "model": model.name, "device": loaded.choice.describe(), "threads": args.threads,
-        "resolution": args.resolution, "batch": f"{args.batch} instance + {args.batch} class", "rank": args.rank,
+        "resolution": args.resolution, "batch": f"{args.batch} instance + {args.batch} class", "rank": rank,
+        "learning_rate": lr, "text_encoder_lora": te, "trigger_embedding": bool(ours.req.trigger_embedding),
+        "settings_source": ("the model's impasto.json recommendation" if ours.recommended
+                            else "diffusers' SD1.5 values: the model recommends none"),
+        "requested_overrides": ours.requested,
         "steps_timed_each": len(t_ours),
         "impasto_s_per_step_median": round(m_ours, 5), "diffusers_recipe_s_per_step_median": round(m_base, 5),
         "speedup": round(m_base / m_ours, 3),
@@ -292,11 +338,34 @@ def main(argv=None):
         "impasto_p10_p90": [round(float(np.percentile(t_ours, q)), 5) for q in (10, 90)],
         "diffusers_p10_p90": [round(float(np.percentile(t_base, q)), 5) for q in (10, 90)],
         "torch": torch.__version__,
+        "impasto_s": [round(x, 5) for x in t_ours], "diffusers_s": [round(x, 5) for x in t_base],
+        "impasto_without_distillation_s": [round(x, 5) for x in t_plain],
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_s")}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    name = f"concept_train_{model.name}" if args.result is None else args.result
+    if name:
+        write_result(name, report, seeds=[0], threads=args.threads, argv=sys.argv if argv is None else [sys.argv[0], *argv],
+                     baseline="diffusers' train_dreambooth_lora.py inner loop (reimplemented step for step), same "
+                              "model, pictures, batch, rank, learning rate and text-encoder choice, interleaved in "
+                              "the same run",
+                     settings={"resolution": args.resolution, "images": args.images, "class_images": args.class_images,
+                               "batch": args.batch, "rank": rank, "learning_rate": lr, "text_encoder_lora": te,
+                               "warmup": args.warmup, "rounds": args.rounds, "steps_per_round": args.steps},
+                     tables={"main": {"columns": [
+                         "model (CPU)", "settings (the model's defaults)", "Impasto s/step (median)",
+                         "without distillation", "diffusers recipe s/step (median)", "speed-up, default / without",
+                         "one-off cache"], "rows": [[
+                             f"{model.name}", f"rank {rank}, lr {lr:g}, text-encoder LoRA {'on' if te else 'off'}, "
+                             f"trigger embedding {'on' if report['trigger_embedding'] else 'off'} "
+                             f"({report['settings_source']})",
+                             f"{m_ours:.4f}", f"{m_plain:.4f}", f"{m_base:.4f}",
+                             f"**{m_base / m_ours:.2f}x** / {m_base / m_plain:.2f}x",
+                             f"{ours.cache_seconds:.2f} s"]]}})
     shutil.rmtree(work, ignore_errors=True)  # models are symlinked, nothing of the caller's is inside
+    if tiny_dir is not None:
+        shutil.rmtree(tiny_dir, ignore_errors=True)
     return report
 
 

@@ -16,7 +16,9 @@ Runs alternate region / whole so that load from other processes on a shared
 machine hits both alike; medians are reported, with the load average.
 
     python bench/edit_region.py [--runs 5] [--steps 8] [--canvas 4096] [--native 64] [--max-size 256]
-                                [--out FILE.md]  (figures are then copied into docs/performance.md)
+                                [--out FILE.md] [--no-result]
+Writes bench/results/edit_region.json; ``python bench/report.py`` renders its tables into
+docs/performance.md.
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
                     help="torch threads (default 1: on a shared machine, threads beyond the free cores "
                          "spin; 0: torch's default)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "bench" / "edit_region.latest.md"))
+    ap.add_argument("--no-result", action="store_true", help="keep bench/results as it is")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -207,6 +210,46 @@ to the canvas.
     part.write_text(text, encoding="utf-8")
     os.replace(part, out)
     print(text)
+    if not args.no_result:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results_io import write_result
+
+        stage_rows = []
+        for key in ("prepare", "encode", "denoise", "decode", "paste", "total"):
+            r, w = parts["region"].get(key), parts["whole"].get(key)
+            stage_rows.append([key, median_ms(r) if r else "-", median_ms(w) if w else "-"])
+        write_result(
+            "edit_region",
+            {"runs_s": runs, "stages_s": parts, "info": info, "region_median_ms": region_ms,
+             "whole_median_ms": whole_ms, "whole_over_region": round(whole_ms / region_ms, 2),
+             "paste_small_s": paste_small, "paste_full_s": paste_full, "mask_prepare_s": prep},
+            seeds=[0, 1], threads=torch.get_num_threads(), load_at_start=load_before[0], argv=sys.argv if argv is None else [sys.argv[0], *argv],
+            baseline="the whole-picture edit of the same mask on the same canvas, alternated run by run",
+            settings={"canvas": size, "mask": "300x200 ellipse", "mask_blur": 4, "padding": 32, "steps": args.steps,
+                      "strength": args.strength, "native_size": args.native, "max_size": args.max_size,
+                      "runs": args.runs, "device": engine.choice.describe()},
+            tables={
+                "main": {
+                    "caption": f"Tiny SD1.5-architecture model (random weights) with native_size {args.native}, "
+                               f"max_size {args.max_size}; a {size}x{size} RGBA canvas, a 300x200 elliptical mask, "
+                               f"mask blur 4, padding 32, {args.steps} steps at strength {args.strength} "
+                               f"({ri['steps_run']} run); {args.runs} runs each after one warm-up, alternated, medians.",
+                    "columns": ["", "region edit", "whole-picture edit"],
+                    "rows": [["diffused canvas area", area(ri), area(wi)],
+                             ["diffusion size (latents)", dsize(ri), dsize(wi)],
+                             ["**median wall time per edit**", f"**{region_ms} ms**", f"**{whole_ms} ms**"],
+                             ["whole picture / region", "", f"**{whole_ms / region_ms:.1f}x** the time"]]},
+                "stages": {"caption": "Median time by stage (ms, from `Result.timings`):",
+                           "columns": ["stage", "region", "whole picture"], "rows": stage_rows},
+                "paste": {
+                    "caption": f"Paste-back alone (`paste.paste`, median of {args.runs}, compositing into a fresh "
+                               f"copy of the {size}x{size} canvas):",
+                    "columns": ["patch", "median"],
+                    "rows": [[f"the region's patch ({x1 - x0}x{y1 - y0})", f"{median_ms(paste_small)} ms"],
+                             [f"a canvas-sized patch ({size}x{size})", f"{median_ms(paste_full)} ms"],
+                             [f"mask preparation (grow 0, feather 4) on the {size}x{size} mask",
+                              f"{median_ms(prep)} ms"]]},
+            })
     import shutil
 
     shutil.rmtree(tmp, ignore_errors=True)

@@ -69,8 +69,21 @@ def test_preview_events_are_small_images(client):
     assert all(max(p.width, p.height) <= 256 for p in previews)
 
 
-def test_cancel_running_job_stops_within_a_step(client):
-    job = client.submit(Generate(seed=3, **SLOW))
+# A step of ~0.5 s (tiny model, 384 px, the daemon's one thread; measured 2026-12-01): the client has
+# half a second to send its cancel before the next step ends.
+CANCELLABLE = {**SLOW, "width": 384, "height": 384}
+
+
+def test_cancel_running_job_stops_at_the_step_in_flight(client):
+    """The daemon checks the cancel at every step end, before reporting the step: the step running
+    when the cancel lands is the last one, and it sends no progress event.
+
+    The client cancels on seeing step k.  Step k+1 is then running; at most its event can still
+    arrive, if it was already on the wire when the cancel was sent; k+2 never does.
+    TODO(issue 21 item 3, wt15): the cancelled event is to report the steps actually run; when it
+    does, also assert that it equals ``last_step + 1`` (the unreported step in flight).
+    """
+    job = client.submit(Generate(seed=3, **CANCELLABLE))
     seen_at_cancel = None
     last_step = 0
     for ev in job.events(timeout=120):
@@ -80,7 +93,7 @@ def test_cancel_running_job_stops_within_a_step(client):
                 seen_at_cancel = ev.step
                 job.cancel()
     assert isinstance(job.outcome, Cancelled)
-    assert last_step <= seen_at_cancel + 2  # the step in flight, plus at most one already queued event
+    assert seen_at_cancel is not None and last_step <= seen_at_cancel + 1, (seen_at_cancel, last_step)
     with pytest.raises(JobCancelled):
         job.wait(1)
 
@@ -312,6 +325,38 @@ def test_bad_duplicate_job_id(client):
         a.wait(120)
 
 
-def test_daemon_survives_all_of_the_above(client):
-    res = client.submit(Generate(seed=1, **FAST)).wait(120)
-    assert isinstance(res, Result)
+def test_daemon_survives_bad_input_and_keeps_serving(fresh_daemon):
+    """Self-contained (its own daemon): a volley of bad requests, each answered with a typed error,
+    a job cancelled mid-run, and then the very same process still serves a picture."""
+    d = fresh_daemon()
+    pid = d.proc.pid
+    peer = RawPeer(d.endpoint)
+    try:
+        assert_error(peer.ask([_header(type="make_coffee")]), ErrorCode.BAD_MESSAGE, "type")
+        assert_error(peer.ask([b"{\"v\": 1, \"type\": "]), ErrorCode.BAD_MESSAGE)
+        assert_error(peer.ask([b"\xff\xfe not json at all"]), ErrorCode.BAD_MESSAGE)
+        assert_error(peer.ask([_header(type="status"), b"surplus frame"]), ErrorCode.BAD_MESSAGE)
+        frames = codec.encode(Generate(job="b1", prompt="x", init_image=Image(4, 4, b"\0" * 64), model="tiny"))
+        frames[1] = b"\0" * 63
+        assert_error(peer.ask(frames), ErrorCode.BAD_FIELD, "init_image")
+    finally:
+        peer.close()
+    with Client(d.endpoint) as c:
+        for fields, code in [({"width": 0}, ErrorCode.BAD_FIELD), ({"steps": 0}, ErrorCode.BAD_FIELD),
+                             ({"sampler": "heun_turbo"}, ErrorCode.UNKNOWN_SAMPLER),
+                             ({"model": "sdxl-dreams"}, ErrorCode.UNKNOWN_MODEL),
+                             ({"model": "../../etc"}, ErrorCode.BAD_FIELD)]:
+            with pytest.raises(JobFailed) as err:
+                c.submit(Generate(**{**FAST, **fields})).wait(60)
+            assert err.value.code == code, (fields, err.value.code)
+        running = c.submit(Generate(seed=3, **SLOW))
+        for ev in running.events(timeout=60):
+            if isinstance(ev, Progress):
+                running.cancel()
+                break
+        with pytest.raises(JobCancelled):
+            running.wait(60)
+        res = c.submit(Generate(seed=1, **FAST)).wait(120)
+    assert isinstance(res, Result) and res.steps_run == FAST["steps"]
+    assert pixels(res.images[0])[..., :3].std() > 0
+    assert d.alive() and d.proc.pid == pid, d.log()

@@ -2,9 +2,11 @@
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from impasto.backend.starter import STARTER_DIR, starter_available
 from impasto.backend.starter import domain as D
@@ -122,8 +124,49 @@ def test_starter_dir_helper():
         assert info["name"] == "starter" and int(info["native_size"]) > 0
 
 
-def test_shipped_starter_model_loads_and_paints():
-    """The shipped folder loads like an SD1.5 folder and follows colour prompts."""
+# --------------------------------------------------------------------------- the shipped model's shapes
+#
+# The shapes of the shipped model's pictures are judged by a geometry of this test's own (not the
+# detector's rules, which the concept benchmarks tune), validated on the generator's own pictures below.
+
+# Prototype roundness (area / pi R^2, R = farthest foreground pixel from the centroid) of the domain's
+# filled shapes; a picture is called the nearest one, with the decision midway between.
+ROUNDNESS = {"circle": 1.0, "square": 2 / math.pi, "triangle": 3 * math.sqrt(3) / (4 * math.pi)}
+
+# 4 prompts per shape, trained combinations spread over the colour pairs
+SHAPE_PROMPTS = [c for shape in D.SHAPES for c in [k for k in D.train_combos() if k[0] == shape][::9][:4]]
+
+
+def shape_by_geometry(img, fg, bg):
+    """circle / square / triangle from the pixels nearer the asked foreground than the asked background."""
+    a = np.asarray(img.convert("RGB").resize((128, 128), Image.BILINEAR), dtype=np.float32)
+    dfg = ((a - np.array(D.COLORS[fg], np.float32)) ** 2).sum(-1)
+    dbg = ((a - np.array(D.COLORS[bg], np.float32)) ** 2).sum(-1)
+    mask = dfg < dbg
+    if mask.sum() < 30:
+        return "none"
+    ys, xs = np.nonzero(mask)
+    r = math.sqrt(float(np.percentile((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2, 99.5))) + 0.5
+    roundness = mask.sum() / (math.pi * r * r)
+    return min(ROUNDNESS, key=lambda k: abs(ROUNDNESS[k] - roundness))
+
+
+def test_shape_geometry_is_right_on_the_generators_pictures():
+    rng = np.random.default_rng(5)
+    combos = [c for c in D.all_combos() if c[0] in ROUNDNESS][::2]
+    right = sum(shape_by_geometry(D.render(s, fg, bg, 64, rng), fg, bg) == s for s, fg, bg in combos)
+    assert right / len(combos) >= 0.98, (right, len(combos))
+    # and it can say no: a circle is not called a triangle because the prompt said so
+    img = D.render("circle", "red", "blue", 64, 1)
+    assert shape_by_geometry(img, "red", "blue") == "circle"
+    assert shape_by_geometry(D.render("triangle", "red", "blue", 64, 1), "red", "blue") == "triangle"
+
+
+def test_shipped_starter_model_loads_and_paints_shapes_and_colours():
+    """The shipped folder loads like an SD1.5 folder and follows shape *and* colour prompts.
+
+    12 prompts, 4 per shape; measured 2026-12-01: all 12 shapes and colours right (10 steps).  A model
+    that gets the colours right but draws one shape, or blobs, fails the per-shape count."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -133,7 +176,8 @@ def test_shipped_starter_model_loads_and_paints():
     tok = pipe.tokenizer
     ids = tok("a zwx star", add_special_tokens=False).input_ids
     assert tok.unk_token_id not in ids and len(ids) == 5
-    prompts = ["a red circle on a blue background", "a yellow triangle on a black background"]
+    assert len(SHAPE_PROMPTS) == 12 and {c[0] for c in SHAPE_PROMPTS} == set(ROUNDNESS)
+    prompts = [D.caption(*c) for c in SHAPE_PROMPTS]
     gens = [torch.Generator("cpu").manual_seed(i) for i in range(len(prompts))]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread is fastest on a busy machine
@@ -141,7 +185,13 @@ def test_shipped_starter_model_loads_and_paints():
         imgs = pipe(prompts, height=64, width=64, num_inference_steps=10, guidance_scale=5.0, generator=gens).images
     finally:
         torch.set_num_threads(threads)
-    for img, p in zip(imgs, prompts):
+    drawn = []
+    for img, p, (shape, fg, bg) in zip(imgs, prompts, SHAPE_PROMPTS):
         assert img.size == (64, 64)
         r = judge(img, p)
         assert r["fg"] and r["bg"], (p, detect(img))
+        drawn.append(shape_by_geometry(img, fg, bg))
+    right = {s: sum(d == s for d, c in zip(drawn, SHAPE_PROMPTS) if c[0] == s) for s in ROUNDNESS}
+    # one miss in 12 tolerated (in-distribution shape accuracy is ~97%, docs/performance.md), and
+    # every shape at least 3 of its 4
+    assert sum(right.values()) >= 11 and min(right.values()) >= 3, (right, list(zip(prompts, drawn)))
