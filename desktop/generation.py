@@ -39,23 +39,10 @@ class GenerationController(QObject):
 
     # ------------------------------------------------------------------ starting
 
-    def native_size(self, model: str) -> int:
-        models = getattr(self.link.models, "models", None) or []
-        name = model or getattr(self.link.models, "default", "")
-        for m in models:
-            if m.get("name") == name:
-                return int(m.get("native_size") or 0)
-        return 0
-
     def plan(self, mode: str) -> job_plans.JobPlan:
-        doc, settings = self.document(), self.panel.settings()
-        if mode == "generate":
-            return job_plans.plan_generate(doc, settings, self.native_size(settings.model))
-        if mode == "refine":
-            return job_plans.plan_refine(doc, settings)
-        if mode == "inpaint":
-            return job_plans.plan_inpaint(doc, settings)
-        raise ValueError(mode)
+        if mode not in job_plans.MODES:
+            raise ValueError(mode)
+        return job_plans.plan(self.document(), self.panel.settings(), mode)
 
     def run(self, mode: str) -> Optional[str]:
         """Plan and submit a job; the job id, or None when it could not be sent (the panel says why)."""

@@ -534,7 +534,7 @@ class MainWindow(QMainWindow):
             self.panel.set_seed(int(data["seed"]))
 
     def _use_concept(self, name: str, trigger: str) -> None:
-        if name not in [n for n, _w in self.panel.settings().concepts]:
+        if name not in [n for n, _w in self.panel.settings().active_concepts()]:
             self.panel.add_concept(name, 1.0)
         self.panel.insert_trigger(trigger)
         self.generate_dock.raise_()
