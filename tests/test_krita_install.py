@@ -47,7 +47,7 @@ def test_installed_plugin_imports_without_the_backend_numpy_pil_or_torch(tmp_pat
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import impasto_krita;"
-        "from impasto_krita import wire, pixels, masks, planning, placement, session, config, wording, launcher,"
+        "from impasto_krita import wire, pixels, masks, planning, placement, session, config, wording,"
         " krita_host, actions;"
         "assert wire.VENDORED, wire.protocol.__file__;"
         "c = wire.Client('tcp://127.0.0.1:9'); c.close();"

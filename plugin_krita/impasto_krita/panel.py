@@ -110,7 +110,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         self.poster = Poster(self)
         self.connection = load_connection(store, install_info)
         self.session = Session(self.connection, self, self.poster.post)
-        self.settings = Settings.from_json(store.get("form"))
+        self.settings = planning.load_form(store.get("form"))
         self.state = ConnectionState()
         self.last_result: Optional[Any] = None
         self.last_layers: List[Any] = []
@@ -332,15 +332,16 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         try:
             self.prompt_edit.setPlainText(s.prompt)
             self.negative_edit.setText(s.negative_prompt)
-            self.strength_slider.setValue(max(1, min(100, s.strength)))
+            self.strength_slider.setValue(max(1, min(100, round(s.strength * 100))))
             _select_data(self.sampler_combo, s.sampler)
             self.steps_spin.setValue(s.steps)
             self.cfg_spin.setValue(s.cfg_scale)
-            self.seed_spin.setValue(max(0, min(2 ** 31 - 1, s.seed)))
-            self.random_seed_check.setChecked(s.random_seed)
-            self.batch_spin.setValue(s.batch)
-            self.preview_check.setChecked(s.live_preview)
-            self.feather_spin.setValue(s.feather)
+            if s.seed >= 0:
+                self.seed_spin.setValue(min(2 ** 31 - 1, s.seed))
+            self.random_seed_check.setChecked(s.seed < 0)
+            self.batch_spin.setValue(s.batch_size)
+            self.preview_check.setChecked(s.preview)
+            self.feather_spin.setValue(s.mask_blur)
             self.grow_spin.setValue(s.grow)
             self.padding_spin.setValue(s.padding)
             _select_data(self.fill_combo, s.fill)
@@ -354,11 +355,12 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         s = Settings(
             prompt=self.prompt_edit.toPlainText(), negative_prompt=self.negative_edit.text(),
             model=self.model_combo.currentData() or "", sampler=self.sampler_combo.currentData() or "euler_a",
-            steps=self.steps_spin.value(), cfg_scale=round(self.cfg_spin.value(), 2), seed=self.seed_spin.value(),
-            random_seed=self.random_seed_check.isChecked(), strength=self.strength_slider.value(),
-            batch=self.batch_spin.value(), feather=self.feather_spin.value(), grow=self.grow_spin.value(),
+            steps=self.steps_spin.value(), cfg_scale=round(self.cfg_spin.value(), 2),
+            seed=-1 if self.random_seed_check.isChecked() else self.seed_spin.value(),
+            strength=self.strength_slider.value() / 100.0,
+            batch_size=self.batch_spin.value(), mask_blur=self.feather_spin.value(), grow=self.grow_spin.value(),
             padding=self.padding_spin.value(), fill=self.fill_combo.currentData() or "original",
-            whole_picture=self.whole_check.isChecked(), live_preview=self.preview_check.isChecked(),
+            whole_picture=self.whole_check.isChecked(), preview=self.preview_check.isChecked(),
         )
         concepts = []
         for name, (check, weight) in self.concept_rows.items():
@@ -393,7 +395,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
             has_sel = doc is not None and self.host.has_selection(doc)
         except Exception:
             has_sel = False
-        s = Settings(strength=self.strength_slider.value())
+        s = Settings(strength=self.strength_slider.value() / 100.0)
         label = planning.action_label(s, has_sel)
         if self.generate_button.text() != label:
             self.generate_button.setText(label)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlparse
 
-from . import launcher, wire
+from . import wire
 from .config import ConnectionConfig
 from .planning import JobPlan
 from .wording import START_HINT, describe_exception, describe_failure
@@ -182,29 +182,19 @@ class Session:
             return False
 
     def _start_daemon(self, client: Any) -> bool:
+        """Start the daemon detached through the client core's launcher and wait until it answers."""
+        launcher = wire.launcher
         argv = launcher.serve_argv(self.config.daemon_command, self.endpoint, self.config.models_dir)
         self._set_state(status="starting", message="Starting the Impasto daemon … (loading the model can take a minute)")
         try:
-            proc = launcher.spawn_detached(argv, env_extra=self.config.daemon_env)
-        except OSError as exc:
-            self._set_state(status="failed", message=(
-                f"Could not start the daemon with “{self.config.command_text()}”: {exc.strerror or exc}. "
-                "Fix the daemon command under Connection."))
+            self._started_proc = launcher.spawn_daemon(argv, self.config.daemon_env)
+            launcher.wait_until_answering(client, self._started_proc, self.config.start_timeout,
+                                          self.config.daemon_env, stop=lambda: self._closed)
+        except wire.ProtocolError as exc:
+            self._set_state(status="failed", message=wire.errors.sentence(exc.message)
+                            + " Check the daemon command under Connection.")
             return False
-        self._started_proc = proc
-        deadline = time.monotonic() + self.config.start_timeout
-        while time.monotonic() < deadline and not self._closed:
-            if proc.poll() is not None:
-                log = launcher.log_path(self.config.daemon_env)
-                tail = launcher.log_tail(log)
-                self._set_state(status="failed", message=(
-                    f"The daemon exited at start (code {proc.returncode}). Log: {log}"
-                    + (f"\n{tail}" if tail else "")))
-                return False
-            if client.ping(timeout=1.0):
-                return True
-        self._set_state(status="failed", message=f"The daemon did not answer within {self.config.start_timeout:.0f} s.")
-        return False
+        return not self._closed
 
     def check_alive(self) -> None:
         """A cheap background ping: flips the status when the daemon went away or came back."""

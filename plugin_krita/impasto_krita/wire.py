@@ -44,3 +44,11 @@ Cancelled = messages.Cancelled
 Accepted = messages.Accepted
 validate_job = messages.validate_job
 default_endpoint = import_module(protocol.__name__ + ".transport").default_endpoint
+
+# the client core: one settings type, planner, region rule, error sentences and launcher for every front end
+settings = import_module(protocol.__name__ + ".settings")
+planner = import_module(protocol.__name__ + ".planner")
+errors = import_module(protocol.__name__ + ".errors")
+launcher = import_module(protocol.__name__ + ".launcher")
+Settings = settings.Settings
+PlanError = errors.PlanError
