@@ -278,7 +278,7 @@ def test_auto_start_with_a_wrong_command_says_so(tmp_path, monkeypatch):
     try:
         session.connect()
         state = rec.wait_state({"failed"}, 30)
-        assert "cannot start the Impasto daemon" in state.message and "daemon command" in state.message
+        assert "Cannot start the Impasto daemon" in state.message and "daemon command" in state.message
     finally:
         session.close()
 
