@@ -424,15 +424,15 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
     selection = selection.intersect(canvas)
     if selection.empty:
         raise gp.GimpInputError("the selection lies outside the canvas")
-    sent = canvas if fields.whole_picture else geometry.context_rect(
-        selection, canvas, fields.padding, fields.mask_blur, fields.grow)
+    sent = jobs.edit_window(fields, canvas, selection, action)
     layer, read = _source(image, drawables, merged)
     source = read(sent)
     mask = gp.read_selection(image, sent)
     if pixels.mask_bbox(mask, sent.width, sent.height) is None:
         raise gp.GimpInputError("the selection is empty (fully transparent): select the area to repaint")
     request = jobs.edit_request(fields, Image(sent.width, sent.height, source),
-                                Image(sent.width, sent.height, mask, "gray8"))
+                                Image(sent.width, sent.height, mask, "gray8"), canvas=canvas, sent=sent,
+                                action=action)
     outcome = run_job(request, f"Impasto: {action}", interactive)
 
     def place(result: Result):

@@ -108,7 +108,9 @@ def describe_error(code: str, message: str, field: str = "", endpoint: str = "",
 
 def describe_exception(exc: BaseException, endpoint: str = "", host: HostWords = HostWords()) -> str:
     """Anything raised while planning, talking to the daemon or reading the picture."""
-    if isinstance(exc, PlanError):
+    from .launcher import DaemonUnavailable  # here: errors.py itself needs no transport
+
+    if isinstance(exc, (PlanError, DaemonUnavailable)):  # already says what was tried and what to do
         return sentence(exc.message)
     code = getattr(exc, "code", None)
     if isinstance(code, str) and hasattr(exc, "message"):

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from .client import Client
 from .messages import ErrorCode, ProtocolError
@@ -121,13 +121,15 @@ def wait_until_answering(client: Client, proc: subprocess.Popen, timeout: float,
                             f"log: {daemon_log_path(env_extra)}")
 
 
-def connect(endpoint: Optional[str] = None, command: Optional[Sequence[str]] = None, *, models_dir: str = "",
+def connect(endpoint: Optional[str] = None, command: Union[None, Sequence[str], Callable[[], Sequence[str]]] = None,
+            *, models_dir: str = "",
             env_extra: Optional[Dict[str, str]] = None, timeout: float = 180.0, ping_timeout: float = 1.5,
             hello_timeout: float = 90.0, status: Callable[[str], None] = lambda text: None,
             name: str = "impasto-client", transport: Optional[str] = None, hint: str = START_HINT) -> Client:
     """A :class:`Client` whose daemon answers and speaks our protocol version.
 
-    ``command`` None: never start a daemon (``hint`` says how the artist can).
+    ``command`` None: never start a daemon (``hint`` says how the artist can); a
+    callable is asked for the command only when a daemon must be started.
     The process this call started, if any, is ``client.spawned``.
     """
     endpoint = endpoint or default_endpoint()
@@ -138,7 +140,7 @@ def connect(endpoint: Optional[str] = None, command: Optional[Sequence[str]] = N
         if not client.ping(timeout=ping_timeout):
             if command is None:
                 raise DaemonUnavailable(f"no Impasto daemon answers at {endpoint}: {hint}")
-            argv = serve_argv(command, endpoint, models_dir)
+            argv = serve_argv(command() if callable(command) else command, endpoint, models_dir)
             status(f"starting the Impasto daemon (log: {daemon_log_path(env_extra)})")
             proc = client.spawned = spawn_daemon(argv, env_extra)  # type: ignore[attr-defined]
             wait_until_answering(client, proc, timeout, env_extra)
