@@ -41,7 +41,8 @@ from typing import Optional, Tuple
 Box = Tuple[int, int, int, int]
 
 MAX_ASPECT = 2.0
-#: fraction of each side added around the context box for step 4 (aspect snap), plus SLACK_PX
+#: fraction of the context box's span added on each side for step 4 (aspect snap), plus SLACK_PX: enough
+#: whenever the diffusion size's short side is >= 24 px (rounding to 8 changes its aspect by < 50 %)
 SLACK = 0.25
 SLACK_PX = 8
 
@@ -152,9 +153,11 @@ def send_window(selection_box: Box, canvas: Tuple[int, int], padding: int, grow:
     """
     reach = expand(selection_box, feather_reach(grow, mask_blur), canvas)
     x0, y0, x1, y1 = context_box(reach, canvas, padding)
-    sx = int(math.ceil((x1 - x0) * SLACK / 2)) + SLACK_PX
-    sy = int(math.ceil((y1 - y0) * SLACK / 2)) + SLACK_PX
-    return max(0, x0 - sx), max(0, y0 - sy), min(canvas[0], x1 + sx), min(canvas[1], y1 + sy)
+    # step 4 widens one side around its centre, shifted off the canvas edge: the slack goes on both
+    # sides, and where the edge cuts one side the other takes it (the same shift as the engine's)
+    x0, x1 = widen(x0, x1, (x1 - x0) + 2 * (int(math.ceil((x1 - x0) * SLACK)) + SLACK_PX), 0, canvas[0])
+    y0, y1 = widen(y0, y1, (y1 - y0) + 2 * (int(math.ceil((y1 - y0) * SLACK)) + SLACK_PX), 0, canvas[1])
+    return x0, y0, x1, y1
 
 
 # --------------------------------------------------------------------------- gray8 masks as bytes

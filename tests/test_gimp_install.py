@@ -120,10 +120,11 @@ BARE_PYTHON_JOB = textwrap.dedent('''
     for y in range(sel.y, sel.bottom):
         mask[y * w + sel.x:y * w + sel.right] = b"\\xff" * sel.width
     f = jobs.JobFields(prompt="a red fox", model="tiny", steps=2, seed=3, mask_blur=0, padding=4)
-    sent = geometry.context_rect(sel, geometry.Rect(0, 0, w, h), f.padding, f.mask_blur, f.grow)
+    sent = jobs.edit_window(f, geometry.Rect(0, 0, w, h), sel)
     from impasto_gimp.plugin_gimp import pixels
     req = jobs.edit_request(f, Image(sent.width, sent.height, pixels.crop(bytes(rgba), w, h, 4, sent)),
-                            Image(sent.width, sent.height, pixels.crop(bytes(mask), w, h, 1, sent), "gray8"))
+                            Image(sent.width, sent.height, pixels.crop(bytes(mask), w, h, 1, sent), "gray8"),
+                            canvas=geometry.Rect(0, 0, w, h), sent=sent)
     s = settings.PluginSettings(endpoint=endpoint, auto_start=False)
     clients = []
     def connect(status):

@@ -251,12 +251,13 @@ def test_inpaint_composite_equals_the_daemons_result(gimp, daemon):
     x, y, w, h = gimp.report["selection_bounds"]
     f = jobs.JobFields(**{k.replace("-", "_"): v for k, v in INPAINT.items()})
     f.strength = 1.0
-    sent = geometry.context_rect(Rect(x, y, w, h), Rect(0, 0, W, H), f.padding, f.mask_blur, f.grow)
+    sent = jobs.edit_window(f, Rect(0, 0, W, H), Rect(x, y, w, h))
     from impasto.protocol.messages import Image
 
     req = jobs.edit_request(f, Image(sent.width, sent.height, source[sent.y:sent.bottom, sent.x:sent.right].tobytes()),
                             Image(sent.width, sent.height,
-                                  selection[sent.y:sent.bottom, sent.x:sent.right].tobytes(), "gray8"))
+                                  selection[sent.y:sent.bottom, sent.x:sent.right].tobytes(), "gray8"),
+                            canvas=Rect(0, 0, W, H), sent=sent)
     with Client(daemon.endpoint) as c:
         res = c.submit(req).wait(120)
     full = np.frombuffer(res.images[0].data, np.uint8).reshape(sent.height, sent.width, 4)
