@@ -201,34 +201,31 @@ def cmd_serve(args) -> int:
     return EXIT_OK
 
 
-def cmd_stop(args) -> int:
-    client = connect(args, spawn=False)
+def ask(args, question, spawn: bool = False):
+    """Connect, ask the daemon one control question (``question(client)``), close; its answer."""
+    client = connect(args, spawn=spawn)
     try:
-        client.shutdown(timeout=10)
-        print("the Impasto daemon is stopping")
+        return question(client)
     finally:
         client.close()
+
+
+def cmd_stop(args) -> int:
+    ask(args, lambda client: client.shutdown(timeout=10))
+    print("the Impasto daemon is stopping")
     return EXIT_OK
 
 
 def cmd_status(args) -> int:
-    client = connect(args, spawn=False)
-    try:
-        st = client.status()
-    finally:
-        client.close()
-    print(f"endpoint      {client.endpoint}\nversion       {st.version}\ndevice        {st.device}\n"
+    endpoint, st = ask(args, lambda client: (client.endpoint, client.status()))
+    print(f"endpoint      {endpoint}\nversion       {st.version}\ndevice        {st.device}\n"
           f"loaded model  {st.model or '(none yet)'}\ndefault model {st.default_model or '(none installed)'}\n"
           f"queue         {st.queue} waiting, {'busy' if st.busy else 'idle'}")
     return EXIT_OK
 
 
 def cmd_models(args) -> int:
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        reply = client.models()
-    finally:
-        client.close()
+    reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 .safetensors file there")

@@ -132,10 +132,7 @@ class JobFlow:
             self._cancel_requested = True
             job = self.job
         if job is not None:
-            try:
-                job.cancel()
-            except ProtocolError:
-                pass
+            job.cancel()
 
     @property
     def finished(self) -> bool:

@@ -119,7 +119,13 @@ class Job:
         raise JobFailed(outcome.code, outcome.message, outcome.field or None)
 
     def cancel(self) -> None:
-        self.client.cancel(self.id)
+        """Ask the daemon to cancel; a no-op once the job has ended (its client closed, the daemon gone)."""
+        if self.done:
+            return
+        try:
+            self.client.cancel(self.id)
+        except ProtocolError:
+            pass  # the client was closed: the job ends (or has ended) with an error event anyway
 
 
 class Client:

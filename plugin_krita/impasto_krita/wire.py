@@ -49,6 +49,7 @@ default_endpoint = import_module(protocol.__name__ + ".transport").default_endpo
 settings = import_module(protocol.__name__ + ".settings")
 planner = import_module(protocol.__name__ + ".planner")
 errors = import_module(protocol.__name__ + ".errors")
+region = import_module(protocol.__name__ + ".region")
 launcher = import_module(protocol.__name__ + ".launcher")
 Settings = settings.Settings
 PlanError = errors.PlanError
