@@ -149,7 +149,7 @@ def edit_plan(args, image: WireImage, mask: WireImage) -> planner.JobPlan:
     size = (image.width, image.height)
     box = planner.mask_box(mask.data, *size)
     if box is None:
-        raise CliError(f"the mask {args.mask} is empty (all black): paint white where the picture should change")
+        raise CliError(f"the mask is empty (all black in {args.mask}): paint white where the picture should change")
     window = planner.window_for(size, box, _cli.settings_from_args(args), planner.INPAINT)
     return plan(args, size, planner.INPAINT, window, crop_bytes(image.data, image.width, window, 4),
                 crop_bytes(mask.data, mask.width, window, 1))
