@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from impasto.backend import install_gimp
+from impasto.backend import cli_install
 from impasto.plugin_gimp import geometry, jobs
 from impasto.plugin_gimp.geometry import Rect
 from impasto.protocol import Client
@@ -77,7 +77,7 @@ def _session(daemon, driver: Path, params: dict, *env: str, inner_env=lambda inn
     base = ROOT / name
     base.mkdir()
     try:
-        install_gimp.install(base / "home" / ".config" / "GIMP" / "3.0")
+        cli_install.install_gimp(base / "home" / ".config" / "GIMP" / "3.0")
         shutil.copy(driver, base / "drive.py")
         (base / "params.json").write_text(json.dumps(dict(params, endpoint=daemon.endpoint)))
         t0 = time.monotonic()

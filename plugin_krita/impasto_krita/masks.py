@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from . import wire
+from ...protocol.region import mask_box
 from .pixels import rgba8_alpha_product
 
 Rect = Tuple[int, int, int, int]  # x, y, width, height
@@ -32,7 +32,7 @@ class MaskInfo:
 
 def mask_bounds(mask: bytes, width: int, height: int) -> Optional[Rect]:
     """The tight rectangle around all non-zero mask pixels, or None for an empty mask (the client core's scan)."""
-    box = wire.region.mask_box(mask, width, height)
+    box = mask_box(mask, width, height)
     if box is None:
         return None
     x0, y0, x1, y1 = box

@@ -14,7 +14,9 @@ import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
-from . import planning, wire
+from . import planning
+from ...protocol.messages import FILL_MODES, SAMPLERS, Limits
+from ...protocol.transport import default_endpoint
 from .config import ConnectionConfig, SettingsStore, join_command, load_connection, save_connection, split_command
 from .krita_host import document_format, prepare_layer
 from .masks import crop
@@ -106,7 +108,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         super().__init__(parent)
         self.host = host
         self.store = store
-        self.limits = limits or wire.Limits()
+        self.limits = limits or Limits()
         self.poster = Poster(self)
         self.connection = load_connection(store, install_info)
         self.session = Session(self.connection, self, self.poster.post)
@@ -232,7 +234,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         # --- sampling
         sampling = Section("Sampling", expanded=True)
         self.sampler_combo = QtWidgets.QComboBox()
-        for key in wire.SAMPLERS:
+        for key in SAMPLERS:
             self.sampler_combo.addItem(SAMPLER_NAMES.get(key, key), key)
         self.steps_spin = _spin(1, self.limits.max_steps, 20, tip="Denoising steps: more is slower and finer")
         self.cfg_spin = QtWidgets.QDoubleSpinBox()
@@ -272,7 +274,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         self.padding_spin = _spin(0, 2048, 32, " px", "“Only masked” context: how much around the selection "
                                                        "the model sees")
         self.fill_combo = QtWidgets.QComboBox()
-        for key in wire.FILL_MODES:
+        for key in FILL_MODES:
             self.fill_combo.addItem(FILL_NAMES.get(key, key), key)
         self.fill_combo.setToolTip("What the selected area starts from")
         self.whole_check = QtWidgets.QCheckBox("Whole picture as context")
@@ -298,7 +300,7 @@ class ImpastoPanel(QtWidgets.QWidget, SessionListener):
         # --- connection
         conn = Section("Connection", expanded=False)
         self.endpoint_edit = QtWidgets.QLineEdit()
-        self.endpoint_edit.setPlaceholderText(wire.default_endpoint())
+        self.endpoint_edit.setPlaceholderText(default_endpoint())
         self.command_edit = QtWidgets.QLineEdit()
         self.command_edit.setPlaceholderText("e.g. impasto  or  /path/to/venv/bin/impasto")
         self.command_edit.setToolTip("The command that runs Impasto; `serve` is added to start the daemon")

@@ -26,14 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from . import wire
+from ...protocol import errors, planner
+from ...protocol.errors import PlanError
+from ...protocol.settings import Settings
 from .masks import MaskInfo, Rect, analyse
 from .pixels import PixelFormat, to_rgba8
 
-planner = wire.planner
-Settings = wire.Settings
-PlanError = wire.PlanError
-describe_field_error = wire.errors.describe_field
+describe_field_error = errors.describe_field
 
 
 def load_form(text: Optional[str]) -> "Settings":
@@ -118,7 +117,7 @@ class JobPlan:
     """A request plus what placing its result needs to know."""
 
     kind: str                         # txt2img | img2img | edit
-    request: Any                      # wire.Generate
+    request: Any                      # Generate
     window: Rect                      # where the request's image sits on the canvas
     canvas_width: int
     canvas_height: int

@@ -6,10 +6,10 @@ section, `impasto install-krita`).  The docker never shows a traceback.
 """
 from __future__ import annotations
 
-from . import wire
+from ...protocol import errors
 
 START_HINT = "start it with `impasto serve`, or set the daemon command under Connection to start it automatically"
-KRITA = wire.errors.HostWords(
+KRITA = errors.HostWords(
     install="install the plugin again with `impasto install-krita` from the same Impasto installation that runs "
             "the daemon",
     models="pick another model in the Model list (press ⟳ to refresh it)",
@@ -20,9 +20,9 @@ KRITA = wire.errors.HostWords(
 
 def describe_failure(code: str, message: str, field: str = "", endpoint: str = "") -> str:
     """A daemon ``Error`` (or a client-side lost job) in the docker's words."""
-    return wire.errors.describe_error(code, message, field, endpoint, KRITA)
+    return errors.describe_error(code, message, field, endpoint, KRITA)
 
 
 def describe_exception(exc: BaseException, endpoint: str = "") -> str:
     """Anything raised while talking to the daemon or reading the canvas."""
-    return wire.errors.describe_exception(exc, endpoint, KRITA)
+    return errors.describe_exception(exc, endpoint, KRITA)
