@@ -185,7 +185,6 @@ class Session:
 
     def _start_daemon(self, client: Any) -> bool:
         """Start the daemon detached through the client core's launcher and wait until it answers."""
-        launcher = launcher
         argv = launcher.serve_argv(self.config.daemon_command, self.endpoint, self.config.models_dir)
         self._set_state(status="starting", message="Starting the Impasto daemon … (loading the model can take a minute)")
         try:
