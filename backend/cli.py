@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from impasto.protocol import launcher, planner
-from impasto.protocol.errors import PlanError
+from impasto.protocol.errors import CLI as CLI_WORDS
+from impasto.protocol.errors import PlanError, describe_error
 from impasto.protocol.settings import Settings
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
 from impasto.protocol.messages import SAMPLERS, Generate, Limits, Progress, Result
@@ -114,7 +115,8 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
         raise CliError("the job was cancelled", EXIT_CANCELLED) from None
     except JobFailed as exc:
         code = EXIT_UNAVAILABLE if exc.code in ("unavailable", "daemon_restarted") else EXIT_FAIL
-        raise CliError(f"{exc.message} [{exc.code}]", code) from None
+        raise CliError(f"{describe_error(exc.code, exc.message, exc.field or '', host=CLI_WORDS)} [{exc.code}]",
+                       code) from None
 
 
 def run_request(args, request) -> Result:
