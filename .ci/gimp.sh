@@ -5,7 +5,7 @@
 # 3.0 from Debian 13 (trixie) living in a root folder (chroot).  This script
 # builds that folder when it is missing (debootstrap minbase trixie from the
 # Debian mirror this machine's apt already uses, then gimp + python3-gi +
-# gir1.2-gimp-3.0, plus xvfb for the interactive dialogs' smoke test --
+# gir1.2-gimp-3.0, plus xvfb + xdotool for the interactive dialogs (pressed with X events) --
 # deliberately WITHOUT python3-numpy / python3-zmq, which proves the plug-in
 # runs on GIMP's own Python alone) and reuses it otherwise, then runs the GIMP
 # tests (tests/test_gimp_*.py).  The daemon runs outside the chroot; loopback
@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT="${IMPASTO_GIMP_ROOT:-/var/cache/impasto-gimp-root}"
 READY="$ROOT/.impasto-gimp-ready"
 PYTHON="${PYTHON:-python3}"
-PACKAGES="gimp python3-gi gir1.2-gimp-3.0 xvfb xauth"
+PACKAGES="gimp python3-gi gir1.2-gimp-3.0 xvfb xauth xdotool"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '[gimp.sh] %s\n' "$*" >&2; }

@@ -13,12 +13,18 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from impasto.backend.launcher import daemon_log_path, spawn_daemon
+from impasto.protocol import launcher, planner
+from impasto.protocol.errors import CLI as CLI_WORDS
+from impasto.protocol.errors import PlanError, describe_error
+from impasto.protocol.settings import Settings
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
 from impasto.protocol.messages import SAMPLERS, Generate, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
 
 EXIT_OK, EXIT_FAIL, EXIT_UNAVAILABLE, EXIT_CANCELLED = 0, 1, 3, 130
+
+
+DEFAULTS = Settings()
 
 
 class CliError(Exception):
@@ -49,34 +55,16 @@ def parse_concept(text: str):
 
 
 def connect(args, spawn: bool) -> Client:
-    """A client whose daemon answers: spawning one if allowed and needed."""
+    """A client whose daemon answers and speaks our version: spawning one if allowed (the one launcher)."""
     endpoint = args.endpoint or default_endpoint()
-    client = Client(endpoint, name="impasto-cli")
-    if client.ping(timeout=1.5):
-        _check_version(client)
-        return client
-    if not spawn:
-        client.close()
-        raise CliError(f"no Impasto daemon answers at {endpoint}: start one with `impasto serve`"
-                       f"{' (or drop --no-spawn)' if getattr(args, 'no_spawn', False) else ''}", EXIT_UNAVAILABLE)
-    print(f"starting the Impasto daemon at {endpoint} (log: {daemon_log_path()}) ...",
-          file=sys.stderr)
-    proc = spawn_daemon(endpoint, getattr(args, "models_dir", None))
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            client.close()
-            raise CliError(f"the daemon exited at start (code {proc.returncode}); see {daemon_log_path()}", EXIT_UNAVAILABLE)
-        if client.ping(timeout=1.0):
-            _check_version(client)
-            return client
-    client.close()
-    raise CliError(f"the daemon did not answer within 180 s at {endpoint}", EXIT_UNAVAILABLE)
-
-
-def _check_version(client: Client) -> None:
+    hint = "start one with `impasto serve`" + (" (or drop --no-spawn)" if getattr(args, "no_spawn", False) else "")
     try:
-        client.hello(timeout=30)
+        return launcher.connect(endpoint, launcher.own_command() if spawn else None,
+                                models_dir=getattr(args, "models_dir", None) or "", hello_timeout=30,
+                                status=lambda text: print(text + " ...", file=sys.stderr) if "starting" in text
+                                else None, name="impasto-cli", hint=hint)
+    except launcher.DaemonUnavailable as exc:
+        raise CliError(exc.message, EXIT_UNAVAILABLE) from None
     except ProtocolError as exc:
         raise CliError(exc.message, EXIT_FAIL) from None
 
@@ -126,8 +114,9 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
     except JobCancelled:
         raise CliError("the job was cancelled", EXIT_CANCELLED) from None
     except JobFailed as exc:
-        code = EXIT_UNAVAILABLE if exc.code == "unavailable" else EXIT_FAIL
-        raise CliError(f"{exc.message} [{exc.code}]", code) from None
+        code = EXIT_UNAVAILABLE if exc.code in ("unavailable", "daemon_restarted") else EXIT_FAIL
+        raise CliError(f"{describe_error(exc.code, exc.message, exc.field or '', host=CLI_WORDS)} [{exc.code}]",
+                       code) from None
 
 
 def run_request(args, request) -> Result:
@@ -164,12 +153,24 @@ def save_result(result: Result, out: str) -> List[Path]:
     return paths
 
 
-def common_request(args, **fields) -> Generate:
-    return Generate(
-        prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
-        cfg_scale=args.cfg, sampler=args.sampler, model=args.model or "", batch_size=args.batch,
-        concepts=[tuple(c) for c in (args.concept or [])], preview=False, **fields,
-    )
+def settings_from_args(args) -> Settings:
+    """The command line's options as the shared :class:`Settings` (their defaults are its defaults)."""
+    s = Settings(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
+                 cfg_scale=args.cfg, sampler=args.sampler, model=args.model or "", batch_size=args.batch,
+                 preview=False)
+    s.set_concepts(args.concept or [])
+    for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture"):
+        if getattr(args, name, None) is not None:
+            setattr(s, name, getattr(args, name))
+    return s
+
+
+def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.JobPlan:
+    """The one planner's request for these options; a plan error is one readable line."""
+    try:
+        return planner.plan_job(document, settings_from_args(args), action, window, rgba, mask)
+    except PlanError as exc:
+        raise CliError(exc.message) from None
 
 
 # --------------------------------------------------------------------------- commands
@@ -202,34 +203,31 @@ def cmd_serve(args) -> int:
     return EXIT_OK
 
 
-def cmd_stop(args) -> int:
-    client = connect(args, spawn=False)
+def ask(args, question, spawn: bool = False):
+    """Connect, ask the daemon one control question (``question(client)``), close; its answer."""
+    client = connect(args, spawn=spawn)
     try:
-        client.shutdown(timeout=10)
-        print("the Impasto daemon is stopping")
+        return question(client)
     finally:
         client.close()
+
+
+def cmd_stop(args) -> int:
+    ask(args, lambda client: client.shutdown(timeout=10))
+    print("the Impasto daemon is stopping")
     return EXIT_OK
 
 
 def cmd_status(args) -> int:
-    client = connect(args, spawn=False)
-    try:
-        st = client.status()
-    finally:
-        client.close()
-    print(f"endpoint      {client.endpoint}\nversion       {st.version}\ndevice        {st.device}\n"
+    endpoint, st = ask(args, lambda client: (client.endpoint, client.status()))
+    print(f"endpoint      {endpoint}\nversion       {st.version}\ndevice        {st.device}\n"
           f"loaded model  {st.model or '(none yet)'}\ndefault model {st.default_model or '(none installed)'}\n"
           f"queue         {st.queue} waiting, {'busy' if st.busy else 'idle'}")
     return EXIT_OK
 
 
 def cmd_models(args) -> int:
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        reply = client.models()
-    finally:
-        client.close()
+    reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 .safetensors file there")
@@ -242,8 +240,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    w, h = args.size
-    result = run_request(args, common_request(args, width=w, height=h))
+    result = run_request(args, plan(args, args.size, planner.GENERATE).request)
     save_result(result, args.output)
     return EXIT_OK
 
@@ -255,11 +252,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt")
     p.add_argument("-o", "--output", default="out.png", help="PNG to write (batches add -1, -2, ...)")
     p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--seed", type=int, default=-1, help="-1 = random (the seed used is printed)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=7.0, help="CFG scale (prompt strength)")
-    p.add_argument("--sampler", default="euler_a", choices=SAMPLERS)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="-1 = random (the seed used is printed)")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps)
+    p.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale, help="CFG scale (prompt strength)")
+    p.add_argument("--sampler", default=DEFAULTS.sampler, choices=SAMPLERS)
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch_size)
     p.add_argument("--model", default="", help="model name (see `impasto models`); default: the starter")
     p.add_argument("--concept", action="append", type=parse_concept, metavar="NAME:WEIGHT",
                    help="use a trained concept (repeatable)")

@@ -18,10 +18,12 @@ from typing import List
 
 import numpy as np
 
-from impasto.protocol.messages import FILL_MODES, Image as WireImage, Result
+from impasto.protocol import planner
+from impasto.protocol.messages import FILL_MODES, Image as WireImage, Patch, Result
+from impasto.protocol.region import crop_bytes, paste_bytes
 from impasto.backend import cli as _cli
-CliError, common_request, run_request, save_result = (
-    _cli.CliError, _cli.common_request, _cli.run_request, _cli.save_result)
+CliError, DEFAULTS, plan, run_request, save_result = (
+    _cli.CliError, _cli.DEFAULTS, _cli.plan, _cli.run_request, _cli.save_result)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -131,22 +133,51 @@ def _strength(text: str) -> float:
 
 
 def cmd_img2img(args) -> int:
-    request = common_request(args, init_image=read_picture(args.image), strength=args.strength)
-    result = run_request(args, request)
+    image = read_picture(args.image)
+    job = plan(args, (image.width, image.height), planner.REFINE, rgba=image.data)
+    result = run_request(args, job.request)
     _report(result, args.quiet)
     save_result(result, args.output)
     return 0
 
 
-def cmd_edit(args) -> int:
-    image, mask = read_picture(args.image), read_mask(args.mask)
+def edit_plan(args, image: WireImage, mask: WireImage) -> planner.JobPlan:
+    """The planner's edit of the picture file: only the window around the mask is sent."""
     if (image.width, image.height) != (mask.width, mask.height):
         raise CliError(f"the mask {args.mask} is {mask.width}x{mask.height} but the picture {args.image} is "
                        f"{image.width}x{image.height}: they must be the same size")
-    request = common_request(args, init_image=image, mask=mask, strength=args.strength, mask_blur=args.mask_blur,
-                             grow=args.grow, padding=args.padding, fill=args.fill,
-                             whole_picture=args.whole_picture)
-    result = run_request(args, request)
+    size = (image.width, image.height)
+    box = planner.mask_box(mask.data, *size)
+    if box is None:
+        raise CliError(f"the mask is empty (all black in {args.mask}): paint white where the picture should change")
+    window = planner.window_for(size, box, _cli.settings_from_args(args), planner.INPAINT)
+    return plan(args, size, planner.INPAINT, window, crop_bytes(image.data, image.width, window, 4),
+                crop_bytes(mask.data, mask.width, window, 1))
+
+
+def on_picture(job: planner.JobPlan, image: WireImage, result: Result) -> Result:
+    """The daemon's answer for the sent window, put back into the whole picture (patches in its coordinates)."""
+    x0, y0, x1, y1 = job.window
+    if (x0, y0, x1, y1) == (0, 0, image.width, image.height):
+        return result
+    images = []
+    for part in result.images:
+        full = bytearray(image.data)
+        paste_bytes(full, image.width, job.window, part.data, 4)
+        images.append(WireImage(image.width, image.height, bytes(full), "rgba8"))
+    patches = [Patch(x=p.x + x0, y=p.y + y0, image=p.image) for p in result.patches]
+    info = dict(result.info)
+    if "region" in info:
+        rx, ry, rw, rh = info["region"]
+        info["region"] = [rx + x0, ry + y0, rw, rh]
+    return Result(job=result.job, images=images, seeds=result.seeds, patches=patches, steps_run=result.steps_run,
+                  timings=result.timings, warnings=result.warnings, info=info)
+
+
+def cmd_edit(args) -> int:
+    image, mask = read_picture(args.image), read_mask(args.mask)
+    job = edit_plan(args, image, mask)
+    result = on_picture(job, image, run_request(args, job.request))
     _report(result, args.quiet)
     save_result(result, args.output)
     if args.patch:
@@ -159,8 +190,9 @@ def register(sub, add_common) -> None:
                        description="Rework IMAGE guided by PROMPT. The result has IMAGE's size.")
     p.add_argument("image", help="picture file (any format and mode Pillow reads)")
     add_common(p)
-    p.add_argument("--strength", type=_strength, default=0.6,
-                   help="denoising strength 0..1: 0 keeps the picture, 1 repaints it fully (default 0.6)")
+    p.add_argument("--strength", type=_strength, default=DEFAULTS.strength,
+                   help=f"denoising strength 0..1: 0 keeps the picture, 1 repaints it fully "
+                        f"(default {DEFAULTS.strength:g})")
     p.set_defaults(func=cmd_img2img)
 
     p = sub.add_parser("edit", help="repaint the masked part of a picture (inpainting)",
@@ -169,13 +201,14 @@ def register(sub, add_common) -> None:
     p.add_argument("image", help="picture file (any format and mode Pillow reads)")
     p.add_argument("mask", help="mask file, same size: white = change, black = keep, grey = partly")
     add_common(p)
-    p.add_argument("--strength", type=_strength, default=0.75,
-                   help="denoising strength 0..1 (default 0.75; 1 ignores what is under the mask)")
-    p.add_argument("--mask-blur", type=int, default=4, help="feather the mask edge by this many px (default 4)")
-    p.add_argument("--grow", type=int, default=0, help="grow the mask by px first (negative shrinks)")
-    p.add_argument("--padding", type=int, default=32,
-                   help="context around the mask, px, for the only-masked region (default 32)")
-    p.add_argument("--fill", choices=FILL_MODES, default="original",
+    p.add_argument("--strength", type=_strength, default=DEFAULTS.strength,
+                   help=f"denoising strength 0..1 (default {DEFAULTS.strength:g}; 1 ignores what is under the mask)")
+    p.add_argument("--mask-blur", type=int, default=DEFAULTS.mask_blur,
+                   help=f"feather the mask edge by this many px (default {DEFAULTS.mask_blur})")
+    p.add_argument("--grow", type=int, default=DEFAULTS.grow, help="grow the mask by px first (negative shrinks)")
+    p.add_argument("--padding", type=int, default=DEFAULTS.padding,
+                   help=f"context around the mask, px, for the only-masked region (default {DEFAULTS.padding})")
+    p.add_argument("--fill", choices=FILL_MODES, default=DEFAULTS.fill,
                    help="what the masked area holds before diffusion: original, blur (surroundings), neutral "
                         "(grey), noise (default original)")
     p.add_argument("--whole-picture", action="store_true",

@@ -24,11 +24,16 @@ from impasto.protocol import Client, Job
 from impasto.protocol.messages import ErrorCode, ProtocolError
 from impasto.protocol.transport import default_endpoint
 
-from . import daemon_process
+from impasto.protocol import launcher
 
 CONNECTING, STARTING, CONNECTED, DOWN, INCOMPATIBLE = "connecting", "starting", "connected", "down", "incompatible"
 START_TIMEOUT = 240.0     # a first start loads torch and the model: minutes on a slow machine
 RESPAWN_AFTER = 30.0      # never start daemons in a loop
+
+
+def spawn_daemon(endpoint: str, models_dir: Optional[str] = None):
+    """``impasto serve`` of this interpreter, detached, through the one launcher."""
+    return launcher.spawn_daemon(launcher.serve_argv(launcher.own_command(), endpoint, models_dir or ""))
 
 
 class DaemonLink(QObject):
@@ -37,13 +42,13 @@ class DaemonLink(QObject):
     _deliver = Signal(object, object)     # (callback, argument): runs callback on the UI thread
 
     def __init__(self, endpoint: Optional[str] = None, autostart: bool = True, models_dir: Optional[str] = None,
-                 poll_ms: int = 3000, ping_timeout: float = 2.0, spawn: Callable = daemon_process.spawn_daemon,
+                 poll_ms: int = 3000, ping_timeout: float = 2.0, spawn: Optional[Callable] = None,
                  client_options: Optional[dict] = None, parent: Optional[QObject] = None):
         super().__init__(parent)
         self.endpoint = endpoint or default_endpoint()
         self.autostart = autostart
         self.models_dir = models_dir
-        self._spawn = spawn
+        self._spawn = spawn or spawn_daemon
         self.ping_timeout = ping_timeout
         self.client = Client(self.endpoint, name="impasto-canvas", **(client_options or {}))
         self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="impasto-canvas-net")
@@ -167,16 +172,16 @@ class DaemonLink(QObject):
         if self._proc is not None and self._proc.poll() is None:
             if time.monotonic() - self._spawned_at < START_TIMEOUT:
                 self._set_state(STARTING, f"Starting the Impasto daemon… (the first start loads the model; "
-                                          f"log: {daemon_process.daemon_log_path()})")
+                                          f"log: {launcher.daemon_log_path()})")
             else:  # alive but mute: never start a second one next to it
                 self._set_state(DOWN, f"The Impasto daemon was started but does not answer at {self.endpoint}; "
-                                      f"see {daemon_process.daemon_log_path()}")
+                                      f"see {launcher.daemon_log_path()}")
             return
         if self._proc is not None and self._proc.poll() is not None:
             code = self._proc.returncode
             self._proc = None
             self._set_state(DOWN, f"The Impasto daemon could not start (exit code {code}); see "
-                                  f"{daemon_process.daemon_log_path()}")
+                                  f"{launcher.daemon_log_path()}")
             return
         if self.autostart and time.monotonic() - self._spawned_at > RESPAWN_AFTER:
             self.start_daemon(reason="stopped answering" if self._lost else "")
@@ -194,12 +199,12 @@ class DaemonLink(QObject):
         self._spawned_at = time.monotonic()
         try:
             self._proc = self._spawn(self.endpoint, self.models_dir)
-        except OSError as exc:
+        except (OSError, ProtocolError) as exc:
             self._proc = None
-            self._set_state(DOWN, f"The Impasto daemon could not be started: {exc}")
+            self._set_state(DOWN, f"The Impasto daemon could not be started: {getattr(exc, 'message', exc)}")
             return
         why = f"The daemon {reason}; restarting it" if reason else "Starting the Impasto daemon"
-        self._set_state(STARTING, f"{why}… (log: {daemon_process.daemon_log_path()})")
+        self._set_state(STARTING, f"{why}… (log: {launcher.daemon_log_path()})")
 
     def _set_state(self, state: str, message: str) -> None:
         if (state, message) != (self.state, self.message):

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from PySide6.QtCore import QObject, Signal
 
-from impasto.protocol import Job
+from impasto.protocol import Job, errors
 from impasto.protocol.messages import Accepted, Cancelled, Error, ErrorCode, Progress, ProtocolError, Result
 
 from . import job_plans, qt_images
@@ -22,6 +22,13 @@ from .generation_panel import GenerationPanel
 from .staging import StagingArea
 
 TITLES = {"generate": "Generate", "refine": "Refine", "inpaint": "Inpaint"}
+#: the canvas's places for the client core's error sentences
+CANVAS = errors.HostWords(
+    install="pip install -e . in the environment that runs the daemon",
+    models="pick another model in the Model list", start="press Start in the status bar, or run `impasto serve`",
+    concepts="remove it from the concepts list or train it first",
+)
+LOST = (ErrorCode.UNAVAILABLE, ErrorCode.DAEMON_RESTARTED, ErrorCode.CLIENT_CLOSED)
 
 
 class GenerationController(QObject):
@@ -39,23 +46,10 @@ class GenerationController(QObject):
 
     # ------------------------------------------------------------------ starting
 
-    def native_size(self, model: str) -> int:
-        models = getattr(self.link.models, "models", None) or []
-        name = model or getattr(self.link.models, "default", "")
-        for m in models:
-            if m.get("name") == name:
-                return int(m.get("native_size") or 0)
-        return 0
-
     def plan(self, mode: str) -> job_plans.JobPlan:
-        doc, settings = self.document(), self.panel.settings()
-        if mode == "generate":
-            return job_plans.plan_generate(doc, settings, self.native_size(settings.model))
-        if mode == "refine":
-            return job_plans.plan_refine(doc, settings)
-        if mode == "inpaint":
-            return job_plans.plan_inpaint(doc, settings)
-        raise ValueError(mode)
+        if mode not in job_plans.MODES:
+            raise ValueError(mode)
+        return job_plans.plan(self.document(), self.panel.settings(), mode)
 
     def run(self, mode: str) -> Optional[str]:
         """Plan and submit a job; the job id, or None when it could not be sent (the panel says why)."""
@@ -72,7 +66,8 @@ class GenerationController(QObject):
         try:
             job = self.link.submit(plan.request, lambda ev: self._on_event(holder["id"], ev))
         except ProtocolError as exc:
-            self.panel.show_status(f"Cannot {TITLES[mode].lower()}: {exc.message}", error=True)
+            self.panel.show_status(f"Cannot {TITLES[mode].lower()}: {errors.describe_exception(exc, host=CANVAS)}",
+                                   error=True)
             return None
         holder["id"] = job.id
         self.jobs[job.id] = (job, plan)
@@ -130,12 +125,10 @@ class GenerationController(QObject):
         elif isinstance(ev, Error):
             self._finish(job_id)
             self.last_error = ev
-            if ev.code == ErrorCode.UNAVAILABLE:
+            text = f"{TITLES[plan.mode]} failed. {errors.describe_error(ev.code, ev.message, ev.field, host=CANVAS)}"
+            if ev.code in LOST:
                 self.link.check()
-                text = f"{TITLES[plan.mode]} failed: {ev.message}. Your picture is safe; try again when the " \
-                       f"daemon is back."
-            else:
-                text = f"{TITLES[plan.mode]} failed: {ev.message}"
+                text += " Your picture is safe; try again when the daemon is back."
             self.panel.show_status(text, error=True)
             self.panel.highlight(ev.field)
             self.finished.emit(job_id, "error")

@@ -250,10 +250,10 @@ class GenerationPanel(QWidget):
             prompt=self.prompt.toPlainText().strip(), negative_prompt=self.negative.toPlainText().strip(),
             sampler=self.sampler.currentData(), steps=self.steps.value(), cfg_scale=float(self.cfg.value()),
             seed=seed, strength=float(self.strength.value()), batch_size=self.batch.value(),
-            model=self.model.currentData() or "", concepts=[r.value() for r in self._concept_rows if r.value()[0]],
+            model=self.model.currentData() or "",
             mask_blur=self.mask_blur.value(), grow=self.grow.value(), fill=self.fill.currentData(),
             padding=self.padding.value(), whole_picture=self.whole_picture.isChecked(),
-        )
+        ).set_concepts(r.value() for r in self._concept_rows if r.value()[0])
 
     def set_settings(self, s: GenerationSettings) -> None:
         self.prompt.setPlainText(s.prompt)
@@ -269,7 +269,7 @@ class GenerationPanel(QWidget):
         self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
         for row in list(self._concept_rows):
             self._remove_concept(row)
-        for name, weight in s.concepts:
+        for name, weight in s.active_concepts():
             self.add_concept(name, weight)
         self.mask_blur.setValue(s.mask_blur)
         self.grow.setValue(s.grow)

@@ -1,6 +1,7 @@
 """The canvas window: canvas in the middle, tools on top, panels on the right.
 
-This module wires the parts together and owns the file menu; the parts
+This module wires the parts together (the file menu's commands are the
+:class:`~.file_menu.FileMenu` mixin); the parts
 themselves (document, tools, panels, staging, daemon link) know nothing of
 each other.  Every failure that reaches the artist - a damaged file, a
 picture too large, a daemon gone - arrives as a dialog or a sentence in a
@@ -18,7 +19,6 @@ from PySide6.QtGui import (
     QColor,
     QIcon,
     QKeySequence,
-    QPainter,
     QPainterPath,
     QPixmap,
     QShortcut,
@@ -36,14 +36,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from . import dialogs, image_io, project_file, qt_images
+from . import dialogs, qt_images
 from .canvas_view import CanvasView
 from .concepts_panel import ConceptsPanel
 from .connection import CONNECTED, DOWN, INCOMPATIBLE, STARTING, DaemonLink
 from .document import Document
+from .file_menu import FileMenu
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
-from .history import AddLayerCommand, SelectionCommand, fill_mask_command, mask_from_image_command
+from .history import SelectionCommand, fill_mask_command, mask_from_image_command
 from .layers import Layer
 from .layers_panel import LayersPanel
 from .settings import GenerationSettings
@@ -65,7 +66,7 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     return area
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileMenu, QMainWindow):
     def __init__(self, link: DaemonLink, doc: Optional[Document] = None):
         super().__init__()
         self.link = link
@@ -318,121 +319,6 @@ class MainWindow(QMainWindow):
         name = Path(self.doc.path).name if self.doc.path else "Untitled"
         self.setWindowTitle(f"{name}{' *' if self.doc.is_modified() else ''} — Impasto canvas")
 
-    def maybe_save(self) -> bool:
-        """True when it is fine to drop the current picture (saved, discarded or unchanged)."""
-        if not self.doc.is_modified():
-            return True
-        answer = dialogs.ask_save_changes(self, Path(self.doc.path).name if self.doc.path else "Untitled")
-        if answer == "save":
-            return self.save()
-        return answer == "discard"
-
-    def new_canvas(self) -> None:
-        if not self.maybe_save():
-            return
-        size = dialogs.ask_canvas_size(self, self.doc.width, self.doc.height)
-        if size is None:
-            return
-        try:
-            image_io.check_canvas_size(size[0], size[1], "The new canvas")
-        except image_io.ImageFileError as exc:
-            dialogs.show_error(self, "New canvas", str(exc))
-            return
-        self.set_document(Document(*size))
-
-    def open_dialog(self) -> None:
-        path = dialogs.open_file(self, "Open", f"Projects and pictures (*.impasto *.png *.jpg *.jpeg *.webp *.bmp "
-                                              f"*.tif *.tiff);;{dialogs.PROJECT_FILTER};;{dialogs.IMAGE_FILTER}")
-        if path:
-            self.open_path(path)
-
-    def open_path(self, path: str) -> bool:
-        """Open a project or a picture; a bad file gives an error dialog and changes nothing."""
-        if not self.maybe_save():
-            return False
-        p = Path(path)
-        if p.suffix.lower() == project_file.SUFFIX:
-            try:
-                doc, settings, warnings = project_file.load_project(p)
-            except project_file.ProjectFileError as exc:
-                dialogs.show_error(self, "Cannot open the project", str(exc))
-                return False
-            self.set_document(doc)
-            if settings:
-                self.panel.set_settings(GenerationSettings.from_dict(settings))
-            for w in warnings:
-                dialogs.show_warning(self, "Project opened without its history", w)
-            return True
-        try:
-            image = image_io.read_image(p)
-        except image_io.ImageFileError as exc:
-            dialogs.show_error(self, "Cannot open the picture", str(exc))
-            return False
-        self.set_document(Document.from_image(image, p.stem))
-        return True
-
-    def import_layer_dialog(self) -> None:
-        path = dialogs.open_file(self, "Import picture as layer", dialogs.IMAGE_FILTER)
-        if path:
-            self.import_layer(path)
-
-    def import_layer(self, path: str) -> bool:
-        """Add a picture as a new layer, centred (cropped by the canvas if larger)."""
-        try:
-            image = image_io.read_image(path)
-        except image_io.ImageFileError as exc:
-            dialogs.show_error(self, "Cannot import the picture", str(exc))
-            return False
-        canvas = qt_images.new_layer_image(self.doc.width, self.doc.height)
-        p = QPainter(canvas)
-        p.drawImage((self.doc.width - image.width()) // 2, (self.doc.height - image.height()) // 2, image)
-        p.end()
-        self.doc.undo.push(AddLayerCommand(self.doc, Layer(Path(path).stem, canvas), None,
-                                           f"Import “{Path(path).name}”"))
-        return True
-
-    def save(self) -> bool:
-        if self.doc.path and Path(self.doc.path).suffix.lower() == project_file.SUFFIX:
-            return self.save_to(self.doc.path)
-        return self.save_as()
-
-    def save_as(self) -> bool:
-        suggested = Path(self.doc.path).with_suffix(project_file.SUFFIX).name if self.doc.path else "untitled.impasto"
-        path = dialogs.save_file(self, "Save project", dialogs.PROJECT_FILTER, suggested)
-        if not path:
-            return False
-        if not path.lower().endswith(project_file.SUFFIX):
-            path += project_file.SUFFIX
-        return self.save_to(path)
-
-    def save_to(self, path: str) -> bool:
-        try:
-            project_file.save_project(self.doc, path, self.panel.settings().to_dict())
-        except (OSError, image_io.ImageFileError) as exc:
-            dialogs.show_error(self, "Cannot save", f"The project could not be saved to {path}: {exc}. "
-                                                    f"Nothing was overwritten.")
-            return False
-        self._update_title()
-        self.statusBar().showMessage(f"Saved {path}", 4000)
-        return True
-
-    def export_dialog(self) -> None:
-        suggested = Path(self.doc.path).with_suffix(".png").name if self.doc.path else "untitled.png"
-        path = dialogs.save_file(self, "Export PNG", "PNG (*.png)", suggested)
-        if path:
-            if not path.lower().endswith(".png"):
-                path += ".png"
-            self.export_png(path)
-
-    def export_png(self, path: str) -> bool:
-        try:
-            image_io.save_png(self.doc.composite(), path)
-        except (OSError, image_io.ImageFileError) as exc:
-            dialogs.show_error(self, "Cannot export", f"The picture could not be written to {path}: {exc}")
-            return False
-        self.statusBar().showMessage(f"Exported {path}", 4000)
-        return True
-
     # ------------------------------------------------------------------ selection and mask
 
     def select_all(self) -> None:
@@ -534,7 +420,7 @@ class MainWindow(QMainWindow):
             self.panel.set_seed(int(data["seed"]))
 
     def _use_concept(self, name: str, trigger: str) -> None:
-        if name not in [n for n, _w in self.panel.settings().concepts]:
+        if name not in [n for n, _w in self.panel.settings().active_concepts()]:
             self.panel.add_concept(name, 1.0)
         self.panel.insert_trigger(trigger)
         self.generate_dock.raise_()

@@ -124,6 +124,14 @@ class StrokeTool(Tool):
     def recomposite(self, rect: QRect) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def restored(self, rect: QRect) -> QPainter:
+        """A painter on the target with ``rect`` put back as before the stroke, at the brush's opacity."""
+        painter = QPainter(self.doc.target_image(self.target))
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(rect.topLeft(), self.before, rect)
+        painter.setOpacity(self.brush.opacity)
+        return painter
+
     # events
     def press(self, pos: QPointF, modifiers: Qt.KeyboardModifier) -> None:
         target = self.pick_target()
@@ -199,12 +207,8 @@ class BrushTool(StrokeTool):
     step_text = "Brush stroke"
 
     def recomposite(self, rect: QRect) -> None:
-        image = self.doc.target_image(self.target)
-        painter = QPainter(image)
-        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
-        painter.drawImage(rect.topLeft(), self.before, rect)
+        painter = self.restored(rect)
         painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
-        painter.setOpacity(self.brush.opacity)
         painter.drawImage(rect.topLeft(), self._tinted(rect))
         painter.end()
 
@@ -223,12 +227,8 @@ class EraserTool(StrokeTool):
     step_text = "Eraser stroke"
 
     def recomposite(self, rect: QRect) -> None:
-        image = self.doc.target_image(self.target)
-        painter = QPainter(image)
-        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
-        painter.drawImage(rect.topLeft(), self.before, rect)
+        painter = self.restored(rect)
         painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationOut)
-        painter.setOpacity(self.brush.opacity)
         painter.drawImage(rect.topLeft(), self.coverage, rect)
         painter.end()
 
@@ -309,6 +309,12 @@ class SelectionTool(Tool):
                                                                             self.modifiers)))
         self.changed.emit(QRect())
 
+    def release(self, pos: QPointF) -> None:
+        """The last point counts, then the shape becomes the selection (one undo step)."""
+        if self.active:
+            self.move(pos)
+            self.finish()
+
     def cancel(self) -> None:
         self.active = False
         self.changed.emit(QRect())
@@ -340,11 +346,6 @@ class RectSelectTool(SelectionTool):
             self.end = QPointF(round(pos.x()), round(pos.y()))
             self.changed.emit(QRect())
 
-    def release(self, pos: QPointF) -> None:
-        if self.active:
-            self.move(pos)
-            self.finish()
-
     def shape(self) -> QPainterPath:
         path = QPainterPath()
         path.addRect(QRectF(self.start, self.end).normalized())
@@ -373,11 +374,6 @@ class LassoSelectTool(SelectionTool):
             if math.hypot(pos.x() - last.x(), pos.y() - last.y()) >= 1.0:
                 self.points.append(QPointF(pos))
                 self.changed.emit(QRect())
-
-    def release(self, pos: QPointF) -> None:
-        if self.active:
-            self.move(pos)
-            self.finish()
 
     def shape(self) -> QPainterPath:
         path = QPainterPath()

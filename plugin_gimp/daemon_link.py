@@ -1,33 +1,26 @@
-"""Reaching the daemon from GIMP: connect, and start it when the artist allowed it.
+"""Reaching the daemon from GIMP: GIMP's settings on the client core's one launcher.
 
 Everything here may block for seconds (a daemon loading its model), so the
 interactive plug-in calls it from its worker thread; ``status`` callbacks let
 the progress window say what is happening ("starting the Impasto daemon ...").
-Failures become :class:`DaemonUnavailable` with a sentence an artist can act
-on: which endpoint, what was tried, where to change it.
+Connecting, starting detached (log in ``IMPASTO_HOME/logs/daemon.log``) and
+waiting are :mod:`impasto.protocol.launcher`'s; this module only says which
+command starts the daemon and where the artist changes it.
 """
 from __future__ import annotations
 
 import os
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from typing import Callable, List, Optional
 
+from ..protocol import launcher
 from ..protocol.client import Client
-from ..protocol.messages import ErrorCode, ProtocolError
+from ..protocol.launcher import DaemonUnavailable  # noqa: F401 (the plug-in's callers catch it from here)
 from .settings import PluginSettings, effective_endpoint
 
 CLIENT_NAME = "impasto-gimp"
-
-
-class DaemonUnavailable(ProtocolError):
-    """No daemon answers, and none could be started."""
-
-    def __init__(self, message: str):
-        super().__init__(ErrorCode.UNAVAILABLE, message)
 
 
 def daemon_argv(settings: PluginSettings, endpoint: str, which: Callable[[str], Optional[str]] = shutil.which
@@ -52,21 +45,6 @@ def daemon_argv(settings: PluginSettings, endpoint: str, which: Callable[[str], 
     return argv
 
 
-def spawn_daemon(argv: List[str]) -> subprocess.Popen:
-    """Start the daemon detached from GIMP: it outlives the plug-in process and GIMP's session."""
-    kwargs: dict = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        close_fds=True)
-    if os.name == "nt":
-        kwargs["creationflags"] = (getattr(subprocess, "DETACHED_PROCESS", 0x8)
-                                   | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200))
-    else:
-        kwargs["start_new_session"] = True
-    try:
-        return subprocess.Popen(argv, **kwargs)
-    except OSError as exc:
-        raise DaemonUnavailable(f"cannot start the Impasto daemon with {' '.join(argv)!r}: {exc}") from None
-
-
 def connect(settings: PluginSettings, status: Callable[[str], None] = lambda text: None,
             ping_timeout: float = 1.5, argv_for: Callable[[PluginSettings, str], List[str]] = daemon_argv
             ) -> Client:
@@ -74,43 +52,11 @@ def connect(settings: PluginSettings, status: Callable[[str], None] = lambda tex
     settings.validate()
     endpoint = effective_endpoint(settings)
     transport = settings.transport if settings.transport != "auto" else os.environ.get("IMPASTO_TRANSPORT", "auto")
-    status(f"connecting to the Impasto daemon at {endpoint}")
-    client = Client(endpoint, transport=transport, name=CLIENT_NAME)
-    client.spawned = None   # the daemon process this call started, if any
-    try:
-        if client.ping(timeout=ping_timeout):
-            _hello(client, settings.start_timeout)
-            return client
-        if not settings.auto_start:
-            raise DaemonUnavailable(
-                f"no Impasto daemon answers at {endpoint}. Start it with `impasto serve`, or turn on "
-                f"auto-start in Filters > Impasto > Settings")
-        argv = argv_for(settings, endpoint)
-        status(f"starting the Impasto daemon ({' '.join(argv)})")
-        proc = client.spawned = spawn_daemon(argv)
-        deadline = time.monotonic() + settings.start_timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise DaemonUnavailable(
-                    f"the Impasto daemon exited at start (code {proc.returncode}); run "
-                    f"{' '.join(argv)!r} in a terminal to see why")
-            if client.ping(timeout=1.0):
-                status("the Impasto daemon is loading its model")
-                _hello(client, max(1.0, deadline - time.monotonic()))
-                return client
-        raise DaemonUnavailable(f"the Impasto daemon did not answer within {settings.start_timeout:g} s at "
-                                f"{endpoint}")
-    except BaseException:
-        client.close()
-        raise
-
-
-def _hello(client: Client, timeout: float) -> None:
-    try:
-        client.hello(timeout=timeout)
-    except TimeoutError:
-        raise DaemonUnavailable(f"the Impasto daemon at {client.endpoint} did not say hello within "
-                                f"{timeout:g} s") from None
+    command = (lambda: argv_for(settings, endpoint)) if settings.auto_start else None
+    return launcher.connect(endpoint, command, timeout=settings.start_timeout, ping_timeout=ping_timeout,
+                            hello_timeout=settings.start_timeout, status=status, name=CLIENT_NAME,
+                            transport=transport, hint="start it with `impasto serve`, or turn on auto-start in "
+                                                      "Filters > Impasto > Settings")
 
 
 def python_info() -> str:

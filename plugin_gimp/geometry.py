@@ -6,11 +6,9 @@ sent.  Keeping that arithmetic here, free of GIMP, lets it be tested alone:
 
 * :func:`selection_rect` reads ``Gimp.Selection.bounds()``'s tuple (whose
   first item is the call's success flag, not "has a selection");
-* :func:`context_rect` picks the part of the image sent for an "only masked"
-  edit: the selection's bounds, grown by the feather band and the artist's
-  padding, widened to the model's square aspect - the window the daemon would
-  cut from the whole picture anyway, so a 6000x4000 photo with a small
-  selection sends a few hundred kilobytes, never the whole canvas;
+* which part of the image an "only masked" edit sends is the client core's
+  rule (:func:`impasto.protocol.planner.window_for`, via ``jobs.edit_window``),
+  so a 6000x4000 photo with a small selection sends a few hundred kilobytes;
 * :func:`place_patch` turns a patch's position inside that sent picture into
   a layer offset in the image.
 """
@@ -84,52 +82,6 @@ def selection_rect(bounds: Sequence) -> Optional[Rect]:
         return None
     rect = Rect.from_corners(int(x1), int(y1), int(x2), int(y2))
     return None if rect.empty else rect
-
-
-def feather_reach(mask_blur: int, grow: int) -> int:
-    """How far past the selection's edge the daemon's feathered mask can reach, in px.
-
-    Growing moves the edge out by ``grow``; Impasto's feather (three box
-    blurs) reaches exactly ``mask_blur`` px further - twice that is allowed
-    so a daemon feathering with Gaussian tails is covered too.
-    """
-    return max(grow, 0) + 2 * max(mask_blur, 0)
-
-
-def context_rect(selection: Rect, image: Rect, padding: int, mask_blur: int = 0, grow: int = 0,
-                 aspect_square: bool = True, align: int = 8, slack: int = 8) -> Rect:
-    """The part of the image to send for an "only masked" edit of ``selection``.
-
-    The selection's box grows by the feather reach and the padding (the
-    context the artist asked for), then widens to a square (SD models are
-    trained on square pictures, and the daemon widens its window the same
-    way), then is aligned outwards to ``align`` px and shifted - not cropped -
-    to stay inside the image where it fits.  ``slack`` px more on every side
-    leave room for the daemon rounding its window to its diffusion size's
-    exact aspect.  The result always contains the selection plus its feather
-    band (clipped to the image).
-    """
-    if selection.empty:
-        raise ValueError("an empty selection has no context")
-    if image.empty:
-        raise ValueError("the image is empty")
-    reach = feather_reach(mask_blur, grow) + max(padding, 0) + max(slack, 0)
-    want = selection.grow(reach)
-    w, h = want.width, want.height
-    if aspect_square:
-        side = max(w, h)
-        w = h = side
-    if align > 1:
-        w = -(-w // align) * align
-        h = -(-h // align) * align
-    w, h = min(w, image.width), min(h, image.height)
-    # Centre on the selection, then slide inside the image.
-    cx2, cy2 = selection.x * 2 + selection.width, selection.y * 2 + selection.height
-    x = (cx2 - w) // 2
-    y = (cy2 - h) // 2
-    x = min(max(x, image.x), image.right - w)
-    y = min(max(y, image.y), image.bottom - h)
-    return Rect(x, y, w, h)
 
 
 def place_patch(sent: Rect, patch_x: int, patch_y: int, patch_w: int, patch_h: int) -> Rect:

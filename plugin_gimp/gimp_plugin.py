@@ -380,13 +380,20 @@ def _source(image, drawables, fields_merged: bool):
     return layer, lambda region: gp.read_rgba(layer, region)
 
 
-def run_refine(procedure, image, drawables, config, interactive: bool):
-    if interactive and not _dialog(procedure, config, "Impasto: Refine",
+def _edit_form(procedure, image, config, interactive: bool, title: str):
+    """The Refine / Inpaint dialog (when interactive), then (fields, sample merged?, selection or None); None: cancelled."""
+    if interactive and not _dialog(procedure, config, title,
                                    [COMMON_FIELDS, ["strength"] + SAMPLING_FIELDS, EDIT_FIELDS[1:]]):
+        return None
+    return (jobs.JobFields.from_config(config.get_property), bool(config.get_property("sample-merged")),
+            geometry.selection_rect(gp.selection_bounds(image)))
+
+
+def run_refine(procedure, image, drawables, config, interactive: bool):
+    form = _edit_form(procedure, image, config, interactive, "Impasto: Refine")
+    if form is None:
         return _cancelled(procedure)
-    fields = jobs.JobFields.from_config(config.get_property)
-    merged = bool(config.get_property("sample-merged"))
-    selection = geometry.selection_rect(gp.selection_bounds(image))
+    fields, merged, selection = form
     if selection is not None:
         return _edit(procedure, image, drawables, fields, merged, selection, "refine", interactive)
     layer, read = _source(image, drawables, merged)
@@ -405,12 +412,10 @@ def run_refine(procedure, image, drawables, config, interactive: bool):
 
 
 def run_inpaint(procedure, image, drawables, config, interactive: bool):
-    if interactive and not _dialog(procedure, config, "Impasto: Inpaint Selection",
-                                   [COMMON_FIELDS, ["strength"] + SAMPLING_FIELDS, EDIT_FIELDS[1:]]):
+    form = _edit_form(procedure, image, config, interactive, "Impasto: Inpaint Selection")
+    if form is None:
         return _cancelled(procedure)
-    fields = jobs.JobFields.from_config(config.get_property)
-    merged = bool(config.get_property("sample-merged"))
-    selection = geometry.selection_rect(gp.selection_bounds(image))
+    fields, merged, selection = form
     if selection is None:
         raise gp.GimpInputError("nothing is selected: select the area to inpaint first (Select > Rectangle, "
                                 "Free Select, Fuzzy Select …)")
@@ -424,15 +429,15 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
     selection = selection.intersect(canvas)
     if selection.empty:
         raise gp.GimpInputError("the selection lies outside the canvas")
-    sent = canvas if fields.whole_picture else geometry.context_rect(
-        selection, canvas, fields.padding, fields.mask_blur, fields.grow)
+    sent = jobs.edit_window(fields, canvas, selection, action)
     layer, read = _source(image, drawables, merged)
     source = read(sent)
     mask = gp.read_selection(image, sent)
     if pixels.mask_bbox(mask, sent.width, sent.height) is None:
         raise gp.GimpInputError("the selection is empty (fully transparent): select the area to repaint")
     request = jobs.edit_request(fields, Image(sent.width, sent.height, source),
-                                Image(sent.width, sent.height, mask, "gray8"))
+                                Image(sent.width, sent.height, mask, "gray8"), canvas=canvas, sent=sent,
+                                action=action)
     outcome = run_job(request, f"Impasto: {action}", interactive)
 
     def place(result: Result):

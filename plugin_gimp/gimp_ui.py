@@ -9,7 +9,6 @@ follows the same events through ``Gimp.progress_*``.
 """
 from __future__ import annotations
 
-import os
 import threading
 from typing import Callable, List, Optional
 
@@ -18,19 +17,14 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-gi.require_version("Gdk", "3.0")
 gi.require_version("GdkPixbuf", "2.0")
-from gi.repository import Gdk, GdkPixbuf, Gimp, GimpUi, GLib, Gtk  # noqa: E402
+from gi.repository import GdkPixbuf, Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
 from ..protocol.messages import Progress  # noqa: E402
 from . import pixels  # noqa: E402
 
 PREVIEW_SIDE = 256
 _ui_ready = False
-#: Automated UI smoke tests (tests/test_gimp_real.py under Xvfb) set this to a folder: every dialog then
-#: saves a screenshot there and answers OK itself; the progress window screenshots its first preview and
-#: presses its own Cancel button while a file named ``cancel`` exists in that folder.
-SMOKE_DIR = os.environ.get("IMPASTO_GIMP_UI_SMOKE", "")
 
 
 def init_ui() -> None:
@@ -77,29 +71,9 @@ def run_procedure_dialog(procedure, config, title: str, groups: List[List[str]],
         def show(text: str) -> None:
             GLib.idle_add(_set_label, label, text)
         threading.Thread(target=info, args=(show,), name="impasto-gimp-info", daemon=True).start()
-    if SMOKE_DIR:
-        _smoke(dialog, title, lambda: dialog.response(Gtk.ResponseType.OK))
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
-
-
-def _smoke(window, name: str, then: Callable[[], None], delay_ms: int = 700) -> None:
-    """Screenshot ``window`` into SMOKE_DIR once it is drawn, then call ``then`` (smoke tests only)."""
-    def fire():
-        try:
-            gdk_window = window.get_window()
-            if gdk_window is not None:
-                w, h = gdk_window.get_width(), gdk_window.get_height()
-                pb = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, w, h)
-                if pb is not None:
-                    os.makedirs(SMOKE_DIR, exist_ok=True)
-                    safe = "".join(c if c.isalnum() else "_" for c in name)
-                    pb.savev(os.path.join(SMOKE_DIR, f"{safe}.png"), "png", [], [])
-        finally:
-            then()
-        return False
-    GLib.timeout_add(delay_ms, fire)
 
 
 def _set_label(label, text: str) -> bool:
@@ -121,7 +95,6 @@ class ProgressWindow:
         self.dialog.connect("delete-event", lambda *_: (self._cancel(), True)[1])
         self._on_cancel = on_cancel
         self._cancelled = False
-        self._shot = False
         box = self.dialog.get_content_area()
         box.set_spacing(8)
         box.set_border_width(12)
@@ -154,12 +127,6 @@ class ProgressWindow:
         Gimp.progress_update(fraction)
         if ev.preview is not None and ev.preview.format == "rgba8":
             self._show_preview(ev.preview)
-            if SMOKE_DIR and not self._shot:
-                self._shot = True
-                press = os.path.exists(os.path.join(SMOKE_DIR, "cancel"))
-                _smoke(self.dialog, f"progress {self.dialog.get_title()}",
-                       (lambda: self.dialog.response(Gtk.ResponseType.CANCEL)) if press else (lambda: None),
-                       delay_ms=50)
 
     def _show_preview(self, img) -> None:
         data = GLib.Bytes.new(img.data)

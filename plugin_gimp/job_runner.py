@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, List, Optional
 
+from ..protocol import errors
 from ..protocol.client import Client, JobCancelled
 from ..protocol.messages import Accepted, Cancelled, Error, ErrorCode, Progress, ProtocolError, Result
 
@@ -39,15 +40,22 @@ class Outcome:
         return self.result is not None
 
 
+GIMP = errors.HostWords(
+    install="install the plug-in again with `impasto install-gimp` from the same Impasto installation",
+    models="pick another model (Filters > Impasto shows the installed ones in each dialog)",
+    start="start it with `impasto serve`, or turn on auto-start in Filters > Impasto > Settings",
+    concepts="remove it from Concepts or train it first",
+)
+
+
 def describe_error(exc: BaseException) -> Outcome:
     """An exception from connecting / submitting as an :class:`Outcome` an artist can read."""
     if isinstance(exc, JobCancelled):
         return Outcome(cancelled=True)
-    if isinstance(exc, ProtocolError):
-        return Outcome(error=exc.message, code=exc.code, field=exc.field or "")
-    if isinstance(exc, TimeoutError):
-        return Outcome(error=str(exc), code=ErrorCode.UNAVAILABLE)
-    return Outcome(error=f"{type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL)
+    code = exc.code if isinstance(exc, ProtocolError) else (
+        ErrorCode.UNAVAILABLE if isinstance(exc, TimeoutError) else ErrorCode.INTERNAL)
+    return Outcome(error=errors.describe_exception(exc, host=GIMP), code=code,
+                   field=getattr(exc, "field", "") or "")
 
 
 def _event_outcome(event: Any) -> Outcome:
@@ -56,7 +64,8 @@ def _event_outcome(event: Any) -> Outcome:
     if isinstance(event, Cancelled):
         return Outcome(cancelled=True)
     assert isinstance(event, Error)
-    return Outcome(error=event.message, code=event.code, field=event.field)
+    return Outcome(error=errors.describe_error(event.code, event.message, event.field, host=GIMP), code=event.code,
+                   field=event.field)
 
 
 class JobFlow:
@@ -123,10 +132,7 @@ class JobFlow:
             self._cancel_requested = True
             job = self.job
         if job is not None:
-            try:
-                job.cancel()
-            except ProtocolError:
-                pass
+            job.cancel()
 
     @property
     def finished(self) -> bool:

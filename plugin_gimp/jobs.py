@@ -1,11 +1,14 @@
-"""From the plug-in's fields to typed :class:`Generate` requests - and back to layer names.
+"""From the plug-in's fields to typed :class:`Generate` requests - GIMP's glue on the client core.
 
 The dialog, the procedure's arguments (non-interactive runs, scripts) and
-the tests all go through :class:`JobFields` so one set of rules decides what
-is sent: text-to-image, img2img of a drawable, or an "only masked" edit of a
-selection.  Every request is checked with the protocol's own
-:func:`validate_job` before it leaves GIMP, so an artist sees "steps: 500 is
-outside 1..200" in the dialog's error, not a dropped connection.
+the tests all go through :class:`JobFields` (GIMP's argument names and the
+concepts typed as ``"mycat:0.8, watercolor"``); what is sent is decided by
+the one planner (:mod:`impasto.protocol.planner`), exactly as in Krita, the
+canvas and the CLI: text to image, img2img of a drawable, or an "only
+masked" edit of a selection inside the planner's window.  Every request is
+checked with the protocol's own :func:`validate_job` before it leaves GIMP,
+so an artist sees "Steps: 500 is outside 1..200" in the dialog's error, not
+a dropped connection.
 """
 from __future__ import annotations
 
@@ -14,8 +17,13 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import List, Optional, Tuple
 
-from ..protocol.messages import (FILL_MODES, SAMPLERS, ErrorCode, Generate, Image, Limits, ProtocolError,
-                                 check_name, validate_job)
+from ..protocol import planner
+from ..protocol.errors import PlanError
+from ..protocol.messages import Generate, Image, Limits, ProtocolError, check_name
+from ..protocol.settings import Settings
+from .geometry import Rect
+
+_S = Settings()
 
 #: GIMP's integer arguments are 32-bit: seeds the artist types fit there.
 MAX_SEED = 2**31 - 1
@@ -29,20 +37,21 @@ class JobFields:
 
     prompt: str = ""
     negative_prompt: str = ""
-    seed: int = -1
-    steps: int = 20
-    cfg_scale: float = 7.0
-    sampler: str = "euler_a"
-    model: str = ""
+    seed: int = _S.seed
+    steps: int = _S.steps
+    cfg_scale: float = _S.cfg_scale
+    sampler: str = _S.sampler
+    model: str = _S.model
     concepts: str = ""                  # "mycat:0.8, watercolor" (weight 1 when left out)
-    batch_size: int = 1
+    batch_size: int = _S.batch_size
     # Refine / Inpaint
-    strength: float = 0.75              # denoising strength
-    mask_blur: int = 4                  # feather, px
-    grow: int = 0                       # px, negative shrinks
-    padding: int = 32                   # "only masked" context, px
-    fill: str = "original"
-    whole_picture: bool = False
+    strength: float = _S.strength       # denoising strength
+    mask_blur: int = _S.mask_blur       # feather, px
+    grow: int = _S.grow                 # px, negative shrinks
+    padding: int = _S.padding           # "only masked" context, px
+    fill: str = _S.fill
+    whole_picture: bool = _S.whole_picture
+    preview: bool = True                # the progress window shows live previews
     # Generate
     width: int = 0                      # 0: the image's width (512 with no image)
     height: int = 0
@@ -64,6 +73,15 @@ class JobFields:
                 values[f.name] = value
         return cls(**values)
 
+    def to_settings(self) -> Settings:
+        """The shared :class:`Settings` these fields mean (concepts parsed; :class:`PlanError` if they can't be)."""
+        s = Settings(prompt=self.prompt, negative_prompt=self.negative_prompt, seed=int(self.seed),
+                     steps=int(self.steps), cfg_scale=float(self.cfg_scale), sampler=self.sampler,
+                     model=self.model, batch_size=int(self.batch_size), strength=float(self.strength),
+                     mask_blur=int(self.mask_blur), grow=int(self.grow), padding=int(self.padding), fill=self.fill,
+                     whole_picture=bool(self.whole_picture), preview=bool(self.preview))
+        return s.set_concepts(parse_concepts(self.concepts))
+
 
 def parse_concepts(text: str) -> List[Tuple[str, float]]:
     """``"mycat:0.8, watercolor"`` -> ``[("mycat", 0.8), ("watercolor", 1.0)]``.
@@ -75,14 +93,16 @@ def parse_concepts(text: str) -> List[Tuple[str, float]]:
     for i, part in enumerate(p for p in re.split(r"[,\n;]", text or "") if p.strip()):
         m = _CONCEPT_RE.match(part)
         if not m:
-            raise ProtocolError(ErrorCode.BAD_FIELD,
-                                f"concepts: {part.strip()!r} must look like NAME or NAME:WEIGHT (e.g. mycat:0.8)",
-                                "concepts")
+            raise PlanError(f"Concepts: {part.strip()!r} must look like NAME or NAME:WEIGHT (e.g. mycat:0.8).",
+                            "concepts")
         name = m.group("name").strip()
-        check_name(name, f"concepts[{i}]")
+        try:
+            check_name(name, f"concepts[{i}]")
+        except ProtocolError as exc:
+            raise PlanError(exc.message, exc.field or "concepts") from None
         weight = float(m.group("weight")) if m.group("weight") is not None else 1.0
         if any(n == name for n, _ in out):
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"concepts: {name!r} is listed twice", "concepts")
+            raise PlanError(f"Concepts: {name!r} is listed twice.", "concepts")
         out.append((name, weight))
     return out
 
@@ -91,60 +111,43 @@ def format_concepts(concepts: List[Tuple[str, float]]) -> str:
     return ", ".join(name if weight == 1.0 else f"{name}:{weight:g}" for name, weight in concepts)
 
 
-def _base(f: JobFields) -> Generate:
-    if not f.prompt.strip():
-        raise ProtocolError(ErrorCode.BAD_FIELD, "prompt: describe what to paint", "prompt")
-    if f.sampler not in SAMPLERS:
-        raise ProtocolError(ErrorCode.UNKNOWN_SAMPLER, f"sampler: {f.sampler!r} is not one of {', '.join(SAMPLERS)}",
-                            "sampler")
-    return Generate(
-        job=f"gimp-{uuid.uuid4().hex[:16]}",
-        prompt=f.prompt.strip(),
-        negative_prompt=f.negative_prompt.strip(),
-        seed=int(f.seed),
-        steps=int(f.steps),
-        cfg_scale=float(f.cfg_scale),
-        sampler=f.sampler,
-        model=f.model.strip(),
-        concepts=parse_concepts(f.concepts),
-        batch_size=int(f.batch_size),
-        preview=True,
-    )
-
-
-def _checked(req: Generate, limits: Optional[Limits]) -> Generate:
-    validate_job(req, limits)
-    return req
+def _with_id(plan: planner.JobPlan) -> Generate:
+    """The planned request with the plug-in's own job id (the rest is the planner's, byte for byte)."""
+    plan.request.job = f"gimp-{uuid.uuid4().hex[:16]}"
+    return plan.request
 
 
 def txt2img_request(f: JobFields, width: int, height: int, limits: Optional[Limits] = None) -> Generate:
-    req = _base(f)
-    req.width, req.height = int(width), int(height)
-    return _checked(req, limits)
+    return _with_id(planner.plan_job((int(width), int(height)), f.to_settings(), planner.GENERATE, limits=limits))
 
 
 def img2img_request(f: JobFields, image: Image, limits: Optional[Limits] = None) -> Generate:
-    req = _base(f)
-    req.init_image = image
-    req.width, req.height = image.width, image.height
-    req.strength = float(f.strength)
-    return _checked(req, limits)
+    return _with_id(planner.plan_job((image.width, image.height), f.to_settings(), planner.REFINE,
+                                     rgba=image.data, limits=limits))
 
 
-def edit_request(f: JobFields, image: Image, mask: Image, limits: Optional[Limits] = None) -> Generate:
-    """An "only masked" edit (or whole-picture when the artist ticked it)."""
-    if f.fill not in FILL_MODES:
-        raise ProtocolError(ErrorCode.BAD_FIELD, f"fill: {f.fill!r} is not one of {', '.join(FILL_MODES)}", "fill")
-    req = _base(f)
-    req.init_image, req.mask = image, mask
-    req.width, req.height = image.width, image.height
-    req.strength = float(f.strength)
-    req.mask_blur = int(f.mask_blur)
-    req.grow = int(f.grow)
-    req.padding = int(f.padding)
-    req.fill = f.fill
-    req.whole_picture = bool(f.whole_picture)
-    return _checked(req, limits)
+def edit_window(f: JobFields, canvas: Rect, selection: Rect, action: str = planner.INPAINT) -> Rect:
+    """The part of the image to read and send for an edit of ``selection``: the planner's window."""
+    if selection.empty:
+        raise PlanError("the selection is empty: select the area to repaint", "mask")
+    box = planner.window_for((canvas.width, canvas.height), (selection.x - canvas.x, selection.y - canvas.y,
+                                                            selection.right - canvas.x, selection.bottom - canvas.y),
+                             f.to_settings(), action)
+    return Rect.from_corners(*box).translate(canvas.x, canvas.y)
+
+
+def edit_request(f: JobFields, image: Image, mask: Image, limits: Optional[Limits] = None,
+                 canvas: Optional[Rect] = None, sent: Optional[Rect] = None, action: str = planner.INPAINT) -> Generate:
+    """The planner's edit of the picture ``sent`` (the whole ``image`` by default) of a ``canvas``-sized image."""
+    sent = sent or Rect(0, 0, image.width, image.height)
+    canvas = canvas or sent
+    if (mask.width, mask.height) != (image.width, image.height) or (image.width, image.height) != (
+            sent.width, sent.height):
+        raise PlanError(f"mask: size {mask.width}x{mask.height} differs from the picture's "
+                        f"{image.width}x{image.height}", "mask")
+    window = (sent.x - canvas.x, sent.y - canvas.y, sent.right - canvas.x, sent.bottom - canvas.y)
+    return _with_id(planner.plan_job((canvas.width, canvas.height), f.to_settings(), action, window, image.data,
+                                     mask.data, limits=limits))
 
 
 def layer_name(action: str, prompt: str, seed: int, limit: int = 40) -> str:

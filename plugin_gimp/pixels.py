@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from ..protocol.region import mask_box
 from .geometry import Rect
 
 RGBA = 4
@@ -86,23 +87,10 @@ def rgba_to_rgb(rgba: bytes) -> bytes:
 
 
 def mask_bbox(mask: bytes, width: int, height: int) -> Optional[Rect]:
-    """Bounding box of the non-zero pixels of a gray8 mask, ``None`` when all zero."""
+    """Bounding box of the non-zero pixels of a gray8 mask, ``None`` when all zero (the client core's scan)."""
     check_size(mask, width, height, GRAY, "mask")
-    top = bottom = None
-    left, right = width, 0
-    for y in range(height):
-        row = mask[y * width:(y + 1) * width]
-        stripped = row.lstrip(b"\0")
-        if not stripped:
-            continue
-        if top is None:
-            top = y
-        bottom = y
-        left = min(left, width - len(stripped))
-        right = max(right, len(row.rstrip(b"\0")))
-    if top is None:
-        return None
-    return Rect(left, top, right - left, bottom - top + 1)
+    box = mask_box(mask, width, height)
+    return None if box is None else Rect.from_corners(*box)
 
 
 def mask_coverage(mask: bytes) -> Tuple[int, int, int]:

@@ -119,7 +119,13 @@ class Job:
         raise JobFailed(outcome.code, outcome.message, outcome.field or None)
 
     def cancel(self) -> None:
-        self.client.cancel(self.id)
+        """Ask the daemon to cancel; a no-op once the job has ended (its client closed, the daemon gone)."""
+        if self.done:
+            return
+        try:
+            self.client.cancel(self.id)
+        except ProtocolError:
+            pass  # the client was closed: the job ends (or has ended) with an error event anyway
 
 
 class Client:
@@ -309,15 +315,15 @@ class Client:
             for j in lost:
                 del self._jobs[j.id]
         for j in lost:
-            j._deliver(Error(code=ErrorCode.UNAVAILABLE, job=j.id,
+            j._deliver(Error(code=ErrorCode.DAEMON_RESTARTED, job=j.id,
                              message="the Impasto daemon restarted while the job was running; the job was lost"))
 
-    def _fail_all(self, message: str) -> None:
+    def _fail_all(self, message: str, code: str = ErrorCode.UNAVAILABLE) -> None:
         with self._lock:
             jobs = list(self._jobs.values())
             self._jobs.clear()
         for j in jobs:
-            j._deliver(Error(code=ErrorCode.UNAVAILABLE, job=j.id, message=message))
+            j._deliver(Error(code=code, job=j.id, message=message))
 
     @property
     def connected(self) -> bool:
@@ -330,7 +336,7 @@ class Client:
         self._dealer.close()
         if threading.current_thread() is not self._reader:
             self._reader.join(timeout=5)
-        self._fail_all("the client was closed")
+        self._fail_all("the client was closed", ErrorCode.CLIENT_CLOSED)
 
     def __enter__(self) -> "Client":
         return self

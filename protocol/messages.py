@@ -37,6 +37,8 @@ class ErrorCode:
     NOT_FOUND = "not_found"              # cancel/rename of something that isn't there (or isn't yours)
     INTERNAL = "internal"                # the engine failed; the daemon keeps serving
     UNAVAILABLE = "unavailable"          # client side: daemon not answering
+    DAEMON_RESTARTED = "daemon_restarted"  # client side: the daemon no longer knows a pending job
+    CLIENT_CLOSED = "client_closed"      # client side: the client was closed with jobs pending
 
 
 class ProtocolError(Exception):

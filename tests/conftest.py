@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny SD-architecture model and a real daemon subprocess.
+"""Shared fixtures (a tiny SD-architecture model, one engine, a real daemon subprocess) and the test tiers.
 
 The model is built once per session in code (random weights, a few MB); the
 daemon is the real ``impasto serve`` on a free loopback port with its own
 IMPASTO_HOME, so tests never touch the user's data or each other's daemons.
+
+Tiers (markers declared in pyproject.toml) are applied here, centrally, so a
+new test file is sorted without marking it by hand - see "test tiers" below.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """A models folder holding the tiny model as ``tiny``."""
+    pytest.importorskip("torch")
     from impasto.backend.tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("models")
@@ -126,3 +130,98 @@ def client(daemon):
 
     with Client(daemon.endpoint) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def engine(models_dir):
+    """One in-process engine for the session, with the tiny model loaded (one torch thread: see DaemonProcess)."""
+    import torch
+
+    from impasto.backend.engine import Engine
+
+    torch.set_num_threads(1)
+    e = Engine(models_dir)
+    e.model("tiny")
+    return e
+
+
+# --------------------------------------------------------------------------- test tiers
+#
+# ``python -m pytest -m "not torch"`` is the fast tier: no model, no daemon, no torch needed.
+# A test is marked by what it uses, so files added later are sorted the same way:
+#   torch   - it uses a fixture that builds a model, an engine or a daemon, or its module imports
+#             torch / diffusers / the engine, the concepts trainer or the starter's training code;
+#   daemon  - it runs a real ``impasto serve`` (the daemon, fresh_daemon or client fixtures);
+#   host    - it drives a real Krita or GIMP (slow; IMPASTO_REQUIRE_KRITA=1 makes a missing Krita fail);
+#   qt      - it needs PySide6 / PyQt (the canvas, the Krita docker offscreen).
+# A module whose top-level import needs a missing optional package (torch, PySide6, ...) is
+# skipped with the reason instead of failing collection, so the fast tier passes on a machine
+# without torch.
+
+import re as _re  # noqa: E402
+
+TORCH_FIXTURES = {"models_dir", "tiny_model", "engine", "daemon", "fresh_daemon", "client"}
+DAEMON_FIXTURES = {"daemon", "fresh_daemon", "client"}
+HOST_FIXTURES = {"gimp", "gimp_ui", "krita_env"}
+HOST_MODULES = {"test_gimp_real", "test_krita_integration"}
+OPTIONAL_PACKAGES = {"torch", "diffusers", "transformers", "peft", "safetensors", "accelerate", "PySide6", "PyQt5",
+                     "PyQt6", "gi"}
+_TORCH_IMPORT = _re.compile(
+    r"^\s*(?:import|from)\s+(?:torch|diffusers|transformers|peft|impasto\.backend\.(?:engine|concepts|starter|"
+    r"tiny_model|daemon))\b", _re.M)
+_QT_IMPORT = _re.compile(r"^\s*(?:import|from)\s+(?:PySide6|PyQt5|PyQt6)\b|importorskip\([\"']PySide6", _re.M)
+_module_text: dict = {}
+
+
+def _source(path) -> str:
+    key = str(path)
+    if key not in _module_text:
+        try:
+            _module_text[key] = Path(key).read_text(encoding="utf-8")
+        except OSError:
+            _module_text[key] = ""
+    return _module_text[key]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        text = _source(item.fspath)
+        module = Path(str(item.fspath)).stem
+        if used & TORCH_FIXTURES or _TORCH_IMPORT.search(text):
+            item.add_marker(pytest.mark.torch)
+        if used & DAEMON_FIXTURES:
+            item.add_marker(pytest.mark.daemon)
+        if used & HOST_FIXTURES or module in HOST_MODULES:
+            item.add_marker(pytest.mark.host)
+        if _QT_IMPORT.search(text):
+            item.add_marker(pytest.mark.qt)
+
+
+class _OptionalImportModule(pytest.Module):
+    """A test module that needs a package this machine lacks is skipped (with why), not a collection error."""
+
+    def _getobj(self):
+        try:
+            return super()._getobj()
+        except self.CollectError as exc:
+            found = _re.search(r"No module named '([\w.]+)'", str(exc))
+            if found and found.group(1).split(".")[0] in OPTIONAL_PACKAGES:
+                pytest.skip(f"needs {found.group(1)}, not installed here", allow_module_level=True)
+            raise
+
+
+def _fast_tier(config) -> bool:
+    """``-m "not torch"`` (alone or and-ed with more): every torch test would be deselected anyway."""
+    return bool(_re.fullmatch(r"\s*not\s+torch\s*(and\s+.*)?", config.getoption("markexpr") or ""))
+
+
+def pytest_ignore_collect(collection_path, config):
+    """In the fast tier, modules whose imports alone are torch-marked are not even imported (torch costs ~10 s)."""
+    if _fast_tier(config) and collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
+        return bool(_TORCH_IMPORT.search(_source(collection_path))) or None
+    return None
+
+
+def pytest_pycollect_makemodule(module_path, parent):
+    return _OptionalImportModule.from_parent(parent, path=module_path)

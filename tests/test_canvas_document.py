@@ -257,41 +257,52 @@ def test_read_image_refuses_damaged_and_oversize_files_with_readable_messages(tm
 # --------------------------------------------------------------------------- job plans and staging
 
 
+def _window_mask(plan):
+    m = plan.request.mask
+    return np.frombuffer(m.data, np.uint8).reshape(m.height, m.width)
+
+
 def test_inpaint_plan_needs_a_mask_or_selection_and_sends_the_right_mask():
-    doc = Document(64, 64)
+    doc = Document(256, 256)
     with pytest.raises(job_plans.PlanError) as err:
         job_plans.plan_inpaint(doc, GenerationSettings(prompt="x"))
     assert "mask brush" in str(err.value)
     path = QPainterPath()
-    path.addRect(QRectF(16, 16, 16, 16))
+    path.addRect(QRectF(96, 96, 16, 16))
     doc.undo.push(SelectionCommand(doc, path))
     plan = job_plans.plan_inpaint(doc, GenerationSettings(prompt="x", padding=4, mask_blur=2))
-    mask = np.frombuffer(plan.request.mask.data, np.uint8).reshape(64, 64)
-    assert mask[20, 20] == 255 and mask[5, 5] == 0
+    ox, oy = plan.target.left(), plan.target.top()
+    mask = _window_mask(plan)
+    assert plan.target != doc.rect() and plan.target.contains(QRect(96, 96, 16, 16))   # only a window is sent
+    assert mask[100 - oy, 100 - ox] == 255 and mask[0, 0] == 0
     assert plan.request.kind == "edit" and plan.request.padding == 4
-    assert plan.preview_rect == QRect(10, 10, 28, 28)              # box + blur + padding
-    stroke(MaskBrushTool(doc, BrushSettings(mask_size=8, mask_hardness=1.0)), [(50, 50)])
+    assert plan.preview_rect == QRect(90, 90, 28, 28)              # box + blur + padding
+    stroke(MaskBrushTool(doc, BrushSettings(mask_size=8, mask_hardness=1.0)), [(200, 200)])
     plan = job_plans.plan_inpaint(doc, GenerationSettings(prompt="x"))
-    mask = np.frombuffer(plan.request.mask.data, np.uint8).reshape(64, 64)
-    assert mask[50, 50] == 255 and mask[20, 20] == 0               # a painted mask wins over the selection
+    ox, oy = plan.target.left(), plan.target.top()
+    mask = _window_mask(plan)
+    assert mask[200 - oy, 200 - ox] == 255                          # a painted mask wins over the selection
+    assert not plan.target.contains(QRect(96, 96, 16, 16)) or mask[100 - oy, 100 - ox] == 0
 
 
-def test_refine_of_a_selection_sends_only_that_area_and_clips_the_result():
+def test_refine_of_a_selection_is_the_planners_edit_job():
+    """Refine selection is the same edit job as in Krita and GIMP (outside pixels come back untouched)."""
     doc = Document(64, 64)
     path = QPainterPath()
     path.addEllipse(QRectF(8, 8, 32, 24))
     doc.undo.push(SelectionCommand(doc, path))
     plan = job_plans.plan_refine(doc, GenerationSettings(prompt="x", mask_blur=0, strength=0.4))
-    assert plan.target == QRect(8, 8, 32, 24)
-    assert (plan.request.init_image.width, plan.request.init_image.height) == (32, 24)
-    assert plan.request.kind == "img2img" and plan.request.strength == pytest.approx(0.4)
-    red = np.zeros((24, 32, 4), np.uint8)
-    red[..., 0], red[..., 3] = 255, 255
-    result = Result(images=[WireImage(32, 24, red.tobytes())], seeds=[5])
+    assert plan.request.kind == "edit" and plan.request.strength == pytest.approx(0.4)
+    assert plan.request.mask_blur == 0 and plan.target.contains(QRect(8, 8, 32, 24))
+    mask = _window_mask(plan)
+    assert mask[20 - plan.target.top(), 24 - plan.target.left()] == 255
+    patch = np.zeros((24, 32, 4), np.uint8)
+    patch[..., 0], patch[..., 3] = 255, 255
+    full = np.zeros((plan.request.init_image.height, plan.request.init_image.width, 4), np.uint8)
+    result = Result(images=[WireImage(full.shape[1], full.shape[0], full.tobytes())], seeds=[5],
+                    patches=[Patch(8 - plan.target.left(), 8 - plan.target.top(), WireImage(32, 24, patch.tobytes()))])
     (cand,) = job_plans.candidates_from_result(plan, result)
-    alpha = qt_images.rgba_array(cand.image)[..., 3]
-    assert alpha[12, 16] == 255 and alpha[0, 0] == 0               # the ellipse's corner stays the old picture
-    assert cand.rect == plan.target and cand.seed == 5
+    assert cand.rect == QRect(8, 8, 32, 24) and cand.seed == 5
 
 
 def test_bad_values_are_reported_with_their_field_before_sending():
@@ -300,17 +311,17 @@ def test_bad_values_are_reported_with_their_field_before_sending():
     assert err.value.field == "cfg_scale"
 
 
-def test_generation_size_stays_near_the_models_native_area():
-    assert job_plans.generation_size(640, 480, 512) == (640, 480)
-    w, h = job_plans.generation_size(3000, 2000, 512)
-    assert w % 8 == 0 and h % 8 == 0 and abs(w / h - 1.5) < 0.02 and 0.9 < w * h / 512 ** 2 < 1.1
-    assert job_plans.generation_size(3000, 2000, 0) == (3000, 2000)
+def test_generate_asks_for_the_canvas_size():
+    plan = job_plans.plan_generate(Document(640, 480), GenerationSettings(prompt="x"))
+    assert (plan.request.width, plan.request.height) == (640, 480) and plan.request.kind == "txt2img"
 
 
 def test_preview_of_an_inpaint_region_takes_the_previews_aspect_on_the_canvas():
-    canvas = QRect(0, 0, 200, 100)
-    assert job_plans.fit_aspect(QRect(50, 20, 40, 40), 128, 64, canvas) == QRect(30, 20, 80, 40)
-    assert job_plans.fit_aspect(QRect(0, 0, 40, 40), 64, 128, canvas) == QRect(0, 0, 40, 80)
+    from impasto.protocol.region import fit_aspect
+
+    canvas = (0, 0, 200, 100)
+    assert fit_aspect((50, 20, 90, 60), 128, 64, canvas) == (30, 20, 110, 60)
+    assert fit_aspect((0, 0, 40, 40), 64, 128, canvas) == (0, 0, 40, 80)
 
 
 def test_inpaint_results_land_as_patches_and_accepting_is_one_undoable_layer():

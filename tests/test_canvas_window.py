@@ -201,7 +201,10 @@ def test_generate_shows_progress_and_cancel_stops_it(open_window, daemon):
     w.panel.strength.setValue(0.5)
     w.panel.refine_button.click()
     assert headless.pump(90, lambda: len(w.staging) == 1), w.panel.status.text()
-    assert w.staging.current().rect.getRect() == (8, 16, 32, 32) and w.staging.current().mode == "refine"
+    # the planner's edit: the patch is the selection plus its mask-blur band, nothing else changes
+    blur = w.panel.settings().mask_blur
+    assert w.staging.current().rect.getRect() == (8 - blur, 16 - blur, 32 + 2 * blur, 32 + 2 * blur)
+    assert w.staging.current().mode == "refine"
     w.staging_bar.discard_button.click()
     assert len(w.staging) == 0
     # a batch of two: step through, reuse a candidate's seed and settings
@@ -234,7 +237,7 @@ def test_concepts_panel_lists_renames_and_deletes_through_the_daemon(open_window
         assert "Canvas test cat" in names
         panel.list.setCurrentRow(names.index("Canvas test cat"))
         panel.use_button.click()
-        assert ("Canvas test cat", 1.0) in w.panel.settings().concepts
+        assert ("Canvas test cat", 1.0) in w.panel.settings().active_concepts()
         assert "cvtcat" in w.panel.settings().prompt
         dialogs_seen.answers["ask_text"] = "Canvas test kitten"
         panel.rename_selected()

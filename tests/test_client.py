@@ -36,4 +36,4 @@ def test_closing_the_client_ends_pending_jobs():
     c = Client(f"tcp://127.0.0.1:{free_port()}")
     job = c.submit(Generate(prompt="x"))
     c.close()
-    assert job.done and job.outcome.code == "unavailable"
+    assert job.done and job.outcome.code == "client_closed"

@@ -86,15 +86,6 @@ def edit_request(img, mask, **kw) -> Generate:
     return Generate(init_image=wire(img), mask=wire_mask(mask), **fields)
 
 
-@pytest.fixture(scope="module")
-def engine(models_dir):
-    from impasto.backend.engine import Engine
-
-    e = Engine(models_dir)
-    e.model("tiny")
-    return e
-
-
 # --------------------------------------------------------------------------- masks
 
 

@@ -8,12 +8,6 @@ from impasto.backend.engine.errors import Cancelled
 from impasto.protocol.messages import SAMPLERS, Generate
 
 
-@pytest.fixture(scope="module")
-def engine(models_dir):
-    torch.set_num_threads(1)
-    return Engine(models_dir)
-
-
 def arr(img):
     return np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 4).astype(int)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from impasto.backend import cli, install_gimp
+from impasto.backend import cli, cli_install
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,12 +23,12 @@ def profile(tmp_path) -> Path:
 
 
 def test_install_writes_entry_and_vendored_packages(profile):
-    dest = install_gimp.install(profile)
+    dest = cli_install.install_gimp(profile)
     assert dest == profile / "plug-ins" / "impasto"
     entry = dest / "impasto.py"
     raw = entry.read_bytes()
     assert raw.startswith(b"#!/usr/bin/env python3\n")
-    assert install_gimp.is_executable(entry)
+    assert cli_install.is_executable(entry)
     for pkg, src in (("protocol", REPO / "protocol"), ("plugin_gimp", REPO / "plugin_gimp")):
         copied = sorted(p.name for p in (dest / "impasto_gimp" / pkg).glob("*.py"))
         assert copied == sorted(p.name for p in src.glob("*.py"))
@@ -54,9 +54,9 @@ def test_vendored_code_imports_only_relatively():
 
 
 def test_reinstall_replaces_the_old_folder(profile):
-    dest = install_gimp.install(profile)
+    dest = cli_install.install_gimp(profile)
     (dest / "impasto_gimp" / "plugin_gimp" / "stale_module.py").write_text("raise SystemExit('old')\n")
-    install_gimp.install(profile)
+    cli_install.install_gimp(profile)
     assert not (dest / "impasto_gimp" / "plugin_gimp" / "stale_module.py").exists()
     assert [p.name for p in (profile / "plug-ins").iterdir()] == ["impasto"]
 
@@ -81,18 +81,18 @@ def test_cli_install_into_unwritable_place_is_a_clear_error(tmp_path, capsys):
 
 def test_default_profile_per_os(tmp_path):
     home = tmp_path
-    assert install_gimp.default_profile("linux", {}, home) == home / ".config" / "GIMP" / "3.0"
-    assert install_gimp.default_profile("linux", {"XDG_CONFIG_HOME": "/x"}, home) == Path("/x/GIMP/3.0")
-    assert install_gimp.default_profile("win32", {"APPDATA": "C:/Users/a/AppData/Roaming"}, home) == \
+    assert cli_install.gimp_profile("linux", {}, home) == home / ".config" / "GIMP" / "3.0"
+    assert cli_install.gimp_profile("linux", {"XDG_CONFIG_HOME": "/x"}, home) == Path("/x/GIMP/3.0")
+    assert cli_install.gimp_profile("win32", {"APPDATA": "C:/Users/a/AppData/Roaming"}, home) == \
         Path("C:/Users/a/AppData/Roaming") / "GIMP" / "3.0"
-    assert install_gimp.default_profile("darwin", {}, home) == \
+    assert cli_install.gimp_profile("darwin", {}, home) == \
         home / "Library" / "Application Support" / "GIMP" / "3.0"
-    assert install_gimp.default_profile("linux", {"GIMP3_DIRECTORY": "/g"}, home) == Path("/g")
+    assert cli_install.gimp_profile("linux", {"GIMP3_DIRECTORY": "/g"}, home) == Path("/g")
     flatpak = home / ".var" / "app" / "org.gimp.GIMP" / "config" / "GIMP" / "3.0"
     flatpak.mkdir(parents=True)
-    assert install_gimp.default_profile("linux", {}, home) == flatpak
+    assert cli_install.gimp_profile("linux", {}, home) == flatpak
     (home / ".config" / "GIMP" / "3.0").mkdir(parents=True)
-    assert install_gimp.default_profile("linux", {}, home) == home / ".config" / "GIMP" / "3.0"
+    assert cli_install.gimp_profile("linux", {}, home) == home / ".config" / "GIMP" / "3.0"
 
 
 BARE_PYTHON_JOB = textwrap.dedent('''
@@ -120,10 +120,11 @@ BARE_PYTHON_JOB = textwrap.dedent('''
     for y in range(sel.y, sel.bottom):
         mask[y * w + sel.x:y * w + sel.right] = b"\\xff" * sel.width
     f = jobs.JobFields(prompt="a red fox", model="tiny", steps=2, seed=3, mask_blur=0, padding=4)
-    sent = geometry.context_rect(sel, geometry.Rect(0, 0, w, h), f.padding, f.mask_blur, f.grow)
+    sent = jobs.edit_window(f, geometry.Rect(0, 0, w, h), sel)
     from impasto_gimp.plugin_gimp import pixels
     req = jobs.edit_request(f, Image(sent.width, sent.height, pixels.crop(bytes(rgba), w, h, 4, sent)),
-                            Image(sent.width, sent.height, pixels.crop(bytes(mask), w, h, 1, sent), "gray8"))
+                            Image(sent.width, sent.height, pixels.crop(bytes(mask), w, h, 1, sent), "gray8"),
+                            canvas=geometry.Rect(0, 0, w, h), sent=sent)
     s = settings.PluginSettings(endpoint=endpoint, auto_start=False)
     clients = []
     def connect(status):
@@ -147,7 +148,7 @@ def test_installed_plugin_runs_on_a_bare_python(profile, daemon, tmp_path):
     ``python -S`` leaves out site-packages (so no pyzmq, numpy, Pillow, nor this repo's ``impasto``);
     the plug-in's own folder is all it gets.
     """
-    dest = install_gimp.install(profile)
+    dest = cli_install.install_gimp(profile)
     script = tmp_path / "bare.py"
     script.write_text(BARE_PYTHON_JOB)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}

@@ -14,6 +14,7 @@ import pytest
 from impasto.plugin_gimp import daemon_link, geometry, jobs, pixels, results, settings
 from impasto.plugin_gimp.geometry import Rect
 from impasto.plugin_gimp.job_runner import JobFlow, Outcome
+from impasto.protocol.errors import PlanError
 from impasto.protocol.messages import Image, Patch, Progress, ProtocolError, Result
 
 # --------------------------------------------------------------------------- geometry
@@ -43,27 +44,25 @@ def test_rect_intersect_and_contains():
     (Rect(0, 0, 517, 389), Rect(0, 0, 517, 389)),          # everything selected
 ])
 @pytest.mark.parametrize("padding, blur, grow", [(32, 4, 0), (0, 0, 0), (100, 16, 8), (8, 0, -6)])
-def test_context_rect_holds_selection_feather_and_padding(sel, canvas, padding, blur, grow):
-    ctx = geometry.context_rect(sel, canvas, padding, blur, grow)
+def test_edit_window_holds_selection_feather_and_padding(sel, canvas, padding, blur, grow):
+    f = jobs.JobFields(padding=padding, mask_blur=blur, grow=grow)
+    ctx = jobs.edit_window(f, canvas, sel)
     assert canvas.contains(ctx)
-    need = sel.grow(geometry.feather_reach(blur, grow) + padding).intersect(canvas)
+    need = sel.grow(max(grow, 0) + blur + padding).intersect(canvas)
     assert ctx.contains(need), (ctx, need)
-    # square (the daemon's widening) unless the canvas stops it
-    assert ctx.width == ctx.height or ctx.width == canvas.width or ctx.height == canvas.height
-    # and no bigger than the padded selection's square (+ alignment): a small selection sends little
-    side = max(sel.width, sel.height) + 2 * (geometry.feather_reach(blur, grow) + padding + 8) + 8
-    assert ctx.width <= side and ctx.height <= side
+    # no side shorter than half the other (the region rule's 2:1) unless the canvas stops it
+    assert 2 * ctx.height >= ctx.width or ctx.height == canvas.height
+    assert 2 * ctx.width >= ctx.height or ctx.width == canvas.width
 
 
-def test_context_rect_small_selection_costs_little():
-    ctx = geometry.context_rect(Rect(2000, 1500, 300, 200), Rect(0, 0, 6000, 4000), padding=32, mask_blur=4)
-    assert ctx.width == ctx.height and ctx.width <= 300 + 2 * (32 + 8 + 8) + 8
-    assert ctx.width % 8 == 0
+def test_edit_window_small_selection_costs_little():
+    ctx = jobs.edit_window(jobs.JobFields(padding=32, mask_blur=4), Rect(0, 0, 6000, 4000), Rect(2000, 1500, 300, 200))
+    assert ctx.width * ctx.height < 6000 * 4000 / 50
 
 
-def test_context_rect_refuses_empty():
+def test_edit_window_refuses_empty():
     with pytest.raises(ValueError):
-        geometry.context_rect(Rect(5, 5, 0, 3), Rect(0, 0, 10, 10), 4)
+        jobs.edit_window(jobs.JobFields(), Rect(0, 0, 10, 10), Rect(5, 5, 0, 3))
 
 
 def test_place_patch_offsets_and_bounds():
@@ -143,7 +142,7 @@ def test_parse_concepts():
         ("mycat", 0.8), ("watercolor", 1.0), ("style-2", -0.5)]
     assert jobs.parse_concepts("  ") == []
     for bad in ("../evil:1", "a:b:c", "mycat:0.5, mycat:1"):
-        with pytest.raises(ProtocolError) as info:
+        with pytest.raises(PlanError) as info:
             jobs.parse_concepts(bad)
         assert info.value.field.startswith("concepts")
     assert jobs.format_concepts([("mycat", 0.8), ("w", 1.0)]) == "mycat:0.8, w"
@@ -158,13 +157,13 @@ def test_requests_are_typed_and_validated():
     img = Image(8, 4, bytes(8 * 4 * 4))
     i = jobs.img2img_request(f, img)
     assert i.kind == "img2img" and i.strength == 0.4 and i.mask is None
-    e = jobs.edit_request(f, img, Image(8, 4, bytes(32), "gray8"))
+    e = jobs.edit_request(f, img, Image(8, 4, b"\xff" * 32, "gray8"))
     assert (e.kind, e.mask_blur, e.grow, e.padding, e.fill) == ("edit", 2, -1, 10, "noise")
     assert t.job != i.job != e.job
 
 
 @pytest.mark.parametrize("change, field", [
-    (dict(prompt="  "), "prompt"), (dict(steps=0), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
+    (dict(steps=0), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
     (dict(sampler="plms"), "sampler"), (dict(strength=1.5), "strength"), (dict(fill="paint"), "fill"),
     (dict(batch_size=99), "batch_size"), (dict(model="../x"), "model"), (dict(padding=-1), "padding"),
 ])
@@ -173,13 +172,13 @@ def test_bad_fields_name_the_field(change, field):
     if "prompt" in change:
         f.prompt = change["prompt"]
     img = Image(8, 8, bytes(256))
-    with pytest.raises(ProtocolError) as info:
-        jobs.edit_request(f, img, Image(8, 8, bytes(64), "gray8"))
+    with pytest.raises(PlanError) as info:
+        jobs.edit_request(f, img, Image(8, 8, b"\xff" * 64, "gray8"))
     assert info.value.field == field
 
 
 def test_edit_request_refuses_mismatched_mask():
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(PlanError) as info:
         jobs.edit_request(jobs.JobFields(prompt="x"), Image(8, 8, bytes(256)), Image(4, 8, bytes(32), "gray8"))
     assert info.value.field == "mask"
 
@@ -456,11 +455,12 @@ def test_edit_round_trip_places_patches_inside_the_sent_region(daemon):
     selection[sel.y:sel.bottom, sel.x:sel.right] = 255
     selection[sel.y, sel.x:sel.right] = 100   # a soft top edge
     f = jobs.JobFields(prompt="a red fox", model="tiny", steps=3, seed=12, mask_blur=2, padding=8, strength=1.0)
-    sent = geometry.context_rect(sel, Rect(0, 0, canvas_w, canvas_h), f.padding, f.mask_blur, f.grow)
+    sent = jobs.edit_window(f, Rect(0, 0, canvas_w, canvas_h), sel)
     crop = canvas[sent.y:sent.bottom, sent.x:sent.right]
     mask = selection[sent.y:sent.bottom, sent.x:sent.right]
     req = jobs.edit_request(f, Image(sent.width, sent.height, crop.tobytes()),
-                            Image(sent.width, sent.height, mask.tobytes(), "gray8"))
+                            Image(sent.width, sent.height, mask.tobytes(), "gray8"),
+                            canvas=Rect(0, 0, canvas_w, canvas_h), sent=sent)
     outcome = JobFlow(lambda status: daemon_link.connect(_flow_settings(daemon), status), req,
                       lambda s: None, lambda p: None, lambda o: None).run_blocking(timeout=120)
     assert outcome.ok, outcome.error

@@ -36,15 +36,6 @@ def rgba(img) -> np.ndarray:
     return np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 4)
 
 
-@pytest.fixture(scope="module")
-def engine(models_dir):
-    from impasto.backend.engine import Engine
-
-    e = Engine(models_dir)
-    e.model("tiny")
-    return e
-
-
 def test_strength_schedule_has_a_floor():
     from impasto.backend.engine.strength import MIN_STEPS, schedule
 

@@ -27,11 +27,14 @@ def test_install_writes_plugin_vendored_protocol_and_shortcuts(tmp_path):
     pkg = profile / "pykrita" / "impasto_krita"
     desktop = (profile / "pykrita" / "impasto.desktop").read_text()
     assert "X-KDE-Library=impasto_krita" in desktop and "ServiceTypes=Krita/PythonPlugin" in desktop
-    # the protocol travels verbatim
+    # the protocol travels verbatim, as a sibling of the plugin (the source tree's layout, as for GIMP)
     for src in (ROOT / "protocol").glob("*.py"):
-        assert (pkg / "vendor" / "impasto_protocol" / src.name).read_bytes() == src.read_bytes()
+        assert (pkg / "protocol" / src.name).read_bytes() == src.read_bytes().replace(b"\r\n", b"\n")
+    for src in (ROOT / "plugin_krita" / "impasto_krita").glob("*.py"):
+        assert (pkg / "plugin_krita" / "impasto_krita" / src.name).is_file()
     assert not list(pkg.rglob("__pycache__"))
-    info = json.loads((pkg / "install.json").read_text())
+    assert (pkg / "Manual.html").is_file()  # the Plugin Manager's X-Krita-Manual
+    info = json.loads((pkg / "plugin_krita" / "impasto_krita" / "install.json").read_text())
     assert info["daemon_command"] == [sys.executable, "-m", "impasto.backend.cli"]
     assert info["auto_start"] is True
     actions = ET.parse(profile / "actions" / "impasto_krita.action").getroot()
@@ -47,17 +50,17 @@ def test_installed_plugin_imports_without_the_backend_numpy_pil_or_torch(tmp_pat
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import impasto_krita;"
-        "from impasto_krita import wire, pixels, masks, planning, placement, session, config, wording, launcher,"
-        " krita_host, actions;"
-        "assert wire.VENDORED, wire.protocol.__file__;"
-        "c = wire.Client('tcp://127.0.0.1:9'); c.close();"
-        "print(wire.protocol.__file__);"
+        "from impasto_krita.plugin_krita.impasto_krita import pixels, masks, planning, placement, session, config,"
+        " wording, krita_host, actions;"
+        "from impasto_krita import protocol;"
+        "c = session.Client('tcp://127.0.0.1:9'); c.close();"
+        "print(protocol.__file__);"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL', 'torch', 'impasto'}))"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(pykrita)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith(str(pykrita / "impasto_krita" / "vendor"))
+    assert lines[0].startswith(str(pykrita / "impasto_krita" / "protocol"))
     assert lines[1] == "[]"
 
 
@@ -65,13 +68,14 @@ def test_reinstall_replaces_the_old_copy_and_uninstall_removes_it(tmp_path, caps
     profile = tmp_path / "krita"
     assert cli.main(["install-krita", "--profile", str(profile), "--no-autostart"]) == 0
     pkg = profile / "pykrita" / "impasto_krita"
-    (pkg / "stale.py").write_text("old")
-    (pkg / "pixels.py").write_text("broken")
-    assert json.loads((pkg / "install.json").read_text())["auto_start"] is False
+    plugin = pkg / "plugin_krita" / "impasto_krita"
+    (plugin / "stale.py").write_text("old")
+    (plugin / "pixels.py").write_text("broken")
+    assert json.loads((plugin / "install.json").read_text())["auto_start"] is False
     assert cli.main(["--endpoint", "tcp://127.0.0.1:7999", "install-krita", "--profile", str(profile)]) == 0
-    assert not (pkg / "stale.py").exists()
-    assert (pkg / "pixels.py").read_text() != "broken"
-    info = json.loads((pkg / "install.json").read_text())
+    assert not (plugin / "stale.py").exists()
+    assert (plugin / "pixels.py").read_text() != "broken"
+    info = json.loads((plugin / "install.json").read_text())
     assert info["endpoint"] == "tcp://127.0.0.1:7999" and info["auto_start"] is True
     assert sorted(p.name for p in (profile / "pykrita").iterdir()) == ["impasto.desktop", "impasto_krita"]
     capsys.readouterr()
@@ -96,7 +100,7 @@ def test_default_profile_per_platform(monkeypatch, tmp_path, platform, expected)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("APPDATA", str(tmp_path / "AppData" / "Roaming"))
-    assert cli_install.default_profiles()[0].as_posix().endswith(expected)
+    assert cli_install.krita_profiles()[0].as_posix().endswith(expected)
 
 
 def test_flatpak_krita_is_used_when_it_is_the_only_one(monkeypatch, tmp_path):
@@ -105,6 +109,6 @@ def test_flatpak_krita_is_used_when_it_is_the_only_one(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     flatpak = tmp_path / ".var" / "app" / "org.kde.krita" / "data" / "krita"
     flatpak.mkdir(parents=True)
-    assert cli_install.default_profile() == flatpak
+    assert cli_install.krita_profile() == flatpak
     (tmp_path / ".local" / "share" / "krita").mkdir(parents=True)
-    assert cli_install.default_profile() == tmp_path / ".local" / "share" / "krita"
+    assert cli_install.krita_profile() == tmp_path / ".local" / "share" / "krita"

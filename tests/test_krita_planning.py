@@ -67,7 +67,7 @@ def test_crop_takes_the_right_rows():
 
 
 def test_no_selection_full_strength_is_text_to_image_at_canvas_size():
-    s = Settings(prompt="  a fox ", strength=100, steps=12, seed=5, random_seed=False, batch=2)
+    s = Settings(prompt="  a fox ", strength=1, steps=12, seed=5, batch_size=2)
     plan = planning.plan_job(snapshot_for(s), s)
     r = plan.request
     assert plan.kind == r.kind == "txt2img"
@@ -78,7 +78,7 @@ def test_no_selection_full_strength_is_text_to_image_at_canvas_size():
 
 
 def test_no_selection_partial_strength_refines_the_visible_canvas():
-    s = Settings(strength=40, random_seed=True)
+    s = Settings(strength=0.4, seed=-1)
     plan = planning.plan_job(snapshot_for(s), s)
     r = plan.request
     assert plan.kind == "img2img"
@@ -88,7 +88,7 @@ def test_no_selection_partial_strength_refines_the_visible_canvas():
 
 
 def test_selection_becomes_the_mask_with_the_artists_knobs():
-    s = Settings(strength=100, feather=6, grow=2, padding=8, fill="blur",
+    s = Settings(strength=1, mask_blur=6, grow=2, padding=8, fill="blur",
                  concepts=[{"name": "mycat", "weight": 0.8, "enabled": True},
                            {"name": "off", "weight": 1.0, "enabled": False}])
     sel = rect_mask(10, 8, 6, 5)
@@ -117,34 +117,36 @@ def test_soft_selection_values_reach_the_daemon_unchanged():
 
 
 def test_selection_with_partial_strength_refines_the_selection():
-    s = Settings(strength=55)
+    s = Settings(strength=0.55)
     plan = planning.plan_job(snapshot_for(s, rect_mask(1, 1, 3, 3)), s)
     assert plan.kind == "edit" and plan.request.strength == pytest.approx(0.55)
     assert plan.label.startswith("Refine selection 55 %")
 
 
 def test_empty_selection_counts_as_no_selection():
-    s = Settings(strength=100)
+    s = Settings(strength=1)
     plan = planning.plan_job(snapshot_for(s, bytes(W * H)), s)
     assert plan.kind == "txt2img"
 
 
 def test_only_masked_window_covers_the_daemons_context():
-    s = Settings(padding=16, feather=4, grow=3)
+    s = Settings(padding=16, mask_blur=4, grow=3, strength=1)
     big_w, big_h = 4000, 3000
-    bounds = (1000, 1200, 300, 40)  # a thin strip: the daemon widens its crop to 2:1
-    wx, wy, ww, wh = planning.context_window(bounds, s, big_w, big_h)
-    margin = planning.context_margin(s)
+    sel = (1000, 1200, 300, 40)  # a thin strip: the daemon widens its crop to 2:1
+    read = planning.read_plan(s, big_w, big_h, rect_mask(*sel, cw=big_w, ch=big_h))
+    wx, wy, ww, wh = read.window
+    margin = 16 + 4 + 3
     assert wx <= 1000 - margin and wy <= 1200 - margin
     assert wx + ww >= 1300 + margin and wy + wh >= 1240 + margin
     assert wh * 2 >= ww  # no thinner than the daemon's 2:1 crop
     assert ww * wh < big_w * big_h / 50  # and nowhere near the whole 12-megapixel canvas
     # clipped at the canvas edge
-    assert planning.context_window((0, 0, 5, 5), s, 50, 40) == (0, 0, 50, 40)
+    x, y, w, h = planning.read_plan(s, 50, 40, rect_mask(0, 0, 5, 5, cw=50, ch=40)).window
+    assert (x, y) == (0, 0) and w <= 50 and h == 40
 
 
 def test_deep_documents_are_converted_for_the_request():
-    s = Settings(strength=30)
+    s = Settings(strength=0.3)
     fmt = PixelFormat("RGBA", "U16", True)
     plan = planning.plan_job(snapshot_for(s, fmt=fmt), s)
     assert plan.request.init_image.data == canvas_rgba()  # exact: 8-bit art survives 16-bit linear
@@ -153,9 +155,9 @@ def test_deep_documents_are_converted_for_the_request():
 @pytest.mark.parametrize("change,field,words", [
     (dict(cfg_scale=45.0), "cfg_scale", "CFG scale"),
     (dict(steps=0), "steps", "Steps"),
-    (dict(batch=9), "batch_size", "Batch count"),
+    (dict(batch_size=9), "batch_size", "Batch size"),
     (dict(sampler="plms"), "sampler", "Sampler"),
-    (dict(strength=0), "strength", "strength"),
+    (dict(seed=-2), "seed", "seed"),
 ])
 def test_bad_values_are_typed_errors_in_artists_words(change, field, words):
     s = Settings(**change)
@@ -168,7 +170,7 @@ def test_bad_values_are_typed_errors_in_artists_words(change, field, words):
 def test_canvas_over_the_daemons_cap_says_what_to_do():
     from impasto.protocol.messages import Limits
 
-    s = Settings()
+    s = Settings(strength=1)
     snap = CanvasSnapshot(5000, 5000, (0, 0, 5000, 5000))
     with pytest.raises(PlanError) as err:
         planning.plan_job(snap, s, Limits())
@@ -176,17 +178,21 @@ def test_canvas_over_the_daemons_cap_says_what_to_do():
 
 
 def test_action_label_follows_selection_and_strength():
-    assert planning.action_label(Settings(strength=100), False) == "Generate"
-    assert planning.action_label(Settings(strength=70), False) == "Refine 70 %"
-    assert planning.action_label(Settings(strength=100), True) == "Inpaint selection"
-    assert planning.action_label(Settings(strength=20), True) == "Refine selection 20 %"
+    assert planning.action_label(Settings(strength=1), False) == "Generate"
+    assert planning.action_label(Settings(strength=0.7), False) == "Refine 70 %"
+    assert planning.action_label(Settings(strength=1), True) == "Inpaint selection"
+    assert planning.action_label(Settings(strength=0.2), True) == "Refine selection 20 %"
 
 
 def test_settings_json_is_tolerant():
     s = Settings(prompt="cat", steps=31, concepts=[{"name": "a", "weight": 0.5, "enabled": True}])
     assert Settings.from_json(s.to_json()) == s
     odd = Settings.from_json('{"steps": "many", "cfg_scale": 5, "prompt": 3, "bogus": 1, "random_seed": 0}')
-    assert odd.steps == 20 and odd.cfg_scale == 5.0 and odd.prompt == "" and odd.random_seed is True
+    assert odd.steps == 20 and odd.cfg_scale == 5.0 and odd.prompt == "" and odd.seed == -1
+    # the docker's older form (percent strength, "feather", "batch", a random flag) is read, not lost
+    old = Settings.from_json('{"strength": 60, "feather": 8, "batch": 2, "random_seed": true, "seed": 7}')
+    assert (old.strength, old.mask_blur, old.batch_size, old.seed) == (0.6, 8, 2, -1)
+    assert planning.load_form(None).strength == 1.0  # a first run starts at the Generate end
     assert Settings.from_json("not json") == Settings()
     assert Settings.from_json('{"concepts": [1, 2]}').concepts == []
 
@@ -205,7 +211,7 @@ def fake_patch_result(plan, dx, dy, pw, ph, seeds=(11,)):
 
 
 def test_patch_lands_at_the_window_offset_as_its_own_layer():
-    s = Settings(prompt="a small red house", padding=4, feather=2)
+    s = Settings(prompt="a small red house", padding=4, mask_blur=2, strength=1)
     sel = rect_mask(20, 14, 8, 6)
     plan = planning.plan_job(snapshot_for(s, sel), s)
     wx, wy = plan.window[:2]
@@ -221,7 +227,7 @@ def test_patch_lands_at_the_window_offset_as_its_own_layer():
 
 
 def test_batch_layers_first_visible_others_hidden():
-    s = Settings(prompt="x" * 80, batch=3)
+    s = Settings(prompt="x" * 80, batch_size=3, strength=1)
     plan = planning.plan_job(snapshot_for(s), s)
     img = Image(W, H, bytes(W * H * 4))
     layers = plan_layers(plan, Result(images=[img, img, img], seeds=[4, 5, 6]))
@@ -250,7 +256,7 @@ def test_results_that_do_not_fit_are_refused():
         plan_layers(plan, Result(images=[Image(8, 8, bytes(256))], seeds=[1]))
     with pytest.raises(PlacementError):
         plan_layers(plan, Result(images=[], seeds=[]))
-    edit_s = Settings(padding=0, feather=0)
+    edit_s = Settings(padding=0, mask_blur=0)
     edit = planning.plan_job(snapshot_for(edit_s, rect_mask(2, 2, 3, 3)), edit_s)
     ww, wh = edit.window[2], edit.window[3]
     bad = Result(images=[Image(ww, wh, bytes(ww * wh * 4))], seeds=[1],

@@ -136,8 +136,8 @@ def test_connect_lists_the_models(session_on):
 
 def test_text_to_image_job_with_live_preview(session_on):
     session, rec = session_on()
-    s = Settings(prompt="a red square", model="tiny", steps=3, sampler="euler", seed=3, random_seed=False,
-                 live_preview=True)
+    s = Settings(prompt="a red square", model="tiny", steps=3, sampler="euler", seed=3,
+                 preview=True)
     assert session.start_job(build_for(s, 40, 32))
     assert session.busy
     assert not session.start_job(build_for(s, 40, 32))  # one job at a time
@@ -159,7 +159,7 @@ def test_inpaint_job_returns_a_patch_inside_the_selection(session_on):
     sel = bytearray(w * h)
     for y in range(20, 32):
         sel[y * w + 24:y * w + 40] = b"\xff" * 16
-    s = Settings(prompt="a window", model="tiny", steps=3, sampler="euler", feather=2, padding=8, random_seed=False)
+    s = Settings(prompt="a window", model="tiny", steps=3, sampler="euler", mask_blur=2, padding=8)
     assert session.start_job(build_for(s, w, h, bytes(sel)))
     assert rec.ended.wait(180), rec.events
     kind, plan, result = rec.last()
@@ -178,7 +178,7 @@ def test_inpaint_job_returns_a_patch_inside_the_selection(session_on):
 
 def test_cancel_stops_a_running_job(session_on):
     session, rec = session_on()
-    s = Settings(prompt="slow", model="tiny", steps=150, sampler="euler", live_preview=False)
+    s = Settings(prompt="slow", model="tiny", steps=150, sampler="euler", preview=False)
     assert session.start_job(build_for(s, 32, 32))
     rec.wait_event("progress", 120)
     session.cancel()
@@ -216,7 +216,7 @@ def test_daemon_killed_mid_job_ends_the_job_with_a_sentence(fresh_daemon):
     d = fresh_daemon()
     session, rec = ready_session(d.endpoint)
     try:
-        s = Settings(prompt="long", model="tiny", steps=150, sampler="euler", live_preview=False)
+        s = Settings(prompt="long", model="tiny", steps=150, sampler="euler", preview=False)
         assert session.start_job(build_for(s, 32, 32))
         rec.wait_event("progress", 120)
         os.kill(d.proc.pid, signal.SIGKILL)
@@ -262,7 +262,7 @@ def test_first_generate_starts_the_configured_daemon(models_dir, tmp_path):
         statuses = [st.status for st in rec.states]
         assert "starting" in statuses and statuses[-1] == "ready"
         assert "tiny" in [m["name"] for m in rec.states[-1].models]
-        assert (tmp_path / "home" / "logs" / "daemon-from-krita.log").exists()
+        assert (tmp_path / "home" / "logs" / "daemon.log").exists()  # the one launcher's log
     finally:
         proc = session._started_proc
         if proc is not None:
@@ -278,7 +278,7 @@ def test_auto_start_with_a_wrong_command_says_so(tmp_path, monkeypatch):
     try:
         session.connect()
         state = rec.wait_state({"failed"}, 30)
-        assert "Could not start the daemon" in state.message and "daemon command" in state.message
+        assert "Cannot start the Impasto daemon" in state.message and "daemon command" in state.message
     finally:
         session.close()
 
@@ -306,7 +306,7 @@ def test_connection_settings_precedence(monkeypatch):
 
 @pytest.mark.parametrize("code,message,needle", [
     ("unavailable", "the Impasto daemon at tcp://x stopped answering", "stopped answering"),
-    ("unavailable", "the Impasto daemon restarted while the job was running; the job was lost", "restarted"),
+    ("daemon_restarted", "the Impasto daemon restarted while the job was running; the job was lost", "restarted"),
     ("version_mismatch", "client speaks protocol 1, this daemon speaks protocol 2: update the client",
      "impasto install-krita"),
     ("bad_field", "cfg_scale: 99 is outside 0..30", "CFG scale"),

@@ -52,8 +52,7 @@ def test_killed_daemon_mid_job_gives_readable_error_then_reconnects(fresh_daemon
             t0 = time.monotonic()
             with pytest.raises(JobFailed) as err:
                 job.wait(30)
-            assert err.value.code == ErrorCode.UNAVAILABLE
-            assert "stopped answering" in err.value.message or "restarted" in err.value.message
+            assert err.value.code in (ErrorCode.UNAVAILABLE, ErrorCode.DAEMON_RESTARTED)
             assert time.monotonic() - t0 < 15
             # the daemon comes back on the same port: the same client carries on
             d.start()
@@ -72,7 +71,7 @@ def test_restarted_daemon_reports_lost_job(fresh_daemon):
         d.start()
         with pytest.raises(JobFailed) as err:
             job.wait(60)
-        assert "restarted" in err.value.message
+        assert err.value.code == ErrorCode.DAEMON_RESTARTED
 
 
 def test_no_daemon_ping_is_false_and_quick():

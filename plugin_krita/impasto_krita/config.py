@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from . import wire
+from ...protocol.transport import default_endpoint
 
 INSTALL_FILE = Path(__file__).with_name("install.json")
 SETTINGS_GROUP = "impasto"
@@ -68,7 +68,7 @@ class ConnectionConfig:
 
     @property
     def effective_endpoint(self) -> str:
-        return self.endpoint or wire.default_endpoint()
+        return self.endpoint or default_endpoint()
 
     @property
     def can_start(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ...protocol.region import mask_box
 from .pixels import rgba8_alpha_product
 
 Rect = Tuple[int, int, int, int]  # x, y, width, height
@@ -29,29 +30,13 @@ class MaskInfo:
         return self.bounds is None
 
 
-_NOT_EDGE = bytes(range(1, 255))
-
-
 def mask_bounds(mask: bytes, width: int, height: int) -> Optional[Rect]:
-    """The tight rectangle around all non-zero mask pixels, or None for an empty mask."""
-    if len(mask) != width * height:
-        raise ValueError(f"mask has {len(mask)} bytes, {width}x{height} needs {width * height}")
-    if not mask.strip(b"\x00"):
+    """The tight rectangle around all non-zero mask pixels, or None for an empty mask (the client core's scan)."""
+    box = mask_box(mask, width, height)
+    if box is None:
         return None
-    top = bottom = None
-    left, right = width, -1
-    for y in range(height):
-        row = mask[y * width:(y + 1) * width]
-        stripped = row.lstrip(b"\x00")
-        if not stripped:
-            continue
-        if top is None:
-            top = y
-        bottom = y
-        left = min(left, width - len(stripped))
-        right = max(right, len(row.rstrip(b"\x00")) - 1)
-    assert top is not None and bottom is not None
-    return left, top, right - left + 1, bottom - top + 1
+    x0, y0, x1, y1 = box
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def analyse(mask: bytes, width: int, height: int) -> MaskInfo:

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlparse
 
-from . import launcher, wire
+from ...protocol import errors, launcher
+from ...protocol.client import Client
+from ...protocol.messages import Accepted, Cancelled, Error, Progress, ProtocolError, Result
 from .config import ConnectionConfig
 from .planning import JobPlan
 from .wording import START_HINT, describe_exception, describe_failure
@@ -129,7 +131,7 @@ class Session:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = wire.Client(self.endpoint, name=self.client_name)
+                self._client = Client(self.endpoint, name=self.client_name)
             return self._client
 
     def _connect_worker(self, allow_start: bool) -> None:
@@ -167,7 +169,7 @@ class Session:
             concepts: List[Dict[str, Any]] = []
             try:
                 concepts = list(client.concepts(timeout=10).concepts)
-            except (wire.ProtocolError, TimeoutError):
+            except (ProtocolError, TimeoutError):
                 concepts = []  # a daemon without the concept library still paints
             usable = [m for m in models.models if m.get("supported", True)]
             device = getattr(welcome, "device", "")
@@ -182,29 +184,18 @@ class Session:
             return False
 
     def _start_daemon(self, client: Any) -> bool:
+        """Start the daemon detached through the client core's launcher and wait until it answers."""
         argv = launcher.serve_argv(self.config.daemon_command, self.endpoint, self.config.models_dir)
         self._set_state(status="starting", message="Starting the Impasto daemon … (loading the model can take a minute)")
         try:
-            proc = launcher.spawn_detached(argv, env_extra=self.config.daemon_env)
-        except OSError as exc:
-            self._set_state(status="failed", message=(
-                f"Could not start the daemon with “{self.config.command_text()}”: {exc.strerror or exc}. "
-                "Fix the daemon command under Connection."))
+            self._started_proc = launcher.spawn_daemon(argv, self.config.daemon_env)
+            launcher.wait_until_answering(client, self._started_proc, self.config.start_timeout,
+                                          self.config.daemon_env, stop=lambda: self._closed)
+        except ProtocolError as exc:
+            self._set_state(status="failed", message=errors.sentence(exc.message)
+                            + " Check the daemon command under Connection.")
             return False
-        self._started_proc = proc
-        deadline = time.monotonic() + self.config.start_timeout
-        while time.monotonic() < deadline and not self._closed:
-            if proc.poll() is not None:
-                log = launcher.log_path(self.config.daemon_env)
-                tail = launcher.log_tail(log)
-                self._set_state(status="failed", message=(
-                    f"The daemon exited at start (code {proc.returncode}). Log: {log}"
-                    + (f"\n{tail}" if tail else "")))
-                return False
-            if client.ping(timeout=1.0):
-                return True
-        self._set_state(status="failed", message=f"The daemon did not answer within {self.config.start_timeout:.0f} s.")
-        return False
+        return not self._closed
 
     def check_alive(self) -> None:
         """A cheap background ping: flips the status when the daemon went away or came back."""
@@ -283,17 +274,17 @@ class Session:
 
     def _on_event(self, plan: JobPlan, ev: Any) -> None:
         """Runs on the client's reader thread: route to the UI."""
-        if isinstance(ev, wire.Progress):
+        if isinstance(ev, Progress):
             self.post(lambda: self.listener.job_progress(plan, ev))
-        elif isinstance(ev, wire.Accepted):
+        elif isinstance(ev, Accepted):
             self.post(lambda: self.listener.job_queued(plan, ev.position))
-        elif isinstance(ev, wire.Result):
+        elif isinstance(ev, Result):
             self._finish()
             self.post(lambda: self.listener.job_finished(plan, ev))
-        elif isinstance(ev, wire.Cancelled):
+        elif isinstance(ev, Cancelled):
             self._finish()
             self.post(lambda: self.listener.job_cancelled(plan))
-        elif isinstance(ev, wire.Error):
+        elif isinstance(ev, Error):
             self._finish()
             message = describe_failure(ev.code, ev.message, ev.field, self.endpoint)
             if ev.code == "unavailable":
@@ -309,10 +300,7 @@ class Session:
         self._cancel_requested = True
         job = self._job
         if job is not None:
-            try:
-                job.cancel()
-            except Exception:
-                pass  # the client is closed: the job ends with an error event anyway
+            job.cancel()  # a no-op when the client is closed: the job ends with an error event anyway
 
     def close(self) -> None:
         self._closed = True

@@ -1,11 +1,13 @@
-"""Runs INSIDE real GIMP 3 with a display (Xvfb): the plug-in's interactive side, smoke-tested.
+"""Runs INSIDE real GIMP 3 with a display (Xvfb): the plug-in's interactive side.
 
-With ``IMPASTO_GIMP_UI_SMOKE`` set, the plug-in's dialogs screenshot
-themselves into that folder and answer OK on their own, so the procedures
-run INTERACTIVE end to end: procedure dialog (GimpUi.ProcedureDialog built
-from the arguments, daemon info label filled from a worker thread), then the
-progress window following the job through GLib.idle_add, then the layers.
-Results go to ``$IMPASTO_GIMP_TEST_DIR/out/ui.json``.
+The procedures run INTERACTIVE end to end: procedure dialog
+(GimpUi.ProcedureDialog built from the arguments, daemon info label filled
+from a worker thread), then the progress window following the job through
+GLib.idle_add, then the layers.  Nothing in the shipped plug-in answers its
+own dialogs: the test drives them from outside with X events (xdotool, see
+tests/test_gimp_real.py) - OK on each dialog, and Cancel on the progress
+window of the last run (a Refine), which must then end as cancelled with no
+layer added.  Results go to ``$IMPASTO_GIMP_TEST_DIR/out/ui.json``.
 """
 import json
 import os
@@ -68,6 +70,9 @@ def main():
     run("impasto-inpaint", image, [layer], Gimp.RunMode.INTERACTIVE, **P["ui_job"])
     REPORT["layers"] = [(l.get_name(), l.get_width(), l.get_height(), l.get_mask() is not None)
                         for l in image.get_layers()]
+    # the test presses the progress window's Cancel while this job waits behind a long one
+    run("impasto-refine", image, [layer], Gimp.RunMode.INTERACTIVE, **P["ui_job"])
+    REPORT["layers_after_cancel"] = [l.get_name() for l in image.get_layers()]
     REPORT["done"] = True
 
 

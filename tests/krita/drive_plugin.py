@@ -72,7 +72,7 @@ def paint_pattern(width, height):
 
 
 def make_document(krita, name, width, height, model="RGBA", depth="U8", profile=""):
-    from impasto_krita.pixels import PixelFormat, from_rgba8
+    from impasto_krita.plugin_krita.impasto_krita.pixels import PixelFormat, from_rgba8
 
     doc = krita.createDocument(width, height, name, model, depth, profile, 72.0)
     layer = doc.createNode("painting", "paintlayer")
@@ -129,9 +129,9 @@ def outside_unchanged(before, after, width, height, rect, channels):
 
 
 def make_panel(app_qt, krita, endpoint, autostart=False):
-    from impasto_krita.config import MemoryStore
-    from impasto_krita.krita_host import KritaHost
-    from impasto_krita.panel import ImpastoPanel
+    from impasto_krita.plugin_krita.impasto_krita.config import MemoryStore
+    from impasto_krita.plugin_krita.impasto_krita.krita_host import KritaHost
+    from impasto_krita.plugin_krita.impasto_krita.panel import ImpastoPanel
 
     class DriverHost(KritaHost):
         """Krita without a view has no active document: the driver names it."""
@@ -153,7 +153,7 @@ def make_panel(app_qt, krita, endpoint, autostart=False):
 
 
 def set_form(panel, **values):
-    from impasto_krita.panel import _select_data
+    from impasto_krita.plugin_krita.impasto_krita.panel import _select_data
 
     p = panel
     p.prompt_edit.setPlainText(values.get("prompt", "a small red house"))
@@ -203,7 +203,7 @@ def screenshot_mid_job(panel, path):
 
 def scenario_inpaint(ctx, soft=False):
     krita, app_qt, panel, host = ctx["krita"], ctx["qt"], ctx["panel"], ctx["host"]
-    from impasto_krita.pixels import RGBA8, to_rgba8
+    from impasto_krita.plugin_krita.impasto_krita.pixels import RGBA8, to_rgba8
 
     tag = "soft" if soft else "inpaint"
     W, H = 96, 80
@@ -260,8 +260,8 @@ def scenario_inpaint(ctx, soft=False):
 
 def scenario_depth16(ctx):
     krita, app_qt, panel, host = ctx["krita"], ctx["qt"], ctx["panel"], ctx["host"]
-    from impasto_krita.krita_host import document_format
-    from impasto_krita.pixels import to_rgba8
+    from impasto_krita.plugin_krita.impasto_krita.krita_host import document_format
+    from impasto_krita.plugin_krita.impasto_krita.pixels import to_rgba8
 
     W, H = 64, 64
     doc, rgba = make_document(krita, "u16-doc", W, H, "RGBA", "U16", "")
@@ -322,7 +322,7 @@ def scenario_graybatch(ctx):
 def scenario_cmyk(ctx):
     """A CMYK document: read through Krita's own colour management, result as an RGBA 8-bit layer."""
     krita, app_qt, panel, host = ctx["krita"], ctx["qt"], ctx["panel"], ctx["host"]
-    from impasto_krita.krita_host import document_format
+    from impasto_krita.plugin_krita.impasto_krita.krita_host import document_format
 
     W, H = 40, 32
     doc = krita.createDocument(W, H, "cmyk-doc", "CMYKA", "U8", "", 72.0)
@@ -366,7 +366,7 @@ def scenario_docker(ctx):
     """Krita's own DockWidget wrapper builds, and the panel is screenshotted for docs."""
     app_qt, panel = ctx["qt"], ctx["panel"]
     try:
-        from impasto_krita.plugin import ImpastoDocker
+        from impasto_krita.plugin_krita.impasto_krita.plugin import ImpastoDocker
 
         docker = ImpastoDocker()
         ok = docker.panel is not None
@@ -414,17 +414,19 @@ def main(*_args):
 def _run():
     from krita import Krita
 
-    from impasto_krita.qt import QtWidgets
+    from impasto_krita.plugin_krita.impasto_krita.qt import QtWidgets
 
     krita = Krita.instance()
     app_qt = QtWidgets.QApplication.instance()
     import impasto_krita
-    from impasto_krita import wire
+    from impasto_krita.plugin_krita.impasto_krita import qt, session
 
-    REPORT["info"].update(krita=krita.version(), python=sys.version.split()[0], qt=impasto_krita.qt.QT_VERSION,
-                          binding=impasto_krita.qt.BINDING, protocol_copy=wire.protocol.__file__)
-    check("plugin uses its vendored protocol copy", wire.VENDORED and "vendor" in wire.protocol.__file__,
-          wire.protocol.__file__)
+    copy = sys.modules[session.Client.__module__].__file__
+    REPORT["info"].update(krita=krita.version(), python=sys.version.split()[0], qt=qt.QT_VERSION,
+                          binding=qt.BINDING, protocol_copy=copy)
+    # the installed root's own protocol/ (the plugin imports it relatively), never another Impasto
+    check("plugin uses its vendored protocol copy",
+          copy.startswith(os.path.join(os.path.dirname(impasto_krita.__file__), "protocol")), copy)
     heavy = [m for m in ("numpy", "PIL", "torch") if m in sys.modules]
     check("plugin imports no numpy / PIL / torch", not heavy, heavy)
 

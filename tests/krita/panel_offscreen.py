@@ -18,9 +18,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, sys.argv[1])
 ENDPOINT, OUT = sys.argv[2], sys.argv[3]
 
-from impasto_krita.config import MemoryStore  # noqa: E402
-from impasto_krita.pixels import swap_red_blue  # noqa: E402
-from impasto_krita.qt import BINDING, QtWidgets  # noqa: E402
+from impasto_krita.plugin_krita.impasto_krita.config import MemoryStore  # noqa: E402
+from impasto_krita.plugin_krita.impasto_krita.pixels import swap_red_blue  # noqa: E402
+from impasto_krita.plugin_krita.impasto_krita.qt import BINDING, QtWidgets  # noqa: E402
 
 CHECKS = []
 
@@ -77,8 +77,8 @@ class FakeHost:
         return doc.selection
 
     def read_pixels(self, doc, window):
-        from impasto_krita.masks import crop
-        from impasto_krita.pixels import RGBA8
+        from impasto_krita.plugin_krita.impasto_krita.masks import crop
+        from impasto_krita.plugin_krita.impasto_krita.pixels import RGBA8
 
         return crop(doc.bgra, doc.w, window, 4), RGBA8, None
 
@@ -98,7 +98,7 @@ def wait(app, predicate, timeout):
 
 
 def main():
-    from impasto_krita.panel import ImpastoPanel, _select_data
+    from impasto_krita.plugin_krita.impasto_krita.panel import ImpastoPanel, _select_data
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     doc = FakeDoc(48, 40)

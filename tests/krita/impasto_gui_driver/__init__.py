@@ -58,9 +58,9 @@ def run():
 
 
 def _run():
-    from impasto_krita import plugin
-    from impasto_krita.panel import _select_data
-    from impasto_krita.qt import QtWidgets
+    from impasto_krita.plugin_krita.impasto_krita import plugin
+    from impasto_krita.plugin_krita.impasto_krita.panel import _select_data
+    from impasto_krita.plugin_krita.impasto_krita.qt import QtWidgets
 
     app = QtWidgets.QApplication.instance()
     k = Krita.instance()
@@ -162,7 +162,7 @@ def _on_window():
     if _started[0]:
         return
     _started[0] = True
-    from impasto_krita.qt import QtCore
+    from impasto_krita.plugin_krita.impasto_krita.qt import QtCore
 
     QtCore.QTimer.singleShot(1500, run)
 

@@ -1,0 +1,144 @@
+"""What an artist sets for a job, as one value every front end shares.
+
+Krita's docker, GIMP's dialogs, the canvas panel and the CLI each had their
+own form model with its own defaults (mask blur 8 or 4, strength a percent or
+a fraction, seed 0 plus a "random" flag or -1).  :class:`Settings` is the one
+model; its defaults are read from the protocol's own :class:`Generate`
+defaults, so a client that leaves a knob alone sends what the protocol says.
+Where clients disagreed the protocol follows AUTOMATIC1111 /
+krita-ai-diffusion conventions (docs/architecture.md): mask blur 4 px,
+denoising strength a fraction 0..1 (0.75), seed -1 = a new random seed,
+"only masked" padding 32 px, fill "original".
+
+Stored as plain JSON (Krita's settings, the canvas's project files, GIMP's
+last values).  Reading is tolerant: unknown keys are dropped, a value of the
+wrong type keeps its default, and the older per-client names (``feather``,
+``batch``, a percent ``strength``, ``random_seed``, ``[name, weight]``
+concept pairs) are understood, so nobody's saved form is lost.
+
+Standard library only (vendored into Krita and GIMP).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+from .messages import FILL_MODES, SAMPLERS, Generate
+
+_G = Generate()
+
+
+def _concepts_default() -> List[Dict[str, Any]]:
+    return []
+
+
+@dataclass
+class Settings:
+    """The knobs of a generate / refine / inpaint job (defaults: :class:`Generate`'s)."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str = _G.model                 # "": the daemon's default model
+    sampler: str = _G.sampler
+    steps: int = _G.steps
+    cfg_scale: float = _G.cfg_scale
+    seed: int = _G.seed                   # -1: a new random seed each job
+    strength: float = _G.strength         # denoising strength 0..1 (Refine / Inpaint)
+    batch_size: int = _G.batch_size
+    # {"name", "weight", "enabled"}: disabled ones stay in the form but are not sent
+    concepts: List[Dict[str, Any]] = field(default_factory=_concepts_default)
+    mask_blur: int = _G.mask_blur         # feather of the selection's edge, px
+    grow: int = _G.grow                   # px; negative shrinks the selection
+    padding: int = _G.padding             # "only masked" context around the selection, px
+    fill: str = _G.fill                   # what the masked area starts from
+    whole_picture: bool = _G.whole_picture
+    preview: bool = True                  # live previews while the job runs
+
+    # ------------------------------------------------------------------ concepts
+
+    def active_concepts(self) -> List[Tuple[str, float]]:
+        """The (name, weight) pairs sent with a job: enabled concepts only."""
+        return [(str(c["name"]), float(c.get("weight", 1.0))) for c in self.concepts if c.get("enabled", True)]
+
+    def set_concepts(self, pairs) -> "Settings":
+        """Replace the concepts by enabled ``(name, weight)`` pairs; returns self."""
+        self.concepts = [{"name": str(n), "weight": float(w), "enabled": True} for n, w in pairs]
+        return self
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: Optional[str]) -> "Settings":
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {}
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Settings":
+        """Tolerant reading (see the module doc); never raises."""
+        out = cls()
+        if not isinstance(data, dict):
+            return out
+        data = _migrate(dict(data))
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value, default = data[f.name], getattr(out, f.name)
+            if f.name == "concepts":
+                value = _read_concepts(value)
+                ok = value is not None
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                value = float(value) if ok else value
+            elif isinstance(default, int):
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, type(default))
+            if ok:
+                setattr(out, f.name, value)
+        if out.sampler not in SAMPLERS:
+            out.sampler = _G.sampler
+        if out.fill not in FILL_MODES:
+            out.fill = _G.fill
+        return out
+
+
+def _migrate(data: Dict[str, Any]) -> Dict[str, Any]:
+    """The older per-client names -> today's (Krita's docker and the canvas kept their own)."""
+    for old, new in (("feather", "mask_blur"), ("batch", "batch_size"), ("live_preview", "preview")):
+        if old in data and new not in data:
+            data[new] = data.pop(old)
+    strength = data.get("strength")
+    if isinstance(strength, int) and not isinstance(strength, bool) and strength > 1:
+        data["strength"] = strength / 100.0           # Krita stored a whole percent
+    if data.pop("random_seed", False) is True:
+        data["seed"] = -1
+    return data
+
+
+def _read_concepts(value: Any) -> Optional[List[Dict[str, Any]]]:
+    if not isinstance(value, list):
+        return None
+    out: List[Dict[str, Any]] = []
+    for c in value:
+        if isinstance(c, dict) and isinstance(c.get("name"), str):
+            weight = c.get("weight", 1.0)
+            out.append({"name": c["name"], "weight": float(weight) if isinstance(weight, (int, float)) else 1.0,
+                        "enabled": bool(c.get("enabled", True))})
+        elif isinstance(c, (list, tuple)) and len(c) == 2 and isinstance(c[0], str) \
+                and isinstance(c[1], (int, float)):
+            out.append({"name": c[0], "weight": float(c[1]), "enabled": True})
+        else:
+            return None
+    return out

@@ -1,0 +1,197 @@
+"""The client core in protocol/: the one region rule, settings, planner, error sentences and launcher.
+
+Pure Python (no torch, no Qt): these run in the fast tier.
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+
+import pytest
+
+from impasto.protocol import launcher, planner, region
+from impasto.protocol.errors import CLI, PlanError, describe_error, describe_exception
+from impasto.protocol.messages import ErrorCode, Generate
+from impasto.protocol.settings import Settings
+
+
+# --------------------------------------------------------------------------- the one region rule
+
+
+def _feathered_box(sel, canvas, grow, blur):
+    """The engine's feathered box for a hard rectangular selection: the selection grown by grow + blur."""
+    return region.expand(sel, max(grow, 0) + blur, canvas)
+
+
+def test_the_window_never_changes_the_region_the_engine_picks():
+    """Sending the planner's window gives the engine exactly the region it picks on the whole canvas."""
+    rng = random.Random(14)
+    checked = 0
+    for _ in range(4000):
+        cw, ch = rng.randint(16, 5000), rng.randint(16, 5000)
+        w, h = rng.randint(1, min(cw, 900)), rng.randint(1, min(ch, 900))
+        if rng.random() < 0.3:  # thin strips, where the 2:1 widening matters
+            h = min(ch, max(1, w // rng.randint(3, 12))) if rng.random() < 0.5 else h
+        x, y = rng.randint(0, cw - w), rng.randint(0, ch - h)
+        sel = (x, y, x + w, y + h)
+        padding, grow, blur = rng.choice((0, 8, 32, 100)), rng.choice((-4, 0, 3, 16)), rng.choice((0, 4, 8, 30))
+        native = rng.choice((64, 256, 512, 768, 1024))
+        max_size = rng.choice((0, native, 2 * native))
+        feathered = _feathered_box(sel, (cw, ch), grow, blur)
+        whole = region.only_masked(feathered, (cw, ch), padding, native, max_size)
+        wx0, wy0, wx1, wy1 = region.send_window(sel, (cw, ch), padding, grow, blur)
+        assert 0 <= wx0 and 0 <= wy0 and wx1 <= cw and wy1 <= ch
+        inner = region.only_masked((feathered[0] - wx0, feathered[1] - wy0, feathered[2] - wx0, feathered[3] - wy0),
+                                   (wx1 - wx0, wy1 - wy0), padding, native, max_size)
+        moved = (inner.box[0] + wx0, inner.box[1] + wy0, inner.box[2] + wx0, inner.box[3] + wy0)
+        assert (moved, inner.size) == (whole.box, whole.size), (sel, (cw, ch), padding, grow, blur, native, max_size)
+        checked += 1
+    assert checked == 4000
+
+
+def test_engine_region_module_uses_the_protocol_rule():
+    import ast
+    from pathlib import Path
+
+    src = (Path(__file__).parents[1] / "backend" / "engine" / "region.py").read_text()
+    names = {n.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.FunctionDef)}
+    assert "only_masked" not in names and "impasto.protocol.region" in src  # no second copy of the rule
+
+
+def test_region_rule_keeps_two_to_one_and_native_area():
+    r = region.only_masked((1000, 1000, 1300, 1020), (4000, 3000), 16, 512)
+    assert r.width <= 2.05 * r.height and r.size[0] % 8 == 0 and r.size[1] % 8 == 0
+    assert abs(r.size[0] * r.size[1] - 512 * 512) < 0.1 * 512 * 512
+    assert abs(r.width / r.height - r.size[0] / r.size[1]) < 0.02
+
+
+def test_mask_box_and_crops():
+    w, h = 7, 5
+    m = bytearray(w * h)
+    m[2 * w + 3] = 9
+    m[3 * w + 5] = 255
+    assert region.mask_box(bytes(m), w, h) == (3, 2, 6, 4)
+    assert region.mask_box(bytes(w * h), w, h) is None
+    assert region.crop_bytes(bytes(m), w, (3, 2, 6, 4)) == bytes([9, 0, 0, 0, 0, 255])
+    full = bytearray(w * h * 4)
+    region.paste_bytes(full, w, (1, 1, 3, 2), bytes(range(8)), 4)
+    assert full[(w + 1) * 4:(w + 3) * 4] == bytes(range(8))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_defaults_are_the_protocols():
+    s, g = Settings(), Generate()
+    for name in ("seed", "steps", "cfg_scale", "sampler", "strength", "batch_size", "mask_blur", "grow", "padding",
+                 "fill", "whole_picture", "model"):
+        assert getattr(s, name) == getattr(g, name), name
+    assert (s.mask_blur, s.strength, s.seed) == (4, 0.75, -1)  # A1111 / krita-ai-diffusion conventions
+
+
+def test_settings_json_round_trip_and_older_forms():
+    s = Settings(prompt="p", steps=9).set_concepts([("a", 0.5)])
+    assert Settings.from_json(s.to_json()) == s
+    canvas_era = Settings.from_dict({"concepts": [["cat", 0.7]], "mask_blur": 8, "sampler": "nope"})
+    assert canvas_era.active_concepts() == [("cat", 0.7)] and canvas_era.mask_blur == 8
+    assert canvas_era.sampler == "euler_a"
+    assert Settings.from_dict({"strength": True, "steps": 2.5}) == Settings()
+    assert Settings.from_json("[1]") == Settings()
+
+
+# --------------------------------------------------------------------------- planner
+
+
+def test_planner_decision_table():
+    s = Settings(prompt="x")
+    doc = (40, 30)
+    rgba = bytes(40 * 30 * 4)
+    mask = bytearray(40 * 30)
+    mask[10 * 40 + 10] = 255
+    assert planner.plan_job(doc, s, "generate").kind == "txt2img"
+    assert planner.plan_job(doc, s, "refine", rgba=rgba).kind == "img2img"
+    assert planner.plan_job(doc, s, "refine", rgba=rgba, mask=bytes(mask)).kind == "edit"
+    assert planner.plan_job(doc, s, "inpaint", rgba=rgba, mask=bytes(mask)).kind == "edit"
+    with pytest.raises(PlanError) as err:
+        planner.plan_job(doc, s, "inpaint", rgba=rgba, mask=bytes(40 * 30))   # an empty selection
+    assert err.value.field == "mask"
+    with pytest.raises(PlanError) as err:
+        planner.plan_job(doc, Settings(steps=500), "generate")
+    assert err.value.field == "steps" and err.value.message.startswith("Steps: 500")
+    with pytest.raises(PlanError):
+        planner.plan_job(doc, s, "refine", rgba=bytes(10))
+    plan = planner.plan_job(doc, s, "refine", (5, 5, 25, 20), bytes(20 * 15 * 4), bytes([255]) * 300)
+    assert plan.selection == (5, 5, 25, 20) and planner.place(plan, 2, 3, 4, 4) == (7, 8, 11, 12)
+    with pytest.raises(ValueError):
+        planner.place(plan, 18, 0, 4, 4)
+
+
+# --------------------------------------------------------------------------- error sentences
+
+
+@pytest.mark.parametrize("code, needle", [
+    (ErrorCode.DAEMON_RESTARTED, "restarted"), (ErrorCode.CLIENT_CLOSED, "closed"),
+    (ErrorCode.UNAVAILABLE, "impasto serve"), (ErrorCode.UNKNOWN_MODEL, "impasto models"),
+    (ErrorCode.INTERNAL, "keeps running"), (ErrorCode.DUPLICATE_JOB, "already running"),
+])
+def test_errors_are_told_apart_by_code_not_text(code, needle):
+    # the same text under every code: only the code can choose the sentence
+    text = describe_error(code, "something happened", "", "tcp://x", CLI)
+    assert needle in text and text[0].isupper() and text.endswith(".")
+
+
+def test_field_errors_use_artists_words():
+    assert describe_error("bad_field", "cfg_scale: 40 is outside 0..30", "cfg_scale").startswith("CFG scale: 40")
+    assert "mask blur" in describe_error("bad_field", "mask_blur: 999 is outside 0..256", "mask_blur").lower()
+    assert describe_exception(PlanError("nothing selected", "mask")) == "Nothing selected."
+
+
+# --------------------------------------------------------------------------- the launcher
+
+
+def test_serve_argv_adds_only_what_is_missing():
+    assert launcher.serve_argv(["impasto"], "tcp://h:1") == ["impasto", "serve", "--endpoint", "tcp://h:1"]
+    assert launcher.serve_argv(["i", "serve", "--endpoint", "e"], "x", "/m") == [
+        "i", "serve", "--endpoint", "e", "--models-dir", "/m"]
+
+
+def test_spawned_daemon_is_detached_logs_to_impasto_home_and_loses_host_pythonpath(tmp_path, monkeypatch):
+    """A stand-in daemon (a real child process) reports what the launcher gave it."""
+    home = tmp_path / "home"
+    out = tmp_path / "seen.json"
+    script = ("import json, os, sys; print('hello from the daemon');"
+              f"json.dump({{'sid': os.getsid(0) == os.getpid(), 'pp': os.environ.get('PYTHONPATH'),"
+              f" 'home': os.environ.get('IMPASTO_HOME')}}, open({str(out)!r}, 'w'))")
+    monkeypatch.setenv("PYTHONPATH", "/krita/bundled/site-packages")
+    # a different interpreter path (a symlink would resolve to ours): the host's PYTHONPATH must not leak
+    other = tmp_path / "python-other"
+    other.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    other.chmod(0o755)
+    proc = launcher.spawn_daemon([str(other), "-c", script], {"IMPASTO_HOME": str(home)})
+    assert proc.wait(30) == 0
+    seen = json.loads(out.read_text())
+    assert seen == {"sid": True, "pp": None, "home": str(home)}
+    log = launcher.daemon_log_path({"IMPASTO_HOME": str(home)})
+    assert log == home / "logs" / "daemon.log" and "hello from the daemon" in log.read_text()
+
+
+def test_connect_without_a_daemon_says_how_to_start_one():
+    from conftest import free_port
+
+    t0 = time.monotonic()
+    with pytest.raises(launcher.DaemonUnavailable) as err:
+        launcher.connect(f"tcp://127.0.0.1:{free_port()}", None, ping_timeout=0.3, hint="run the thing")
+    assert "run the thing" in err.value.message and time.monotonic() - t0 < 5
+    assert describe_exception(err.value).startswith("No Impasto daemon answers")
+
+
+def test_a_daemon_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypatch):
+    from conftest import free_port
+
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path))
+    cmd = [sys.executable, "-c", "import sys; print('model folder is broken'); sys.exit(4)"]
+    with pytest.raises(launcher.DaemonUnavailable) as err:
+        launcher.connect(f"tcp://127.0.0.1:{free_port()}", cmd, ping_timeout=0.3, timeout=30)
+    assert "code 4" in err.value.message and "model folder is broken" in err.value.message
