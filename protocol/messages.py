@@ -37,6 +37,7 @@ class ErrorCode:
     NOT_FOUND = "not_found"              # cancel/rename of something that isn't there (or isn't yours)
     INTERNAL = "internal"                # the engine failed; the daemon keeps serving
     UNAVAILABLE = "unavailable"          # client side: daemon not answering
+    OUT_OF_MEMORY = "out_of_memory"      # the device ran out of memory at this size; the daemon freed it
 
 
 class ProtocolError(Exception):
@@ -289,6 +290,7 @@ class Error:
 class Cancelled:
     TYPE: ClassVar[str] = "cancelled"
     job: str = ""
+    steps: Optional[int] = None          # steps (denoise or training) that actually ran; None: cancelled in the queue
 
 
 @dataclass

@@ -449,7 +449,9 @@ def test_inspect_tells_checkpoints_apart_from_headers_alone(tmp_path):
     cases = {
         "sd15": (sd15, "sd15", True, ""),
         "inpaint": (inpaint, "sd15-inpaint", True, ""),
-        "sdxl": (sdxl, "sdxl", False, "SDXL"),
+        "sdxl": (sdxl, "sdxl", True, ""),
+        "sdxlrefiner": ({k.replace("embedders.1.", "embedders.0."): v for k, v in sdxl.items()
+                         if not k.startswith("conditioner.embedders.0.")}, "sdxl", False, "refiner"),
         "sd2": (sd2, "sd2", False, "SD2"),
         "kohya": (kohya, "unknown", False, "LoRA"),
         "peft": (peft, "unknown", False, "LoRA"),

@@ -402,13 +402,3 @@ def split_components(tensors: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, Tu
             raise EngineError(ErrorCode.INTERNAL, f"concept weights: unexpected key {key!r}", "concepts")
         out.setdefault(comp, {})[module] = (a, b)
     return out
-
-
-def library_tensors(parts: Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor]]]) -> Dict[str, torch.Tensor]:
-    out: Dict[str, torch.Tensor] = {}
-    for comp, modules in parts.items():
-        for module, (a, b) in modules.items():
-            out[f"{comp}.{module}.lora_A.weight"] = a
-            out[f"{comp}.{module}.lora_B.weight"] = b
-    return out
-

@@ -40,13 +40,13 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from impasto.protocol.messages import TRAIN_FALLBACKS, ErrorCode, Result, Train
+from impasto.protocol.messages import TRAIN_FALLBACKS, ErrorCode, Train
 
 from impasto.backend.engine.denoise import generators
-from impasto.backend.engine.engine import JOB_RUNNERS
 from impasto.backend.engine.errors import Cancelled, EngineError
 from impasto.backend.engine.hooks import JobHooks
-from impasto.backend.engine.images import to_wire
+from impasto.backend.engine.images import to_rgba_array
+from impasto.backend.engine.runners import Output
 from impasto.backend.engine.samplers import make_scheduler
 
 # ``library`` by module: importing it may be what started the engine import that leads here
@@ -486,6 +486,7 @@ class Trainer:
         t_loop = time.perf_counter()
         try:
             while self.step < total:
+                hooks.steps_done = self.step   # a cancel reports the training steps run
                 hooks.check()
                 t0 = time.perf_counter()
                 loss = self.train_step()
@@ -496,6 +497,7 @@ class Trainer:
                                       "lower the learning rate", "learning_rate")
                 self.losses.append(round(loss, 6))
                 preview = None
+                hooks.steps_done = self.step
                 if req.preview and req.sample_every and self.step % req.sample_every == 0 and self.step < total:
                     hooks.check()
                     preview = self.samples(1)[0]
@@ -510,7 +512,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the job
 
-    def finish(self) -> Result:
+    def finish(self) -> Output:
         req, loaded = self.req, self.loaded
         self.save_checkpoint()  # if saving to the library fails (disk full), resume can still save it
         t0 = time.perf_counter()
@@ -536,15 +538,15 @@ class Trainer:
         self.timings["save"] = time.perf_counter() - t0
         self.hooks.progress(self.step, req.steps, None, None, "saved")
         step_median = statistics.median(self.step_times) if self.step_times else 0.0
-        return Result(
-            images=[to_wire(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
-            steps_run=self.step, timings={k: round(v, 6) for k, v in self.timings.items()},
+        return Output(
+            images=[to_rgba_array(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
+            steps=self.step, timings=dict(self.timings),
             info={"concept": info.to_wire(), "steps_this_run": len(self.step_times),
                   "resumed_from": self.resumed_from, "batch": self.batch, "step_median_s": round(step_median, 6),
                   "final_loss": meta["final_loss"], "distilled_prompts": list(self.distill_prompts)},
         )
 
-    def run(self) -> Result:
+    def run(self) -> Output:
         req = self.req
         dataset.check_count(req.images)  # before anything is changed
         resume = None
@@ -596,11 +598,9 @@ def with_model_defaults(req: Train, loaded) -> Train:
     return dataclasses.replace(req, **values)
 
 
-def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Result:
+def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Output:
     req = with_model_defaults(req, loaded)
     # gradients on, whatever the caller's context (a script under no_grad / inference_mode)
     with torch.inference_mode(False), torch.enable_grad():
         return Trainer(engine, loaded, req, hooks).run()
 
-
-JOB_RUNNERS["train"] = run_train

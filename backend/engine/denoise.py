@@ -32,10 +32,11 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     pipe.scheduler = scheduler
     tap = X0Tap(scheduler)
     state = {"steps": 0, "first": None}
+    hooks.steps_done = 0
     t0 = time.perf_counter()
 
     def on_step_end(p, i, t, cb_kwargs):
-        state["steps"] = i + 1
+        state["steps"] = hooks.steps_done = i + 1
         if state["first"] is None:
             state["first"] = time.perf_counter() - t0
         hooks.check()

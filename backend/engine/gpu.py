@@ -1,0 +1,126 @@
+"""The GPU fast path, kept small and explicit: everything device-specific the engine does.
+
+The CPU path runs the same functions (tests exercise them); what differs on
+CUDA is spelled out here and nowhere else:
+
+* precision: :mod:`.device` picks fp16, or bf16 where the card has it
+  (``IMPASTO_PRECISION``); the VAE is upcast when its config says fp16 overflows
+  (:func:`vae_needs_upcast`: SDXL's original VAE);
+* attention: PyTorch's scaled-dot-product attention (diffusers' ``AttnProcessor2_0``)
+  set explicitly on UNet and VAE;
+* memory layout: channels_last for UNet and VAE on CUDA;
+* ``torch.compile`` of the UNet when the daemon setting asks for it
+  (``IMPASTO_COMPILE=1``), compiled once per model; shapes are kept to the
+  aspect buckets (:mod:`.native`) so few graphs exist;
+* VAE tiling / slicing for canvases whose decode would not fit
+  (:func:`configure_vae`), model offload when VRAM is short (``IMPASTO_OFFLOAD``);
+* a CUDA out-of-memory error becomes a typed ``out_of_memory`` error naming
+  the size, after the memory is freed (:func:`oom_guard`): the daemon lives on.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from impasto.protocol.messages import ErrorCode
+
+from .errors import EngineError
+
+log = logging.getLogger("impasto.engine")
+
+TILE_ABOVE_PIXELS = 2048 * 2048     # decode/encode larger pictures tile by tile (bounded VRAM)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The daemon's speed settings (environment, read once per model load)."""
+
+    sdpa: bool = True
+    channels_last: bool = False
+    compile: bool = False
+    offload: str = "none"            # "none" | "model" (diffusers' model CPU offload)
+
+    @classmethod
+    def for_device(cls, choice) -> "FastPath":
+        cuda = choice.device.type == "cuda"
+        offload = os.environ.get("IMPASTO_OFFLOAD", "auto").lower()
+        if offload == "auto":
+            offload = "model" if cuda and _vram_gib(choice.device) < 8 else "none"
+        return cls(sdpa=True, channels_last=cuda or os.environ.get("IMPASTO_CHANNELS_LAST") == "1",
+                   compile=os.environ.get("IMPASTO_COMPILE", "") == "1", offload=offload if cuda else "none")
+
+
+def _vram_gib(device) -> float:
+    try:
+        return torch.cuda.get_device_properties(device).total_memory / 2**30
+    except Exception:  # no CUDA runtime: treat as plenty, never offload
+        return 1e9
+
+
+def vae_needs_upcast(vae) -> bool:
+    """SDXL's original VAE overflows in fp16 (its config says ``force_upcast``); fp16-fixed VAEs don't."""
+    return bool(getattr(vae.config, "force_upcast", False))
+
+
+def optimize(pipe, choice, fast: FastPath, upcast_vae: bool = False) -> None:
+    """Apply the fast path to a freshly loaded pipeline (same calls on CPU, with the CPU's settings)."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    if fast.sdpa:
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+        pipe.vae.set_attn_processor(AttnProcessor2_0())
+    if fast.channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    if upcast_vae and choice.dtype == torch.float16 and vae_needs_upcast(pipe.vae):
+        pipe.vae.to(torch.float32)   # decode/encode in fp32: fp16 overflows to NaN (black pictures)
+    if fast.compile:
+        pipe.unet = torch.compile(pipe.unet, fullgraph=False, dynamic=False)
+    if fast.offload == "model":
+        pipe.enable_model_cpu_offload(device=choice.device)
+
+
+def configure_vae(vae, width: int, height: int) -> bool:
+    """Tile and slice the VAE for pictures above :data:`TILE_ABOVE_PIXELS`; returns whether it tiles."""
+    tiled = width * height > TILE_ABOVE_PIXELS
+    if tiled:
+        vae.enable_tiling()
+        vae.enable_slicing()
+    else:
+        vae.disable_tiling()
+        vae.disable_slicing()
+    return tiled
+
+
+def _size_of(req) -> str:
+    image = getattr(req, "init_image", None)
+    if image is not None:
+        return f"{image.width}x{image.height}"
+    w, h = getattr(req, "width", 0), getattr(req, "height", 0)
+    return f"{w}x{h}" if w and h else "this size"
+
+
+def free_memory(choice) -> None:
+    gc.collect()
+    if choice.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def oom_guard(choice, req):
+    """Turn an out-of-memory error into a typed one naming the size, after freeing the memory."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        del exc
+        free_memory(choice)
+        size = _size_of(req)
+        batch = getattr(req, "batch_size", 1)
+        raise EngineError(ErrorCode.OUT_OF_MEMORY,
+                          f"the {choice.device.type} ran out of memory for {size} x {batch}: try a smaller size "
+                          f"or batch, or set IMPASTO_OFFLOAD=model", "width") from None
