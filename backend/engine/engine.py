@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+
 from impasto.protocol.messages import ErrorCode, Generate, Limits, Result, validate_job
 
 from . import concepts
@@ -78,4 +80,5 @@ class Engine:
         result.info.setdefault("model", loaded.entry.name)
         result.info.setdefault("family", loaded.entry.family)
         result.info.setdefault("device", self.choice.describe())
+        result.info.setdefault("torch_threads", torch.get_num_threads())  # benchmarks compare like with like
         return result

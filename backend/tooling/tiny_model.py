@@ -1,8 +1,9 @@
-"""A tiny Stable-Diffusion-architecture model built in code, for tests and benchmarks.
+"""Tiny Stable-Diffusion-architecture models built in code, for tests and benchmarks (tooling).
 
 Random weights, a few MB, written with ``save_pretrained`` as a diffusers
 folder: it loads through exactly the ``from_pretrained`` path a real SD1.5
-folder takes, so tests exercise the real pipelines without any download.
+(:func:`build_tiny_model`) or SDXL (:func:`build_tiny_sdxl`) folder takes, so
+tests exercise the real pipelines without any download.
 The tokenizer is CLIP's BPE with a letter-level vocabulary written locally:
 every word tokenizes (trigger words included), none maps to the unknown token.
 """
@@ -88,6 +89,59 @@ def build_tiny_model(path: Path, seed: int = 0, inpaint: bool = False, sample_si
     pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
+    pipe.save_pretrained(str(path), safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(tok_dir, ignore_errors=True)
+    return path
+
+
+def build_tiny_sdxl(path: Path, seed: int = 0, inpaint: bool = False, sample_size: int = 64) -> Path:
+    """Write a tiny SDXL-architecture diffusers folder: two text encoders (the second with a projection),
+    a UNet with SDXL's ``text_time`` added embedding (pooled text + size conditioning), SDXL's block
+    layout (no attention at the first level, several transformer layers deeper), linear projections."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    # the encoders' widths must differ (as SDXL's 768 / 1280 do): diffusers' single-file loader tells its
+    # two text encoders apart by width
+    hidden_1, hidden_2, time_dim = 32, 48, 8
+    unet = UNet2DConditionModel(
+        sample_size=sample_size // 8, in_channels=9 if inpaint else 4, out_channels=4,
+        block_out_channels=(32, 64), layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2), attention_head_dim=(2, 4), use_linear_projection=True,
+        cross_attention_dim=hidden_1 + hidden_2, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=hidden_2 + 6 * time_dim,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=32, sample_size=sample_size, scaling_factor=0.13025, force_upcast=True,
+    )
+    tok_dir = path.parent / (path.name + "-tok")
+    write_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
+    tokenizer_2 = CLIPTokenizer.from_pretrained(str(tok_dir))
+
+    def text_config(hidden, **extra):
+        return CLIPTextConfig(
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, hidden_size=hidden,
+            intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2,
+            pad_token_id=tokenizer.pad_token_id, vocab_size=len(tokenizer), max_position_embeddings=77,
+            hidden_act="gelu", **extra)
+
+    text_encoder = CLIPTextModel(text_config(hidden_1))
+    text_encoder_2 = CLIPTextModelWithProjection(text_config(hidden_2, projection_dim=hidden_2))
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler,
+                                     force_zeros_for_empty_prompt=True, add_watermarker=False)
     pipe.save_pretrained(str(path), safe_serialization=True)
     import shutil
 
