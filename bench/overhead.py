@@ -197,6 +197,7 @@ def main() -> None:
     from impasto.backend.engine.models import starter_dir
     from impasto.backend.tooling.tiny_model import build_tiny_model
 
+    load_before = os.getloadavg()
     models = Path(tempfile.mkdtemp(prefix="impasto-bench-models-"))
     tiny = build_tiny_model(models / "tiny")
     home = Path(tempfile.mkdtemp(prefix="impasto-bench-"))
@@ -218,6 +219,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs, {platform.processor() or '?'}",
         "torch": torch.__version__, "torch_threads": args.threads, "seed": SEED, "sampler": "euler", "cfg": 7.0,
         "baseline": "the same diffusers StableDiffusionPipeline called in-process, same settings and threads",
+        "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
+                                "after": [round(x, 2) for x in os.getloadavg()]},
         "cases": cases,
     }
     if args.transfer:

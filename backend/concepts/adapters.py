@@ -1,7 +1,8 @@
 """Concepts inside a resident model: peft LoRA adapters, loaded once, switched per job.
 
 Each concept becomes one named peft adapter in the model's UNet (and text
-encoder, when it has text-encoder weights), injected with
+encoder(s), when it has text-encoder weights: SDXL has two, ``text_encoder``
+and ``text_encoder_2``), injected with
 ``inject_adapter_in_model`` + ``set_peft_model_state_dict`` the first time a
 job asks for it.  Later jobs only *switch*: ``set_adapter`` + ``set_scale`` on
 every LoRA layer, microseconds of Python, no weight I/O, the base weights
@@ -86,14 +87,14 @@ def live_name(model, comp: str, module: str) -> str:
     CLIPTextModel layout of transformers 4); transformers 5 dropped the
     ``text_model`` level.  Both are accepted.
     """
-    if comp == "text_encoder" and module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+    if comp.startswith("text_encoder") and module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
         return module[len(TEXT_MODEL):]
     return module
 
 
 def canonical_name(model, comp: str, module: str) -> str:
     """The inverse of :func:`live_name`: the name stored in the library and in files."""
-    if comp == "text_encoder" and not module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+    if comp.startswith("text_encoder") and not module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
         return TEXT_MODEL + module
     return module
 

@@ -14,6 +14,9 @@ CUDA is spelled out here and nowhere else:
   aspect buckets (:mod:`.native`) so few graphs exist;
 * VAE tiling / slicing for canvases whose decode would not fit
   (:func:`configure_vae`), model offload when VRAM is short (``IMPASTO_OFFLOAD``);
+* concept training: mixed precision (:func:`training_autocast`: the base in
+  fp16 or bf16, LoRA master weights in fp32, a gradient scaler for fp16 only)
+  and gradient checkpointing (``Train.gradient_checkpointing``);
 * a CUDA out-of-memory error becomes a typed ``out_of_memory`` error naming
   the size, after the memory is freed (:func:`oom_guard`): the daemon lives on.
 """
@@ -124,3 +127,17 @@ def oom_guard(choice, req):
         raise EngineError(ErrorCode.OUT_OF_MEMORY,
                           f"the {choice.device.type} ran out of memory for {size} x {batch}: try a smaller size "
                           f"or batch, or set IMPASTO_OFFLOAD=model", "width") from None
+
+
+def training_autocast(choice):
+    """Autocast for a training step: on CUDA in the model's half precision (fp16 or bf16), else off."""
+    half = choice.dtype in (torch.float16, torch.bfloat16)
+    return torch.autocast("cuda", dtype=choice.dtype if half else torch.float16,
+                          enabled=choice.device.type == "cuda" and half)
+
+
+def grad_scaler(choice):
+    """fp16 training needs loss scaling (its gradients underflow); bf16 and fp32 do not."""
+    if choice.device.type == "cuda" and choice.dtype == torch.float16:
+        return torch.amp.GradScaler("cuda")
+    return None
