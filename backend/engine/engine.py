@@ -20,7 +20,7 @@ from impasto.protocol.messages import ErrorCode, Generate, Limits, Result, valid
 from . import concepts
 from .device import DeviceChoice, pick_device
 from .errors import EngineError
-from .gpu import oom_guard
+from .gpu import oom_guard, peak_memory, reset_peak_memory
 from .hooks import JobHooks
 from .models import ModelEntry, ModelRegistry
 from .pipelines import LoadedModel
@@ -66,6 +66,7 @@ class Engine:
         kind = req.kind if isinstance(req, Generate) else req.TYPE
         runner = runner_for(kind)
         t0 = time.perf_counter()
+        reset_peak_memory(self.choice)
         loaded = self.model(req.model)
         t_load = time.perf_counter() - t0
         with oom_guard(self.choice, req):
@@ -81,4 +82,8 @@ class Engine:
         result.info.setdefault("family", loaded.entry.family)
         result.info.setdefault("device", self.choice.describe())
         result.info.setdefault("torch_threads", torch.get_num_threads())  # benchmarks compare like with like
+        result.info.setdefault("fast_path", loaded.fast.describe())
+        peak = peak_memory(self.choice)
+        if peak is not None:
+            result.info.setdefault("peak_vram_bytes", peak)
         return result

@@ -41,7 +41,14 @@ TILE_ABOVE_PIXELS = 2048 * 2048     # decode/encode larger pictures tile by tile
 
 @dataclass(frozen=True)
 class FastPath:
-    """The daemon's speed settings (environment, read once per model load)."""
+    """The daemon's speed settings (environment of ``impasto serve``, read at each model load).
+
+    The *default path* is diffusers' own (SDPA attention, the model's dtype);
+    ``IMPASTO_FAST=1`` turns on the *fast path*: channels_last and
+    ``torch.compile`` of the UNet (each also on its own: ``IMPASTO_CHANNELS_LAST``,
+    ``IMPASTO_COMPILE`` = 1 or 0).  ``IMPASTO_OFFLOAD`` = auto (on CUDA below
+    8 GiB of VRAM), model or none.
+    """
 
     sdpa: bool = True
     channels_last: bool = False
@@ -51,11 +58,21 @@ class FastPath:
     @classmethod
     def for_device(cls, choice) -> "FastPath":
         cuda = choice.device.type == "cuda"
+        fast = os.environ.get("IMPASTO_FAST", "") == "1"
+
+        def flag(name: str) -> bool:
+            value = os.environ.get(name, "")
+            return fast if value == "" else value == "1"
+
         offload = os.environ.get("IMPASTO_OFFLOAD", "auto").lower()
         if offload == "auto":
             offload = "model" if cuda and _vram_gib(choice.device) < 8 else "none"
-        return cls(sdpa=True, channels_last=cuda or os.environ.get("IMPASTO_CHANNELS_LAST") == "1",
-                   compile=os.environ.get("IMPASTO_COMPILE", "") == "1", offload=offload if cuda else "none")
+        return cls(sdpa=True, channels_last=flag("IMPASTO_CHANNELS_LAST"), compile=flag("IMPASTO_COMPILE"),
+                   offload=offload if cuda else "none")
+
+    def describe(self) -> str:
+        parts = ["sdpa"] + [n for n, on in (("channels_last", self.channels_last), ("compile", self.compile)) if on]
+        return "+".join(parts) + ("" if self.offload == "none" else f" offload={self.offload}")
 
 
 def _vram_gib(device) -> float:
@@ -140,4 +157,16 @@ def grad_scaler(choice):
     """fp16 training needs loss scaling (its gradients underflow); bf16 and fp32 do not."""
     if choice.device.type == "cuda" and choice.dtype == torch.float16:
         return torch.amp.GradScaler("cuda")
+    return None
+
+
+def reset_peak_memory(choice) -> None:
+    if choice.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(choice.device)
+
+
+def peak_memory(choice):
+    """Peak device memory of the job so far in bytes (CUDA), else None."""
+    if choice.device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(choice.device))
     return None
