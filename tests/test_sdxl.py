@@ -238,3 +238,15 @@ def test_sdxl_through_the_daemon_and_the_cli(xl_models, tmp_path):
         assert Image.open(png).size == (64, 64)
     finally:
         daemon.stop()
+
+
+def test_large_pictures_tile_the_vae(xl_engine, monkeypatch):
+    from impasto.backend.engine import gpu
+
+    monkeypatch.setattr(gpu, "TILE_ABOVE_PIXELS", 64 * 64)
+    pic = picture(128, 96, seed=4)
+    res = xl_engine.run(gen(init_image=to_wire(pic), strength=0.5, steps=4))
+    assert res.info.get("vae_tiled") is True and (res.images[0].width, res.images[0].height) == (128, 96)
+    assert xl_engine.loaded.img2img.vae.use_tiling
+    small = xl_engine.run(gen(width=64, height=64))
+    assert "vae_tiled" not in small.info and not xl_engine.loaded.txt2img.vae.use_tiling

@@ -55,6 +55,9 @@ class TextConditioning:
 
     def unet(self, unet, noisy: torch.Tensor, timesteps: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction for ``noisy`` at ``timesteps`` under the packed embedding."""
+        from .hotswap import unwrap
+
+        unet = unwrap(unet)   # training runs eagerly, never through a compiled UNet's graph
         packed = packed.to(unet.dtype)
         if not self.sdxl:
             return unet(noisy.to(unet.dtype), timesteps, packed).sample

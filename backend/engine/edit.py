@@ -45,6 +45,7 @@ from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
 from .errors import EngineError
 from .fill import NEUTRAL, apply_fill
+from .gpu import configure_vae
 from .hooks import JobHooks
 from .images import to_rgba8, wire_array
 from .paste import make_patch, paste
@@ -124,6 +125,8 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
     pipe = loaded.inpaint
     dev, dtype, vae = loaded.choice.device, loaded.choice.dtype, pipe.vae
     h, w = rgb.shape[:2]
+    if configure_vae(vae, w, h):   # a whole-picture edit of a big canvas: encode and decode tile by tile
+        info["vae_tiled"] = True
     t0 = time.perf_counter()
     original = encode_rgb(vae, rgb, dev, dtype)
     cell_t = torch.from_numpy(cells.astype(np.float32))[None, None].to(dev, dtype)

@@ -10,8 +10,10 @@ CUDA is spelled out here and nowhere else:
   set explicitly on UNet and VAE;
 * memory layout: channels_last for UNet and VAE on CUDA;
 * ``torch.compile`` of the UNet when the daemon setting asks for it
-  (``IMPASTO_COMPILE=1``), compiled once per model; shapes are kept to the
-  aspect buckets (:mod:`.native`) so few graphs exist;
+  (``IMPASTO_COMPILE=1`` or ``IMPASTO_FAST=1``), compiled once per model and
+  shape (shapes are kept to the aspect buckets, :mod:`.native`, so few graphs
+  exist); concepts then swap into a fixed LoRA slot instead of adding
+  adapters (:mod:`impasto.backend.concepts.hotswap`), so they never recompile;
 * VAE tiling / slicing for canvases whose decode would not fit
   (:func:`configure_vae`), model offload when VRAM is short (``IMPASTO_OFFLOAD``);
 * concept training: mixed precision (:func:`training_autocast`: the base in
@@ -100,7 +102,11 @@ def optimize(pipe, choice, fast: FastPath, upcast_vae: bool = False) -> None:
     if upcast_vae and choice.dtype == torch.float16 and vae_needs_upcast(pipe.vae):
         pipe.vae.to(torch.float32)   # decode/encode in fp32: fp16 overflows to NaN (black pictures)
     if fast.compile:
-        pipe.unet = torch.compile(pipe.unet, fullgraph=False, dynamic=False)
+        from impasto.backend.concepts import hotswap
+
+        hotswap.prepare(pipe.unet)   # concepts swap into this slot later: no recompile per concept
+        backend = os.environ.get("IMPASTO_COMPILE_BACKEND", "inductor")   # tests: "eager" (dynamo, no codegen)
+        pipe.unet = torch.compile(pipe.unet, backend=backend, fullgraph=False, dynamic=False)
     if fast.offload == "model":
         pipe.enable_model_cpu_offload(device=choice.device)
 

@@ -25,6 +25,7 @@ from PIL import Image
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
+from .gpu import configure_vae
 from .edit import edit_pictures, whole_picture_request
 from .hooks import JobHooks
 from .images import from_wire, to_rgb, to_rgba_array
@@ -57,6 +58,8 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pipe = loaded.img2img
+    if configure_vae(pipe.vae, dw, dh):
+        info["vae_tiled"] = True
     latents = encode_rgb(pipe.vae, np.asarray(rgb), loaded.choice.device, loaded.choice.dtype)
     latents = latents.repeat(len(seeds), 1, 1, 1)
     timings["encode"] = time.perf_counter() - t0

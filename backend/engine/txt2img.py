@@ -15,6 +15,7 @@ from PIL import Image
 from . import native
 from .common import diffusion_size, job_seeds, prompt_kwargs
 from .denoise import decode, denoise, generators
+from .gpu import configure_vae
 from .hooks import JobHooks
 from .images import to_rgba_array
 from .runners import Output
@@ -36,6 +37,8 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     kwargs = dict(num_inference_steps=req.steps, width=w, height=h, generator=generators(seeds),
                   **prompt_kwargs(req, len(seeds)))
     pipe = loaded.txt2img
+    if configure_vae(pipe.vae, w, h):
+        info["vae_tiled"] = True
     if loaded.inpaint_unet:  # a 9-channel inpainting model paints from scratch on an all-masked canvas
         kwargs.update(image=Image.new("RGB", (w, h), (127, 127, 127)), mask_image=Image.new("L", (w, h), 255),
                       strength=1.0)
