@@ -120,6 +120,10 @@ def bench_case(daemon, model_dir: Path, name: str, size: int, runs: int, steps: 
         "model": name, "size": size, "steps": steps, "runs": runs,
         "daemon_median_s": round(d, 6), "inprocess_median_s": round(i, 6),
         "overhead_s": round(d - i, 6), "ratio_daemon_over_inprocess": round(d / i, 4),
+        # each daemon run is paired with the in-process run just before it: the median of the pairs'
+        # ratios is robust to the machine slowing down or speeding up during the run
+        "paired_ratio_median": round(median(a / b for a, b in zip(out["daemon"], out["inproc"])), 4),
+        "daemon_min_s": round(min(out["daemon"]), 6), "inprocess_min_s": round(min(out["inproc"]), 6),
         "step_median_s": round(step, 6),
         "first_progress_s": round(median(t for t, _ in out["first_progress"]), 6),
         "first_preview_s": round(median(t for t, _ in out["first_preview"]), 6),
@@ -183,7 +187,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads, daemon and baseline alike")
-    ap.add_argument("--sizes", type=int, nargs=2, default=(256, 512), help="the tiny model's two sizes")
+    ap.add_argument("--sizes", type=int, nargs=2, default=(128, 256), help="the tiny model's two sizes")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--transfer", action="store_true")
     args = ap.parse_args()
@@ -228,7 +232,8 @@ def main() -> None:
     print(f"{args.steps} steps, {args.runs} runs each, {args.threads} torch thread(s) on both sides (medians)")
     for c in cases:
         print(f"  {c['model']:8s} {c['size']:4d}px  in-process {c['inprocess_median_s'] * 1000:8.1f} ms   daemon "
-              f"{c['daemon_median_s'] * 1000:8.1f} ms   ratio {c['ratio_daemon_over_inprocess']:.3f}   "
+              f"{c['daemon_median_s'] * 1000:8.1f} ms   ratio {c['ratio_daemon_over_inprocess']:.3f} "
+              f"(paired {c['paired_ratio_median']:.3f})   "
               f"first preview {c['first_preview_s'] * 1000:.0f} ms (step {c['first_preview_step']:g})   "
               f"cancel extra steps {c['cancel_extra_steps']}")
     if args.json:
