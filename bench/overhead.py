@@ -47,6 +47,16 @@ SEED = 1234
 PROMPT = "a red circle on a blue background"
 
 
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def median(xs):
     return statistics.median(xs)
 
@@ -220,7 +230,7 @@ def main() -> None:
         "bench": "overhead",
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": f"{platform.machine()} {platform.system()} {os.cpu_count()} CPUs, {platform.processor() or '?'}",
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs ({cpu_model()})",
         "torch": torch.__version__, "torch_threads": args.threads, "seed": SEED, "sampler": "euler", "cfg": 7.0,
         "baseline": "the same diffusers StableDiffusionPipeline called in-process, same settings and threads",
         "load_average_1_5_15": {"before": [round(x, 2) for x in load_before],
