@@ -226,14 +226,7 @@ def unload_all(loaded) -> None:
         if model is None:
             continue
         if comp == "unet" and hotswap.active(model):   # the compiled UNet keeps its (zeroed) hot slot
-            for layer in tuner_layers(model):
-                for name in [n for n in layer.lora_A if n != hotswap.HOT]:
-                    layer.delete_adapter(name)
-            cfg = getattr(model, "peft_config", None)
-            if isinstance(cfg, dict):
-                for name in [n for n in cfg if n != hotswap.HOT]:
-                    cfg.pop(name)
-            hotswap.reset(model)
+            hotswap.remove_others(model)
         elif tuner_layers(model):
             recurse_remove_peft_layers(model)
         if "peft_config" in model.__dict__ and not (comp == "unet" and hotswap.active(model)):
@@ -343,20 +336,14 @@ def set_active(loaded, weights: Dict[str, float]) -> None:
     names = list(weights)
     unet = component(loaded, "unet")
     if unet is not None and hotswap.active(unet):   # compiled UNet: its concepts are tensors written in place
-        hot = {r.adapter: r.hot for r in st.resident.values() if r.hot is not None}
-        hotswap.fill(unet, [(hot[n], w) for n, w in weights.items() if n in hot])
+        hotswap.switch(unet, {r.adapter: r.hot for r in st.resident.values() if r.hot is not None}, weights)
     for comp in COMPONENTS:
         model = component(loaded, comp)
         if model is None:
             continue
         for layer in tuner_layers(model):
             if hotswap.HOT in layer.lora_A:
-                fallback = [n for n in names if n in layer.lora_A]
-                if fallback or list(layer.active_adapters) != [hotswap.HOT]:   # an adapter outside the slot
-                    layer.set_adapter([hotswap.HOT] + fallback, inference_mode=True)
-                for name in fallback:
-                    layer.set_scale(name, float(weights[name]))
-                continue
+                continue   # switched above
             if not names:
                 if not layer.disable_adapters:
                     layer.enable_adapters(False)

@@ -127,3 +127,30 @@ def reset(unet) -> None:
         layer.set_adapter([HOT], inference_mode=True)
         for p in (layer.lora_A[HOT].weight, layer.lora_B[HOT].weight):
             p.requires_grad_(False)
+
+
+def switch(unet, hot: Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor]]], weights: Dict[str, float]) -> None:
+    """Make the slot hold the concepts of ``weights`` (adapter name -> weight) that live in it (``hot``);
+    adapters that did not fit the slot (ordinary peft adapters on slot layers) are switched beside it."""
+    fill(unet, [(hot[n], w) for n, w in weights.items() if n in hot])
+    for layer in layers(unet).values():
+        fallback = [n for n in weights if n in layer.lora_A]
+        if fallback or list(layer.active_adapters) != [HOT]:
+            layer.set_adapter([HOT] + fallback, inference_mode=True)
+        for name in fallback:
+            layer.set_scale(name, float(weights[name]))
+
+
+def remove_others(unet) -> None:
+    """Every adapter but the slot out of the UNet (an unload, or after training); the slot zeroed."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    model = unwrap(unet)
+    for layer in [m for m in model.modules() if isinstance(m, BaseTunerLayer)]:
+        for name in [n for n in layer.lora_A if n != HOT]:
+            layer.delete_adapter(name)
+    cfg = getattr(model, "peft_config", None)
+    if isinstance(cfg, dict):
+        for name in [n for n in cfg if n != HOT]:
+            cfg.pop(name)
+    reset(model)

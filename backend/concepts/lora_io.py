@@ -47,6 +47,7 @@ from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
 
+from .kohya_sdxl import sgm_to_unet_module, unet_module_to_sgm  # noqa: F401 (SDXL's UNet names, re-exported)
 from .trigger_embedding import KEY
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
@@ -84,82 +85,6 @@ def module_to_kohya(component: str, module: str, sdxl: bool = False) -> str:
     if component == "unet":
         module = unet_module_to_sgm(module)
     return SDXL_KOHYA_PREFIX[component] + module.replace(".", "_")
-
-
-# SDXL's UNet: 3 levels of 2 layers (+ a down/upsampler); diffusers' decoder levels 0 and 1 have attention.
-_SDXL_LAYERS, _SDXL_UP_ATTN = 2, (0, 1)
-_RESNET_SGM = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
-               "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
-_SGM_RESNET = {v: k for k, v in _RESNET_SGM.items()}
-_SIMPLE_SGM = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-               "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2",
-               "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
-
-
-def _resnet_part(rest: str, table: Dict[str, str], name: str) -> str:
-    for src, dst in table.items():
-        if rest == src or rest.startswith(src + "."):
-            return dst + rest[len(src):]
-    raise LoraFormatError(f"path: no SDXL UNet module for {name!r}")
-
-
-def unet_module_to_sgm(module: str) -> str:
-    """diffusers SDXL UNet module -> the original (SGM) name kohya's SDXL LoRAs use."""
-    per = _SDXL_LAYERS + 1
-    if module in _SIMPLE_SGM:
-        return _SIMPLE_SGM[module]
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", module):
-        block = 1 + int(m.group(1)) * per + int(m.group(3))
-        rest = m.group(4)
-        return (f"input_blocks.{block}.0.{_resnet_part(rest, _RESNET_SGM, module)}" if m.group(2) == "resnets"
-                else f"input_blocks.{block}.1.{rest}")
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv", module):
-        return f"input_blocks.{1 + int(m.group(1)) * per + _SDXL_LAYERS}.0.op"
-    if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", module):
-        return f"middle_block.{2 * int(m.group(1))}.{_resnet_part(m.group(2), _RESNET_SGM, module)}"
-    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", module):
-        return f"middle_block.1.{m.group(1)}"
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)", module):
-        block = int(m.group(1)) * per + int(m.group(3))
-        rest = m.group(4)
-        return (f"output_blocks.{block}.0.{_resnet_part(rest, _RESNET_SGM, module)}" if m.group(2) == "resnets"
-                else f"output_blocks.{block}.1.{rest}")
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv", module):
-        level = int(m.group(1))
-        return f"output_blocks.{level * per + _SDXL_LAYERS}.{2 if level in _SDXL_UP_ATTN else 1}.conv"
-    raise LoraFormatError(f"path: no SDXL UNet name for module {module!r}")
-
-
-def sgm_to_unet_module(name: str) -> str:
-    """The inverse of :func:`unet_module_to_sgm` (kohya SDXL LoRA -> diffusers module)."""
-    per = _SDXL_LAYERS + 1
-    for src, dst in _SIMPLE_SGM.items():
-        if name == dst:
-            return src
-    if m := re.fullmatch(r"input_blocks\.(\d+)\.(0|1)\.(.+)", name):
-        block, slot, rest = int(m.group(1)) - 1, m.group(2), m.group(3)
-        level, layer = divmod(block, per)
-        if layer == _SDXL_LAYERS:
-            if rest == "op":
-                return f"down_blocks.{level}.downsamplers.0.conv"
-        elif slot == "0":
-            return f"down_blocks.{level}.resnets.{layer}.{_resnet_part(rest, _SGM_RESNET, name)}"
-        else:
-            return f"down_blocks.{level}.attentions.{layer}.{rest}"
-    if m := re.fullmatch(r"middle_block\.(0|1|2)\.(.+)", name):
-        slot, rest = int(m.group(1)), m.group(2)
-        if slot == 1:
-            return f"mid_block.attentions.0.{rest}"
-        return f"mid_block.resnets.{slot // 2}.{_resnet_part(rest, _SGM_RESNET, name)}"
-    if m := re.fullmatch(r"output_blocks\.(\d+)\.(0|1|2)\.(.+)", name):
-        level, layer = divmod(int(m.group(1)), per)
-        slot, rest = m.group(2), m.group(3)
-        if rest == "conv" and slot in ("1", "2") and layer == _SDXL_LAYERS:
-            return f"up_blocks.{level}.upsamplers.0.conv"
-        if slot == "0":
-            return f"up_blocks.{level}.resnets.{layer}.{_resnet_part(rest, _SGM_RESNET, name)}"
-        return f"up_blocks.{level}.attentions.{layer}.{rest}"
-    raise LoraFormatError(f"path: no SDXL UNet module for the kohya name {name!r}")
 
 
 def is_sdxl_lora(tensors: Dict[str, torch.Tensor], meta: Optional[Dict[str, Any]] = None) -> bool:
@@ -232,7 +157,10 @@ def _split_kohya(tensors: Dict[str, torch.Tensor]) -> Dict[Tuple[str, str], Dict
             raise LoraFormatError(f"path: unexpected key {key!r} in a kohya-style LoRA")
         if comp == "unet" and re.match(r"(input_blocks|output_blocks|middle_block|time_embed|label_emb|out)\.",
                                        module):
-            module = sgm_to_unet_module(module)   # SDXL: kohya keeps the original UNet names
+            try:
+                module = sgm_to_unet_module(module)   # SDXL: kohya keeps the original UNet names
+            except ValueError as exc:
+                raise LoraFormatError(f"path: {exc}") from None
         names = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
         if kind not in names:
             raise LoraFormatError(f"path: unsupported tensor {key!r} (DoRA / LyCORIS extras are not supported)")

@@ -27,6 +27,10 @@ every step with the loss, cancellable at every step, sample pictures every
 
 The resident model is left exactly as it was: the training adapter is taken
 out again and every parameter flag and module mode is put back.
+
+Over 500 lines on purpose: one training job's whole life (prepare, cache, the
+loop, checkpoints, finish) reads as one story; its parts that stand alone live
+in ``dataset``, ``class_images``, ``checkpoint``, ``adapters`` and ``text_cond``.
 """
 from __future__ import annotations
 
