@@ -250,3 +250,9 @@ def test_large_pictures_tile_the_vae(xl_engine, monkeypatch):
     assert xl_engine.loaded.img2img.vae.use_tiling
     small = xl_engine.run(gen(width=64, height=64))
     assert "vae_tiled" not in small.info and not xl_engine.loaded.txt2img.vae.use_tiling
+
+
+def test_sdxl_inpainting_model_paints_from_scratch_too(xl_engine):
+    res = xl_engine.run(gen("xlinpaint", width=64, height=64))
+    assert res.steps_run == 3 and res.info["family"] == "sdxl" and len(set(res.images[0].data)) > 50
+    assert xl_engine.run(gen("xlinpaint", width=64, height=64)).images[0].data == res.images[0].data
