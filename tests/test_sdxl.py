@@ -243,11 +243,11 @@ def test_sdxl_through_the_daemon_and_the_cli(xl_models, tmp_path):
 def test_large_pictures_tile_the_vae(xl_engine, monkeypatch):
     from impasto.backend.engine import gpu
 
-    monkeypatch.setattr(gpu, "TILE_ABOVE_PIXELS", 64 * 64)
-    pic = picture(128, 96, seed=4)
+    monkeypatch.setattr(gpu, "TILE_ABOVE_PIXELS", 64 * 64)    # "large" for the tiny model
+    pic = picture(80, 64, seed=4)                              # near the native area: diffused as it is
     res = xl_engine.run(gen(init_image=to_wire(pic), strength=0.5, steps=4))
-    assert res.info.get("vae_tiled") is True and (res.images[0].width, res.images[0].height) == (128, 96)
-    assert xl_engine.loaded.img2img.vae.use_tiling
+    assert res.info["diffusion_size"] == [80, 64] and res.info.get("vae_tiled") is True
+    assert (res.images[0].width, res.images[0].height) == (80, 64) and xl_engine.loaded.img2img.vae.use_tiling
     small = xl_engine.run(gen(width=64, height=64))
     assert "vae_tiled" not in small.info and not xl_engine.loaded.txt2img.vae.use_tiling
 
@@ -256,3 +256,13 @@ def test_sdxl_inpainting_model_paints_from_scratch_too(xl_engine):
     res = xl_engine.run(gen("xlinpaint", width=64, height=64))
     assert res.steps_run == 3 and res.info["family"] == "sdxl" and len(set(res.images[0].data)) > 50
     assert xl_engine.run(gen("xlinpaint", width=64, height=64)).images[0].data == res.images[0].data
+
+
+def test_sdxl_img2img_of_a_large_picture_runs_at_the_native_area(xl_engine):
+    pic = picture(256, 128, seed=6)
+    res = xl_engine.run(gen(init_image=to_wire(pic), strength=0.5, steps=4))
+    native = res.info["native"]
+    bw, bh = native["generated"]
+    assert res.info["diffusion_size"] == [bw, bh] and bw * bh <= 1.4 * 64 * 64 and bw > bh
+    assert native["asked"] == [256, 128] and "256x128" in native["how"]
+    assert (res.images[0].width, res.images[0].height) == (256, 128)

@@ -3,7 +3,9 @@
 The picture (any PIL mode: RGB, RGBA, L, P, 16-bit...) is flattened over
 white, scaled to the model's diffusion size (:func:`.region.picture_size`:
 multiples of 8, capped by a small model's ``max_size``, small pictures scaled
-up to the native area), encoded once, noised
+up to the native area; for a family with aspect buckets - SDXL - a picture far
+above the native area is reworked in the nearest bucket, :mod:`.native`, and
+the result says so), encoded once, noised
 to the strength's level and denoised by the model's derived img2img pipeline
 (SD or SDXL) through :func:`.denoise.denoise`.  The
 result is scaled back to the input's size and is opaque (diffusion paints
@@ -22,6 +24,7 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image
 
+from . import native
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
@@ -51,6 +54,11 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
         return out
     t0 = time.perf_counter()
     dw, dh = picture_size(width, height, loaded)
+    bucket = native.plan(dw, dh, loaded.family, loaded.entry.native_size, loaded.base.vae_scale_factor)
+    if bucket is not None:   # SDXL: a picture far above ~1 MP is reworked at the native area, then scaled back
+        dw, dh = bucket["generated"]
+        info["native"] = dict(bucket, asked=[width, height], how=bucket["how"].replace(
+            f"to {bucket['asked'][0]}x{bucket['asked'][1]}", f"to {width}x{height}"))
     info["diffusion_size"] = [dw, dh]
     rgb = to_rgb(init)
     if (dw, dh) != (width, height):
