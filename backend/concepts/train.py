@@ -51,7 +51,7 @@ from impasto.backend.engine.errors import Cancelled, EngineError
 from impasto.backend.engine.hooks import JobHooks
 from impasto.backend.engine.images import to_rgba_array
 from impasto.backend.engine.runners import Output
-from impasto.backend.engine.gpu import grad_scaler, training_autocast
+from impasto.backend.engine.gpu import adam_class, grad_scaler, training_autocast
 from impasto.backend.engine.samplers import make_scheduler
 
 from .text_cond import TextConditioning
@@ -341,7 +341,7 @@ class Trainer:
             if self.trigger_emb:
                 adapters.load_training_trigger(loaded, tensors)
         lrs = [g["lr"] for g in groups]
-        self.optimizer = torch.optim.AdamW(groups, **ADAM)
+        self.optimizer = adam_class(loaded.choice)(groups, **ADAM)
         if resume is not None:
             self.optimizer.load_state_dict(resume.optimizer())
             for group, lr in zip(self.optimizer.param_groups, lrs):

@@ -17,8 +17,10 @@ CUDA is spelled out here and nowhere else:
 * VAE tiling / slicing for canvases whose decode would not fit
   (:func:`configure_vae`), model offload when VRAM is short (``IMPASTO_OFFLOAD``);
 * concept training: mixed precision (:func:`training_autocast`: the base in
-  fp16 or bf16, LoRA master weights in fp32, a gradient scaler for fp16 only)
-  and gradient checkpointing (``Train.gradient_checkpointing``);
+  fp16 or bf16, LoRA master weights in fp32, a gradient scaler for fp16 only),
+  gradient checkpointing (``Train.gradient_checkpointing``), and 8-bit Adam
+  on CUDA when ``IMPASTO_ADAM8BIT=1`` and bitsandbytes is installed
+  (:func:`adam_class`; it is not a dependency);
 * a CUDA out-of-memory error becomes a typed ``out_of_memory`` error naming
   the size, after the memory is freed (:func:`oom_guard`): the daemon lives on.
 """
@@ -176,3 +178,15 @@ def peak_memory(choice):
     if choice.device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(choice.device))
     return None
+
+
+def adam_class(choice):
+    """The training optimizer: bitsandbytes' 8-bit AdamW on CUDA when asked for and installed, else torch's."""
+    if choice.device.type == "cuda" and os.environ.get("IMPASTO_ADAM8BIT", "") == "1":
+        try:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit
+        except ImportError:
+            log.warning("IMPASTO_ADAM8BIT=1 but bitsandbytes is not installed: plain AdamW")
+    return torch.optim.AdamW
