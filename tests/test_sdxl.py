@@ -236,6 +236,21 @@ def test_sdxl_through_the_daemon_and_the_cli(xl_models, tmp_path):
                              env=daemon.env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert Image.open(png).size == (64, 64)
+        # an edit through the CLI: outside the mask bit-identical
+        src, mask_png, edited = tmp_path / "src.png", tmp_path / "mask.png", tmp_path / "edited.png"
+        picture(96, 72, seed=9).save(src)
+        mask = np.zeros((72, 96), np.uint8)
+        mask[20:50, 30:70] = 255
+        Image.fromarray(mask).save(mask_png)
+        out = subprocess.run([sys.executable, "-m", "impasto.backend.cli", "edit", str(src), str(mask_png),
+                              "a cat", "--model", "xl", "--steps", "3", "--seed", "5", "--mask-blur", "2",
+                              "-o", str(edited), "--no-spawn", "-q"],
+                             env=daemon.env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        before, after = np.asarray(Image.open(src).convert("RGBA")), np.asarray(Image.open(edited).convert("RGBA"))
+        far = np.ones((72, 96), bool)
+        far[16:54, 26:74] = False
+        assert (after[far] == before[far]).all() and (after[24:46, 34:66] != before[24:46, 34:66]).any()
     finally:
         daemon.stop()
 

@@ -8,6 +8,9 @@ against every Linear / Conv of a full-size SDXL UNet (meta device).
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -191,5 +194,22 @@ def test_sdxl_training_through_the_daemon(xl_home, tmp_path):
             res = client.submit(Generate(prompt="a zwx shape", seed=3, steps=3, width=64, height=64, sampler="ddim",
                                          model="xl", concepts=[("viadaemon", 1.0)])).wait(120)
             assert res.info["family"] == "sdxl" and len(np.frombuffer(res.images[0].data, np.uint8)) == 64 * 64 * 4
+        # export as a kohya SDXL file and import it back through the CLI
+        lora = tmp_path / "viadaemon.safetensors"
+        cli = [sys.executable, "-m", "impasto.backend.cli", "concept"]
+        out = subprocess.run(cli + ["export", "viadaemon", "-o", str(lora), "--no-spawn"], env=daemon.env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        raw, header = lora_io.read_safetensors(lora)
+        assert {k.split("_")[1] for k in raw} == {"unet", "te1", "te2"}
+        assert header["ss_base_model_version"] == "sdxl_base_v1-0"
+        out = subprocess.run(cli + ["import", str(lora), "--name", "viadaemon-back", "--no-spawn"], env=daemon.env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        with Client(daemon.endpoint) as client:
+            pics = [client.submit(Generate(prompt="a zwx shape", seed=3, steps=3, width=64, height=64,
+                                           sampler="ddim", model="xl", concepts=[(name, 1.0)])).wait(120)
+                    for name in ("viadaemon", "viadaemon-back")]
+        assert pics[0].images[0].data == pics[1].images[0].data
     finally:
         daemon.stop()
