@@ -94,3 +94,28 @@ def test_dead_helpers_are_gone():
     from impasto.backend.engine import masks
 
     assert not hasattr(masks, "latent_cells") and not hasattr(lora_io, "library_tensors")
+
+
+def test_the_resident_model_answers_without_a_rescan_until_the_disk_changes(tiny_model, tmp_path):
+    import shutil
+
+    from impasto.backend.engine import Engine
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copytree(tiny_model, models / "tiny")
+    engine = Engine(models)
+    scans = []
+    real = engine.registry.scan
+    engine.registry.scan = lambda: scans.append(1) or real()
+    loaded = engine.model("tiny")
+    assert len(scans) == 1
+    assert engine.model("tiny") is loaded and len(scans) == 1              # nothing changed: no scan
+    before = len(scans)
+    (models / "another").mkdir()                                            # the folder changed: rescan
+    assert engine.model("tiny") is loaded and len(scans) == before + 1
+    shutil.rmtree(models / "tiny")                                          # the model is gone: a typed error
+    from impasto.backend.engine import EngineError
+
+    with pytest.raises(EngineError):
+        engine.model("tiny")

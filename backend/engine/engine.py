@@ -9,6 +9,7 @@ path for every kind, txt2img included.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -36,13 +37,24 @@ class Engine:
         self.choice = device or pick_device()
         self.limits = limits or Limits()
         self.loaded: Optional[LoadedModel] = None
+        self._stamp, self._loaded_as_default = None, False
 
     # ------------------------------------------------------------------ models
 
     def model(self, name: str) -> LoadedModel:
-        """The resident model for ``name`` ("" = default), loading it if needed."""
+        """The resident model for ``name`` ("" = default), loading it if needed.
+
+        The resident model answers without a folder rescan while nothing on
+        disk changed (the models folder's and the model's own modification
+        times): a scan reads every model's configs or header, milliseconds
+        per job that the daemon's overhead should not pay.
+        """
+        if self.loaded is not None and self._stamp == self._disk_stamp(self.loaded.entry) and \
+                name in (self.loaded.entry.name, "" if self._loaded_as_default else None):
+            return self.loaded
         entry = self.registry.resolve(name)
         if self.loaded is not None and self.loaded.entry.path == entry.path:
+            self._stamp, self._loaded_as_default = self._disk_stamp(entry), name == "" or self._loaded_as_default
             return self.loaded
         if self.loaded is not None:
             self.loaded.close()
@@ -53,7 +65,17 @@ class Engine:
             raise
         except Exception as exc:
             raise EngineError(ErrorCode.INTERNAL, f"model {entry.name!r} failed to load: {exc}", "model") from exc
+        self._stamp, self._loaded_as_default = self._disk_stamp(entry), name == ""
         return self.loaded
+
+    def _disk_stamp(self, entry: ModelEntry):
+        def mtime(path) -> int:
+            try:
+                return os.stat(path).st_mtime_ns
+            except OSError:
+                return -1
+
+        return mtime(self.registry.models_dir), mtime(entry.path)
 
     def models(self) -> List[ModelEntry]:
         return self.registry.scan()
