@@ -85,7 +85,8 @@ def bench_case(daemon, model_dir: Path, name: str, size: int, runs: int, steps: 
         img.convert("RGBA").tobytes()
         return time.perf_counter() - t0
 
-    out = {"daemon": [], "inproc": [], "first_progress": [], "first_preview": [], "step_time": []}
+    out = {"daemon": [], "inproc": [], "first_progress": [], "first_preview": [], "step_time": [], "engine": [],
+           "queue_wait": []}
     with Client(daemon.endpoint) as client:
         warm = client.submit(Generate(**req)).wait(600)  # warm: model loaded, preview map fitted
         if warm.info.get("torch_threads") != threads or torch.get_num_threads() != threads:
@@ -98,6 +99,8 @@ def bench_case(daemon, model_dir: Path, name: str, size: int, runs: int, steps: 
             res = client.submit(Generate(**req)).wait(600)
             out["daemon"].append(time.perf_counter() - t0)
             out["step_time"].append(res.timings["denoise"] / steps)
+            out["engine"].append(res.timings["total"])          # inside the daemon: Engine.run alone
+            out["queue_wait"].append(res.timings.get("queue_wait", 0.0))
         for _ in range(max(3, runs // 2)):
             marks = {}
             t0 = time.perf_counter()
@@ -135,6 +138,10 @@ def bench_case(daemon, model_dir: Path, name: str, size: int, runs: int, steps: 
         "paired_ratio_median": round(median(a / b for a, b in zip(out["daemon"], out["inproc"])), 4),
         "daemon_min_s": round(min(out["daemon"]), 6), "inprocess_min_s": round(min(out["inproc"]), 6),
         "step_median_s": round(step, 6),
+        # where the daemon's time goes: Engine.run itself, and the rest (protocol, queue, events, threads)
+        "engine_run_median_s": round(median(out["engine"]), 6),
+        "outside_engine_median_s": round(median(a - b for a, b in zip(out["daemon"], out["engine"])), 6),
+        "queue_wait_median_s": round(median(out["queue_wait"]), 6),
         "first_progress_s": round(median(t for t, _ in out["first_progress"]), 6),
         "first_preview_s": round(median(t for t, _ in out["first_preview"]), 6),
         "first_preview_step": median(s for _, s in out["first_preview"]),
@@ -244,6 +251,7 @@ def main() -> None:
         print(f"  {c['model']:8s} {c['size']:4d}px  in-process {c['inprocess_median_s'] * 1000:8.1f} ms   daemon "
               f"{c['daemon_median_s'] * 1000:8.1f} ms   ratio {c['ratio_daemon_over_inprocess']:.3f} "
               f"(paired {c['paired_ratio_median']:.3f})   "
+              f"engine {c['engine_run_median_s'] * 1000:.1f} ms + outside {c['outside_engine_median_s'] * 1000:.1f} ms   "
               f"first preview {c['first_preview_s'] * 1000:.0f} ms (step {c['first_preview_step']:g})   "
               f"cancel extra steps {c['cancel_extra_steps']}")
     if args.json:
