@@ -85,3 +85,29 @@ def test_compiled_unet_swaps_concepts_without_recompiling_and_matches_eager(engi
     assert np.abs(picture(plain, [("hot-a", 0.8)]) - a).max() <= 2
     assert np.abs(picture(plain, [("hot-a", 0.8), ("hot-b", 0.5)]) - ab).max() <= 2
     assert np.abs(picture(plain) - base).max() <= 2
+
+
+def test_training_on_a_compiled_model_leaves_the_slot_and_the_base_as_they_were(engines):
+    from PIL import Image, ImageDraw
+
+    from impasto.backend.concepts import hotswap
+    from impasto.backend.engine.images import to_wire
+    from impasto.protocol.messages import Train
+
+    _, compiled = engines
+    base = picture(compiled)
+    pics = []
+    for i in range(3):
+        im = Image.new("RGB", (32, 32), (0, 0, 255))
+        ImageDraw.Draw(im).ellipse((4 + i, 4, 26, 26), fill=(255, 255, 0))
+        pics.append(to_wire(im))
+    res = compiled.run(Train(job="t-hot", name="hot-trained", images=pics, trigger="zwx", class_noun="", steps=2,
+                             resolution=32, prior_preservation=False, class_images=0, sample_every=0,
+                             checkpoint_every=0, model="tiny", preview=False, train_text_encoder=False,
+                             trigger_embedding=False, learning_rate=1e-3, rank=4))
+    assert res.steps_run == 2
+    unet = compiled.loaded.base.unet
+    assert hotswap.active(unet) and all(list(l.active_adapters) == [hotswap.HOT] for l in hotswap.layers(unet).values())
+    assert all(float(l.lora_B[hotswap.HOT].weight.abs().sum()) == 0 for l in hotswap.layers(unet).values())
+    assert (picture(compiled) == base).all()
+    assert (picture(compiled, [("hot-trained", 1.0)]) != base).any()
