@@ -230,12 +230,12 @@ def cmd_models(args) -> int:
     reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
-        print("no models installed: put a diffusers folder or an SD1.5 .safetensors file there")
+        print("no models installed: put a diffusers folder or an SD1.5 / SDXL .safetensors file there")
         return EXIT_OK
     for m in reply.models:
         mark = "*" if m["name"] == reply.default else " "
         state = "" if m["supported"] else f"  (unusable: {'; '.join(m['notes'])})"
-        print(f"{mark} {m['name']:<24} {m['arch']:<14} {m['format']:<12} {m['path']}{state}")
+        print(f"{mark} {m['name']:<24} {m.get('family', m['arch']):<6} {m['arch']:<14} {m['format']:<12} {m['path']}{state}")
     return EXIT_OK
 
 

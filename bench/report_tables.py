@@ -61,6 +61,9 @@ def _overhead(res):
     for c in res["cases"]:
         rows.append([f"{c['model']}, {c['size']}x{c['size']}", ms(c["inprocess_median_s"]), ms(c["daemon_median_s"]),
                      f"{c['ratio_daemon_over_inprocess']:.3f}", f"{c['paired_ratio_median']:.3f}",
+                     ms(c["engine_run_median_s"]) if "engine_run_median_s" in c else "not recorded",
+                     (f"{c['outside_engine_median_s'] * 1000:.1f} ms" if "outside_engine_median_s" in c
+                      else "not recorded"),
                      f"{ms(c['first_preview_s'])} (step {c['first_preview_step']:g})",
                      ", ".join(str(n) for n in c["cancel_extra_steps"])])
     first = res["cases"][0] if res["cases"] else {}
@@ -68,6 +71,23 @@ def _overhead(res):
         "caption": f"{first.get('runs', '?')} runs per case, {first.get('steps', '?')} steps, {res.get('sampler', '?')}, "
                    f"CFG {res.get('cfg', '?')}, calls interleaved; medians.",
         "columns": ["case", "in-process (median)", "through the daemon (median)", "daemon / in-process",
-                    "median of paired ratios", "first preview after submit",
+                    "median of paired ratios", "`Engine.run` inside the daemon (median)",
+                    "daemon job outside `Engine.run` (median)", "first preview after submit",
                     "cancel: steps run after the cancel was sent"],
+        "rows": rows}}
+
+
+@tables_for("overhead_repeats")
+def _overhead_repeats(res):
+    """Earlier runs of bench/overhead.py the same day (console summaries kept by hand)."""
+    rows = []
+    for run in res["runs"]:
+        for c in run["cases"]:
+            rows.append([run["started"], f"{c['model']}, {c['size']}x{c['size']}",
+                         f"{c['inprocess_median_ms']:.0f} ms", f"{c['daemon_median_ms']:.0f} ms",
+                         f"{c['ratio']:.3f}", f"{c['paired_ratio_median']:.3f}"])
+    return {"main": {
+        "caption": res.get("note", ""),
+        "columns": ["run started", "case", "in-process (median)", "through the daemon (median)",
+                    "daemon / in-process", "median of paired ratios"],
         "rows": rows}}

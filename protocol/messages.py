@@ -39,6 +39,7 @@ class ErrorCode:
     UNAVAILABLE = "unavailable"          # client side: daemon not answering
     DAEMON_RESTARTED = "daemon_restarted"  # client side: the daemon no longer knows a pending job
     CLIENT_CLOSED = "client_closed"      # client side: the client was closed with jobs pending
+    OUT_OF_MEMORY = "out_of_memory"      # the device ran out of memory at this size; the daemon freed it
 
 
 class ProtocolError(Exception):
@@ -291,6 +292,7 @@ class Error:
 class Cancelled:
     TYPE: ClassVar[str] = "cancelled"
     job: str = ""
+    steps: Optional[int] = None          # steps (denoise or training) that actually ran; None: cancelled in the queue
 
 
 @dataclass

@@ -138,7 +138,7 @@ def test_several_concepts_at_once(engine):
     ba, _ = gen(engine, [("c-b", 0.8), ("c-a", 0.8)])
     diff = (torch.frombuffer(bytearray(ab), dtype=torch.uint8).int()
             - torch.frombuffer(bytearray(ba), dtype=torch.uint8).int()).abs().max()
-    assert diff <= 1  # order only changes float summation order
+    assert diff == 0  # one summation order per set of concepts: the order they are listed in changes nothing
     assert gen(engine, [("c-a", 0.8), ("c-b", 0.0)])[0] == a
 
 

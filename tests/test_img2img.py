@@ -107,8 +107,8 @@ def test_pictures_of_any_mode_are_converted(engine):
         if name == "P":
             assert (got[..., 3] == 0).any() and (got[..., 3] == 255).any(), "palette transparency kept"
         # and as a PIL picture handed straight to the engine
-        images, steps, _, info = img2img(engine.loaded, img, request(base, strength=0.5), [3], JobHooks())
-        assert images[0].size == (70, 50) and images[0].mode == "RGBA" and steps == 4, name
+        out = img2img(engine.loaded, img, request(base, strength=0.5), [3], JobHooks())
+        assert out.images[0].shape == (50, 70, 4) and out.images[0].dtype == np.uint8 and out.steps == 4, name
     assert to_wire(sixteen).data == to_wire(Image.fromarray(grey)).data
 
 

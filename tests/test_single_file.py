@@ -449,7 +449,9 @@ def test_inspect_tells_checkpoints_apart_from_headers_alone(tmp_path):
     cases = {
         "sd15": (sd15, "sd15", True, ""),
         "inpaint": (inpaint, "sd15-inpaint", True, ""),
-        "sdxl": (sdxl, "sdxl", False, "SDXL"),
+        "sdxl": (sdxl, "sdxl", True, ""),
+        "sdxlrefiner": ({k.replace("embedders.1.", "embedders.0."): v for k, v in sdxl.items()
+                         if not k.startswith("conditioner.embedders.0.")}, "sdxl", False, "refiner"),
         "sd2": (sd2, "sd2", False, "SD2"),
         "kohya": (kohya, "unknown", False, "LoRA"),
         "peft": (peft, "unknown", False, "LoRA"),
@@ -496,8 +498,11 @@ def test_registry_lists_single_files_with_what_they_are(tmp_path):
 
 
 def test_writer_refuses_weights_the_sd_layout_has_no_place_for():
-    with pytest.raises(ValueError, match="add_embedding"):
-        sf.unet_to_ldm({"add_embedding.linear_1.weight": torch.zeros(1)}, layers_per_block=2)
+    with pytest.raises(ValueError, match="encoder_hid_proj"):
+        sf.unet_to_ldm({"encoder_hid_proj.weight": torch.zeros(1)}, layers_per_block=2)
+    # SDXL's added embedding has its LDM place (label_emb), as diffusers reads it back
+    assert list(sf.unet_to_ldm({"add_embedding.linear_2.bias": torch.zeros(1)}, layers_per_block=2)) == [
+        "model.diffusion_model.label_emb.0.2.bias"]
     with pytest.raises(ValueError, match="more layers"):
         sf.unet_to_ldm({"down_blocks.0.resnets.2.conv1.weight": torch.zeros(1)}, layers_per_block=2)
     with pytest.raises(ValueError, match="VAE"):

@@ -1,7 +1,8 @@
 """Concepts inside a resident model: peft LoRA adapters, loaded once, switched per job.
 
 Each concept becomes one named peft adapter in the model's UNet (and text
-encoder, when it has text-encoder weights), injected with
+encoder(s), when it has text-encoder weights: SDXL has two, ``text_encoder``
+and ``text_encoder_2``), injected with
 ``inject_adapter_in_model`` + ``set_peft_model_state_dict`` the first time a
 job asks for it.  Later jobs only *switch*: ``set_adapter`` + ``set_scale`` on
 every LoRA layer, microseconds of Python, no weight I/O, the base weights
@@ -29,6 +30,7 @@ from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
 
+from . import hotswap
 from . import trigger_embedding as trig
 from .lora_io import COMPONENTS, split_components
 
@@ -47,6 +49,7 @@ class Resident:
     last_used: float = 0.0
     load_seconds: float = 0.0
     trigger_note: str = ""       # why a trigger embedding the concept has is not used in this model
+    hot: Optional[Dict[str, Tuple[torch.Tensor, torch.Tensor]]] = None  # compiled UNet: its pairs for the hot slot
 
 
 @dataclass
@@ -73,7 +76,9 @@ def state_for(loaded) -> ModelConcepts:
 
 
 def component(loaded, comp: str):
-    return getattr(loaded.base, comp, None)
+    """The live module of ``comp`` (a compiled UNet's own module, not its ``torch.compile`` wrapper)."""
+    model = getattr(loaded.base, comp, None)
+    return hotswap.unwrap(model) if model is not None else None
 
 
 TEXT_MODEL = "text_model."
@@ -86,14 +91,14 @@ def live_name(model, comp: str, module: str) -> str:
     CLIPTextModel layout of transformers 4); transformers 5 dropped the
     ``text_model`` level.  Both are accepted.
     """
-    if comp == "text_encoder" and module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+    if comp.startswith("text_encoder") and module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
         return module[len(TEXT_MODEL):]
     return module
 
 
 def canonical_name(model, comp: str, module: str) -> str:
     """The inverse of :func:`live_name`: the name stored in the library and in files."""
-    if comp == "text_encoder" and not module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
+    if comp.startswith("text_encoder") and not module.startswith(TEXT_MODEL) and not hasattr(model, "text_model"):
         return TEXT_MODEL + module
     return module
 
@@ -220,9 +225,11 @@ def unload_all(loaded) -> None:
         model = component(loaded, comp)
         if model is None:
             continue
-        if tuner_layers(model):
+        if comp == "unet" and hotswap.active(model):   # the compiled UNet keeps its (zeroed) hot slot
+            hotswap.remove_others(model)
+        elif tuner_layers(model):
             recurse_remove_peft_layers(model)
-        if "peft_config" in model.__dict__:
+        if "peft_config" in model.__dict__ and not (comp == "unet" and hotswap.active(model)):
             del model.__dict__["peft_config"]
         flags = st.grad_flags.pop(comp, None)
         if flags is not None:
@@ -260,6 +267,17 @@ def ensure_loaded(loaded, info, weights_loader, field: str) -> Resident:
     _evict(loaded, keep=MAX_RESIDENT - 1)
     st.counter += 1
     adapter = f"concept{st.counter}"
+    hot = None
+    unet = component(loaded, "unet")
+    if "unet" in parts and hotswap.active(unet):
+        pairs = _fit_linear_pairs(unet, parts["unet"])
+        if hotswap.fits(unet, pairs):   # compiled UNet: swapped into the hot slot, no new modules
+            dev, dt = loaded.choice.device, loaded.choice.dtype
+            hot = {m: (a.to(dev, dt), b.to(dev, dt)) for m, (a, b) in pairs.items()}
+            parts = {c: m for c, m in parts.items() if c != "unet"}
+        else:
+            log.warning("concept %r does not fit the compiled UNet's hot slot: loaded as an adapter (recompiles)",
+                        info.name)
     try:
         for comp, modules in parts.items():
             inject(loaded, adapter, comp, modules)
@@ -267,8 +285,9 @@ def ensure_loaded(loaded, info, weights_loader, field: str) -> Resident:
         remove_adapter(loaded, adapter)
         raise
     note = _load_trigger(loaded, adapter, info.trigger, vectors) if vectors is not None else ""
-    res = Resident(adapter=adapter, concept_id=info.id, name=info.name, components=tuple(parts),
-                   last_used=time.monotonic(), load_seconds=time.perf_counter() - t0, trigger_note=note)
+    res = Resident(adapter=adapter, concept_id=info.id, name=info.name,
+                   components=tuple(parts) + (("unet",) if hot is not None else ()),
+                   last_used=time.monotonic(), load_seconds=time.perf_counter() - t0, trigger_note=note, hot=hot)
     st.resident[info.id] = res
     st.loads += 1
     log.info("concept %r loaded as adapter %s in %.3f s", info.name, adapter, res.load_seconds)
@@ -315,11 +334,16 @@ def set_active(loaded, weights: Dict[str, float]) -> None:
     """
     st = state_for(loaded)
     names = list(weights)
+    unet = component(loaded, "unet")
+    if unet is not None and hotswap.active(unet):   # compiled UNet: its concepts are tensors written in place
+        hotswap.switch(unet, {r.adapter: r.hot for r in st.resident.values() if r.hot is not None}, weights)
     for comp in COMPONENTS:
         model = component(loaded, comp)
         if model is None:
             continue
         for layer in tuner_layers(model):
+            if hotswap.HOT in layer.lora_A:
+                continue   # switched above
             if not names:
                 if not layer.disable_adapters:
                     layer.enable_adapters(False)

@@ -11,7 +11,10 @@ with ``lora_alpha == rank`` (a scale of exactly 1 at weight 1.0).
 Artists download LoRAs in other key layouts; :func:`read_lora_file` accepts
 
 * **kohya / A1111 / ComfyUI** (``lora_unet_<module_with_underscores>.lora_down.weight``,
-  ``.lora_up.weight``, ``.alpha``; ``lora_te_`` for the text encoder);
+  ``.lora_up.weight``, ``.alpha``; ``lora_te_`` for the text encoder; SDXL files
+  ``lora_te1_`` / ``lora_te2_`` for its two text encoders and, as kohya's
+  sd-scripts write them, the original (SGM) UNet names ``input_blocks_4_1_...``,
+  which :func:`sgm_to_unet_module` maps onto diffusers' ``down_blocks.1.attentions.0...``);
 * **peft / diffusers** (``.lora_A.weight`` / ``.lora_B.weight``, with or without
   the ``unet.`` / ``text_encoder.`` prefix, alpha from diffusers' adapter metadata);
 * **older diffusers** (``.lora.down.weight``, ``.processor.to_q_lora.down.weight``,
@@ -44,10 +47,12 @@ from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
 
+from .kohya_sdxl import sgm_to_unet_module, unet_module_to_sgm  # noqa: F401 (SDXL's UNet names, re-exported)
 from .trigger_embedding import KEY
 
-COMPONENTS = ("unet", "text_encoder")
+COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
 KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+SDXL_KOHYA_PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"}
 
 # Multi-word names of diffusers UNet2DConditionModel and transformers CLIPTextModel modules.
 _COMPOUNDS = {
@@ -56,6 +61,9 @@ _COMPOUNDS = {
     "linear_1", "linear_2", "add_embedding", "class_embedding", "add_q_proj", "add_k_proj", "add_v_proj",
     "to_add_out", "norm_cross", "text_model", "self_attn", "q_proj", "k_proj", "v_proj", "out_proj",
     "final_layer_norm", "layer_norm1", "layer_norm2", "token_embedding", "position_embedding", "text_projection",
+    # SDXL's original (SGM) UNet names, as kohya writes SDXL LoRAs
+    "input_blocks", "output_blocks", "middle_block", "in_layers", "out_layers", "emb_layers", "skip_connection",
+    "time_embed", "label_emb",
 }
 _MAX_COMPOUND = max(len(c.split("_")) for c in _COMPOUNDS)
 
@@ -70,8 +78,21 @@ class LoraFormatError(EngineError):
 # --------------------------------------------------------------------------- key names
 
 
-def module_to_kohya(component: str, module: str) -> str:
-    return KOHYA_PREFIX[component] + module.replace(".", "_")
+def module_to_kohya(component: str, module: str, sdxl: bool = False) -> str:
+    """A library module name -> its kohya stem (SDXL: ``lora_te1_``/``lora_te2_``, SGM UNet names)."""
+    if not sdxl:
+        return KOHYA_PREFIX[component] + module.replace(".", "_")
+    if component == "unet":
+        module = unet_module_to_sgm(module)
+    return SDXL_KOHYA_PREFIX[component] + module.replace(".", "_")
+
+
+def is_sdxl_lora(tensors: Dict[str, torch.Tensor], meta: Optional[Dict[str, Any]] = None) -> bool:
+    """An SDXL concept: its recorded base architecture, else a second text encoder's weights."""
+    arch = str((meta or {}).get("base_arch", ""))
+    if arch:
+        return arch.startswith("sdxl")
+    return any(k.startswith("text_encoder_2.") for k in tensors)
 
 
 def kohya_to_module(name: str) -> str:
@@ -128,17 +149,18 @@ def _split_kohya(tensors: Dict[str, torch.Tensor]) -> Dict[Tuple[str, str], Dict
     groups: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
     for key, t in tensors.items():
         stem, _, kind = key.partition(".")
-        if stem.startswith(("lora_te1_", "lora_te2_")):
-            raise LoraFormatError("path: this is an SDXL LoRA (two text encoders); Impasto runs SD1.x/2.x models")
-        for comp, prefix in KOHYA_PREFIX.items():
+        for comp, prefix in list(SDXL_KOHYA_PREFIX.items())[1:] + list(KOHYA_PREFIX.items()):
             if stem.startswith(prefix):
                 module = kohya_to_module(stem[len(prefix):])
                 break
         else:
             raise LoraFormatError(f"path: unexpected key {key!r} in a kohya-style LoRA")
-        if comp == "unet" and re.match(r"(input_blocks|output_blocks|middle_block)\.", module):
-            raise LoraFormatError("path: this LoRA uses original-checkpoint (LDM) UNet names, which SD1.x kohya "
-                                  "LoRAs never do: it is most likely for SDXL")
+        if comp == "unet" and re.match(r"(input_blocks|output_blocks|middle_block|time_embed|label_emb|out)\.",
+                                       module):
+            try:
+                module = sgm_to_unet_module(module)   # SDXL: kohya keeps the original UNet names
+            except ValueError as exc:
+                raise LoraFormatError(f"path: {exc}") from None
         names = {"lora_down.weight": "down", "lora_up.weight": "up", "alpha": "alpha"}
         if kind not in names:
             raise LoraFormatError(f"path: unsupported tensor {key!r} (DoRA / LyCORIS extras are not supported)")
@@ -171,8 +193,6 @@ def _split_diffusers(tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> 
         if key.endswith(".alpha"):
             alphas[key[: -len(".alpha")]] = t
             continue
-        if key.startswith(("text_encoder_2.", "lora_te2")):
-            raise LoraFormatError("path: this is an SDXL LoRA (two text encoders); Impasto runs SD1.x/2.x models")
         for rx, repl in _OLD_DIFFUSERS:
             m = rx.match(key)
             if m:
@@ -274,8 +294,8 @@ def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
             raise LoraFormatError("path: DoRA LoRAs are not supported (plain LoRA only)")
         layout, groups = "diffusers", _split_diffusers(tensors, meta)
     base_version = meta.get("ss_base_model_version", "")
-    if base_version.startswith("sdxl"):
-        raise LoraFormatError("path: this is an SDXL LoRA; Impasto runs SD1.x/2.x models")
+    sdxl = base_version.startswith("sdxl") or any(c == "text_encoder_2" for c, _ in groups) or any(
+        k.startswith(("lora_te1_", "lora_te2_", "lora_unet_input_blocks", "lora_unet_output_blocks")) for k in keys)
     lib = _fold(groups, layout)
     ranks = sorted({t.shape[0] for k, t in lib.items() if k.endswith("lora_A.weight")})
     hints: Dict[str, Any] = {
@@ -287,7 +307,8 @@ def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]
         "class_noun": meta.get("impasto_class_noun", ""),
         "base_model": meta.get("impasto_base_model", meta.get("ss_sd_model_name", "")),
         "base_fingerprint": meta.get("impasto_base_fingerprint", ""),
-        "base_arch": meta.get("impasto_base_arch", {"sd_v1": "sd15", "sd_v2": "sd2"}.get(base_version, "")),
+        "base_arch": meta.get("impasto_base_arch", "sdxl" if sdxl else
+                              {"sd_v1": "sd15", "sd_v2": "sd2"}.get(base_version, "")),
         "method": meta.get("impasto_method", "lora"),
         "steps": int(meta["impasto_steps"]) if meta.get("impasto_steps", "").isdigit() else 0,
     }
@@ -318,15 +339,20 @@ def _trigger_from_kohya_tags(meta: Dict[str, str]) -> str:
 # --------------------------------------------------------------------------- writing kohya files
 
 
-def kohya_state_dict(tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Library tensors -> kohya keys (``lora_down``/``lora_up``/``alpha`` = rank)."""
+def kohya_state_dict(tensors: Dict[str, torch.Tensor], sdxl: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+    """Library tensors -> kohya keys (``lora_down``/``lora_up``/``alpha`` = rank).
+
+    ``sdxl`` (None: a second text encoder's weights decide) writes kohya's SDXL
+    names: ``lora_te1_`` / ``lora_te2_`` and the original UNet names."""
+    if sdxl is None:
+        sdxl = is_sdxl_lora(tensors)
     out: Dict[str, torch.Tensor] = {}
     for key, t in tensors.items():
         if not key.endswith(".lora_A.weight"):
             continue
         comp, _, rest = key.partition(".")
         module = rest[: -len(".lora_A.weight")]
-        stem = module_to_kohya(comp, module)
+        stem = module_to_kohya(comp, module, sdxl)
         up = tensors[f"{comp}.{module}.lora_B.weight"]
         out[f"{stem}.lora_down.weight"] = t.contiguous()
         out[f"{stem}.lora_up.weight"] = up.contiguous()
@@ -339,7 +365,8 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
     ranks = sorted({t.shape[0] for k, t in tensors.items() if k.endswith("lora_A.weight")})
     rank = str(ranks[-1]) if ranks else "0"
     trigger = str(meta.get("trigger", ""))
-    version = {"sd2": "sd_v2"}.get(str(meta.get("base_arch", "")), "sd_v1")
+    arch = str(meta.get("base_arch", "")) or ("sdxl" if is_sdxl_lora(tensors) else "")
+    version = "sdxl_base_v1-0" if arch.startswith("sdxl") else {"sd2": "sd_v2"}.get(arch, "sd_v1")
     return {
         "ss_network_module": "networks.lora",
         "ss_network_dim": rank,
@@ -352,7 +379,8 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
         "ss_tag_frequency": json.dumps({name: {trigger: 1}} if trigger else {}),
         "ss_training_comment": f"trigger word: {trigger}" if trigger else "",
         "modelspec.title": name,
-        "modelspec.architecture": "stable-diffusion-v1/lora" if version == "sd_v1" else "stable-diffusion-v2/lora",
+        "modelspec.architecture": {"sd_v1": "stable-diffusion-v1/lora", "sd_v2": "stable-diffusion-v2/lora"}.get(
+            version, "stable-diffusion-xl-v1-base/lora"),
         "impasto_trigger": trigger,
         "impasto_class_noun": str(meta.get("class_noun", "")),
         "impasto_base_model": str(meta.get("base_model", "")),
@@ -368,7 +396,7 @@ def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], me
     from safetensors.torch import save
 
     path = Path(path)
-    sd = kohya_state_dict(tensors)
+    sd = kohya_state_dict(tensors, is_sdxl_lora(tensors, meta))
     trigger = str(meta.get("trigger", ""))
     if KEY in tensors and trigger:
         sd[bundle_key(trigger)] = tensors[KEY].float().contiguous()   # A1111 loads it as the trigger's embedding
@@ -402,13 +430,3 @@ def split_components(tensors: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, Tu
             raise EngineError(ErrorCode.INTERNAL, f"concept weights: unexpected key {key!r}", "concepts")
         out.setdefault(comp, {})[module] = (a, b)
     return out
-
-
-def library_tensors(parts: Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor]]]) -> Dict[str, torch.Tensor]:
-    out: Dict[str, torch.Tensor] = {}
-    for comp, modules in parts.items():
-        for module, (a, b) in modules.items():
-            out[f"{comp}.{module}.lora_A.weight"] = a
-            out[f"{comp}.{module}.lora_B.weight"] = b
-    return out
-

@@ -27,6 +27,10 @@ every step with the loss, cancellable at every step, sample pictures every
 
 The resident model is left exactly as it was: the training adapter is taken
 out again and every parameter flag and module mode is put back.
+
+Over 500 lines on purpose: one training job's whole life (prepare, cache, the
+loop, checkpoints, finish) reads as one story; its parts that stand alone live
+in ``dataset``, ``class_images``, ``checkpoint``, ``adapters`` and ``text_cond``.
 """
 from __future__ import annotations
 
@@ -40,14 +44,17 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from impasto.protocol.messages import TRAIN_FALLBACKS, ErrorCode, Result, Train
+from impasto.protocol.messages import TRAIN_FALLBACKS, ErrorCode, Train
 
 from impasto.backend.engine.denoise import generators
-from impasto.backend.engine.engine import JOB_RUNNERS
 from impasto.backend.engine.errors import Cancelled, EngineError
 from impasto.backend.engine.hooks import JobHooks
-from impasto.backend.engine.images import to_wire
+from impasto.backend.engine.images import to_rgba_array
+from impasto.backend.engine.runners import Output
+from impasto.backend.engine.gpu import adam_class, grad_scaler, training_autocast
 from impasto.backend.engine.samplers import make_scheduler
+
+from .text_cond import TextConditioning
 
 # ``library`` by module: importing it may be what started the engine import that leads here
 from . import adapters, checkpoint, class_images, dataset, library
@@ -132,7 +139,7 @@ class _ModelSnapshot:
 
     def __init__(self, loaded):
         self.items = []
-        for comp in ("unet", "text_encoder", "vae"):
+        for comp in ("unet", "text_encoder", "text_encoder_2", "vae"):
             model = getattr(loaded.base, comp, None)
             if model is not None:
                 self.items.append((model, model.training, _checkpointing(model)))
@@ -158,7 +165,13 @@ class Trainer:
         self.distill_rows = 0
         self.resolution = training_resolution(req, loaded)
         self.text_encoder_lora = bool(req.train_text_encoder)
+        self.cond = TextConditioning(loaded, self.resolution)
         self.trigger_emb = bool(getattr(req, "trigger_embedding", False)) and bool(req.trigger.strip())
+        if self.trigger_emb and self.cond.sdxl:
+            # the trigger embedding hooks one token table; SDXL has two (not trained yet): the LoRA carries it
+            self.trigger_emb = False
+            self.warnings.append("trigger embedding: not trained on SDXL models yet; the LoRA alone learns the "
+                                 "trigger word")
         self.prior = bool(req.prior_preservation) and req.class_images > 0
         if self.prior and not req.class_noun.strip():
             self.warnings.append("no class noun given: prior preservation is off (name the class, e.g. 'dog')")
@@ -243,19 +256,13 @@ class Trainer:
         self.inst_mean, self.inst_std = encode(self.pictures)
         if self.class_pictures:
             self.class_mean, self.class_std = encode(self.class_pictures)
-        tok = base.tokenizer
-
-        def ids(texts):
-            return tok(list(texts), padding="max_length", max_length=tok.model_max_length, truncation=True,
-                       return_tensors="pt").input_ids.to(self.device)
-
+        ids, te = self.cond.ids, self.cond.encode  # no adapter yet: these are the base model's embeddings
         self.inst_ids = ids(self.captions)
         self.class_ids = ids(self.class_captions) if self.class_captions else None
         self.empty_ids = ids([""])
-        te = base.text_encoder  # no adapter yet: these are the base model's embeddings
-        self.inst_emb = te(self.inst_ids)[0]
-        self.class_emb = te(self.class_ids)[0] if self.class_ids is not None else None
-        self.empty_emb = te(self.empty_ids)[0]
+        self.inst_emb = te(self.inst_ids)
+        self.class_emb = te(self.class_ids) if self.class_ids is not None else None
+        self.empty_emb = te(self.empty_ids)
         if self.distill_prompts and self.prior:
             self._choose_neighbours(te, ids)
             self._distill_bank()
@@ -264,8 +271,8 @@ class Trainer:
     def _choose_neighbours(self, te, ids) -> None:
         """Keep the distillation prompts furthest (in base text embedding) from the class prompts."""
         self.distill_ids = ids(self.distill_prompts)
-        emb = torch.cat([te(self.distill_ids[i:i + 64])[0] for i in range(0, len(self.distill_ids), 64)])
-        anchors = te(ids(dataset.class_prompts(self.captions, self.trigger, self.class_noun)))[0]
+        emb = torch.cat([te(self.distill_ids[i:i + 64]) for i in range(0, len(self.distill_ids), 64)])
+        anchors = te(ids(dataset.class_prompts(self.captions, self.trigger, self.class_noun)))
         far = torch.cdist(emb.flatten(1).float(), anchors.flatten(1).float()).min(dim=1).values
         keep = torch.topk(far, min(NEIGHBOUR_DISTILL_KEEP, len(far))).indices.sort().values
         self.distill_ids, self.distill_emb = self.distill_ids[keep], emb[keep]
@@ -295,8 +302,8 @@ class Trainer:
             t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g).to(self.device).long()
             p = torch.randint(0, len(self.distill_prompts), (n,), generator=g).to(self.device)
             x = sched.add_noise(latents, noise, t)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda and self.dtype == torch.float16):
-                pred = unet(x.to(unet.dtype), t, self.distill_emb[p].to(unet.dtype)).sample
+            with training_autocast(self.loaded.choice):
+                pred = self.cond.unet(unet, x, t, self.distill_emb[p])
             noisy.append(x)
             times.append(t)
             which.append(p)
@@ -310,8 +317,9 @@ class Trainer:
         loaded = self.loaded
         params = adapters.inject_training(loaded, "unet", adapters.UNET_TARGETS[req.method], req.rank, req.seed)
         if self.text_encoder_lora:
-            params += adapters.inject_training(loaded, "text_encoder", adapters.TEXT_ENCODER_TARGETS, req.rank,
-                                               req.seed + 1)
+            for i, comp in enumerate(self.cond.encoders):   # SDXL: both text encoders
+                params += adapters.inject_training(loaded, comp, adapters.TEXT_ENCODER_TARGETS, req.rank,
+                                                   req.seed + 1 + i)
         self.params = params
         groups = [dict(params=params, lr=req.learning_rate)]
         self.trigger_params: List[torch.nn.Parameter] = []
@@ -333,7 +341,7 @@ class Trainer:
             if self.trigger_emb:
                 adapters.load_training_trigger(loaded, tensors)
         lrs = [g["lr"] for g in groups]
-        self.optimizer = torch.optim.AdamW(groups, **ADAM)
+        self.optimizer = adam_class(loaded.choice)(groups, **ADAM)
         if resume is not None:
             self.optimizer.load_state_dict(resume.optimizer())
             for group, lr in zip(self.optimizer.param_groups, lrs):
@@ -345,18 +353,20 @@ class Trainer:
         from diffusers import DDPMScheduler
 
         self.noise_scheduler = DDPMScheduler.from_config(loaded.scheduler_config)
-        self.scaler = torch.amp.GradScaler("cuda") if self.cuda and self.dtype == torch.float16 else None
+        self.scaler = grad_scaler(loaded.choice)
         unet = loaded.base.unet
         unet.train()
         if self.text_encoder_lora:
-            loaded.base.text_encoder.train()
+            for comp in self.cond.encoders:
+                getattr(loaded.base, comp).train()
         if req.gradient_checkpointing:
             set_checkpointing(unet, True)
             if self.text_encoder_lora:
-                set_checkpointing(loaded.base.text_encoder, True)
+                for comp in self.cond.encoders:
+                    set_checkpointing(getattr(loaded.base, comp), True)
 
     def components(self) -> List[str]:
-        return ["unet", "text_encoder"] if self.text_encoder_lora else ["unet"]
+        return ["unet"] + (list(self.cond.encoders) if self.text_encoder_lora else [])
 
     def adapter_tensors(self, checkpoint: bool = False) -> Dict[str, torch.Tensor]:
         out: Dict[str, torch.Tensor] = {}
@@ -404,19 +414,19 @@ class Trainer:
             parts_ids.append(self.distill_ids[b_prompt[pick]])
             parts_emb.append(self.distill_emb[b_prompt[pick]])
         unet = self.loaded.base.unet
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.scaler is not None):
+        with training_autocast(self.loaded.choice):
             text_prior = None
             if not self.text_encoder_lora and not self.trigger_emb:
                 hidden = torch.cat(parts_emb)   # cached
             elif not self.text_encoder_lora:
                 # only the captions with the trigger change; prompts without it read as the base model's
-                hidden = torch.cat([self.loaded.base.text_encoder(parts_ids[0])[0]] + parts_emb[1:])
+                hidden = torch.cat([self.cond.encode(parts_ids[0])] + parts_emb[1:])
             else:
-                hidden = self.loaded.base.text_encoder(torch.cat(parts_ids))[0]
+                hidden = self.cond.encode(torch.cat(parts_ids))
                 if len(parts_emb) > 1:
                     n_inst = parts_ids[0].shape[0]
                     text_prior = F.mse_loss(hidden[n_inst:].float(), torch.cat(parts_emb[1:]).float())
-            pred = unet(noisy.to(unet.dtype), timesteps, hidden.to(unet.dtype)).sample
+            pred = self.cond.unet(unet, noisy, timesteps, hidden)
             if distill:
                 distill_loss = F.mse_loss(pred[-k:].float(), teacher)
                 pred, timesteps = pred[:-k], timesteps[:-k]
@@ -466,18 +476,18 @@ class Trainer:
         """Pictures of the first caption with the adapter as trained so far (fixed seeds)."""
         pipe = self.loaded.txt2img
         pipe.scheduler = make_scheduler(SAMPLE_SAMPLER, self.loaded.scheduler_config)
-        unet, te = self.loaded.base.unet, self.loaded.base.text_encoder
-        modes = (unet.training, te.training)
-        unet.eval()
-        te.eval()
+        models = [self.loaded.base.unet] + [getattr(self.loaded.base, c) for c in self.cond.encoders]
+        modes = [m.training for m in models]
+        for m in models:
+            m.eval()
         try:
             with torch.inference_mode():
                 out = pipe(prompt=[self.captions[0]] * n, num_inference_steps=SAMPLE_STEPS,
                            guidance_scale=SAMPLE_CFG, width=self.resolution, height=self.resolution,
                            generator=generators([self.req.seed + i for i in range(n)]), output_type="pil")
         finally:
-            unet.train(modes[0])
-            te.train(modes[1])
+            for m, mode in zip(models, modes):
+                m.train(mode)
         return list(out.images)
 
     def loop(self) -> None:
@@ -486,6 +496,7 @@ class Trainer:
         t_loop = time.perf_counter()
         try:
             while self.step < total:
+                hooks.steps_done = self.step   # a cancel reports the training steps run
                 hooks.check()
                 t0 = time.perf_counter()
                 loss = self.train_step()
@@ -496,6 +507,7 @@ class Trainer:
                                       "lower the learning rate", "learning_rate")
                 self.losses.append(round(loss, 6))
                 preview = None
+                hooks.steps_done = self.step
                 if req.preview and req.sample_every and self.step % req.sample_every == 0 and self.step < total:
                     hooks.check()
                     preview = self.samples(1)[0]
@@ -510,7 +522,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the job
 
-    def finish(self) -> Result:
+    def finish(self) -> Output:
         req, loaded = self.req, self.loaded
         self.save_checkpoint()  # if saving to the library fails (disk full), resume can still save it
         t0 = time.perf_counter()
@@ -536,15 +548,15 @@ class Trainer:
         self.timings["save"] = time.perf_counter() - t0
         self.hooks.progress(self.step, req.steps, None, None, "saved")
         step_median = statistics.median(self.step_times) if self.step_times else 0.0
-        return Result(
-            images=[to_wire(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
-            steps_run=self.step, timings={k: round(v, 6) for k, v in self.timings.items()},
+        return Output(
+            images=[to_rgba_array(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
+            steps=self.step, timings=dict(self.timings),
             info={"concept": info.to_wire(), "steps_this_run": len(self.step_times),
                   "resumed_from": self.resumed_from, "batch": self.batch, "step_median_s": round(step_median, 6),
                   "final_loss": meta["final_loss"], "distilled_prompts": list(self.distill_prompts)},
         )
 
-    def run(self) -> Result:
+    def run(self) -> Output:
         req = self.req
         dataset.check_count(req.images)  # before anything is changed
         resume = None
@@ -596,11 +608,9 @@ def with_model_defaults(req: Train, loaded) -> Train:
     return dataclasses.replace(req, **values)
 
 
-def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Result:
+def run_train(engine, loaded, req: Train, hooks: JobHooks) -> Output:
     req = with_model_defaults(req, loaded)
     # gradients on, whatever the caller's context (a script under no_grad / inference_mode)
     with torch.inference_mode(False), torch.enable_grad():
         return Trainer(engine, loaded, req, hooks).run()
 
-
-JOB_RUNNERS["train"] = run_train

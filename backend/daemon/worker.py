@@ -95,8 +95,8 @@ class Worker(threading.Thread):
             result = self.engine.run(req, hooks)
             result.timings["queue_wait"] = round(started - rec.submitted + 0.0, 6)
             self._emit(rec, result, final=True)
-        except Cancelled:
-            self._emit(rec, CancelledEvent(job=job), final=True)
+        except Cancelled as exc:
+            self._emit(rec, CancelledEvent(job=job, steps=exc.steps), final=True)
         except ProtocolError as exc:
             self._emit(rec, Error(code=exc.code, message=exc.message, field=exc.field or "", job=job), final=True)
         except Exception as exc:  # the daemon never dies from a request

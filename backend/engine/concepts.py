@@ -34,6 +34,7 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
         return
     library = ConceptLibrary()
     weights = {}
+    order = {}
     seen = set()
     for i, (name, weight) in enumerate(concepts):
         field = f"concepts[{i}]"
@@ -45,11 +46,14 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
             continue  # weight 0: not even loaded, the job runs on the bare base model
         resident = adapters.ensure_loaded(loaded, info, library.load_weights, field)
         weights[resident.adapter] = float(weight)
+        order[resident.adapter] = info.id
         if resident.trigger_note:
             hooks.warnings.append(f"concept {info.name!r}: {resident.trigger_note}")
         for warning in concept_warnings(info, loaded, prompt):
             hooks.warnings.append(warning)
-    adapters.set_active(loaded, weights)
+    # one summation order per set of concepts (by their ids): listing them in another order, or
+    # loading them in another order in another session, paints the same bits
+    adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])))
 
 
 def concept_warnings(info, loaded, prompt: Optional[str]) -> List[str]:

@@ -32,10 +32,15 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     pipe.scheduler = scheduler
     tap = X0Tap(scheduler)
     state = {"steps": 0, "first": None}
+    hooks.steps_done = 0
     t0 = time.perf_counter()
 
+    cuda = loaded.choice.device.type == "cuda"
+
     def on_step_end(p, i, t, cb_kwargs):
-        state["steps"] = i + 1
+        if cuda:  # "step i done" means done: no CPU run-ahead in progress events and it/s figures
+            torch.cuda.synchronize(loaded.choice.device)
+        state["steps"] = hooks.steps_done = i + 1
         if state["first"] is None:
             state["first"] = time.perf_counter() - t0
         hooks.check()

@@ -22,10 +22,13 @@ class DeviceChoice:
 def pick_device(override: str | None = None) -> DeviceChoice:
     """``IMPASTO_DEVICE=cpu|cuda|mps`` forces a device (tests force nothing);
     ``IMPASTO_PRECISION=fp32`` keeps a GPU in full precision (cards whose fp16
-    gives black pictures, or to compare with a CPU bit for bit in spirit)."""
+    gives black pictures, or to compare with a CPU bit for bit in spirit);
+    ``bf16`` picks bfloat16 where the card has it."""
     wanted = override or os.environ.get("IMPASTO_DEVICE", "")
-    half = torch.float32 if os.environ.get("IMPASTO_PRECISION", "").lower() in ("fp32", "float32", "full") \
-        else torch.float16
+    precision = os.environ.get("IMPASTO_PRECISION", "").lower()
+    half = torch.float32 if precision in ("fp32", "float32", "full") else torch.float16
+    if precision in ("bf16", "bfloat16") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        half = torch.bfloat16  # inference default stays fp16 (diffusers' own); training prefers bf16 (gpu.py)
     if wanted == "cuda" or (not wanted and torch.cuda.is_available()):
         return DeviceChoice(torch.device("cuda"), half)
     mps = getattr(torch.backends, "mps", None)

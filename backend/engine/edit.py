@@ -10,7 +10,8 @@ One edit, start to finish:
    the masked area is filled per ``fill`` (:mod:`.fill`);
 4. latents: the original region is encoded once; inside the latent mask the
    start latents come from the filled picture, outside from the original;
-5. diffusers' ``StableDiffusionInpaintPipeline`` denoises (through
+5. diffusers' inpaint pipeline (``StableDiffusionInpaintPipeline``, or the
+   SDXL one for SDXL-family models) denoises (through
    :func:`.denoise.denoise`).  With a 4-channel UNet it *is* Blended Latent
    Diffusion: after every step the original latents, re-noised to the next
    timestep with the job's *fixed* noise, replace everything outside the
@@ -30,41 +31,27 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from typing import Dict, List, Tuple, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from impasto.protocol.messages import ErrorCode, Generate, Patch, Result
-from impasto.protocol.messages import Image as WireImage
+from impasto.protocol.messages import ErrorCode, Generate
 
 from . import masks
+from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
-from .engine import JOB_RUNNERS, job_seeds
 from .errors import EngineError
 from .fill import NEUTRAL, apply_fill
+from .gpu import configure_vae
 from .hooks import JobHooks
-from .images import to_rgba8
-from .img2img import nothing_to_do_warning, prompt_kwargs
+from .images import to_rgba8, wire_array
 from .paste import make_patch, paste
-from .pipelines import LoadedModel
 from .region import only_masked, whole_picture
+from .runners import Output
 from .strength import schedule
-
-
-@dataclass
-class EditOutput:
-    """Full-size RGBA results, the changed region of each, and how they were made."""
-
-    images: List[np.ndarray]
-    patches: List[Tuple[int, int, np.ndarray]]
-    steps: int = 0
-    timings: Dict[str, float] = field(default_factory=dict)
-    info: Dict[str, object] = field(default_factory=dict)
-
 
 Picture = Union[Image.Image, np.ndarray]
 
@@ -83,13 +70,6 @@ def mask_to_array(mask: Picture) -> np.ndarray:
     if mask.mode != "L":
         mask = to_rgba8(mask).convert("L")
     return np.asarray(mask, dtype=np.uint8)
-
-
-def wire_array(img: WireImage) -> np.ndarray:
-    """A read-only numpy view of a wire image's bytes (no copy: a 4096x4096 layer is 64 MiB)."""
-    channels = WireImage.CHANNELS[img.format]
-    arr = np.frombuffer(img.data, np.uint8)
-    return arr.reshape(img.height, img.width, channels) if channels > 1 else arr.reshape(img.height, img.width)
 
 
 def _resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -138,13 +118,15 @@ def _region_rgb(canvas: np.ndarray, box, size: Tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32)
 
 
-def _denoise_region(loaded: LoadedModel, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarray, req: Generate,
+def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarray, req: Generate,
                     seeds: List[int], num_steps: int, hooks: JobHooks, timings: Dict[str, float],
                     info: Dict[str, object]) -> Tuple[List[Image.Image], int]:
     """Diffuse one region (``rgb`` at diffusion size): (decoded images, steps run)."""
     pipe = loaded.inpaint
     dev, dtype, vae = loaded.choice.device, loaded.choice.dtype, pipe.vae
     h, w = rgb.shape[:2]
+    if configure_vae(vae, w, h):   # a whole-picture edit of a big canvas: encode and decode tile by tile
+        info["vae_tiled"] = True
     t0 = time.perf_counter()
     original = encode_rgb(vae, rgb, dev, dtype)
     cell_t = torch.from_numpy(cells.astype(np.float32))[None, None].to(dev, dtype)
@@ -168,14 +150,14 @@ def _denoise_region(loaded: LoadedModel, rgb: np.ndarray, weight: np.ndarray, ce
         pipe, loaded, req.sampler, hooks, timings,
         image=start, mask_image=Image.fromarray(pixel_cells, "L"), masked_image_latents=masked_latents,
         height=h, width=w, strength=req.strength, num_inference_steps=num_steps,
-        generator=generators(seeds), **prompt_kwargs(req, len(seeds)),
+        generator=generators(seeds), **prompt_kwargs(req, len(seeds)), **loaded.size_conditioning(w, h),
     )
     info["latent_shape"] = list(out.shape)
     return decode(pipe, out, timings), steps
 
 
-def edit_pictures(loaded: LoadedModel, image: Picture, mask: Picture, req: Generate, seeds: List[int],
-                  hooks: JobHooks) -> EditOutput:
+def edit_pictures(loaded, image: Picture, mask: Picture, req: Generate, seeds: List[int],
+                  hooks: JobHooks) -> Output:
     """Edit ``image`` (any PIL mode) where ``mask`` (any mode, same size) says; see the module doc."""
     timings: Dict[str, float] = {}
     t0 = time.perf_counter()
@@ -202,7 +184,7 @@ def edit_pictures(loaded: LoadedModel, image: Picture, mask: Picture, req: Gener
     }
     if expected == 0:
         hooks.warnings.append(nothing_to_do_warning(req))
-        return EditOutput(images=[canvas.copy() for _ in seeds], patches=[], steps=0, timings=timings, info=info)
+        return Output(images=[canvas.copy() for _ in seeds], seeds=seeds, steps=0, timings=timings, info=info)
 
     x0, y0, x1, y1 = region.box
     rgb = _region_rgb(canvas, region.box, region.size)
@@ -224,27 +206,14 @@ def edit_pictures(loaded: LoadedModel, image: Picture, mask: Picture, req: Gener
         patches.append((fx0, fy0, patch))
         images.append(paste(canvas, patch, fx0, fy0))
     timings["paste"] = time.perf_counter() - t0
-    return EditOutput(images=images, patches=patches, steps=steps, timings=timings, info=info)
+    return Output(images=images, seeds=seeds, patches=patches, steps=steps, timings=timings, info=info)
 
 
-def _wire(arr: np.ndarray) -> WireImage:
-    h, w = arr.shape[:2]
-    return WireImage(width=w, height=h, data=np.ascontiguousarray(arr, dtype=np.uint8).tobytes(), format="rgba8")
-
-
-def run_edit(engine, loaded: LoadedModel, req: Generate, hooks: JobHooks) -> Result:
-    seeds = job_seeds(req)
-    out = edit_pictures(loaded, wire_array(req.init_image), wire_array(req.mask), req, seeds, hooks)
-    return Result(
-        images=[_wire(a) for a in out.images], seeds=seeds, steps_run=out.steps,
-        patches=[Patch(x=x, y=y, image=_wire(p)) for x, y, p in out.patches],
-        timings={k: round(v, 6) for k, v in out.timings.items()}, info=out.info,
-    )
+def run(engine, loaded, req: Generate, hooks: JobHooks) -> Output:
+    return edit_pictures(loaded, wire_array(req.init_image), wire_array(req.mask), req, job_seeds(req), hooks)
 
 
 def whole_picture_request(req: Generate) -> Generate:
     """``req`` as an edit of the whole picture with a fully white, unfeathered mask."""
     return dataclasses.replace(req, whole_picture=True, grow=0, mask_blur=0, fill="original")
 
-
-JOB_RUNNERS["edit"] = run_edit

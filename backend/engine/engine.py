@@ -1,32 +1,33 @@
 """The engine facade: one request in, one :class:`Result` out.
 
 The daemon's worker thread owns an :class:`Engine`; so can a test or a script
-(no sockets involved).  It keeps one model resident, resolves the job kind and
-hands over to the module that runs it.
+(no sockets involved).  It keeps one model resident, switches the job's
+concepts on, looks the job kind up in :data:`.runners.JOB_RUNNERS` and builds
+the result from the runner's :class:`.runners.Output` - the same straight
+path for every kind, txt2img included.
 """
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
+
+import torch
 
 from impasto.protocol.messages import ErrorCode, Generate, Limits, Result, validate_job
 
-from . import concepts, txt2img
+from . import concepts
 from .device import DeviceChoice, pick_device
 from .errors import EngineError
+from .gpu import oom_guard, peak_memory, reset_peak_memory
 from .hooks import JobHooks
-from .images import to_wire
 from .models import ModelEntry, ModelRegistry
 from .pipelines import LoadedModel
+from .runners import JOB_RUNNERS, build_result, runner_for  # noqa: F401 (JOB_RUNNERS re-exported: the seam)
 
 log = logging.getLogger("impasto.engine")
-
-# Job kinds beyond txt2img register here (editing, training) so this file
-# stays a dispatcher: kind -> callable(engine, loaded, request, hooks) -> Result
-JOB_RUNNERS: Dict[str, Callable] = {}
 
 
 class Engine:
@@ -36,13 +37,24 @@ class Engine:
         self.choice = device or pick_device()
         self.limits = limits or Limits()
         self.loaded: Optional[LoadedModel] = None
+        self._stamp, self._loaded_as_default = None, False
 
     # ------------------------------------------------------------------ models
 
     def model(self, name: str) -> LoadedModel:
-        """The resident model for ``name`` ("" = default), loading it if needed."""
+        """The resident model for ``name`` ("" = default), loading it if needed.
+
+        The resident model answers without a folder rescan while nothing on
+        disk changed (the models folder's and the model's own modification
+        times): a scan reads every model's configs or header, milliseconds
+        per job that the daemon's overhead should not pay.
+        """
+        if self.loaded is not None and self._stamp == self._disk_stamp(self.loaded.entry) and \
+                name in (self.loaded.entry.name, "" if self._loaded_as_default else None):
+            return self.loaded
         entry = self.registry.resolve(name)
         if self.loaded is not None and self.loaded.entry.path == entry.path:
+            self._stamp, self._loaded_as_default = self._disk_stamp(entry), name == "" or self._loaded_as_default
             return self.loaded
         if self.loaded is not None:
             self.loaded.close()
@@ -53,7 +65,17 @@ class Engine:
             raise
         except Exception as exc:
             raise EngineError(ErrorCode.INTERNAL, f"model {entry.name!r} failed to load: {exc}", "model") from exc
+        self._stamp, self._loaded_as_default = self._disk_stamp(entry), name == ""
         return self.loaded
+
+    def _disk_stamp(self, entry: ModelEntry):
+        def mtime(path) -> int:
+            try:
+                return os.stat(path).st_mtime_ns
+            except OSError:
+                return -1
+
+        return mtime(self.registry.models_dir), mtime(entry.path)
 
     def models(self) -> List[ModelEntry]:
         return self.registry.scan()
@@ -63,43 +85,27 @@ class Engine:
     def run(self, req, hooks: Optional[JobHooks] = None) -> Result:
         hooks = hooks or JobHooks()
         validate_job(req, self.limits)
+        kind = req.kind if isinstance(req, Generate) else req.TYPE
+        runner = runner_for(kind)
         t0 = time.perf_counter()
+        reset_peak_memory(self.choice)
         loaded = self.model(req.model)
         t_load = time.perf_counter() - t0
-        if isinstance(req, Generate):
-            kind = req.kind
-        else:
-            kind = req.TYPE
-        if isinstance(req, Generate):
-            concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
-        runner = JOB_RUNNERS.get(kind)
-        if runner is None:
-            if kind != "txt2img":
-                raise EngineError(ErrorCode.BAD_MESSAGE, f"{kind} jobs are not supported by this daemon", "type")
-            runner = run_txt2img
-        result = runner(self, loaded, req, hooks)
+        with oom_guard(self.choice, req):
+            if isinstance(req, Generate):
+                concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
+            out = runner(self, loaded, req, hooks)
+        result = build_result(out)
         result.job = req.job
         result.timings["model"] = round(t_load, 6)
         result.timings["total"] = round(time.perf_counter() - t0, 6)
         result.warnings.extend(hooks.warnings)
         result.info.setdefault("model", loaded.entry.name)
+        result.info.setdefault("family", loaded.entry.family)
         result.info.setdefault("device", self.choice.describe())
+        result.info.setdefault("torch_threads", torch.get_num_threads())  # benchmarks compare like with like
+        result.info.setdefault("fast_path", loaded.fast.describe())
+        peak = peak_memory(self.choice)
+        if peak is not None:
+            result.info.setdefault("peak_vram_bytes", peak)
         return result
-
-
-def job_seeds(req: Generate) -> List[int]:
-    """Image i of a batch uses seed + i; -1 asks for a fresh random seed."""
-    base = req.seed if req.seed >= 0 else secrets.randbelow(2**32)
-    return [base + i for i in range(req.batch_size)]
-
-
-def run_txt2img(engine: Engine, loaded: LoadedModel, req: Generate, hooks: JobHooks) -> Result:
-    seeds = job_seeds(req)
-    images, steps, timings = txt2img.run(loaded, req, seeds, hooks)
-    return Result(images=[to_wire(im) for im in images], seeds=seeds, steps_run=steps,
-                  timings={k: round(v, 6) for k, v in timings.items()})
-
-
-# Feature modules register their runners in JOB_RUNNERS when imported.
-from . import edit as _edit  # noqa: E402,F401  img2img and edit
-from impasto.backend.concepts import train as _concept_train  # noqa: E402,F401  train

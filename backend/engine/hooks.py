@@ -1,7 +1,10 @@
 """The named points where the daemon (or a test) hooks into a running job.
 
 The engine knows nothing of sockets: it calls ``progress`` after every step
-and asks ``cancelled()`` before every step and before the VAE decode.
+and asks ``cancelled()`` before every step and before the VAE decode.  The
+loops record how many steps actually ran in ``steps_done``, so a cancel can
+report it (the ``cancelled`` event's ``steps``): the step in flight when the
+cancel lands sends no progress event, so counting events would be one short.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ class JobHooks:
     want_preview: bool = False
     preview_every: int = 1
     warnings: list = field(default_factory=list)
+    steps_done: int = 0          # denoise (or training) steps that ran, kept by the loops
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` when the job was cancelled."""
+        """Raise :class:`Cancelled` (carrying the steps run so far) when the job was cancelled."""
         if self.cancelled():
-            raise Cancelled()
+            raise Cancelled(self.steps_done)

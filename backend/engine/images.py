@@ -51,3 +51,23 @@ def to_rgb(img: PILImage.Image, background=(255, 255, 255)) -> PILImage.Image:
     base = PILImage.new("RGBA", img.size, background + (255,))
     base.alpha_composite(img)
     return base.convert("RGB")
+
+
+def array_to_wire(arr: np.ndarray) -> WireImage:
+    """An HxWx4 uint8 RGBA array (or a PIL image) -> a wire image (one copy of the bytes)."""
+    if isinstance(arr, PILImage.Image):
+        return to_wire(arr)
+    h, w = arr.shape[:2]
+    return WireImage(width=w, height=h, data=np.ascontiguousarray(arr, dtype=np.uint8).tobytes(), format="rgba8")
+
+
+def to_rgba_array(img: PILImage.Image) -> np.ndarray:
+    """Any PIL mode -> HxWx4 uint8 RGBA array (what every runner returns)."""
+    return np.asarray(to_rgba8(img), dtype=np.uint8)
+
+
+def wire_array(img: WireImage) -> np.ndarray:
+    """A read-only numpy view of a wire image's bytes (no copy: a 4096x4096 layer is 64 MiB)."""
+    channels = WireImage.CHANNELS[img.format]
+    arr = np.frombuffer(img.data, np.uint8)
+    return arr.reshape(img.height, img.width, channels) if channels > 1 else arr.reshape(img.height, img.width)

@@ -192,15 +192,6 @@ def prepare(mask: np.ndarray, grow: int, mask_blur: int) -> PreparedMask:
     return PreparedMask(box=box, grown=grown, feathered=feathered, canvas=(w, h))
 
 
-def latent_cells(mask: np.ndarray, factor: int = 8) -> np.ndarray:
-    """Bool (h/f, w/f) map of latent cells touched by any non-zero pixel of ``mask``.
-
-    ``mask`` must already be a multiple of ``factor`` on both sides.
-    """
-    h, w = mask.shape
-    return mask.reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3)) > 0
-
-
 def cells_to_pixels(cells: np.ndarray, factor: int = 8) -> np.ndarray:
     """A block-aligned uint8 0/255 pixel mask from latent cells.
 

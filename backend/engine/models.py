@@ -3,7 +3,12 @@
 Two layouts are recognised, the two artists have on disk:
 
 * a diffusers folder (``model_index.json`` + component folders);
-* a single-file SD1.5 checkpoint (``NAME.safetensors``, original LDM keys).
+* a single-file checkpoint (``NAME.safetensors``, original LDM keys) of the
+  SD1.5 or the SDXL family (SDXL base, its fine-tunes, SDXL inpaint).
+
+Each entry says its *family* (``sd15`` or ``sdxl``: which pipelines, configs,
+text encoders and LoRA keys it takes) and its ``arch`` (family plus
+``-inpaint`` for a 9-channel inpainting UNet).
 
 The architecture is read from configs / tensor shapes without loading weights,
 so ``impasto models`` is instant even with many multi-GB files.
@@ -31,7 +36,7 @@ class ModelEntry:
     name: str
     path: str
     format: str            # "diffusers" | "single_file"
-    arch: str              # "sd15", "sd15-inpaint", "sd2", "sdxl", "unknown"
+    arch: str              # "sd15", "sd15-inpaint", "sd2", "sdxl", "sdxl-inpaint", "unknown"
     builtin: bool = False
     native_size: int = 512
     max_size: int = 0      # >0: generate at most this size and upscale (small starter models)
@@ -43,8 +48,19 @@ class ModelEntry:
     # at 0 (the text-encoder choice: unset)
     concept_training: Dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def family(self) -> str:
+        """``sd15`` / ``sdxl`` / ``sd2`` / ``unknown``: the architecture without the inpaint suffix."""
+        return family_of(self.arch)
+
     def to_dict(self) -> Dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        out["family"] = self.family
+        return out
+
+
+def family_of(arch: str) -> str:
+    return arch[: -len("-inpaint")] if arch.endswith("-inpaint") else arch
 
 
 CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool}
@@ -86,8 +102,8 @@ def _arch_from_unet_config(cfg: dict) -> str:
     if isinstance(cross, list):
         cross = cross[0] if cross else None
     inpaint = cfg.get("in_channels") == 9
-    if cfg.get("addition_embed_type") == "text_time" or cross == 2048:
-        return "sdxl"
+    if cfg.get("addition_embed_type") == "text_time":
+        return "sdxl-inpaint" if inpaint else "sdxl"
     if cross == 1024:
         return "sd2-inpaint" if inpaint else "sd2"
     return "sd15-inpaint" if inpaint else "sd15"
@@ -105,9 +121,6 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         description=str(extra.get("description", index.get("_class_name", ""))),
         concept_training=concept_training_defaults(extra, path),
     )
-    if arch == "sdxl" or index.get("_class_name", "").startswith("StableDiffusionXL"):
-        entry.supported, entry.arch = False, "sdxl"
-        entry.notes.append("SDXL is not supported yet")
     return entry
 
 
@@ -126,9 +139,9 @@ _EMBEDDING_KEYS = ("emb_params", "string_to_param", "clip_l", "clip_g")
 def inspect_single_file(path: Path) -> ModelEntry:
     """What a ``.safetensors`` file is, from its JSON header alone (no tensor data is read).
 
-    SD1.5 / SD1.5-inpainting checkpoints in the original LDM layout are usable;
-    SD2, SDXL, LoRAs, textual-inversion embeddings and bare VAEs get a note
-    saying what they are.  A ``NAME.config/`` sidecar (see
+    SD1.5 and SDXL checkpoints (and their 9-channel inpainting variants) in the
+    original LDM layout are usable; SD2, LoRAs, textual-inversion embeddings
+    and bare VAEs get a note saying what they are.  A ``NAME.config/`` sidecar (see
     :mod:`.single_file`) may set the native size from its ``unet/config.json``
     and ``impasto.json`` like a diffusers folder's.
     """
@@ -153,9 +166,15 @@ def inspect_single_file(path: Path) -> ModelEntry:
         return info.get("shape") if isinstance(info, dict) else None
 
     first = shape("model.diffusion_model.input_blocks.0.0.weight")
-    if any(k.startswith("conditioner.embedders") for k in keys):
-        entry.arch, entry.supported = "sdxl", False
-        entry.notes.append("SDXL is not supported yet")
+    if any(k.startswith("conditioner.embedders") for k in keys) and isinstance(first, list) and len(first) == 4:
+        entry.arch, entry.native_size = "sdxl" + ("-inpaint" if first[1] == 9 else ""), 1024
+        if not any(k.startswith("conditioner.embedders.1.") for k in keys) or not any(
+                k.startswith("first_stage_model.") for k in keys):
+            entry.supported = False
+            entry.notes.append("the checkpoint lacks its text encoders or VAE weights (a UNet-only file, or the "
+                               "SDXL refiner)")
+        else:
+            _apply_sidecar(entry, path)
     elif isinstance(first, list) and len(first) == 4:
         to_k = shape("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight")
         base = "sd2" if isinstance(to_k, list) and to_k and to_k[-1] == 1024 else "sd15"
@@ -265,7 +284,7 @@ class ModelRegistry:
             if not name:
                 raise EngineError(
                     ErrorCode.NO_MODEL,
-                    f"no model is installed: put a diffusers folder or an SD1.5 .safetensors file in "
+                    f"no model is installed: put a diffusers folder or an SD1.5 / SDXL .safetensors file in "
                     f"{self.models_dir} (or set IMPASTO_MODELS_DIR)",
                     "model",
                 )

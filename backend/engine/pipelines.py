@@ -2,8 +2,13 @@
 
 The base pipeline is built from the model's folder (or single file); img2img
 and inpaint pipelines are derived with diffusers' ``from_pipe``, which shares
-the already-loaded UNet, VAE and text encoder - switching job kinds costs no
+the already-loaded UNet, VAE and text encoder(s) - switching job kinds costs no
 weight I/O.  One model is resident at a time (the daemon's worker owns it).
+
+The model's *family* picks the pipeline classes (:data:`FAMILY_PIPELINES`):
+SD1.5's, or SDXL's (two text encoders, size conditioning); everything above
+this module - runners, denoise, previews, concepts - is the same code for
+both.  The GPU fast path is applied once here (:mod:`.gpu`).
 """
 from __future__ import annotations
 
@@ -18,14 +23,31 @@ from diffusers import (
     StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline,
     StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLInpaintPipeline,
+    StableDiffusionXLPipeline,
 )
 
 from .device import DeviceChoice
-from .models import ModelEntry
+from .gpu import FastPath, optimize
+from .models import ModelEntry, family_of
 from .preview import fit_latent_rgb
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 
+# family -> (txt2img, img2img, inpaint) pipeline classes
+FAMILY_PIPELINES = {
+    "sd15": (StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline),
+    "sd2": (StableDiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline),
+    "sdxl": (StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline, StableDiffusionXLInpaintPipeline),
+}
+
 log = logging.getLogger("impasto.engine")
+
+
+def pipeline_family(entry: ModelEntry) -> str:
+    """The family whose pipelines run ``entry`` (an unknown one runs as SD1.5, the oldest layout)."""
+    family = family_of(entry.arch)
+    return family if family in FAMILY_PIPELINES else "sd15"
 
 
 def model_fingerprint(entry: ModelEntry) -> str:
@@ -47,27 +69,48 @@ class LoadedModel:
     def __init__(self, entry: ModelEntry, choice: DeviceChoice):
         self.entry = entry
         self.choice = choice
+        self.family = pipeline_family(entry)
+        self.classes = FAMILY_PIPELINES[self.family]
+        self.fast = FastPath.for_device(choice)
         t0 = time.perf_counter()
-        self.base = self._load_base(entry, choice)
+        self.base = self._load_base(entry, choice, self.fast)
         self.base.set_progress_bar_config(disable=True)
+        optimize(self.base, choice, self.fast, upcast_vae=self.family == "sdxl")
         self.load_seconds = time.perf_counter() - t0
         self.scheduler_config = dict(self.base.scheduler.config)
         self.inpaint_unet = self.base.unet.config.in_channels == 9
-        self.preview_matrix = fit_latent_rgb(self.base.vae, choice.device, choice.dtype)
+        self.preview_matrix = fit_latent_rgb(self.base.vae, choice.device, self.base.vae.dtype)
         self.fingerprint = model_fingerprint(entry)
         self._derived: Dict[type, object] = {type(self.base): self.base}
         log.info("loaded %s (%s) on %s in %.2f s", entry.name, entry.arch, choice.describe(), self.load_seconds)
 
     @staticmethod
-    def _load_base(entry: ModelEntry, choice: DeviceChoice):
-        cls = StableDiffusionInpaintPipeline if entry.arch.endswith("inpaint") else StableDiffusionPipeline
-        common = dict(torch_dtype=choice.dtype, safety_checker=None, requires_safety_checker=False)
+    def _load_base(entry: ModelEntry, choice: DeviceChoice, fast: FastPath = FastPath()):
+        classes = FAMILY_PIPELINES[pipeline_family(entry)]
+        cls = classes[2] if entry.arch.endswith("inpaint") else classes[0]
+        common = dict(torch_dtype=choice.dtype)
+        if cls in (StableDiffusionXLPipeline, StableDiffusionXLInpaintPipeline):
+            common.update(add_watermarker=False)
+        else:
+            common.update(safety_checker=None, requires_safety_checker=False)
         if entry.format == "single_file":
-            # shipped SD1.5 configs (+ a NAME.config/ sidecar): never a hub (see single_file.py)
+            # shipped SD1.5 / SDXL configs (+ a NAME.config/ sidecar): never a hub (see single_file.py)
             pipe = load_single_file(cls, Path(entry.path), entry.arch, **common)
         else:
             pipe = cls.from_pretrained(entry.path, local_files_only=True, **common)
+        if fast.offload == "model":
+            return pipe  # stays on the CPU; gpu.optimize moves each component in when it runs
         return pipe.to(choice.device)
+
+    def size_conditioning(self, width: int, height: int) -> dict:
+        """SDXL's micro-conditioning for a picture diffused at ``width`` x ``height`` (nothing for SD1.5).
+
+        Original and target size are the diffusion size: the picture is made
+        whole at that size, never a crop (crop coordinates stay 0, 0).
+        """
+        if self.family != "sdxl":
+            return {}
+        return {"original_size": (height, width), "target_size": (height, width)}
 
     def pipeline(self, cls):
         """The pipeline of class ``cls`` sharing this model's weights (built once)."""
@@ -81,15 +124,15 @@ class LoadedModel:
     def txt2img(self):
         if self.inpaint_unet:
             return self.base
-        return self.pipeline(StableDiffusionPipeline)
+        return self.pipeline(self.classes[0])
 
     @property
     def img2img(self):
-        return self.pipeline(StableDiffusionImg2ImgPipeline)
+        return self.pipeline(self.classes[1])
 
     @property
     def inpaint(self):
-        return self.pipeline(StableDiffusionInpaintPipeline)
+        return self.pipeline(self.classes[2])
 
     def close(self) -> None:
         self._derived.clear()

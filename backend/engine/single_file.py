@@ -1,5 +1,13 @@
 """Single-file checkpoints in the original LDM (CompVis) layout: loading offline, and writing them.
 
+Two families: SD1.5 (shipped configs in ``assets/sd15_config``) and SDXL
+(``assets/sdxl_config``: SDXL base / inpainting configs, both text encoders;
+its two CLIP tokenizers share the SD1.5 copy's vocabulary and merges).  SDXL
+files keep the first text encoder under ``conditioner.embedders.0.transformer.``
+(HF CLIP layout) and the second under ``conditioner.embedders.1.model.``
+(OpenCLIP layout: fused q/k/v ``in_proj``, ``resblocks``, a transposed
+``text_projection``); the UNet's added embedding is ``label_emb``.
+
 Artists mostly own SD1.5 models as one ``NAME.safetensors`` with the original
 key names (``model.diffusion_model.*``, ``first_stage_model.*``,
 ``cond_stage_model.transformer.*``).  diffusers' ``from_single_file`` converts
@@ -43,8 +51,13 @@ from pathlib import Path
 from typing import Dict, Iterator, Mapping, Optional, Tuple
 
 SD15_CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "sd15_config"
+SDXL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "assets" / "sdxl_config"
 SIDECAR_SUFFIX = ".config"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SDXL_COMPONENTS = COMPONENTS + ("text_encoder_2", "tokenizer_2")
+
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer.text_model."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -61,9 +74,23 @@ def sidecar_dir(checkpoint: Path) -> Optional[Path]:
     return folder if folder.is_dir() else None
 
 
+def is_sdxl(arch: str) -> bool:
+    return arch.startswith("sdxl")
+
+
 def shipped_config_dir(arch: str) -> Path:
-    """The shipped SD1.5 config variant for ``arch`` (``sd15`` or ``sd15-inpaint``)."""
-    return SD15_CONFIG_DIR / ("inpaint" if arch.endswith("inpaint") else "base")
+    """The shipped config variant for ``arch`` (``sd15``, ``sd15-inpaint``, ``sdxl``, ``sdxl-inpaint``)."""
+    root = SDXL_CONFIG_DIR if is_sdxl(arch) else SD15_CONFIG_DIR
+    return root / ("inpaint" if arch.endswith("inpaint") else "base")
+
+
+def _shipped_tokenizer(name: str, target: Path) -> None:
+    """CLIP's tokenizer (vocab + merges shared by SD1.5 and both SDXL tokenizers), with
+    ``tokenizer_2``'s own two configs for SDXL's OpenCLIP tokenizer."""
+    shutil.copytree(SD15_CONFIG_DIR / "tokenizer", target)
+    if name == "tokenizer_2":
+        for f in (SDXL_CONFIG_DIR / "tokenizer_2").iterdir():
+            shutil.copy2(f, target / f.name)
 
 
 def _read_json(path: Path) -> dict:
@@ -82,7 +109,7 @@ def _component_class(name: str, folder: Path) -> Tuple[str, str]:
         library, cls = "diffusers", _read_json(folder / "config.json").get("_class_name")
     elif name == "scheduler":
         library, cls = "diffusers", _read_json(folder / "scheduler_config.json").get("_class_name")
-    elif name == "text_encoder":
+    elif name in ("text_encoder", "text_encoder_2"):
         library, cls = "transformers", (_read_json(folder / "config.json").get("architectures") or [None])[0]
     else:
         library, cls = "transformers", _read_json(folder / "tokenizer_config.json").get("tokenizer_class")
@@ -95,23 +122,23 @@ def _component_class(name: str, folder: Path) -> Tuple[str, str]:
 def config_folder(arch: str, checkpoint: Path) -> Iterator[Path]:
     """A complete diffusers config folder for loading ``checkpoint`` (temporary, local only).
 
-    Shipped SD1.5 configs for ``arch``, the shipped CLIP tokenizer, then each
-    component folder of the checkpoint's sidecar (if any) in place of the
-    shipped one.
+    Shipped configs for ``arch`` (SD1.5 or SDXL), the shipped CLIP
+    tokenizer(s), then each component folder of the checkpoint's sidecar (if
+    any) in place of the shipped one.
     """
     sidecar = sidecar_dir(checkpoint)
     with tempfile.TemporaryDirectory(prefix="impasto-config-") as tmp:
         root = Path(tmp) / "config"
         shutil.copytree(shipped_config_dir(arch), root)
         index = _read_json(root / "model_index.json")
-        for name in COMPONENTS:
+        for name in SDXL_COMPONENTS if is_sdxl(arch) else COMPONENTS:
             override = sidecar / name if sidecar is not None else None
             if override is not None and override.is_dir():
                 index[name] = list(_component_class(name, override))
                 shutil.rmtree(root / name, ignore_errors=True)
                 shutil.copytree(override, root / name)
-            elif name == "tokenizer":
-                shutil.copytree(SD15_CONFIG_DIR / "tokenizer", root / name)
+            elif name in ("tokenizer", "tokenizer_2"):
+                _shipped_tokenizer(name, root / name)
         (root / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
         yield root
 
@@ -141,7 +168,8 @@ def load_pipeline(cls, checkpoint: Path, arch: str, **kwargs):
                     raise
                 detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
                 if sidecar_dir(checkpoint) is None:
-                    hint = (f"its weights do not fit the SD1.5 architecture ({detail}); a checkpoint of another "
+                    family = "SDXL" if is_sdxl(arch) else "SD1.5"
+                    hint = (f"its weights do not fit the {family} architecture ({detail}); a checkpoint of another "
                             f"architecture needs its diffusers configs in a {name}{SIDECAR_SUFFIX}/ folder beside "
                             f"the file")
                 else:
@@ -156,7 +184,8 @@ def load_pipeline(cls, checkpoint: Path, arch: str, **kwargs):
 _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
                 "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
 _UNET_SIMPLE = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-                "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+                "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+                "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}  # SDXL
 _VAE_ATTN = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
 
 
@@ -254,11 +283,12 @@ def vae_to_ldm(state_dict: Mapping[str, object]) -> Dict[str, object]:
     return out
 
 
-def text_encoder_to_ldm(state_dict: Mapping[str, object]) -> Dict[str, object]:
-    """transformers ``CLIPTextModel`` keys -> ``cond_stage_model.transformer.text_model.*``.
+def text_encoder_to_ldm(state_dict: Mapping[str, object], prefix: str = TEXT_PREFIX) -> Dict[str, object]:
+    """transformers ``CLIPTextModel`` keys -> ``cond_stage_model.transformer.text_model.*`` (or ``prefix``).
 
-    SD1.5 stores HF's CLIP text model verbatim under a prefix; transformers
-    5.6+ drops the model's own ``text_model.`` level, older versions keep it.
+    SD1.5 (and SDXL's first encoder) store HF's CLIP text model verbatim under a
+    prefix; transformers 5.6+ drops the model's own ``text_model.`` level,
+    older versions keep it.
     """
     out: Dict[str, object] = {}
     for key, value in state_dict.items():
@@ -267,7 +297,49 @@ def text_encoder_to_ldm(state_dict: Mapping[str, object]) -> Dict[str, object]:
             continue  # a buffer, re-added by write_single_file like real checkpoints have it
         if not re.match(r"(embeddings|encoder|final_layer_norm)\.", bare):
             raise ValueError(f"no LDM name for text encoder weight {key!r}")
-        out[TEXT_PREFIX + bare] = value
+        out[prefix + bare] = value
+    return out
+
+
+_OPENCLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+                   "self_attn.out_proj": "attn.out_proj"}
+
+
+def open_clip_to_ldm(state_dict: Mapping[str, object], prefix: str = SDXL_OPENCLIP_PREFIX) -> Dict[str, object]:
+    """transformers ``CLIPTextModelWithProjection`` keys -> SDXL's OpenCLIP layout under ``prefix``.
+
+    The inverse of diffusers' ``convert_open_clip_checkpoint``: per layer the
+    q, k and v projections are stacked into one ``attn.in_proj_weight`` /
+    ``in_proj_bias`` (q first), the layer norms and MLP renamed, the position
+    embedding becomes the bare ``positional_embedding`` tensor and
+    ``text_projection`` is stored transposed (OpenCLIP multiplies ``x @ P``).
+    """
+    import torch
+
+    sd = {(k[len("text_model."):] if k.startswith("text_model.") else k): v for k, v in state_dict.items()}
+    out: Dict[str, object] = {}
+    layers = sorted({int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
+    used = set()
+    for i in layers:
+        src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            parts = [src + f"self_attn.{p}_proj.{kind}" for p in ("q", "k", "v")]
+            out[prefix + dst + f"attn.in_proj_{kind}"] = torch.cat([sd[p] for p in parts], dim=0)
+            used.update(parts)
+            for a, b in _OPENCLIP_LAYER.items():
+                out[prefix + dst + f"{b}.{kind}"] = sd[src + f"{a}.{kind}"]
+                used.add(src + f"{a}.{kind}")
+    simple = {"embeddings.token_embedding.weight": "token_embedding.weight",
+              "embeddings.position_embedding.weight": "positional_embedding",
+              "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
+    for a, b in simple.items():
+        out[prefix + b] = sd[a]
+        used.add(a)
+    out[prefix + "text_projection"] = sd["text_projection.weight"].T.contiguous()
+    used.update({"text_projection.weight", "embeddings.position_ids"})
+    left = sorted(set(sd) - used)
+    if left:
+        raise ValueError(f"no OpenCLIP name for text encoder weights {left[:3]}")
     return out
 
 
@@ -293,18 +365,24 @@ def schedule_buffers(scheduler_config: Mapping[str, object]) -> Dict[str, object
 
 
 def pipeline_to_ldm(unet, vae, text_encoder, scheduler_config: Optional[Mapping[str, object]] = None,
-                    dtype=None) -> Dict[str, object]:
-    """One LDM-layout state dict from loaded diffusers / transformers components."""
+                    dtype=None, text_encoder_2=None) -> Dict[str, object]:
+    """One LDM-layout state dict from loaded diffusers / transformers components.
+
+    With ``text_encoder_2`` (SDXL) the encoders go under ``conditioner.embedders``.
+    """
     import torch
 
     state = {}
     state.update(unet_to_ldm(unet.state_dict(), int(unet.config.layers_per_block)))
     state.update(vae_to_ldm(vae.state_dict()))
-    state.update(text_encoder_to_ldm(text_encoder.state_dict()))
+    first_prefix = TEXT_PREFIX if text_encoder_2 is None else SDXL_TEXT_PREFIX
+    state.update(text_encoder_to_ldm(text_encoder.state_dict(), first_prefix))
+    if text_encoder_2 is not None:
+        state.update(open_clip_to_ldm(text_encoder_2.state_dict()))
     if dtype is not None:
         state = {k: v.to(dtype) for k, v in state.items()}
     positions = int(text_encoder.config.max_position_embeddings)
-    state[TEXT_PREFIX + "embeddings.position_ids"] = torch.arange(positions, dtype=torch.int64)[None]
+    state[first_prefix + "embeddings.position_ids"] = torch.arange(positions, dtype=torch.int64)[None]
     if scheduler_config is not None:
         state.update(schedule_buffers(scheduler_config))
     return {k: v.detach().contiguous() for k, v in state.items()}
@@ -320,7 +398,7 @@ def write_single_file(model_dir: Path, out: Path, *, sidecar: bool = True, dtype
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
-    from transformers import CLIPTextModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     model_dir, out = Path(model_dir), Path(out)
     if out.suffix != ".safetensors":
@@ -328,8 +406,12 @@ def write_single_file(model_dir: Path, out: Path, *, sidecar: bool = True, dtype
     unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet", local_files_only=True)
     vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae", local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(model_dir / "text_encoder", local_files_only=True)
+    text_encoder_2 = None
+    if (model_dir / "text_encoder_2").is_dir():  # SDXL
+        text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(model_dir / "text_encoder_2",
+                                                                     local_files_only=True)
     scheduler_config = _read_json(model_dir / "scheduler" / "scheduler_config.json")
-    state = pipeline_to_ldm(unet, vae, text_encoder, scheduler_config, dtype=dtype)
+    state = pipeline_to_ldm(unet, vae, text_encoder, scheduler_config, dtype=dtype, text_encoder_2=text_encoder_2)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -339,7 +421,7 @@ def write_single_file(model_dir: Path, out: Path, *, sidecar: bool = True, dtype
     if sidecar:
         target = out.with_name(out.stem + SIDECAR_SUFFIX)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
-        for name in COMPONENTS:
+        for name in SDXL_COMPONENTS:
             if (model_dir / name).is_dir():
                 shutil.copytree(model_dir / name, staging / name,
                                 ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.ckpt"))

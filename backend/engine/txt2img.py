@@ -1,53 +1,52 @@
-"""Text to image: prompt (+ concepts) -> a batch of pictures at the asked size."""
+"""Text to image: prompt (+ concepts) -> a batch of pictures at the asked size.
+
+The diffusion size is the asked size rounded to 8 (capped by a small model's
+``max_size``); for a family with aspect buckets (SDXL) a request far from the
+native area is generated in the nearest bucket instead (:mod:`.native`), and
+the pictures are resized to the asked size either way.
+"""
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import Dict
 
 from PIL import Image
 
-from impasto.protocol.messages import Generate
-
+from . import native
+from .common import diffusion_size, job_seeds, prompt_kwargs
 from .denoise import decode, denoise, generators
+from .gpu import configure_vae
 from .hooks import JobHooks
-from .pipelines import LoadedModel
+from .images import to_rgba_array
+from .runners import Output
+
+__all__ = ["run", "diffusion_size"]
 
 
-def diffusion_size(width: int, height: int, loaded: LoadedModel) -> Tuple[int, int]:
-    """The size the model actually diffuses at.
-
-    Rounded to the VAE's multiple of 8.  A model with a small ``max_size``
-    (the starter, 64 px native) diffuses at most that large and the result is
-    upscaled: its UNet never saw larger scenes and would tile them.
-    """
-    limit = loaded.entry.max_size
-    if limit and max(width, height) > limit:
-        scale = limit / max(width, height)
-        width, height = width * scale, height * scale
-    mult = loaded.base.vae_scale_factor
-    return max(mult, int(round(width / mult)) * mult), max(mult, int(round(height / mult)) * mult)
-
-
-def run(loaded: LoadedModel, req: Generate, seeds: List[int], hooks: JobHooks) -> Tuple[List[Image.Image], int, Dict[str, float]]:
+def run(engine, loaded, req, hooks: JobHooks) -> Output:
+    seeds = job_seeds(req)
     timings: Dict[str, float] = {}
+    info: Dict[str, object] = {}
     w, h = diffusion_size(req.width, req.height, loaded)
-    kwargs = dict(
-        prompt=[req.prompt] * len(seeds),
-        negative_prompt=[req.negative_prompt] * len(seeds) if req.negative_prompt else None,
-        num_inference_steps=req.steps,
-        guidance_scale=req.cfg_scale,
-        width=w,
-        height=h,
-        generator=generators(seeds),
-    )
+    bucket = native.plan(req.width, req.height, loaded.family, loaded.entry.native_size,
+                         loaded.base.vae_scale_factor)
+    if bucket is not None:
+        w, h = bucket["generated"]
+        info["native"] = bucket
+    info["diffusion_size"] = [w, h]
+    kwargs = dict(num_inference_steps=req.steps, width=w, height=h, generator=generators(seeds),
+                  **prompt_kwargs(req, len(seeds)))
     pipe = loaded.txt2img
+    if configure_vae(pipe.vae, w, h):
+        info["vae_tiled"] = True
     if loaded.inpaint_unet:  # a 9-channel inpainting model paints from scratch on an all-masked canvas
         kwargs.update(image=Image.new("RGB", (w, h), (127, 127, 127)), mask_image=Image.new("L", (w, h), 255),
                       strength=1.0)
+    kwargs.update(loaded.size_conditioning(w, h))
     latents, steps = denoise(pipe, loaded, req.sampler, hooks, timings, **kwargs)
     images = decode(pipe, latents, timings)
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
     timings["resize"] = time.perf_counter() - t0
-    return images, steps, timings
+    return Output(images=[to_rgba_array(im) for im in images], seeds=seeds, steps=steps, timings=timings, info=info)

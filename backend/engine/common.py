@@ -1,0 +1,51 @@
+"""Helpers every job runner shares: seeds, prompt arguments, sizes, the "nothing to do" note.
+
+They lived in whichever runner first needed them (``prompt_kwargs`` in
+img2img, ``diffusion_size`` in txt2img), which made the runners import each
+other; here they have one home that imports no runner.
+"""
+from __future__ import annotations
+
+import secrets
+from typing import Dict, List, Tuple
+
+
+def job_seeds(req) -> List[int]:
+    """Image i of a batch uses seed + i; -1 asks for a fresh random seed."""
+    base = req.seed if req.seed >= 0 else secrets.randbelow(2**32)
+    return [base + i for i in range(req.batch_size)]
+
+
+def prompt_kwargs(req, batch: int) -> Dict[str, object]:
+    """The prompt, negative prompt and CFG scale for a batch, as the pipelines take them."""
+    return dict(
+        prompt=[req.prompt] * batch,
+        negative_prompt=[req.negative_prompt] * batch if req.negative_prompt else None,
+        guidance_scale=req.cfg_scale,
+    )
+
+
+def nothing_to_do_warning(req) -> str:
+    return (f"denoising strength {req.strength:g} is too low to run a single step: the picture is returned "
+            f"unchanged")
+
+
+def round_to(value: float, mult: int) -> int:
+    return max(mult, int(round(value / mult)) * mult)
+
+
+def diffusion_size(width: int, height: int, loaded) -> Tuple[int, int]:
+    """The size the model actually diffuses at for an asked ``width`` x ``height``.
+
+    Rounded to the VAE's multiple of 8.  A model with a small ``max_size``
+    (the starter, 64 px native) diffuses at most that large and the result is
+    upscaled: its UNet never saw larger scenes and would tile them.  Native
+    area and aspect buckets (SDXL) are :mod:`.native`'s business, applied by
+    txt2img on top of this.
+    """
+    limit = loaded.entry.max_size
+    if limit and max(width, height) > limit:
+        scale = limit / max(width, height)
+        width, height = width * scale, height * scale
+    mult = loaded.base.vae_scale_factor
+    return round_to(width, mult), round_to(height, mult)

@@ -1,0 +1,58 @@
+"""Each model's native size drives generation: SDXL's ~1 megapixel and its aspect buckets.
+
+SDXL was trained on about 1024x1024 pixels' worth of area in a fixed set of
+aspect-ratio buckets; asked for 512x512 it paints a cramped, broken picture,
+asked for 2048x2048 it repeats subjects.  So for a model family with buckets
+a txt2img request far from the native area is generated at the native area
+in the bucket nearest its aspect and resized to the asked size; a request
+near the native area (within :data:`NEAR`) is generated as asked.  The result
+says which (``info["native"]``).  SD1.5-family models have no buckets: they
+diffuse at the asked size (rounded to 8; capped by a small model's
+``max_size``), as before.
+
+Buckets are SDXL's published training buckets (width x height at 1024
+native), scaled to the model's native size and rounded to the VAE's multiple
+(a tiny test model with a 64 px native size gets 64 px buckets).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+SDXL_BUCKETS_1024 = ((1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768),
+                     (768, 1344), (1536, 640), (640, 1536))
+FAMILY_BUCKETS = {"sdxl": SDXL_BUCKETS_1024}
+NEAR = (0.7, 1.4)   # asked area / native area inside this: generate as asked
+
+
+def buckets(family: str, native: int, mult: int = 8) -> List[Tuple[int, int]]:
+    """The family's aspect buckets at ``native`` px (empty for families without buckets)."""
+    table = FAMILY_BUCKETS.get(family, ())
+    scale = native / 1024.0
+    out = []
+    for w, h in table:
+        bw, bh = max(mult, round(w * scale / mult) * mult), max(mult, round(h * scale / mult) * mult)
+        if (bw, bh) not in out:
+            out.append((bw, bh))
+    return out
+
+
+def nearest_bucket(width: int, height: int, table: List[Tuple[int, int]]) -> Tuple[int, int]:
+    """The bucket whose aspect is nearest (in log ratio) to ``width`` x ``height``."""
+    aspect = math.log(width / height)
+    return min(table, key=lambda b: abs(math.log(b[0] / b[1]) - aspect))
+
+
+def plan(width: int, height: int, family: str, native: int, mult: int = 8) -> Optional[Dict[str, object]]:
+    """None (generate as asked) or {"generated": [w, h], "how": ...} for a request far from native."""
+    table = buckets(family, native, mult)
+    if not table:
+        return None
+    ratio = (width * height) / float(native * native)
+    if NEAR[0] <= ratio <= NEAR[1]:
+        return None
+    bw, bh = nearest_bucket(width, height, table)
+    how = "downscaled" if ratio > NEAR[1] else "upscaled"
+    return {"asked": [width, height], "generated": [bw, bh],
+            "how": f"generated at the model's native area in its {bw}x{bh} aspect bucket, then {how} to "
+                   f"{width}x{height}"}
