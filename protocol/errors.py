@@ -98,6 +98,9 @@ def describe_error(code: str, message: str, field: str = "", endpoint: str = "",
         return f"{sentence(message)} {sentence(host.concepts)}"
     if code in (ErrorCode.BAD_FIELD, ErrorCode.UNKNOWN_SAMPLER):
         return describe_field(message, field)
+    if code == ErrorCode.OUT_OF_MEMORY:
+        return (f"{sentence(message)} The daemon freed the memory and keeps running: try a smaller size, "
+                f"a smaller batch or fewer concepts.")
     if code == ErrorCode.DUPLICATE_JOB:
         return "That job is already running."
     if code == ErrorCode.INTERNAL:

@@ -79,9 +79,8 @@ def test_cancel_running_job_stops_at_the_step_in_flight(client):
     when the cancel lands is the last one, and it sends no progress event.
 
     The client cancels on seeing step k.  Step k+1 is then running; at most its event can still
-    arrive, if it was already on the wire when the cancel was sent; k+2 never does.
-    TODO(issue 21 item 3, wt15): the cancelled event is to report the steps actually run; when it
-    does, also assert that it equals ``last_step + 1`` (the unreported step in flight).
+    arrive, if it was already on the wire when the cancel was sent; k+2 never does.  The cancelled
+    event reports the steps that actually ran: the last reported step plus the unreported one in flight.
     """
     job = client.submit(Generate(seed=3, **CANCELLABLE))
     seen_at_cancel = None
@@ -94,6 +93,7 @@ def test_cancel_running_job_stops_at_the_step_in_flight(client):
                 job.cancel()
     assert isinstance(job.outcome, Cancelled)
     assert seen_at_cancel is not None and last_step <= seen_at_cancel + 1, (seen_at_cancel, last_step)
+    assert job.outcome.steps == last_step + 1, (job.outcome.steps, last_step)
     with pytest.raises(JobCancelled):
         job.wait(1)
 
