@@ -72,6 +72,7 @@ class Engine:
             kind = req.TYPE
         if isinstance(req, Generate):
             concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
+            hooks.warnings.extend(prompt_notes(loaded, req))
         runner = JOB_RUNNERS.get(kind)
         if runner is None:
             if kind != "txt2img":
@@ -85,6 +86,25 @@ class Engine:
         result.info.setdefault("model", loaded.entry.name)
         result.info.setdefault("device", self.choice.describe())
         return result
+
+
+def prompt_notes(loaded: LoadedModel, req: Generate) -> List[str]:
+    """"prompt cut at N tokens" when the text encoder cannot read the whole prompt (it drops the rest)."""
+    tok = getattr(loaded.base, "tokenizer", None)
+    notes = []
+    if tok is None:
+        return notes
+    limit = int(getattr(tok, "model_max_length", 0) or 0)
+    for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
+        if not text or limit <= 0:
+            continue
+        ids = tok(text, truncation=False).input_ids
+        if len(ids) > limit:
+            kept = tok.decode(ids[1:limit - 1]).split()
+            tail = " ".join(kept[-3:])
+            notes.append(f"{what} cut at {limit - 2} tokens (of {len(ids) - 2}): the model reads nothing "
+                         f"after \"...{tail}\"")
+    return notes
 
 
 def job_seeds(req: Generate) -> List[int]:

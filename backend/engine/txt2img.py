@@ -28,6 +28,15 @@ def diffusion_size(width: int, height: int, loaded: LoadedModel) -> Tuple[int, i
     return max(mult, int(round(width / mult)) * mult), max(mult, int(round(height / mult)) * mult)
 
 
+def size_note(w: int, h: int, width: int, height: int, loaded: LoadedModel) -> str:
+    """What the artist is told when the picture was not painted at the size they asked for."""
+    native = loaded.entry.native_size
+    why = f"this model paints at most {loaded.entry.max_size} px" if loaded.entry.max_size and \
+        max(width, height) > loaded.entry.max_size else "the model works in multiples of 8 px"
+    return (f"size changed: painted at {w}x{h} ({why}; native {native}x{native}) and resized to "
+            f"{width}x{height}")
+
+
 def run(loaded: LoadedModel, req: Generate, seeds: List[int], hooks: JobHooks) -> Tuple[List[Image.Image], int, Dict[str, float]]:
     timings: Dict[str, float] = {}
     w, h = diffusion_size(req.width, req.height, loaded)
@@ -49,5 +58,6 @@ def run(loaded: LoadedModel, req: Generate, seeds: List[int], hooks: JobHooks) -
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
+        hooks.warnings.append(size_note(w, h, req.width, req.height, loaded))
     timings["resize"] = time.perf_counter() - t0
     return images, steps, timings
