@@ -24,6 +24,7 @@ from ..protocol.settings import Settings
 from .geometry import Rect
 
 _S = Settings()
+_G = Generate()
 
 #: GIMP's integer arguments are 32-bit: seeds the artist types fit there.
 MAX_SEED = 2**31 - 1
@@ -38,9 +39,10 @@ class JobFields:
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = _S.seed
-    steps: int = _S.steps
-    cfg_scale: float = _S.cfg_scale
-    sampler: str = _S.sampler
+    # GIMP's procedure arguments always hold a value: the protocol's (not "unset", as Settings allows)
+    steps: int = _G.steps
+    cfg_scale: float = _G.cfg_scale
+    sampler: str = _G.sampler
     model: str = _S.model
     concepts: str = ""                  # "mycat:0.8, watercolor" (weight 1 when left out)
     batch_size: int = _S.batch_size

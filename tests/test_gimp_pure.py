@@ -163,7 +163,7 @@ def test_requests_are_typed_and_validated():
 
 
 @pytest.mark.parametrize("change, field", [
-    (dict(steps=0), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
+    (dict(steps=-1), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
     (dict(sampler="plms"), "sampler"), (dict(strength=1.5), "strength"), (dict(fill="paint"), "fill"),
     (dict(batch_size=99), "batch_size"), (dict(model="../x"), "model"), (dict(padding=-1), "padding"),
 ])
