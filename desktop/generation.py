@@ -49,7 +49,7 @@ class GenerationController(QObject):
     def plan(self, mode: str) -> job_plans.JobPlan:
         if mode not in job_plans.MODES:
             raise ValueError(mode)
-        return job_plans.plan(self.document(), self.panel.settings(), mode)
+        return job_plans.plan(self.document(), self.panel.settings(), mode, self.panel.recommendation())
 
     def run(self, mode: str) -> Optional[str]:
         """Plan and submit a job; the job id, or None when it could not be sent (the panel says why)."""

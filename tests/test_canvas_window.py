@@ -405,3 +405,48 @@ def test_no_daemon_and_a_failed_auto_start_are_explained(open_window):
     manual = open_window(f"tcp://127.0.0.1:{free_port()}")
     assert headless.pump(20, lambda: manual.link.state == connection.DOWN), manual.link.message
     assert "impasto serve" in manual.link.message
+
+
+# --------------------------------------------------------------------------- issue 19: model defaults, parameters
+
+
+def test_panel_shows_the_models_recommendation_for_unset_knobs(open_window):
+    w = open_window(f"tcp://127.0.0.1:{free_port()}")
+    starter = {"name": "starter", "supported": True, "native_size": 64,
+               "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
+    w.panel.set_models(Models(models=[starter, {"name": "tiny", "supported": True}], default="starter"))
+    assert w.panel.sampler.itemText(0) == "model default (DDIM, 20, 5.0)"
+    assert w.panel.steps.value() == 0 and w.panel.steps.text() == "model (20)"
+    s = w.panel.settings()
+    assert s.unset() == ["sampler", "steps", "cfg_scale"]
+    plan = w.controller.plan("generate")
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("ddim", 20, 5.0)
+    assert plan.settings.steps == 20          # a staged result records what was sent
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))   # recommends nothing: the protocol's values
+    assert w.panel.sampler.itemText(0).startswith("model default (Euler a, 20, 7.0")
+
+
+def test_export_carries_parameters_and_opening_it_fills_the_panel(open_window, daemon, tmp_path):
+    from PIL import Image as PILImage
+
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert headless.pump(30, lambda: w.panel.model.findData("tiny") >= 0)
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))
+    w.panel.prompt.setPlainText("a yellow star")
+    w.panel.negative.setPlainText("blur")
+    w.panel.steps.setValue(2)
+    w.panel.set_seed(11)
+    w.panel.generate_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 1), w.panel.status.text()
+    w.staging_bar.accept_button.click()
+    path = tmp_path / "export.png"
+    assert w.export_png(str(path))
+    text = PILImage.open(path).text["parameters"]
+    assert text.startswith("a yellow star\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 11,")
+    assert "Size: 64x64, Model: tiny" in text
+    w.panel.prompt.setPlainText("")
+    w.panel.set_seed(-1)
+    assert w.open_path(str(path))
+    s = w.panel.settings()
+    assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.model) == ("a yellow star", "blur", 11, 2, "tiny")
