@@ -159,6 +159,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
                 _select_data(self.model_combo, current)
         finally:
             self._loading = was_loading
+        self.show_recommendation()
 
     def _fill_concepts(self, concepts: List[Dict[str, Any]]) -> None:
         saved = {c.get("name"): c for c in self.read_form().concepts} if self.concept_rows else \
@@ -339,9 +340,10 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
                                   getattr(doc, "name", lambda: "")(), rgba)
         doc_fmt = document_format(doc)
         limits = self.limits
+        rec = self.recommendation()
 
         def build() -> JobPlan:
-            plan = planning.plan_job(snapshot, settings, limits)
+            plan = planning.plan_job(snapshot, settings, limits, rec)
             plan.document = doc
             plan.document_format = doc_fmt
             return plan
