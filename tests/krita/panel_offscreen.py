@@ -121,6 +121,17 @@ def main():
         check("concept in the request", panel.read_form().active_concepts() == [("mycat", 0.75)],
               panel.read_form().active_concepts())
         rows["mycat"][0].setChecked(False)
+    # knobs left unset show, and use, the model's recommendation (the daemon's listing carries it)
+    starter = {"name": "starter", "native_size": 64,
+               "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
+    panel.state_changed(dataclasses.replace(real_state, models=list(real_state.models) + [starter],
+                                            default_model="starter"))
+    _select_data(panel.model_combo, "")
+    check("model default shown", panel.sampler_combo.itemText(0) == "model default (DDIM, 20, 5.0)"
+          and panel.read_form().unset() == ["sampler", "steps", "cfg_scale"]
+          and panel.steps_spin.text() == "model (20)", [panel.sampler_combo.itemText(0), panel.steps_spin.text()])
+    check("model default used", (panel.recommendation().sampler, panel.recommendation().steps) == ("ddim", 20),
+          panel.recommendation())
     panel.state_changed(real_state)
     panel.prompt_edit.setPlainText("a blue square")
     panel.steps_spin.setValue(3)
