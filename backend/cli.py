@@ -93,15 +93,12 @@ class ProgressBar:
             self.active = False
 
 
-def waiting_line(client: Client, job) -> str:
-    """``waiting (n ahead)`` when the job does not start at once ("" when it runs now)."""
+def waiting_line(job) -> str:
+    """``waiting (n ahead)`` when the job does not start at once ("" when it runs now).
+
+    The daemon's ``accepted.position`` counts the jobs ahead, the running one included.
+    """
     ahead = job.position or 0
-    try:
-        st = client.status(timeout=2)
-        if st.busy and st.running != job.id:
-            ahead += 1
-    except (ProtocolError, TimeoutError):
-        pass
     return f"waiting ({ahead} ahead)" if ahead > 0 else ""
 
 
@@ -113,7 +110,7 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
     try:
         for ev in job.events():
             if isinstance(ev, Accepted) and not quiet:
-                line = waiting_line(client, job)
+                line = waiting_line(job)
                 if line:
                     print(line + " ...", file=sys.stderr, flush=True)
             if isinstance(ev, Progress):
@@ -164,6 +161,9 @@ def recommendation(args) -> Recommendation:
     rec = getattr(args, "_recommendation", None)
     if rec is None:
         reply = job_client(args).models()
+        note = launcher.models_dir_note(getattr(args, "models_dir", None) or "", reply.models_dir)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         rec = args._recommendation = Recommendation.for_model(reply.models, getattr(args, "model", "") or "",
                                                               reply.default)
         args._model_name = (getattr(args, "model", "") or reply.default)
@@ -314,6 +314,9 @@ def cmd_status(args) -> int:
 
 def cmd_models(args) -> int:
     reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
+    note = launcher.models_dir_note(args.models_dir or "", reply.models_dir)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 .safetensors file there")

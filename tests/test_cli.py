@@ -206,3 +206,64 @@ def test_generation_far_from_native_size_says_what_it_did(daemon, tmp_path):
                 "--size", "256x256", "--steps", "2", "--seed", "3", "--no-spawn", "-q")
     assert r.returncode == 0, r.stderr
     assert "size changed: painted at 64x64" in r.stderr and "resized to 256x256" in r.stderr
+
+
+def test_daemon_log_records_each_job_and_each_refusal(daemon, tmp_path):
+    import re
+
+    from impasto.protocol import Client, JobFailed
+    from impasto.protocol.messages import Generate
+
+    r = impasto(daemon.env, "generate", "a red circle", "-o", str(tmp_path / "l.png"), "--model", "tiny", "--size",
+                "32x40", "--steps", "2", "--seed", "1", "--no-spawn", "-q")
+    assert r.returncode == 0, r.stderr
+    log = daemon.log_path.read_text(errors="replace")
+    assert re.search(r"job \S+ client=impasto-cli kind=txt2img size=32x40 steps=2 seconds=\d+\.\d\d outcome=done",
+                     log), log[-2000:]
+    with Client(daemon.endpoint, name="log-test") as client:
+        client.hello()
+        job = client.submit(Generate(prompt="x", model="tiny", steps=500))
+        try:
+            job.wait(timeout=30)
+            raise AssertionError("500 steps was accepted")
+        except JobFailed:
+            pass
+    log = daemon.log_path.read_text(errors="replace")
+    assert re.search(r"refused generate from log-test: \[\w+\] .*steps", log), log[-2000:]
+
+
+def test_a_queued_job_says_waiting_n_ahead(daemon, tmp_path):
+    import threading
+
+    from impasto.protocol import Client, JobCancelled
+    from impasto.protocol.messages import Generate
+
+    with Client(daemon.endpoint, name="busy-test") as client:
+        client.hello()
+        long_job = client.submit(Generate(prompt="long", model="tiny", steps=200, width=256, height=256, seed=1))
+        stopper = threading.Timer(8.0, long_job.cancel)
+        stopper.start()
+        try:
+            r = impasto(daemon.env, "generate", "a red circle", "-o", str(tmp_path / "w.png"), "--model", "tiny",
+                        "--size", "32x32", "--steps", "2", "--seed", "1", "--no-spawn")
+        finally:
+            stopper.cancel()
+            long_job.cancel()
+            try:
+                long_job.wait(timeout=60)
+            except (JobCancelled, Exception):
+                pass
+    assert r.returncode == 0, r.stderr
+    assert "waiting (1 ahead)" in r.stderr, r.stderr
+
+
+def test_models_dir_of_a_running_daemon_is_not_silently_ignored(daemon, tmp_path):
+    other = tmp_path / "my-models"
+    other.mkdir()
+    r = impasto(daemon.env, "models", "--models-dir", str(other), "--no-spawn")
+    assert r.returncode == 0 and "already running uses the models folder" in r.stderr and str(other) in r.stderr
+    r = impasto(daemon.env, "generate", "x", "-o", str(tmp_path / "m.png"), "--model", "tiny", "--size", "32x32",
+                "--steps", "2", "--models-dir", str(other), "--no-spawn", "-q")
+    assert r.returncode == 0 and "impasto stop" in r.stderr
+    same = impasto(daemon.env, "models", "--models-dir", daemon.env["IMPASTO_MODELS_DIR"], "--no-spawn")
+    assert "already running" not in same.stderr
