@@ -120,6 +120,9 @@ class GenerationPanel(QWidget):
         self._default_model = ""
         self.sampler = QComboBox()
         self.sampler.addItem("model default", "")          # unset: the model's recommendation
+        # "model default (DPM++ 2M Karras, 20, 5.0)" must not widen the dock
+        self.sampler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler.setMinimumContentsLength(12)
         for name in SAMPLERS:
             self.sampler.addItem(SAMPLER_LABELS.get(name, name), name)
         self.steps = QSpinBox()

@@ -160,6 +160,9 @@ class DockerForm:
         sampling = Section("Sampling", expanded=True)
         self.sampler_combo = QtWidgets.QComboBox()
         self.sampler_combo.addItem("model default", "")     # unset: the model's recommendation
+        self.sampler_combo.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler_combo.setMinimumContentsLength(12)
         for key in SAMPLERS:
             self.sampler_combo.addItem(SAMPLER_NAMES.get(key, key), key)
         # 0 steps / CFG 0: the model's recommendation (shown as "model (20)")
