@@ -41,6 +41,13 @@ def qapp():
     return headless.application()
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """The canvas keeps results histories under IMPASTO_HOME: never the user's."""
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
 @pytest.fixture
 def dialogs_seen():
     with headless.DialogRecorder({"ask_save_changes": "discard", "confirm": True}) as rec:
@@ -450,3 +457,43 @@ def test_export_carries_parameters_and_opening_it_fills_the_panel(open_window, d
     assert w.open_path(str(path))
     s = w.panel.settings()
     assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.model) == ("a yellow star", "blur", 11, 2, "tiny")
+
+
+def test_results_dock_keeps_each_result_with_its_settings_across_sessions(open_window, daemon, own_home):
+    from impasto.desktop.results_panel import ResultsPanel
+    from impasto.protocol.history import ResultHistory
+
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert headless.pump(30, lambda: w.panel.model.findData("tiny") >= 0)
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))
+    w.panel.prompt.setPlainText("a red square")
+    w.panel.steps.setValue(2)
+    w.panel.batch.setValue(2)
+    w.panel.set_seed(40)
+    w.panel.generate_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 2), w.panel.status.text()
+    w.staging_bar.discard_all_button.click()
+    results = w.results
+    assert results.list.count() == 2                                  # discarded or not, both are kept
+    assert [e.seed for e in results.history.entries] == [41, 40]      # newest first
+    item = results.list.item(0)
+    assert "a red square" in item.text() and "seed 41" in item.text() and not item.icon().isNull()
+    assert "Steps: 2, Sampler: Euler a" in item.toolTip() and "Seed: 41" in item.toolTip()
+    # re-use settings: the panel gets the result's knobs and seed back
+    w.panel.prompt.setPlainText("something else")
+    w.panel.steps.setValue(9)
+    w.panel.set_seed(-1)
+    results.list.setCurrentRow(1)
+    results.use_button.click()
+    s = w.panel.settings()
+    assert (s.prompt, s.steps, s.seed, s.model) == ("a red square", 2, 40, "tiny")
+    # persisted: another view of the same folder (a later session) lists them; delete removes one and its thumbnail
+    folder = results.history.folder
+    assert str(folder).startswith(str(own_home))
+    results.list.setCurrentRow(0)
+    thumb = results.history.thumbnail_path(results.history.entries[0])
+    results.delete_button.click()
+    assert results.list.count() == 1 and not thumb.exists()
+    later = ResultsPanel(ResultHistory(folder))
+    assert later.list.count() == 1 and later.history.entries[0].seed == 40

@@ -257,3 +257,27 @@ def test_a1111_parameters_round_trip_with_loras_quotes_and_unicode():
     img = PILImage.open(io.BytesIO(png))
     assert img.text["parameters"] == unicode_text and img.getpixel((1, 1)) == (10, 20, 30)
     assert png_text(png_with_text(png, "replaced")) == "replaced"     # one chunk, replaced
+
+
+def test_result_history_adds_deletes_persists_and_survives_a_bad_index(tmp_path):
+    from impasto.protocol.history import ResultHistory, history_key
+
+    h = ResultHistory(tmp_path / "h", limit=3)
+    s = Settings(prompt="a red circle", sampler="ddim", steps=20, cfg_scale=5.0, model="starter")
+    first = h.add(s, 7, "generate", (64, 64), b"\x89PNG fake thumb")
+    for seed in (8, 9, 10):
+        h.add(s, seed, "inpaint", (64, 64), b"thumb")
+    assert [e.seed for e in h.entries] == [10, 9, 8]                   # newest first, limit 3
+    assert not (tmp_path / "h" / first.thumbnail).exists()              # the oldest's thumbnail went with it
+    again = ResultHistory(tmp_path / "h")
+    assert [e.seed for e in again.entries] == [10, 9, 8]
+    top = again.entries[0]
+    assert top.to_settings().seed == 10 and top.to_settings().sampler == "ddim"
+    assert top.label() == "a red circle · seed 10"
+    assert "Denoising strength: 0.75" in top.parameters() and "Seed: 10" in top.parameters()
+    assert again.delete(top.id) and not again.delete(top.id)
+    assert [e.seed for e in ResultHistory(tmp_path / "h").entries] == [9, 8]
+    (tmp_path / "h" / "index.json").write_text("{not json")
+    assert len(ResultHistory(tmp_path / "h")) == 0                     # a broken index: empty, not a crash
+    assert history_key("/a/b/pic.impasto") != history_key("/c/pic.impasto")
+    assert history_key("", "s1") == "session-s1"
