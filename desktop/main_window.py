@@ -94,7 +94,7 @@ class MainWindow(FileMenu, QMainWindow):
         self.layers_panel = LayersPanel(self.doc)
         self.history_view = QUndoView(self.doc.undo)
         self.history_view.setEmptyLabel("Opened")
-        self.results = ResultsPanel(history_for(self.doc.path or ""))
+        self.results = ResultsPanel(history_for(self.doc.path or ""), current=self.panel.settings)
         self.results.settings_requested.connect(self.panel.set_settings)
         self.controller.produced.connect(lambda cands: self.results.add(self.doc, cands))
         self._docks()

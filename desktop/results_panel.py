@@ -10,7 +10,7 @@ history is kept per document (an untitled picture: per session) under
 from __future__ import annotations
 
 import uuid
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPainter, QPixmap
@@ -43,8 +43,10 @@ def thumbnail_png(doc, image: QImage, rect: QRect) -> bytes:
 class ResultsPanel(QWidget):
     settings_requested = Signal(object)      # GenerationSettings to put in the generation panel
 
-    def __init__(self, history: Optional[ResultHistory] = None, parent: Optional[QWidget] = None):
+    def __init__(self, history: Optional[ResultHistory] = None, parent: Optional[QWidget] = None,
+                 current: Optional[Callable[[], GenerationSettings]] = None):
         super().__init__(parent)
+        self.current = current or GenerationSettings
         self.history = history or history_for("")
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
@@ -98,7 +100,7 @@ class ResultsPanel(QWidget):
     def use_selected(self) -> None:
         entry = self.history.get(self.selected_id())
         if entry is not None:
-            self.settings_requested.emit(GenerationSettings.from_dict(entry.to_settings().to_dict()))
+            self.settings_requested.emit(GenerationSettings.from_dict(entry.reuse(self.current()).to_dict()))
 
     def delete_selected(self) -> None:
         if self.history.delete(self.selected_id()):

@@ -27,6 +27,7 @@ from .parameters import format_parameters
 from .settings import Settings
 
 INDEX = "index.json"
+EDIT_KNOBS = ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture")
 DEFAULT_LIMIT = 200            # oldest results (and their thumbnails) go beyond this
 
 
@@ -50,6 +51,20 @@ class HistoryEntry:
         """The settings to re-use: the result's knobs with its seed (so the same picture comes back)."""
         s = Settings.from_dict(self.settings)
         s.seed = int(self.seed)
+        return s
+
+    def reuse(self, current: Settings) -> Settings:
+        """What "use settings" puts in a form now showing ``current``.
+
+        The result's knobs and seed; a text-to-image result sent no
+        denoising strength or selection knobs, so those stay as the artist
+        has them (its request's defaults would overwrite them).
+        """
+        s = self.to_settings()
+        if self.mode == "generate":
+            for name in EDIT_KNOBS:
+                setattr(s, name, getattr(current, name))
+        s.preview = current.preview
         return s
 
     def label(self) -> str:

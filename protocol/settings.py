@@ -83,6 +83,16 @@ class Settings:
         out.cfg_scale = self.cfg_scale or rec.cfg_scale
         return out
 
+    @classmethod
+    def from_request(cls, req: Any, seed: Optional[int] = None) -> "Settings":
+        """The settings a sent ``Generate`` request carried (for a result's history and its parameters)."""
+        s = cls(prompt=req.prompt, negative_prompt=req.negative_prompt, model=req.model, sampler=req.sampler,
+                steps=int(req.steps), cfg_scale=float(req.cfg_scale), seed=int(req.seed if seed is None else seed),
+                strength=float(req.strength), batch_size=int(req.batch_size), mask_blur=int(req.mask_blur),
+                grow=int(req.grow), padding=int(req.padding), fill=req.fill, whole_picture=bool(req.whole_picture),
+                preview=bool(req.preview))
+        return s.set_concepts(req.concepts)
+
     # ------------------------------------------------------------------ JSON
 
     def to_dict(self) -> Dict[str, Any]:

@@ -275,6 +275,12 @@ def test_result_history_adds_deletes_persists_and_survives_a_bad_index(tmp_path)
     assert top.to_settings().seed == 10 and top.to_settings().sampler == "ddim"
     assert top.label() == "a red circle · seed 10"
     assert "Denoising strength: 0.75" in top.parameters() and "Seed: 10" in top.parameters()
+    # "use settings": an inpaint result brings its strength back; a text-to-image one keeps the form's
+    current = Settings(strength=0.3, mask_blur=9, seed=-1)
+    assert top.reuse(current).strength == 0.75 and top.reuse(current).seed == 10
+    txt = again.entries[-1]
+    txt.mode = "generate"
+    assert (txt.reuse(current).strength, txt.reuse(current).mask_blur, txt.reuse(current).seed) == (0.3, 9, 8)
     assert again.delete(top.id) and not again.delete(top.id)
     assert [e.seed for e in ResultHistory(tmp_path / "h").entries] == [9, 8]
     (tmp_path / "h" / "index.json").write_text("{not json")

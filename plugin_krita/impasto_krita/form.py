@@ -15,6 +15,7 @@ from ...protocol.transport import default_endpoint
 from .config import join_command
 from .planning import Settings
 from .qt import QtWidgets, Qt
+from .results import ResultsView
 
 SAMPLER_NAMES = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
@@ -227,6 +228,12 @@ class DockerForm:
         self.concept_rows: Dict[str, Any] = {}
         root.addWidget(self.concepts_section)
 
+        # --- results history (this document's)
+        self.results_section = Section("Results", expanded=False)
+        self.results = ResultsView(self._use_result_settings)
+        self.results_section.form.addRow(self.results)
+        root.addWidget(self.results_section)
+
         # --- connection
         conn = Section("Connection", expanded=False)
         self.endpoint_edit = QtWidgets.QLineEdit()
@@ -301,6 +308,11 @@ class DockerForm:
         concepts += [c for c in self.settings.concepts if c.get("name") not in known]  # keep unseen ones
         s.concepts = concepts
         return s
+
+    def _use_result_settings(self, entry: Any) -> None:
+        """A result's settings and seed back in the form (the Results section's "Use settings")."""
+        self._load_form(entry.reuse(self.read_form()))
+        self._save_form()
 
     def recommendation(self) -> Recommendation:
         """The chosen model's recommendation for the knobs left at "model default" (the daemon's listing)."""

@@ -282,6 +282,12 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         for w in result.warnings:
             text += f"\n⚠ {w}"
         self.show_message(text)
+        try:  # the Results section: a history problem never costs the layers just added
+            pictures = [(p.plan.seed, rgba_qimage(p.plan.rgba, p.plan.width, p.plan.height)) for p in prepared]
+            self.results.add(doc, plan.request, plan.kind, (plan.canvas_width, plan.canvas_height), pictures,
+                             list(result.warnings))
+        except Exception as exc:
+            self.show_message(f"{text}\n(the result could not be added to Results: {exc})")
         self._ended("layers")
 
     def _job_done_error(self, message: str) -> None:
@@ -329,6 +335,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         if doc is None:
             self.show_message("Open or create a document first.", error=True)
             return False
+        self.results.show_document(doc)
         width, height = self.host.canvas_size(doc)
         selection = self.host.read_selection(doc)
         read = planning.read_plan(settings, width, height, selection)

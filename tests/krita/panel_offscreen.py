@@ -145,6 +145,18 @@ def main():
     wait(app, lambda: panel.outcome_count > count, 180)
     check("txt2img layer", panel.outcome == "layers" and len(doc.layers) == 1
           and (doc.layers[0].plan.width, doc.layers[0].plan.height) == (48, 40), panel.last_message)
+    # the Results section keeps it with its settings; "Use settings" brings the seed and steps back
+    results = panel.results
+    check("result in the history", results.list.count() == 1 and "seed 5" in results.list.item(0).text()
+          and "Steps: 3" in results.list.item(0).toolTip() and not results.list.item(0).icon().isNull(),
+          [results.list.item(i).text() for i in range(results.list.count())])
+    if results.list.count():
+        panel.seed_spin.setValue(99)
+        panel.steps_spin.setValue(11)
+        results.list.setCurrentRow(0)
+        results.use_button.click()
+        check("use settings", (panel.read_form().seed, panel.read_form().steps) == (5, 3), panel.read_form())
+        panel.steps_spin.setValue(3)
     # inpaint a selection
     sel = bytearray(48 * 40)
     for y in range(10, 22):
