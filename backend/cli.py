@@ -72,16 +72,34 @@ def connect(args, spawn: bool) -> Client:
         raise CliError(exc.message, EXIT_FAIL) from None
 
 
-class ProgressBar:
-    """One line on stderr: ``[#####.....] 12/20 denoise``."""
+LOSS_WINDOW = 20   # the trainer's "final loss" is the mean of its last 20 steps (backend/concepts/train.py)
 
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width, self.active = stream, width, False
+
+class ProgressBar:
+    """One line on stderr: ``[#####.....] 12/20 denoise``.
+
+    A stage that has not counted a step yet reads ``prepare ...`` (not
+    ``0/800 prepare``), and a training loss is shown as the mean of the last
+    :data:`LOSS_WINDOW` steps, the figure the summary line reports, so the
+    two agree.
+    """
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream, self.width, self.active = stream or sys.stderr, width, False
+        self.losses: list = []
 
     def update(self, ev: Progress) -> None:
+        if ev.step <= 0 and ev.stage:
+            self.stream.write(f"\r{ev.stage} ...{' ' * 40}")
+            self.stream.flush()
+            self.active = True
+            return
         total = max(ev.total, 1)
-        filled = int(self.width * ev.step / total)
-        loss = f" loss {ev.loss:.4f}" if ev.loss is not None else ""
+        filled = min(self.width, int(self.width * ev.step / total))
+        loss = ""
+        if ev.loss is not None:
+            self.losses = (self.losses + [float(ev.loss)])[-LOSS_WINDOW:]
+            loss = f" loss {sum(self.losses) / len(self.losses):.4f}"
         self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {ev.step}/{ev.total} {ev.stage}{loss}  ")
         self.stream.flush()
         self.active = True

@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
             print(f"warning: {w}", file=sys.stderr)
     took = result.timings.get("train", 0.0)
     print(f"concept {concept.get('name', args.name)!r} saved: trigger {concept.get('trigger')!r}, "
-          f"{result.steps_run} steps ({took:.1f} s training), final loss {result.info.get('final_loss')}")
+          f"{result.steps_run} steps ({took:.1f} s training), final loss {_loss(result.info.get('final_loss'))}")
     print(f"samples: {', '.join(concept.get('samples', []))}")
     print(f"use it: impasto generate \"a {args.trigger} {args.class_noun}\" --concept {args.name}:0.8")
     return 0
@@ -168,6 +168,13 @@ def cmd_export(args) -> int:
 def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-spawn", action="store_true", help="fail instead of starting a daemon")
     p.add_argument("--models-dir", default=None, help="models folder for a daemon this command starts")
+
+
+def _loss(value) -> str:
+    """The summary's loss in the progress bar's words (mean of the last steps, 4 decimals)."""
+    if not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.4f} (mean of the last {_cli.LOSS_WINDOW} steps, as the progress bar shows)"
 
 
 def register(sub, add_common) -> None:

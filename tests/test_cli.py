@@ -267,3 +267,24 @@ def test_models_dir_of_a_running_daemon_is_not_silently_ignored(daemon, tmp_path
     assert r.returncode == 0 and "impasto stop" in r.stderr
     same = impasto(daemon.env, "models", "--models-dir", daemon.env["IMPASTO_MODELS_DIR"], "--no-spawn")
     assert "already running" not in same.stderr
+
+
+def test_progress_bar_agrees_with_the_training_summary_and_never_reads_0_of_n_prepare():
+    """The bar shows the mean loss of the last LOSS_WINDOW steps - the trainer's final loss."""
+    import io
+    import statistics
+
+    from impasto.backend.cli import LOSS_WINDOW, ProgressBar
+    from impasto.protocol.messages import Progress
+
+    out = io.StringIO()
+    bar = ProgressBar(out)
+    bar.update(Progress(step=0, total=800, stage="prepare"))
+    assert "0/800" not in out.getvalue() and "prepare ..." in out.getvalue()
+    losses = [1.0 / (i + 1) + (i % 3) * 0.01 for i in range(50)]
+    for i, loss in enumerate(losses):
+        bar.update(Progress(step=i + 1, total=50, stage="train", loss=loss))
+    bar.close()
+    last = out.getvalue().strip().split("\r")[-1]
+    final = round(statistics.fmean(losses[-20:]), 6)          # what backend/concepts/train.py reports
+    assert LOSS_WINDOW == 20 and f"loss {final:.4f}" in last, (last, final)
