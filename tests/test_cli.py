@@ -288,3 +288,43 @@ def test_progress_bar_agrees_with_the_training_summary_and_never_reads_0_of_n_pr
     last = out.getvalue().strip().split("\r")[-1]
     final = round(statistics.fmean(losses[-20:]), 6)          # what backend/concepts/train.py reports
     assert LOSS_WINDOW == 20 and f"loss {final:.4f}" in last, (last, final)
+
+
+def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
+    """Stopped with Ctrl-C, `concept train NAME --resume` continues with the settings it started with."""
+    import os
+    import signal
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(pics / f"p{i}.png")
+    env = dict(daemon.env, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "impasto.backend.cli", "concept", "train", "r-cli", "--images",
+                             str(pics), "--trigger", "zwx", "--steps", "150", "--rank", "4", "--resolution", "32",
+                             "--checkpoint-every", "5", "--no-prior", "--model", "tiny", "--no-spawn"],
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    import re
+
+    seen = ""
+    try:
+        while proc.poll() is None:
+            seen += os.read(proc.stderr.fileno(), 65536).decode(errors="replace")
+            steps = [int(n) for n in re.findall(r"\] (\d+)/150 train", seen)]
+            if steps and max(steps) >= 12:
+                os.kill(proc.pid, signal.SIGINT)
+                break
+        rest_out, rest_err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = seen + rest_err
+    assert proc.returncode == 130, err[-2000:]
+    assert "impasto concept train r-cli --resume" in err
+    r = impasto(daemon.env, "concept", "train", "r-cli", "--resume", "--no-spawn", "-q")
+    assert r.returncode == 0, r.stderr
+    assert "'r-cli' saved" in r.stdout and "150 steps" in r.stdout and "trigger 'zwx'" in r.stdout
+    assert re.search(r"resumed from step (1[0-9]|[2-9][0-9])\b", r.stdout), r.stdout   # not started over
+    r = impasto(daemon.env, "concept", "train", "never-started", "--resume", "--no-spawn", "-q")
+    assert r.returncode == 1 and "--images" in r.stderr and "--trigger" in r.stderr
