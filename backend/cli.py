@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence
 
 from impasto.protocol import launcher, planner
 from impasto.protocol.errors import CLI as CLI_WORDS
-from impasto.protocol.errors import PlanError, describe_error
+from impasto.protocol.errors import PlanError, describe_error, where_to_set
 from impasto.protocol.parameters import format_parameters, parse_parameters
 from impasto.protocol.settings import Recommendation, Settings
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
@@ -274,7 +274,7 @@ def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.J
     try:
         return planner.plan_job(document, settings, action, window, rgba, mask, recommendation=rec)
     except PlanError as exc:
-        raise CliError(exc.message) from None
+        raise CliError(exc.message + where_to_set(exc.field, CLI_WORDS)) from None
 
 
 # --------------------------------------------------------------------------- commands

@@ -52,6 +52,10 @@ def test_bad_request_is_one_readable_line(daemon, tmp_path):
                 "--no-spawn")
     assert r.returncode == 1
     assert "steps" in r.stderr.lower() and "Traceback" not in r.stderr
+    assert "Set it with --steps." in r.stderr                       # the flag the artist set, not a field
+    r = impasto(daemon.env, "generate", "x", "-o", str(tmp_path / "x.png"), "--model", "tiny", "--cfg", "99",
+                "--batch", "1", "--no-spawn")
+    assert r.returncode == 1 and "Set it with --cfg." in r.stderr and "cfg_scale" not in r.stderr
 
 
 def test_generate_spawns_a_daemon_when_none_answers(models_dir, tmp_path):
