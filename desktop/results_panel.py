@@ -30,14 +30,14 @@ def history_for(document_path: str = "") -> ResultHistory:
     return ResultHistory(impasto_home() / "history" / history_key(document_path, SESSION))
 
 
-def thumbnail_png(doc, image: QImage, rect: QRect) -> bytes:
-    """A small PNG of the picture as the result would make it (the result drawn over the document)."""
+def result_pngs(doc, image: QImage, rect: QRect):
+    """(thumbnail, full picture) PNGs of the document as the result would make it (drawn over it)."""
     canvas = doc.composite()
     painter = QPainter(canvas)
     painter.drawImage(rect.topLeft(), image)
     painter.end()
     small = canvas.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-    return image_io.png_bytes(small)
+    return image_io.png_bytes(small), image_io.png_bytes(canvas)
 
 
 class ResultsPanel(QWidget):
@@ -60,8 +60,12 @@ class ResultsPanel(QWidget):
         self.use_button.clicked.connect(self.use_selected)
         self.delete_button = QPushButton("Delete")
         self.delete_button.clicked.connect(self.delete_selected)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save this result as a PNG that carries its settings (A1111 'parameters')")
+        self.save_button.clicked.connect(lambda: self.save_selected())
         buttons = QHBoxLayout()
         buttons.addWidget(self.use_button)
+        buttons.addWidget(self.save_button)
         buttons.addWidget(self.delete_button)
         lay = QVBoxLayout(self)
         lay.addWidget(self.list, 1)
@@ -88,9 +92,9 @@ class ResultsPanel(QWidget):
     def add(self, doc, candidates: List) -> None:
         """Record the candidates of one result (newest first)."""
         for cand in candidates:
-            self.history.add(cand.settings, cand.seed, cand.mode, (doc.width, doc.height),
-                             thumbnail_png(doc, cand.image, cand.rect), str(cand.info.get("model", "")),
-                             list(cand.warnings))
+            thumb, full = result_pngs(doc, cand.image, cand.rect)
+            self.history.add(cand.settings, cand.seed, cand.mode, (doc.width, doc.height), thumb,
+                             str(cand.info.get("model", "")), list(cand.warnings), full)
         self.refresh()
 
     def selected_id(self) -> str:
@@ -102,6 +106,28 @@ class ResultsPanel(QWidget):
         if entry is not None:
             self.settings_requested.emit(GenerationSettings.from_dict(entry.reuse(self.current()).to_dict()))
 
+    def save_selected(self, path: str = "") -> str:
+        """Save the selected result's picture with its parameters (asks where unless ``path``)."""
+        entry = self.history.get(self.selected_id())
+        if entry is None:
+            return ""
+        if not path:
+            from . import dialogs
+
+            path = dialogs.save_file(self, "Save result", "PNG (*.png)", f"impasto-{entry.seed}.png")
+            if not path:
+                return ""
+            if not path.lower().endswith(".png"):
+                path += ".png"
+        try:
+            self.history.export(entry.id, path)
+        except (OSError, ValueError) as exc:
+            from . import dialogs
+
+            dialogs.show_error(self, "Save result", f"The result could not be saved: {exc}")
+            return ""
+        return path
+
     def delete_selected(self) -> None:
         if self.history.delete(self.selected_id()):
             self.refresh()
@@ -110,4 +136,5 @@ class ResultsPanel(QWidget):
         has = self.list.currentItem() is not None
         self.use_button.setEnabled(has)
         self.delete_button.setEnabled(has)
+        self.save_button.setEnabled(has)
 

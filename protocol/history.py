@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .parameters import format_parameters
+from .parameters import format_parameters, png_with_text
 from .settings import Settings
 
 INDEX = "index.json"
@@ -41,6 +41,7 @@ class HistoryEntry:
     settings: Dict[str, Any]           # Settings.to_dict() as sent (unset knobs already resolved)
     model: str = ""
     thumbnail: str = ""                # file name in the history folder ("" = none)
+    picture: str = ""                  # the full picture, a PNG carrying its A1111 parameters ("" = none)
     warnings: List[str] = field(default_factory=list)
 
     @property
@@ -112,7 +113,7 @@ class ResultHistory:
                     id=str(rec["id"]), created=float(rec["created"]), mode=str(rec.get("mode", "generate")),
                     seed=int(rec["seed"]), size=(int(rec["size"][0]), int(rec["size"][1])),
                     settings=dict(rec.get("settings") or {}), model=str(rec.get("model", "")),
-                    thumbnail=str(rec.get("thumbnail", "")), warnings=[str(w) for w in rec.get("warnings", [])]))
+                    thumbnail=str(rec.get("thumbnail", "")), picture=str(rec.get("picture", "")), warnings=[str(w) for w in rec.get("warnings", [])]))
             except (KeyError, TypeError, ValueError, IndexError):
                 continue            # one bad record does not cost the others
         return out
@@ -132,8 +133,13 @@ class ResultHistory:
     # ------------------------------------------------------------------ changing
 
     def add(self, settings: Settings, seed: int, mode: str, size: Tuple[int, int], thumbnail_png: bytes = b"",
-            model: str = "", warnings: Optional[List[str]] = None) -> HistoryEntry:
-        """Record one result (newest first); returns its entry."""
+            model: str = "", warnings: Optional[List[str]] = None, picture_png: bytes = b"") -> HistoryEntry:
+        """Record one result (newest first); returns its entry.
+
+        ``picture_png`` (the full result) is kept with the A1111 ``parameters``
+        chunk written into it, so :meth:`export` saves a picture that carries
+        its settings - also from hosts whose own export cannot write one.
+        """
         entry_id = f"{int(time.time() * 1000):x}-{uuid.uuid4().hex[:8]}"
         data = settings.to_dict()
         data["seed"] = int(seed)
@@ -143,6 +149,9 @@ class ResultHistory:
         if thumbnail_png:
             entry.thumbnail = f"{entry_id}.png"
             _write_atomic(self.folder / entry.thumbnail, thumbnail_png)
+        if picture_png:
+            entry.picture = f"{entry_id}-full.png"
+            _write_atomic(self.folder / entry.picture, png_with_text(picture_png, entry.parameters()))
         self.entries.insert(0, entry)
         for old in self.entries[self.limit:]:
             self._remove_thumbnail(old)
@@ -159,17 +168,27 @@ class ResultHistory:
         self.save()
         return True
 
+    def export(self, entry_id: str, dest: Path) -> Path:
+        """Write a result's full picture (with its parameters) to ``dest``; ValueError when there is none."""
+        entry = self.get(entry_id)
+        if entry is None or not entry.picture or not (self.folder / entry.picture).is_file():
+            raise ValueError("this result's picture was not kept; only its settings are")
+        dest = Path(dest)
+        _write_atomic(dest, (self.folder / entry.picture).read_bytes())
+        return dest
+
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "entries": [asdict(e) for e in self.entries]}
         _write_atomic(self.folder / INDEX, json.dumps(data, indent=1).encode("utf-8"))
 
     def _remove_thumbnail(self, entry: HistoryEntry) -> None:
-        if entry.thumbnail:
-            try:
-                (self.folder / entry.thumbnail).unlink()
-            except OSError:
-                pass
+        for name in (entry.thumbnail, entry.picture):
+            if name:
+                try:
+                    (self.folder / name).unlink()
+                except OSError:
+                    pass
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -488,6 +488,12 @@ def test_results_dock_keeps_each_result_with_its_settings_across_sessions(open_w
     results.use_button.click()
     s = w.panel.settings()
     assert (s.prompt, s.steps, s.seed, s.model) == ("a red square", 2, 40, "tiny")
+    # save: the full picture, carrying its parameters
+    from PIL import Image as PILImage
+
+    saved = results.save_selected(str(own_home.parent / "saved.png"))
+    assert PILImage.open(saved).size == (64, 64)
+    assert "a red square\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 40," in PILImage.open(saved).text["parameters"]
     # persisted: another view of the same folder (a later session) lists them; delete removes one and its thumbnail
     folder = results.history.folder
     assert str(folder).startswith(str(own_home))

@@ -281,6 +281,18 @@ def test_result_history_adds_deletes_persists_and_survives_a_bad_index(tmp_path)
     txt = again.entries[-1]
     txt.mode = "generate"
     assert (txt.reuse(current).strength, txt.reuse(current).mask_blur, txt.reuse(current).seed) == (0.3, 9, 8)
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (4, 4), (1, 2, 3)).save(buf, format="PNG")
+    kept = again.add(s, 77, "generate", (4, 4), b"t", picture_png=buf.getvalue())
+    out = again.export(kept.id, tmp_path / "saved.png")
+    assert "Seed: 77," in PILImage.open(out).text["parameters"] and PILImage.open(out).getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(ValueError):
+        again.export(top.id, tmp_path / "none.png")                     # no picture kept for that one
+    again.delete(kept.id)
     assert again.delete(top.id) and not again.delete(top.id)
     assert [e.seed for e in ResultHistory(tmp_path / "h").entries] == [9, 8]
     (tmp_path / "h" / "index.json").write_text("{not json")

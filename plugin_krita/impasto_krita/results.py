@@ -59,8 +59,13 @@ class ResultsView(QtWidgets.QWidget):
         self.use_button.clicked.connect(self.use_selected)
         self.delete_button = QtWidgets.QPushButton("Delete")
         self.delete_button.clicked.connect(self.delete_selected)
+        self.save_button = QtWidgets.QPushButton("Save…")
+        self.save_button.setToolTip("Save this result as a PNG that carries its settings (A1111 'parameters': "
+                                    "Civitai and A1111's PNG Info show them; the canvas opens them)")
+        self.save_button.clicked.connect(self.save_selected)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.use_button)
+        row.addWidget(self.save_button)
         row.addWidget(self.delete_button)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -97,7 +102,7 @@ class ResultsView(QtWidgets.QWidget):
             small = image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                  Qt.TransformationMode.SmoothTransformation)
             self.history.add(Settings.from_request(request, seed), seed, mode, size, png_of(small),  # type: ignore
-                             request.model, warnings)
+                             request.model, warnings, png_of(image))
         self.refresh()
 
     def selected_id(self) -> str:
@@ -109,6 +114,25 @@ class ResultsView(QtWidgets.QWidget):
         if entry is not None:
             self.use_settings(entry)
 
+    def save_selected(self, path: str = "") -> str:
+        """Save the selected result's picture (asks where unless ``path``); the path written, or ""."""
+        entry = self.history.get(self.selected_id()) if self.history else None
+        if entry is None:
+            return ""
+        if not path:
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save result", f"impasto-{entry.seed}.png",
+                                                            "PNG (*.png)")
+            if not path:
+                return ""
+            if not path.lower().endswith(".png"):
+                path += ".png"
+        try:
+            self.history.export(entry.id, path)
+        except (OSError, ValueError) as exc:
+            QtWidgets.QMessageBox.warning(self, "Save result", f"The result could not be saved: {exc}")
+            return ""
+        return path
+
     def delete_selected(self) -> None:
         if self.history is not None and self.history.delete(self.selected_id()):
             self.refresh()
@@ -117,3 +141,4 @@ class ResultsView(QtWidgets.QWidget):
         has = self.list.currentItem() is not None
         self.use_button.setEnabled(has)
         self.delete_button.setEnabled(has)
+        self.save_button.setEnabled(has)

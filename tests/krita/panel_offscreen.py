@@ -156,6 +156,14 @@ def main():
         results.list.setCurrentRow(0)
         results.use_button.click()
         check("use settings", (panel.read_form().seed, panel.read_form().steps) == (5, 3), panel.read_form())
+        import os
+        import tempfile
+        from impasto_krita.protocol.parameters import png_text
+
+        saved = results.save_selected(os.path.join(tempfile.mkdtemp(), "saved.png"))
+        text = png_text(open(saved, "rb").read()) if saved else ""
+        check("saved result carries its parameters", "a blue square" in (text or "") and "Seed: 5," in (text or "")
+              and "Steps: 3," in (text or ""), text)
         panel.steps_spin.setValue(3)
     # inpaint a selection
     sel = bytearray(48 * 40)
