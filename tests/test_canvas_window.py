@@ -503,3 +503,9 @@ def test_results_dock_keeps_each_result_with_its_settings_across_sessions(open_w
     assert results.list.count() == 1 and not thumb.exists()
     later = ResultsPanel(ResultHistory(folder))
     assert later.list.count() == 1 and later.history.entries[0].seed == 40
+
+
+def test_canvas_says_when_the_running_daemon_has_another_models_folder(open_window, daemon, tmp_path):
+    w = open_window(daemon.endpoint, models_dir=str(tmp_path / "my-models"))
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert "already running uses the models folder" in w.link.message and "my-models" in w.link.message
