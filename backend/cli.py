@@ -179,7 +179,7 @@ def recommendation(args) -> Recommendation:
     rec = getattr(args, "_recommendation", None)
     if rec is None:
         reply = job_client(args).models()
-        note = launcher.models_dir_note(getattr(args, "models_dir", None) or "", reply.models_dir)
+        note = launcher.models_dir_note(getattr(args, "models_dir", None) or "", getattr(reply, "models_dir", ""))
         if note:
             print(f"note: {note}", file=sys.stderr)
         rec = args._recommendation = Recommendation.for_model(reply.models, getattr(args, "model", "") or "",
@@ -332,7 +332,7 @@ def cmd_status(args) -> int:
 
 def cmd_models(args) -> int:
     reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
-    note = launcher.models_dir_note(args.models_dir or "", reply.models_dir)
+    note = launcher.models_dir_note(args.models_dir or "", getattr(reply, "models_dir", ""))
     if note:
         print(f"note: {note}", file=sys.stderr)
     print(f"models folder: {reply.models_dir}")
