@@ -382,7 +382,21 @@ def cmd_generate(args) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def starter_recommendation() -> str:
+    """For --help, without a daemon: the shipped starter's recommendation, e.g. "model default (DDIM, 20, 5.0)"."""
+    import json
+
+    folder = os.environ.get("IMPASTO_STARTER_DIR") or str(Path(__file__).resolve().parent / "assets" / "starter")
+    try:
+        meta = json.loads((Path(folder) / "impasto.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "the model's recommendation"
+    rec = Recommendation.from_model(meta if isinstance(meta, dict) else {})
+    return f"the model's recommendation; the starter's: {rec.label()}, {rec.native_size} px"
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
+    model_default = starter_recommendation()
     p.add_argument("prompt", nargs="?", default=None)
     p.add_argument("-o", "--output", default=None, metavar="FILE",
                    help="picture to write: .png, .jpg or .webp (batches add -1, -2, ...); default: a new "
@@ -390,12 +404,11 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
     p.add_argument("--negative", default=None, help="negative prompt")
     p.add_argument("--seed", type=int, default=None, help="-1 = random (the default; the seed used is printed)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's recommendation; "
-                                                           "`impasto models` shows it)")
-    p.add_argument("--cfg", type=float, default=None, help="CFG scale, how strictly to follow the prompt (default: "
-                                                           "the model's recommendation)")
-    p.add_argument("--sampler", default=None, choices=SAMPLERS,
-                   help="default: the model's recommendation")
+    p.add_argument("--steps", type=int, default=None, help=f"denoising steps (default: {model_default}; "
+                                                           f"`impasto models` shows every model's)")
+    p.add_argument("--cfg", type=float, default=None, help=f"CFG scale, how strictly to follow the prompt (default: "
+                                                           f"{model_default})")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"default: {model_default}")
     p.add_argument("--batch", type=int, default=None, help="pictures per run (default 1)")
     p.add_argument("--model", default=None, help="model name (see `impasto models`); default: the starter")
     p.add_argument("--concept", action="append", type=parse_concept, metavar="NAME:WEIGHT",

@@ -343,3 +343,17 @@ def test_a_prompt_longer_than_the_text_encoder_reads_is_reported(daemon, tmp_pat
     short = impasto(daemon.env, "generate", "a red circle", "-o", str(tmp_path / "short.png"), "--model", "tiny",
                     "--size", "32x32", "--steps", "2", "--seed", "1", "--no-spawn", "-q")
     assert "prompt cut" not in short.stderr
+
+
+def test_help_shows_the_model_default():
+    import json
+    import os
+
+    from impasto.backend.engine.models import starter_dir
+    from impasto.protocol.settings import Recommendation
+
+    meta = json.loads((starter_dir() / "impasto.json").read_text())
+    r = impasto(dict(os.environ), "generate", "--help", timeout=60)
+    assert r.returncode == 0
+    flat = " ".join(r.stdout.split())
+    assert Recommendation.from_model(meta).label() in flat and "--force" in flat and "--from" in flat
