@@ -78,11 +78,11 @@ class FileMenu:
 
     def open_parameters(self, path: Path) -> bool:
         """A picture that carries A1111 ``parameters`` (Impasto's, A1111's, Civitai's) fills the panel."""
-        text = None
+        from impasto.backend import pictures   # Pillow: PNG chunks, and JPEG / WebP EXIF UserComment
+
         try:
-            if path.suffix.lower() == ".png":
-                text = parameters.png_text(path.read_bytes())
-        except (OSError, ValueError):
+            text = pictures.read_parameters(path)
+        except pictures.PictureError:
             text = None
         if not text:
             return False

@@ -457,6 +457,15 @@ def test_export_carries_parameters_and_opening_it_fills_the_panel(open_window, d
     assert w.open_path(str(path))
     s = w.panel.settings()
     assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.model) == ("a yellow star", "blur", 11, 2, "tiny")
+    # an A1111 JPEG (EXIF UserComment) fills the panel too
+    from impasto.backend.pictures import save_picture
+
+    jpg = tmp_path / "a1111.jpg"
+    save_picture(PILImage.open(path), jpg, "a green triangle\nSteps: 5, Sampler: DDIM, CFG scale: 4.5, Seed: 21, "
+                                          "Size: 64x64, Model: tiny")
+    assert w.open_path(str(jpg))
+    s = w.panel.settings()
+    assert (s.prompt, s.sampler, s.steps, s.cfg_scale, s.seed) == ("a green triangle", "ddim", 5, 4.5, 21)
 
 
 def test_results_dock_keeps_each_result_with_its_settings_across_sessions(open_window, daemon, own_home):
