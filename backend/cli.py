@@ -15,11 +15,14 @@ from typing import List, Optional, Sequence
 
 from impasto.protocol import launcher, planner
 from impasto.protocol.errors import CLI as CLI_WORDS
-from impasto.protocol.errors import PlanError, describe_error
-from impasto.protocol.settings import Settings
+from impasto.protocol.errors import PlanError, describe_error, where_to_set
+from impasto.protocol.parameters import format_parameters, parse_parameters
+from impasto.protocol.settings import Recommendation, Settings
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
-from impasto.protocol.messages import SAMPLERS, Generate, Limits, Progress, Result
+from impasto.protocol.messages import SAMPLERS, Accepted, Generate, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
+
+from impasto.backend import pictures
 
 EXIT_OK, EXIT_FAIL, EXIT_UNAVAILABLE, EXIT_CANCELLED = 0, 1, 3, 130
 
@@ -69,16 +72,34 @@ def connect(args, spawn: bool) -> Client:
         raise CliError(exc.message, EXIT_FAIL) from None
 
 
-class ProgressBar:
-    """One line on stderr: ``[#####.....] 12/20 denoise``."""
+LOSS_WINDOW = 20   # the trainer's "final loss" is the mean of its last 20 steps (backend/concepts/train.py)
 
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width, self.active = stream, width, False
+
+class ProgressBar:
+    """One line on stderr: ``[#####.....] 12/20 denoise``.
+
+    A stage that has not counted a step yet reads ``prepare ...`` (not
+    ``0/800 prepare``), and a training loss is shown as the mean of the last
+    :data:`LOSS_WINDOW` steps, the figure the summary line reports, so the
+    two agree.
+    """
+
+    def __init__(self, stream=None, width: int = 30):
+        self.stream, self.width, self.active = stream or sys.stderr, width, False
+        self.losses: list = []
 
     def update(self, ev: Progress) -> None:
+        if ev.step <= 0 and ev.stage:
+            self.stream.write(f"\r{ev.stage} ...{' ' * 40}")
+            self.stream.flush()
+            self.active = True
+            return
         total = max(ev.total, 1)
-        filled = int(self.width * ev.step / total)
-        loss = f" loss {ev.loss:.4f}" if ev.loss is not None else ""
+        filled = min(self.width, int(self.width * ev.step / total))
+        loss = ""
+        if ev.loss is not None:
+            self.losses = (self.losses + [float(ev.loss)])[-LOSS_WINDOW:]
+            loss = f" loss {sum(self.losses) / len(self.losses):.4f}"
         self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {ev.step}/{ev.total} {ev.stage}{loss}  ")
         self.stream.flush()
         self.active = True
@@ -90,14 +111,33 @@ class ProgressBar:
             self.active = False
 
 
+def waiting_line(job) -> str:
+    """``waiting (n ahead)`` when the job does not start at once ("" when it runs now).
+
+    The daemon's ``accepted.position`` counts the jobs ahead, the running one included.
+    """
+    ahead = job.position or 0
+    return f"waiting ({ahead} ahead)" if ahead > 0 else ""
+
+
 def run_job(client: Client, request, quiet: bool = False) -> Result:
     """Submit, show progress, Ctrl-C cancels; returns the result or raises CliError."""
     bar = ProgressBar()
     job = client.submit(request)
+    started = False
     try:
         for ev in job.events():
-            if isinstance(ev, Progress) and not quiet:
-                bar.update(ev)
+            if isinstance(ev, Accepted) and not quiet:
+                line = waiting_line(job)
+                if line:
+                    print(line + " ...", file=sys.stderr, flush=True)
+            if isinstance(ev, Progress):
+                if not started and getattr(ev, "warnings", None):
+                    for w in ev.warnings:
+                        print(f"warning: {w}", file=sys.stderr)
+                started = True
+                if not quiet:
+                    bar.update(ev)
     except KeyboardInterrupt:
         bar.close()
         print("cancelling ...", file=sys.stderr)
@@ -119,34 +159,81 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
                        code) from None
 
 
-def run_request(args, request) -> Result:
-    """Connect (spawning a daemon unless ``--no-spawn``), run one job, close: every job command's core."""
-    client = connect(args, spawn=not args.no_spawn)
-    try:
-        return run_job(client, request, quiet=args.quiet)
-    finally:
+def job_client(args) -> Client:
+    """The command's one connection (spawning a daemon unless ``--no-spawn``), opened on first use."""
+    client = getattr(args, "_client", None)
+    if client is None:
+        client = args._client = connect(args, spawn=not getattr(args, "no_spawn", False))
+    return client
+
+
+def close_client(args) -> None:
+    client = getattr(args, "_client", None)
+    if client is not None:
+        args._client = None
         client.close()
 
 
-def output_paths(out: str, count: int) -> List[Path]:
-    path = Path(out)
-    if count == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{i + 1}{path.suffix or '.png'}") for i in range(count)]
+def recommendation(args) -> Recommendation:
+    """The chosen model's recommendation (its impasto.json, via the daemon's model listing)."""
+    rec = getattr(args, "_recommendation", None)
+    if rec is None:
+        reply = job_client(args).models()
+        note = launcher.models_dir_note(getattr(args, "models_dir", None) or "", getattr(reply, "models_dir", ""))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        rec = args._recommendation = Recommendation.for_model(reply.models, getattr(args, "model", "") or "",
+                                                              reply.default)
+        args._model_name = (getattr(args, "model", "") or reply.default)
+    return rec
 
 
-def save_result(result: Result, out: str) -> List[Path]:
+def run_request(args, request) -> Result:
+    """Run one job on the command's connection, then close it: every job command's core."""
+    if getattr(args, "output", None) and hasattr(args, "force"):
+        check_output(args, request.batch_size)
+    try:
+        result = run_job(job_client(args), request, quiet=args.quiet)
+    finally:
+        close_client(args)
+    args._request = request
+    return result
+
+
+def check_output(args, count: int) -> None:
+    try:
+        pictures.check_named(args.output, count, args.force)
+    except pictures.PictureError as exc:
+        raise CliError(str(exc)) from None
+
+
+def picture_parameters(args, request, seed: int, size) -> str:
+    """The A1111 text of one result (the request as sent, with the seed the daemon used)."""
+    s = Settings(prompt=request.prompt, negative_prompt=request.negative_prompt, sampler=request.sampler,
+                 steps=request.steps, cfg_scale=request.cfg_scale, seed=seed)
+    s.set_concepts(request.concepts)
+    model = request.model or getattr(args, "_model_name", "") or ""
+    denoising = request.strength if request.init_image is not None else None
+    return format_parameters(s, seed, size, model, denoising)
+
+
+def save_result(result: Result, out: Optional[str], args=None) -> List[Path]:
+    """Write each picture (``out``, or numbered files in the outputs folder) with its parameters."""
     from PIL import Image as PILImage
 
-    paths = output_paths(out, len(result.images))
+    request = getattr(args, "_request", None) if args is not None else None
+    force = bool(getattr(args, "force", False))
+    try:
+        paths = pictures.check_named(out, len(result.images), force) if out \
+            else pictures.claim_numbered(list(result.seeds))
+    except pictures.PictureError as exc:
+        raise CliError(str(exc)) from None
     for path, img, seed in zip(paths, result.images, result.seeds):
-        path.parent.mkdir(parents=True, exist_ok=True)
         pil = PILImage.frombytes("RGBA", (img.width, img.height), img.data)
         if pil.getextrema()[3] == (255, 255):
             pil = pil.convert("RGB")
-        tmp = path.with_name(path.name + ".part")
-        pil.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        text = picture_parameters(args, request, seed, (img.width, img.height)) if request is not None else ""
+        pictures.save_picture(pil, path, text)
         print(f"{path}  seed {seed}  {img.width}x{img.height}")
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -154,23 +241,40 @@ def save_result(result: Result, out: str) -> List[Path]:
 
 
 def settings_from_args(args) -> Settings:
-    """The command line's options as the shared :class:`Settings` (their defaults are its defaults)."""
-    s = Settings(prompt=args.prompt, negative_prompt=args.negative, seed=args.seed, steps=args.steps,
-                 cfg_scale=args.cfg, sampler=args.sampler, model=args.model or "", batch_size=args.batch,
-                 preview=False)
-    s.set_concepts(args.concept or [])
+    """The command line's options as the shared :class:`Settings` (their defaults are its defaults).
+
+    With ``--from PICTURE`` the picture's parameters are the starting point
+    and only the options given on the command line override them.
+    """
+    s = getattr(args, "_from_settings", None)
+    s = Settings.from_dict(s.to_dict()) if s is not None else Settings()
+    given = {"prompt": args.prompt, "negative_prompt": args.negative, "seed": args.seed, "steps": args.steps,
+             "cfg_scale": args.cfg, "sampler": args.sampler, "model": args.model, "batch_size": args.batch}
+    for name, value in given.items():
+        if value is not None:
+            setattr(s, name, value)
+    s.preview = False
+    if args.concept is not None:
+        s.set_concepts(args.concept)
     for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
+    if not s.prompt:
+        raise CliError("a prompt is needed: impasto generate \"a red circle on a blue background\" "
+                       "(or --from PICTURE)")
     return s
 
 
 def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.JobPlan:
     """The one planner's request for these options; a plan error is one readable line."""
+    settings = settings_from_args(args)
+    rec = recommendation(args)
+    if document is None:   # text to image with no --size: the model's native size
+        document = (rec.native_size, rec.native_size)
     try:
-        return planner.plan_job(document, settings_from_args(args), action, window, rgba, mask)
+        return planner.plan_job(document, settings, action, window, rgba, mask, recommendation=rec)
     except PlanError as exc:
-        raise CliError(exc.message) from None
+        raise CliError(exc.message + where_to_set(exc.field, CLI_WORDS)) from None
 
 
 # --------------------------------------------------------------------------- commands
@@ -228,6 +332,9 @@ def cmd_status(args) -> int:
 
 def cmd_models(args) -> int:
     reply = ask(args, lambda client: client.models(), spawn=not args.no_spawn)
+    note = launcher.models_dir_note(args.models_dir or "", getattr(reply, "models_dir", ""))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 / SDXL .safetensors file there")
@@ -236,28 +343,74 @@ def cmd_models(args) -> int:
         mark = "*" if m["name"] == reply.default else " "
         state = "" if m["supported"] else f"  (unusable: {'; '.join(m['notes'])})"
         print(f"{mark} {m['name']:<24} {m.get('family', m['arch']):<6} {m['arch']:<14} {m['format']:<12} {m['path']}{state}")
+        print(f"  {'':<24} {Recommendation.from_model(m).label()}, native {m.get('native_size', '?')} px")
     return EXIT_OK
 
 
+def read_from(args) -> None:
+    """``--from PICTURE``: its A1111 parameters become the defaults the given options override."""
+    path = Path(args.from_picture)
+    try:
+        text = pictures.read_parameters(path)
+    except pictures.PictureError as exc:
+        raise CliError(str(exc)) from None
+    if not text:
+        raise CliError(f"{path} carries no parameters (no A1111 'parameters' text in it)")
+    params = parse_parameters(text)
+    args._from_settings = params.settings
+    if args.size is None and params.size is not None:
+        args.size = params.size
+    if params.settings.seed < 0:
+        print(f"note: {path} names no seed: a random one is used", file=sys.stderr)
+
+
 def cmd_generate(args) -> int:
-    result = run_request(args, plan(args, args.size, planner.GENERATE).request)
-    save_result(result, args.output)
+    if args.from_picture:
+        read_from(args)
+    if args.output:
+        check_output(args, args.batch or 1)
+    job = plan(args, args.size, planner.GENERATE)
+    rec = recommendation(args)
+    if args.size is None and not args.quiet:
+        print(f"size: the model's native {rec.native_size}x{rec.native_size} (--size WxH to change)",
+              file=sys.stderr)
+    result = run_request(args, job.request)
+    save_result(result, args.output, args)
     return EXIT_OK
 
 
 # --------------------------------------------------------------------------- parser
 
 
+def starter_recommendation() -> str:
+    """For --help, without a daemon: the shipped starter's recommendation, e.g. "model default (DDIM, 20, 5.0)"."""
+    import json
+
+    folder = os.environ.get("IMPASTO_STARTER_DIR") or str(Path(__file__).resolve().parent / "assets" / "starter")
+    try:
+        meta = json.loads((Path(folder) / "impasto.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "the model's recommendation"
+    rec = Recommendation.from_model(meta if isinstance(meta, dict) else {})
+    return f"the model's recommendation; the starter's: {rec.label()}, {rec.native_size} px"
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("prompt")
-    p.add_argument("-o", "--output", default="out.png", help="PNG to write (batches add -1, -2, ...)")
-    p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="-1 = random (the seed used is printed)")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps)
-    p.add_argument("--cfg", type=float, default=DEFAULTS.cfg_scale, help="CFG scale (prompt strength)")
-    p.add_argument("--sampler", default=DEFAULTS.sampler, choices=SAMPLERS)
-    p.add_argument("--batch", type=int, default=DEFAULTS.batch_size)
-    p.add_argument("--model", default="", help="model name (see `impasto models`); default: the starter")
+    model_default = starter_recommendation()
+    p.add_argument("prompt", nargs="?", default=None)
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="picture to write: .png, .jpg or .webp (batches add -1, -2, ...); default: a new "
+                        "numbered file in IMPASTO_HOME/outputs/DATE/")
+    p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
+    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--seed", type=int, default=None, help="-1 = random (the default; the seed used is printed)")
+    p.add_argument("--steps", type=int, default=None, help=f"denoising steps (default: {model_default}; "
+                                                           f"`impasto models` shows every model's)")
+    p.add_argument("--cfg", type=float, default=None, help=f"CFG scale, how strictly to follow the prompt (default: "
+                                                           f"{model_default})")
+    p.add_argument("--sampler", default=None, choices=SAMPLERS, help=f"default: {model_default}")
+    p.add_argument("--batch", type=int, default=None, help="pictures per run (default 1)")
+    p.add_argument("--model", default=None, help="model name (see `impasto models`); default: the starter")
     p.add_argument("--concept", action="append", type=parse_concept, metavar="NAME:WEIGHT",
                    help="use a trained concept (repeatable)")
     p.add_argument("--no-spawn", action="store_true", help="fail instead of starting a daemon")
@@ -287,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="text to image")
     add_common(p)
-    p.add_argument("--size", type=parse_size, default=(512, 512), help="WxH (default 512x512)")
+    p.add_argument("--size", type=parse_size, default=None, help="WxH (default: the model's native size)")
+    p.add_argument("--from", dest="from_picture", default=None, metavar="PICTURE",
+                   help="re-run the settings a picture carries (A1111 'parameters'); options given override them")
     p.set_defaults(func=cmd_generate)
 
     for register in EXTRA_COMMANDS:

@@ -65,7 +65,57 @@ def read_pictures(folder: str) -> Tuple[List[WireImage], List[str], List[str]]:
 # --------------------------------------------------------------------------- commands
 
 
+# The options a training is made of: saved when it starts, so `concept train NAME --resume` needs nothing else.
+TRAIN_KEYS = ("images", "trigger", "class_noun", "method", "steps", "rank", "lr", "resolution", "prior",
+              "class_images", "text_encoder", "trigger_embedding", "gradient_checkpointing", "sample_every",
+              "checkpoint_every", "seed", "model")
+TRAIN_DEFAULTS: dict = {}        # the parser's defaults (filled by register): "not given" on a --resume
+
+
+def _train_file(name: str) -> Path:
+    from impasto.protocol.launcher import impasto_home
+
+    return impasto_home() / "train-settings" / f"{name}.json"
+
+
+def remember_training(args) -> None:
+    """Write the options of a training that starts (atomically), for a later ``--resume``."""
+    import os
+
+    path = _train_file(args.name)
+    data = {k: getattr(args, k) for k in TRAIN_KEYS}
+    data["images"] = str(Path(args.images).expanduser().resolve())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"note: the training's settings could not be kept for --resume ({exc})", file=sys.stderr)
+
+
+def recall_training(args) -> None:
+    """``--resume``: the options not given on the command line are the ones the training started with."""
+    try:
+        saved = json.loads(_train_file(args.name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = {}
+    for key in TRAIN_KEYS:
+        if key in saved and getattr(args, key) == TRAIN_DEFAULTS.get(key):
+            setattr(args, key, saved[key])
+    missing = [f"--{k}" for k in ("images", "trigger") if not getattr(args, k)]
+    if missing:
+        raise CliError(f"no saved settings for a training named {args.name!r}: give {' and '.join(missing)} "
+                       f"as when it started")
+
+
 def cmd_train(args) -> int:
+    if args.resume:
+        recall_training(args)
+    elif not args.images or not args.trigger:
+        raise CliError("a training needs --images DIR and --trigger WORD")
+    else:
+        remember_training(args)
     pictures, captions, notes = read_pictures(args.images)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
@@ -82,7 +132,7 @@ def cmd_train(args) -> int:
             result = run_job(client, req, quiet=args.quiet)
         except CliError as exc:
             if "cancel" in str(exc):
-                print(f"stopped: continue later with `impasto concept train {args.name} ... --resume`",
+                print(f"stopped: continue later with `impasto concept train {args.name} --resume`",
                       file=sys.stderr)
             raise
     finally:
@@ -95,7 +145,9 @@ def cmd_train(args) -> int:
             print(f"warning: {w}", file=sys.stderr)
     took = result.timings.get("train", 0.0)
     print(f"concept {concept.get('name', args.name)!r} saved: trigger {concept.get('trigger')!r}, "
-          f"{result.steps_run} steps ({took:.1f} s training), final loss {result.info.get('final_loss')}")
+          f"{result.steps_run} steps ({took:.1f} s training), final loss {_loss(result.info.get('final_loss'))}")
+    if result.info.get("resumed_from"):
+        print(f"resumed from step {result.info['resumed_from']}")
     print(f"samples: {', '.join(concept.get('samples', []))}")
     print(f"use it: impasto generate \"a {args.trigger} {args.class_noun}\" --concept {args.name}:0.8")
     return 0
@@ -170,6 +222,13 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", default=None, help="models folder for a daemon this command starts")
 
 
+def _loss(value) -> str:
+    """The summary's loss in the progress bar's words (mean of the last steps, 4 decimals)."""
+    if not isinstance(value, (int, float)):
+        return "n/a"
+    return f"{value:.4f} (mean of the last {_cli.LOSS_WINDOW} steps, as the progress bar shows)"
+
+
 def register(sub, add_common) -> None:
     concept = sub.add_parser("concept", help="personal concepts (LoRA): train, list, rename, delete, import, export")
     csub = concept.add_subparsers(dest="concept_command", required=True)
@@ -179,8 +238,9 @@ def register(sub, add_common) -> None:
                         description="Train concept NAME from the pictures in --images (a NAME.txt next to a "
                                     "picture is its caption). Prompts then call it with its trigger word.")
     p.add_argument("name")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of 3-20 pictures of the concept")
-    p.add_argument("--trigger", required=True, metavar="WORD",
+    p.add_argument("--images", default=None, metavar="DIR", help="folder of 3-20 pictures of the concept "
+                                                                 "(required, except with --resume)")
+    p.add_argument("--trigger", default=None, metavar="WORD",
                    help="a rare made-up word that will mean your concept, e.g. zwx")
     p.add_argument("--class", dest="class_noun", default="", metavar="NOUN",
                    help="what it is in general (dog, person, mug, style): keeps the model's idea of the class")
@@ -207,11 +267,14 @@ def register(sub, add_common) -> None:
     p.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every, metavar="N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="", help="base model (default: the daemon's default)")
-    p.add_argument("--resume", action="store_true", help="continue a stopped training of NAME from its checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped training of NAME from its checkpoint, with the settings it started "
+                        "with (options given here override them)")
     p.add_argument("-o", "--output", default=None, metavar="PNG", help="also write the sample pictures here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _client_options(p)
     p.set_defaults(func=cmd_train)
+    TRAIN_DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest in TRAIN_KEYS})
 
     p = csub.add_parser("list", help="the concepts in the library")
     p.add_argument("--json", action="store_true", help="everything, as JSON")

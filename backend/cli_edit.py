@@ -137,7 +137,7 @@ def cmd_img2img(args) -> int:
     job = plan(args, (image.width, image.height), planner.REFINE, rgba=image.data)
     result = run_request(args, job.request)
     _report(result, args.quiet)
-    save_result(result, args.output)
+    save_result(result, args.output, args)
     return 0
 
 
@@ -179,7 +179,7 @@ def cmd_edit(args) -> int:
     job = edit_plan(args, image, mask)
     result = on_picture(job, image, run_request(args, job.request))
     _report(result, args.quiet)
-    save_result(result, args.output)
+    save_result(result, args.output, args)
     if args.patch:
         save_patches(result, args.patch)
     return 0

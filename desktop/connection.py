@@ -163,8 +163,10 @@ class DaemonLink(QObject):
             self._lost = False
             st = found["status"]
             model = st.model or st.default_model or "no model installed"
+            note = launcher.models_dir_note(self.models_dir or "", getattr(self.models, "models_dir", "") or "")
             self._set_state(CONNECTED, f"Connected to the Impasto daemon ({st.device or self.device}) · model: "
-                                       f"{model}" + (f" · {st.queue} waiting" if st.queue else ""))
+                                       f"{model}" + (f" · {st.queue} waiting" if st.queue else "")
+                            + (f" · ⚠ {note}" if note else ""))
             return
         was_connected = self._handshaken
         self._handshaken = False

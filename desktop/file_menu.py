@@ -10,6 +10,8 @@ from pathlib import Path
 
 from PySide6.QtGui import QPainter
 
+from impasto.protocol import parameters
+
 from . import dialogs, image_io, project_file, qt_images
 from .document import Document
 from .history import AddLayerCommand
@@ -71,6 +73,23 @@ class FileMenu:
             dialogs.show_error(self, "Cannot open the picture", str(exc))
             return False
         self.set_document(Document.from_image(image, p.stem))
+        self.open_parameters(p)
+        return True
+
+    def open_parameters(self, path: Path) -> bool:
+        """A picture that carries A1111 ``parameters`` (Impasto's, A1111's, Civitai's) fills the panel."""
+        from impasto.backend import pictures   # Pillow: PNG chunks, and JPEG / WebP EXIF UserComment
+
+        try:
+            text = pictures.read_parameters(path)
+        except pictures.PictureError:
+            text = None
+        if not text:
+            return False
+        params = parameters.parse_parameters(text)
+        self.panel.set_settings(GenerationSettings.from_dict(params.settings.to_dict()))
+        self.statusBar().showMessage(f"{path.name}: its settings are in the generation panel "
+                                     f"(seed {params.settings.seed})", 6000)
         return True
 
     def import_layer_dialog(self) -> None:
@@ -126,9 +145,23 @@ class FileMenu:
                 path += ".png"
             self.export_png(path)
 
+    def export_parameters(self) -> str:
+        """The A1111 text of the topmost visible generated layer (what made the picture), or ""."""
+        for layer in reversed(self.doc.layers):
+            info = getattr(layer, "info", None) or {}
+            if layer.visible and isinstance(info.get("settings"), dict):
+                s = GenerationSettings.from_dict(info["settings"])
+                seed = int(info.get("seed", s.seed))
+                denoising = s.strength if info.get("mode") in ("refine", "inpaint") else None
+                return parameters.format_parameters(s, seed, (self.doc.width, self.doc.height),
+                                                    s.model or str(info.get("model", "")), denoising)
+        return ""
+
     def export_png(self, path: str) -> bool:
         try:
-            image_io.save_png(self.doc.composite(), path)
+            data = image_io.png_bytes(self.doc.composite())
+            text = self.export_parameters()
+            image_io.write_atomic(path, parameters.png_with_text(data, text) if text else data)
         except (OSError, image_io.ImageFileError) as exc:
             dialogs.show_error(self, "Cannot export", f"The picture could not be written to {path}: {exc}")
             return False

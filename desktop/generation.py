@@ -33,6 +33,7 @@ LOST = (ErrorCode.UNAVAILABLE, ErrorCode.DAEMON_RESTARTED, ErrorCode.CLIENT_CLOS
 
 class GenerationController(QObject):
     finished = Signal(str, str)   # job id, outcome: result | error | cancelled
+    produced = Signal(object)     # the staged candidates of one result (the Results dock records them)
 
     def __init__(self, link: DaemonLink, panel: GenerationPanel, view: CanvasView, staging: StagingArea,
                  document: Callable[[], Document], parent: Optional[QObject] = None):
@@ -49,7 +50,7 @@ class GenerationController(QObject):
     def plan(self, mode: str) -> job_plans.JobPlan:
         if mode not in job_plans.MODES:
             raise ValueError(mode)
-        return job_plans.plan(self.document(), self.panel.settings(), mode)
+        return job_plans.plan(self.document(), self.panel.settings(), mode, self.panel.recommendation())
 
     def run(self, mode: str) -> Optional[str]:
         """Plan and submit a job; the job id, or None when it could not be sent (the panel says why)."""
@@ -115,6 +116,7 @@ class GenerationController(QObject):
             self._finish(job_id)
             candidates = job_plans.candidates_from_result(plan, ev)
             self.staging.add(candidates)
+            self.produced.emit(candidates)
             secs = ev.timings.get("total")
             msg = (f"{TITLES[plan.mode]}: {len(candidates)} result(s) staged"
                    + (f" in {secs:.1f} s" if secs else "") + " — Accept keeps one as a layer.")

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from impasto.protocol.messages import FILL_MODES, SAMPLERS, Limits
+from impasto.protocol.settings import Recommendation
 
 from .settings import GenerationSettings
 
@@ -115,13 +116,19 @@ class GenerationPanel(QWidget):
         self.negative.setFixedHeight(44)
         form.addRow("Negative", self.negative)
 
+        self._recommendations: Dict[str, Recommendation] = {}
+        self._default_model = ""
         self.sampler = QComboBox()
+        self.sampler.addItem("model default", "")          # unset: the model's recommendation
+        # "model default (DPM++ 2M Karras, 20, 5.0)" must not widen the dock
+        self.sampler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler.setMinimumContentsLength(12)
         for name in SAMPLERS:
             self.sampler.addItem(SAMPLER_LABELS.get(name, name), name)
         self.steps = QSpinBox()
-        self.steps.setRange(1, limits.max_steps)
+        self.steps.setRange(0, limits.max_steps)            # 0: the model's recommendation
         self.cfg = QDoubleSpinBox()
-        self.cfg.setRange(0.0, limits.max_cfg)
+        self.cfg.setRange(0.0, limits.max_cfg)              # 0: the model's recommendation
         self.cfg.setSingleStep(0.5)
         self.cfg.setToolTip("CFG scale: how closely to follow the prompt")
         row = QHBoxLayout()
@@ -239,7 +246,24 @@ class GenerationPanel(QWidget):
             for sig in ("textChanged", "valueChanged", "currentIndexChanged"):
                 if hasattr(w, sig):
                     getattr(w, sig).connect(lambda *_a, w=w: w.setStyleSheet(""))
+        self.model.currentIndexChanged.connect(self._show_recommendation)
+        self._show_recommendation()
         self.set_settings(GenerationSettings())
+
+    # ------------------------------------------------------------------ the model's recommendation
+
+    def recommendation(self) -> Recommendation:
+        """What the chosen model recommends for the knobs left at "model default"."""
+        name = self.model.currentData() or self._default_model
+        return self._recommendations.get(name, Recommendation())
+
+    def _show_recommendation(self, *_args) -> None:
+        rec = self.recommendation()
+        label = rec.label()
+        self.sampler.setItemText(0, f"{label}")
+        self.steps.setSpecialValueText(f"model ({rec.steps})")
+        self.cfg.setSpecialValueText(f"model ({rec.cfg_scale:.1f})")
+        self.sampler.setToolTip(f"Sampler. Left at {label}, the model's own recommendation is used.")
 
     # ------------------------------------------------------------------ settings
 
@@ -286,6 +310,9 @@ class GenerationPanel(QWidget):
         self.model.blockSignals(True)
         self.model.clear()
         default = getattr(models_reply, "default", "") or ""
+        self._default_model = default
+        self._recommendations = {str(m.get("name")): Recommendation.from_model(m)
+                                 for m in getattr(models_reply, "models", []) or [] if isinstance(m, dict)}
         self.model.addItem(f"Default model ({default})" if default else "Default model", "")
         for m in getattr(models_reply, "models", []) or []:
             if m.get("supported", True):
@@ -294,6 +321,7 @@ class GenerationPanel(QWidget):
             self.model.addItem(current, current)
         self.model.setCurrentIndex(max(0, self.model.findData(current)))
         self.model.blockSignals(False)
+        self._show_recommendation()
 
     def set_concept_names(self, names: List[str]) -> None:
         self._concept_names = list(names)

@@ -27,6 +27,7 @@ from PySide6.QtGui import QImage
 from impasto.protocol import planner, region
 from impasto.protocol.errors import PlanError  # noqa: F401 (the canvas's callers catch it from here)
 from impasto.protocol.messages import Generate, Result
+from impasto.protocol.settings import Recommendation
 
 from . import qt_images
 from .document import Document
@@ -84,7 +85,8 @@ def mask_for(doc: Document, mode: str) -> Optional[QImage]:
     return None
 
 
-def plan(doc: Document, s: GenerationSettings, mode: str) -> JobPlan:
+def plan(doc: Document, s: GenerationSettings, mode: str,
+         recommendation: Optional[Recommendation] = None) -> JobPlan:
     """The planner's job for ``mode`` on ``doc``; :class:`PlanError` says what to fix."""
     size = (doc.width, doc.height)
     mask_img = mask_for(doc, mode)
@@ -98,6 +100,7 @@ def plan(doc: Document, s: GenerationSettings, mode: str) -> JobPlan:
     rgba = qt_images.to_wire(doc.composite(rect)).data if planner.needs_pixels(mode, box is not None) else None
     mask = np.ascontiguousarray(mask_arr[rect.top():rect.bottom() + 1, rect.left():rect.right() + 1]).tobytes() \
         if box is not None else None
+    s = s.resolved(recommendation)         # a staged result records what was sent, not "model default"
     core = planner.plan_job(size, s, mode, window, rgba, mask, box)
     preview = rect
     if core.kind == "edit" and not s.whole_picture:

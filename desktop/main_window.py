@@ -44,6 +44,7 @@ from .document import Document
 from .file_menu import FileMenu
 from .generation import GenerationController
 from .generation_panel import GenerationPanel
+from .results_panel import ResultsPanel, history_for
 from .history import SelectionCommand, fill_mask_command, mask_from_image_command
 from .layers import Layer
 from .layers_panel import LayersPanel
@@ -93,6 +94,9 @@ class MainWindow(FileMenu, QMainWindow):
         self.layers_panel = LayersPanel(self.doc)
         self.history_view = QUndoView(self.doc.undo)
         self.history_view.setEmptyLabel("Opened")
+        self.results = ResultsPanel(history_for(self.doc.path or ""), current=self.panel.settings)
+        self.results.settings_requested.connect(self.panel.set_settings)
+        self.controller.produced.connect(lambda cands: self.results.add(self.doc, cands))
         self._docks()
         self._actions()
         self._menus()
@@ -121,6 +125,8 @@ class MainWindow(FileMenu, QMainWindow):
         self.layers_dock = dock("Layers", self.layers_panel, "layers")
         self.history_dock = dock("History", self.history_view, "history")
         self.tabifyDockWidget(self.layers_dock, self.history_dock)
+        self.results_dock = dock("Results", self.results, "results")
+        self.tabifyDockWidget(self.layers_dock, self.results_dock)
         self.generate_dock.raise_()
         self.layers_dock.raise_()
 
@@ -206,7 +212,7 @@ class MainWindow(FileMenu, QMainWindow):
         m.addAction(self.a_start_daemon)
         m.addAction(self.a_autostart)
         m = mb.addMenu("&Window")
-        for d in (self.generate_dock, self.concepts_dock, self.layers_dock, self.history_dock):
+        for d in (self.generate_dock, self.concepts_dock, self.layers_dock, self.history_dock, self.results_dock):
             m.addAction(d.toggleViewAction())
 
     def _toolbars(self) -> None:
@@ -309,6 +315,7 @@ class MainWindow(FileMenu, QMainWindow):
         self.view.set_document(doc)
         self.layers_panel.set_document(doc)
         self.history_view.setStack(doc.undo)
+        self.results.set_history(history_for(doc.path or ""))
         self._connect_doc()
         self.a_show_mask.setChecked(doc.mask_visible)
         self._update_title()

@@ -1,12 +1,14 @@
 """Make the documentation screenshots: ``python -m impasto.desktop.screenshots --out docs``.
 
-Drives a real window (offscreen) against a running daemon: paints a small
-scene with the real tools, masks the sun, inpaints it and grabs the window
-with the mask painted, mid-generation (live preview in place, progress bar)
-and with the result staged.  Rerun it after a better default model lands:
-the pictures show whatever that model paints.
+Drives a real window (offscreen) against a running daemon with the starter
+model, as an artist would: generates a scene the starter knows ("a red
+circle on a blue background"), accepts it as a layer, paints a mask over the
+circle with the mask brush, inpaints it with another shape and grabs the
+window with the mask painted, mid-generation (live preview in place,
+progress bar) and with the result staged.  The pictures show what the
+starter really paints - rerun this after the starter is retrained.
 
-    IMPASTO_HOME=/tmp/x python -m impasto.backend.cli serve --endpoint tcp://127.0.0.1:7899 --models-dir DIR &
+    IMPASTO_HOME=/tmp/x python -m impasto.backend.cli serve --endpoint tcp://127.0.0.1:7899 &
     python -m impasto.desktop.screenshots --endpoint tcp://127.0.0.1:7899 --out docs
 """
 from __future__ import annotations
@@ -18,43 +20,15 @@ from pathlib import Path
 from . import headless
 
 
-def paint_scene(window) -> None:
-    """A sky, hills and a sun, painted through the brush tool as an artist would (mouse drags)."""
-    from PySide6.QtCore import QPointF
-    from PySide6.QtGui import QColor
-
-    doc, view = window.doc, window.view
-
-    def drag(points):
-        headless.drag(view, [(p.x(), p.y()) for p in (view.to_widget(QPointF(x, y)) for x, y in points)])
-
-    window.select_tool("brush")
-    for color, size, hardness, rows in (
-        (QColor(120, 170, 230), 90, 30, range(20, 260, 60)),      # sky
-        (QColor(90, 150, 80), 90, 40, range(280, 400, 50)),        # hills
-    ):
-        window.brush.color = color
-        window.size_spin.setValue(size)
-        window.hardness_spin.setValue(hardness)
-        for y in rows:
-            drag([(-40, y), (doc.width * 0.5, y + 12), (doc.width + 40, y - 8)])
-    window.brush.color = QColor(250, 200, 60)
-    window.size_spin.setValue(70)
-    window.hardness_spin.setValue(90)
-    drag([(360, 110), (362, 112)])
-    window.brush.color = QColor(60, 100, 50)
-    window.size_spin.setValue(14)
-    window.hardness_spin.setValue(80)
-    drag([(80, 330), (110, 300), (140, 320), (170, 290), (210, 330)])
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--out", default="docs")
-    parser.add_argument("--model", default="")
-    parser.add_argument("--prompt", default="a yellow star on a blue background")
-    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--model", default="starter")
+    parser.add_argument("--scene", default="a red circle on a blue background")
+    parser.add_argument("--prompt", default="a yellow triangle on a blue background")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--size", type=int, default=384, help="canvas side, px")
     args = parser.parse_args(argv)
     headless.application()
     from .connection import DaemonLink
@@ -64,33 +38,43 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     link = DaemonLink(args.endpoint, autostart=False, poll_ms=500)
-    window = MainWindow(link, Document(512, 400))
+    window = MainWindow(link, Document(args.size, args.size))
     window.resize(1360, 860)
     window.show()
     link.start()
-    if not headless.pump(120, lambda: link.connected):
-        print(f"no daemon: {link.message}", file=sys.stderr)
+    if not headless.pump(120, lambda: link.connected and window.panel.model.findData(args.model) >= 0):
+        print(f"no daemon with model {args.model!r}: {link.message}", file=sys.stderr)
         return 1
     headless.pump(0.5)
     window.view.fit()
-    paint_scene(window)
-    window.select_tool("mask")
-    window.size_spin.setValue(110)
-    window.hardness_spin.setValue(20)
+    panel = window.panel
+    panel.model.setCurrentIndex(panel.model.findData(args.model))
+    # 1. the scene: text to image, accepted as a layer (the model's own sampler, steps and CFG)
+    panel.prompt.setPlainText(args.scene)
+    panel.set_seed(args.seed)
+    panel.generate_button.click()
+    if not headless.pump(300, lambda: len(window.staging) > 0):
+        print(f"no scene: {panel.status.text()}", file=sys.stderr)
+        return 1
+    window.staging_bar.accept_button.click()
+    headless.pump(0.3)
+    window.resize(1360, 860)            # the staging bar widened the window; the pictures keep one size
+    headless.pump(0.3)
+    window.view.fit()
+    # 2. a soft mask over the middle of the picture, painted with the mask brush
     from PySide6.QtCore import QPointF
 
+    c, r = args.size / 2, args.size / 5
+    window.select_tool("mask")
+    window.size_spin.setValue(int(args.size * 0.45))
+    window.hardness_spin.setValue(60)
     headless.drag(window.view, [(p.x(), p.y()) for p in (window.view.to_widget(QPointF(x, y))
-                                                         for x, y in ((340, 100), (380, 120), (360, 130)))])
-    window.tools["mask"].hover(QPointF(420, 170))
-    panel = window.panel
+                                                         for x, y in ((c - r, c - r / 2), (c + r, c + r / 2),
+                                                                      (c, c)))])
+    window.tools["mask"].hover(QPointF(c + r * 1.6, c - r * 1.4))
     panel.prompt.setPlainText(args.prompt)
-    panel.negative.setPlainText("blurry")
-    panel.steps.setValue(args.steps)
-    panel.strength.setValue(0.9)
-    panel.set_seed(1234)
-    if args.model:
-        panel.model.addItem(args.model, args.model)
-        panel.model.setCurrentIndex(panel.model.count() - 1)
+    panel.strength.setValue(1.0)
+    panel.set_seed(args.seed + 1)
     headless.pump(0.3)
     window.grab().save(str(out / "canvas-mask.png"))
     window.tools["mask"].hover(None)

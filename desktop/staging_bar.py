@@ -46,6 +46,8 @@ class StagingBar(QFrame):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.details = QLabel("")
         self.details.setStyleSheet("color: #b8c4d8;")
+        self.details.setWordWrap(True)     # a daemon warning ("size changed: ...") must not widen the window
+        self.title.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         text.addWidget(self.title)
         text.addWidget(self.details)

@@ -28,6 +28,7 @@ gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
+from ..protocol.settings import Recommendation  # noqa: E402
 from . import daemon_link, geometry, jobs, pixels, results  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
@@ -42,7 +43,7 @@ MENU = "<Image>/Filters/Impasto"
 RW = GObject.ParamFlags.READWRITE
 
 SAMPLER_LABELS = {
-    "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
+    "default": "Model default (its impasto.json)", "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few steps)",
 }
 FILL_LABELS = {
@@ -70,10 +71,12 @@ def _add_common(proc) -> None:
     proc.add_string_argument("prompt", "_Prompt", "What to paint", "", RW)
     proc.add_string_argument("negative-prompt", "_Negative prompt", "What to keep out of the picture", "", RW)
     proc.add_int_argument("seed", "See_d", "-1 picks a new random seed each run", -1, jobs.MAX_SEED, -1, RW)
-    proc.add_int_argument("steps", "S_teps", "Sampling steps", 1, Limits().max_steps, 20, RW)
-    proc.add_double_argument("cfg-scale", "C_FG scale", "How strictly to follow the prompt", 0.0, Limits().max_cfg,
-                             7.0, RW)
-    proc.add_choice_argument("sampler", "S_ampler", "Sampler", _choice(SAMPLERS, SAMPLER_LABELS), "euler_a", RW)
+    proc.add_int_argument("steps", "S_teps", "Sampling steps (0: the model's recommendation)", 0, Limits().max_steps,
+                          0, RW)
+    proc.add_double_argument("cfg-scale", "C_FG scale", "How strictly to follow the prompt (0: the model's "
+                             "recommendation)", 0.0, Limits().max_cfg, 0.0, RW)
+    proc.add_choice_argument("sampler", "S_ampler", "Sampler", _choice((jobs.MODEL_DEFAULT,) + tuple(SAMPLERS),
+                                                                      SAMPLER_LABELS), jobs.MODEL_DEFAULT, RW)
     proc.add_string_argument("model", "_Model", "Model name (empty: the daemon's default)", "", RW)
     proc.add_string_argument("concepts", "Conc_epts",
                              "Trained concepts with LoRA weights, e.g. 'mycat:0.8, watercolor'", "", RW)
@@ -254,6 +257,26 @@ def _daemon_info(show) -> None:
         client.close()
 
 
+def with_recommendation(fields: "jobs.JobFields") -> "jobs.JobFields":
+    """Fields plus the chosen model's recommendation for knobs left at "model default" (the daemon's listing).
+
+    Connecting may start the daemon, as pressing OK does anyway; when it cannot
+    be reached the protocol's values stand in and the job's own connect says why.
+    """
+    try:
+        client = daemon_link.connect(load_settings(), ping_timeout=1.5)
+    except Exception:  # noqa: BLE001 - run_job reports an unreachable daemon in words
+        return fields
+    try:
+        reply = client.models(timeout=10)
+        fields.recommendation = Recommendation.for_model(reply.models, fields.model, reply.default)
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        client.close()
+    return fields
+
+
 def run_job(request, title: str, interactive: bool) -> Outcome:
     """Send ``request`` and follow it to its outcome, with GIMP's progress (and a window when interactive)."""
     settings = load_settings()
@@ -349,7 +372,7 @@ def run_generate(procedure, image, drawables, config, interactive: bool):
     if interactive and not _dialog(procedure, config, "Impasto: Generate",
                                    [COMMON_FIELDS, SAMPLING_FIELDS, ["width", "height"]]):
         return _cancelled(procedure)
-    fields = jobs.JobFields.from_config(config.get_property)
+    fields = with_recommendation(jobs.JobFields.from_config(config.get_property))
     usable = image is not None and image.get_base_type() != Gimp.ImageBaseType.INDEXED
     size = (image.get_width(), image.get_height()) if usable else None
     width, height = geometry.generate_size(size, fields.width, fields.height)
@@ -385,7 +408,8 @@ def _edit_form(procedure, image, config, interactive: bool, title: str):
     if interactive and not _dialog(procedure, config, title,
                                    [COMMON_FIELDS, ["strength"] + SAMPLING_FIELDS, EDIT_FIELDS[1:]]):
         return None
-    return (jobs.JobFields.from_config(config.get_property), bool(config.get_property("sample-merged")),
+    return (with_recommendation(jobs.JobFields.from_config(config.get_property)),
+            bool(config.get_property("sample-merged")),
             geometry.selection_rect(gp.selection_bounds(image)))
 
 

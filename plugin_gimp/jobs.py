@@ -20,10 +20,11 @@ from typing import List, Optional, Tuple
 from ..protocol import planner
 from ..protocol.errors import PlanError
 from ..protocol.messages import Generate, Image, Limits, ProtocolError, check_name
-from ..protocol.settings import Settings
+from ..protocol.settings import Recommendation, Settings
 from .geometry import Rect
 
 _S = Settings()
+MODEL_DEFAULT = "default"           # the sampler choice that means "the model's recommendation"
 
 #: GIMP's integer arguments are 32-bit: seeds the artist types fit there.
 MAX_SEED = 2**31 - 1
@@ -38,9 +39,10 @@ class JobFields:
     prompt: str = ""
     negative_prompt: str = ""
     seed: int = _S.seed
-    steps: int = _S.steps
-    cfg_scale: float = _S.cfg_scale
-    sampler: str = _S.sampler
+    # 0 / 0.0 / "default": the model's recommendation (GIMP's arguments always hold a value, so "unset" is one)
+    steps: int = 0
+    cfg_scale: float = 0.0
+    sampler: str = MODEL_DEFAULT
     model: str = _S.model
     concepts: str = ""                  # "mycat:0.8, watercolor" (weight 1 when left out)
     batch_size: int = _S.batch_size
@@ -55,6 +57,8 @@ class JobFields:
     # Generate
     width: int = 0                      # 0: the image's width (512 with no image)
     height: int = 0
+    # the chosen model's recommendation (from the daemon's model listing), set by the plug-in before planning
+    recommendation: Optional[Recommendation] = None
 
     @classmethod
     def from_config(cls, get) -> "JobFields":
@@ -65,6 +69,8 @@ class JobFields:
         """
         values = {}
         for f in fields(cls):
+            if f.name == "recommendation":
+                continue
             try:
                 value = get(f.name.replace("_", "-"))
             except (TypeError, KeyError, AttributeError):
@@ -76,7 +82,8 @@ class JobFields:
     def to_settings(self) -> Settings:
         """The shared :class:`Settings` these fields mean (concepts parsed; :class:`PlanError` if they can't be)."""
         s = Settings(prompt=self.prompt, negative_prompt=self.negative_prompt, seed=int(self.seed),
-                     steps=int(self.steps), cfg_scale=float(self.cfg_scale), sampler=self.sampler,
+                     steps=int(self.steps), cfg_scale=float(self.cfg_scale),
+                     sampler="" if self.sampler == MODEL_DEFAULT else self.sampler,
                      model=self.model, batch_size=int(self.batch_size), strength=float(self.strength),
                      mask_blur=int(self.mask_blur), grow=int(self.grow), padding=int(self.padding), fill=self.fill,
                      whole_picture=bool(self.whole_picture), preview=bool(self.preview))
@@ -118,12 +125,13 @@ def _with_id(plan: planner.JobPlan) -> Generate:
 
 
 def txt2img_request(f: JobFields, width: int, height: int, limits: Optional[Limits] = None) -> Generate:
-    return _with_id(planner.plan_job((int(width), int(height)), f.to_settings(), planner.GENERATE, limits=limits))
+    return _with_id(planner.plan_job((int(width), int(height)), f.to_settings(), planner.GENERATE, limits=limits,
+                                     recommendation=f.recommendation))
 
 
 def img2img_request(f: JobFields, image: Image, limits: Optional[Limits] = None) -> Generate:
     return _with_id(planner.plan_job((image.width, image.height), f.to_settings(), planner.REFINE,
-                                     rgba=image.data, limits=limits))
+                                     rgba=image.data, limits=limits, recommendation=f.recommendation))
 
 
 def edit_window(f: JobFields, canvas: Rect, selection: Rect, action: str = planner.INPAINT) -> Rect:
@@ -147,7 +155,7 @@ def edit_request(f: JobFields, image: Image, mask: Image, limits: Optional[Limit
                         f"{image.width}x{image.height}", "mask")
     window = (sent.x - canvas.x, sent.y - canvas.y, sent.right - canvas.x, sent.bottom - canvas.y)
     return _with_id(planner.plan_job((canvas.width, canvas.height), f.to_settings(), action, window, image.data,
-                                     mask.data, limits=limits))
+                                     mask.data, limits=limits, recommendation=f.recommendation))
 
 
 def layer_name(action: str, prompt: str, seed: int, limit: int = 40) -> str:

@@ -17,7 +17,7 @@ Standard library only (vendored into Krita and GIMP).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from .messages import ErrorCode
 
@@ -42,9 +42,23 @@ class HostWords:
     models: str = "pick another model"                                        # where the model list is
     start: str = "start it with `impasto serve`"                               # how to start the daemon
     concepts: str = "leave it out or train it first"                           # what to do with a concept
+    # (request field, the control the artist set it with): "Set it with --cfg." after a field's error
+    fields: Tuple[Tuple[str, str], ...] = ()
 
 
-CLI = HostWords(models="see `impasto models`", concepts="drop it from --concept or train it first")
+CLI = HostWords(models="see `impasto models`", concepts="drop it from --concept or train it first", fields=(
+    ("cfg_scale", "--cfg"), ("steps", "--steps"), ("batch_size", "--batch"), ("seed", "--seed"),
+    ("strength", "--strength"), ("mask_blur", "--mask-blur"), ("grow", "--grow"), ("padding", "--padding"),
+    ("sampler", "--sampler"), ("width", "--size"), ("height", "--size"), ("fill", "--fill"), ("model", "--model"),
+    ("concepts", "--concept"), ("negative_prompt", "--negative")))
+
+
+def where_to_set(field: str, host: HostWords = HostWords()) -> str:
+    """`` Set it with --cfg.`` - the control of ``host`` that sets ``field`` ("" when it has none)."""
+    words = dict(host.fields)
+    base = field.split("[")[0].split(".")[0]
+    word = words.get(field) or words.get(base)
+    return f" Set it with {word}." if word else ""
 
 #: request fields in an artist's words (``cfg_scale: 40 is outside 0..30`` -> ``CFG scale: ...``)
 FIELD_WORDS = {
@@ -66,15 +80,15 @@ def sentence(text: Optional[str]) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
-def describe_field(message: str, field: str) -> str:
-    """A validation message with the field named in an artist's words."""
+def describe_field(message: str, field: str, host: HostWords = HostWords()) -> str:
+    """A validation message with the field named in an artist's words (and the host's control for it)."""
     base = field.split("[")[0].split(".")[0] if field not in FIELD_WORDS else field
     word = "concept" if field.startswith("concepts") else FIELD_WORDS.get(field) or FIELD_WORDS.get(base)
     if word and message.startswith(field + ":"):
         message = word + message[len(field):]
-    if field in _SIZE_FIELDS:
+    if field in _SIZE_FIELDS and not host.fields:
         message += " - crop or scale the canvas down, or select a region to inpaint"
-    return sentence(message)
+    return sentence(message) + where_to_set(field, host)
 
 
 def describe_error(code: str, message: str, field: str = "", endpoint: str = "",
@@ -97,7 +111,7 @@ def describe_error(code: str, message: str, field: str = "", endpoint: str = "",
     if code == ErrorCode.UNKNOWN_CONCEPT:
         return f"{sentence(message)} {sentence(host.concepts)}"
     if code in (ErrorCode.BAD_FIELD, ErrorCode.UNKNOWN_SAMPLER):
-        return describe_field(message, field)
+        return describe_field(message, field, host)
     if code == ErrorCode.OUT_OF_MEMORY:
         return (f"{sentence(message)} The daemon freed the memory and keeps running: try a smaller size, "
                 f"a smaller batch or fewer concepts.")

@@ -154,3 +154,21 @@ def connect(endpoint: Optional[str] = None, command: Union[None, Sequence[str], 
     except BaseException:
         client.close()
         raise
+
+
+def models_dir_note(asked: str, daemon_dir: str) -> str:
+    """A sentence when the daemon that answered uses another models folder than the artist asked for ("" if not).
+
+    A models folder only reaches a daemon the client starts; one already
+    running keeps its own, and saying nothing made ``--models-dir`` look ignored.
+    """
+    if not asked or not daemon_dir:
+        return ""
+    try:
+        same = os.path.realpath(os.path.expanduser(asked)) == os.path.realpath(daemon_dir)
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return ""
+    return (f"the Impasto daemon already running uses the models folder {daemon_dir}, not {asked}: "
+            f"stop it (impasto stop) to start one with yours")

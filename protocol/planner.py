@@ -34,7 +34,7 @@ from typing import Optional, Tuple
 from .errors import PlanError, describe_field
 from .messages import Generate, Image, Limits, ProtocolError, validate_job
 from .region import Box, mask_box, send_window
-from .settings import Settings
+from .settings import Recommendation, Settings
 
 GENERATE, REFINE, INPAINT = "generate", "refine", "inpaint"
 ACTIONS = (GENERATE, REFINE, INPAINT)
@@ -90,8 +90,9 @@ def action_label(action: str, settings: Settings, has_selection: bool) -> str:
     return f"Refine selection {percent}" if has_selection else f"Refine {percent}"
 
 
-def request_fields(settings: Settings) -> dict:
-    """The fields every job of ``settings`` shares, whatever the action."""
+def request_fields(settings: Settings, recommendation: Optional[Recommendation] = None) -> dict:
+    """The fields every job of ``settings`` shares, whatever the action (unset knobs: the model's)."""
+    settings = settings.resolved(recommendation)
     return dict(
         prompt=settings.prompt.strip(), negative_prompt=settings.negative_prompt.strip(), seed=int(settings.seed),
         steps=int(settings.steps), cfg_scale=float(settings.cfg_scale), batch_size=int(settings.batch_size),
@@ -102,7 +103,7 @@ def request_fields(settings: Settings) -> dict:
 
 def plan_job(document: Tuple[int, int], settings: Settings, action: str, window: Optional[Box] = None,
              rgba: Optional[bytes] = None, mask: Optional[bytes] = None, selection: Optional[Box] = None,
-             limits: Optional[Limits] = None) -> JobPlan:
+             limits: Optional[Limits] = None, recommendation: Optional[Recommendation] = None) -> JobPlan:
     """Build and check the request; raises :class:`PlanError` with a sentence and the field to fix.
 
     ``window`` is what :func:`window_for` returned (the whole document when
@@ -128,7 +129,7 @@ def plan_job(document: Tuple[int, int], settings: Settings, action: str, window:
     if kind == "edit" and selection is None:
         bx0, by0, bx1, by1 = mask_box(mask, w, h)  # type: ignore[arg-type,misc]
         selection = (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
-    common = request_fields(settings)
+    common = request_fields(settings, recommendation)
     if kind == "txt2img":
         request = Generate(width=dw, height=dh, **common)
         label = f"Generate ({dw}×{dh})"

@@ -21,7 +21,7 @@ Standard library only (vendored into Krita and GIMP).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 from .messages import FILL_MODES, SAMPLERS, Generate
@@ -40,9 +40,10 @@ class Settings:
     prompt: str = ""
     negative_prompt: str = ""
     model: str = _G.model                 # "": the daemon's default model
-    sampler: str = _G.sampler
-    steps: int = _G.steps
-    cfg_scale: float = _G.cfg_scale
+    # unset (the model's recommendation, :class:`Recommendation`): sampler "", steps 0, CFG 0
+    sampler: str = ""
+    steps: int = 0
+    cfg_scale: float = 0.0
     seed: int = _G.seed                   # -1: a new random seed each job
     strength: float = _G.strength         # denoising strength 0..1 (Refine / Inpaint)
     batch_size: int = _G.batch_size
@@ -65,6 +66,32 @@ class Settings:
         """Replace the concepts by enabled ``(name, weight)`` pairs; returns self."""
         self.concepts = [{"name": str(n), "weight": float(w), "enabled": True} for n, w in pairs]
         return self
+
+    # ------------------------------------------------------------------ the model's recommendation
+
+    def unset(self) -> List[str]:
+        """The knobs the artist left to the model (``sampler``, ``steps``, ``cfg_scale``)."""
+        return [name for name, value in (("sampler", self.sampler), ("steps", self.steps),
+                                         ("cfg_scale", self.cfg_scale)) if not value]
+
+    def resolved(self, recommendation: Optional["Recommendation"] = None) -> "Settings":
+        """A copy whose unset knobs hold the model's recommendation (the protocol's values without one)."""
+        rec = recommendation or Recommendation()
+        out = replace(self, concepts=[dict(c) for c in self.concepts])
+        out.sampler = self.sampler or rec.sampler
+        out.steps = self.steps or rec.steps
+        out.cfg_scale = self.cfg_scale or rec.cfg_scale
+        return out
+
+    @classmethod
+    def from_request(cls, req: Any, seed: Optional[int] = None) -> "Settings":
+        """The settings a sent ``Generate`` request carried (for a result's history and its parameters)."""
+        s = cls(prompt=req.prompt, negative_prompt=req.negative_prompt, model=req.model, sampler=req.sampler,
+                steps=int(req.steps), cfg_scale=float(req.cfg_scale), seed=int(req.seed if seed is None else seed),
+                strength=float(req.strength), batch_size=int(req.batch_size), mask_blur=int(req.mask_blur),
+                grow=int(req.grow), padding=int(req.padding), fill=req.fill, whole_picture=bool(req.whole_picture),
+                preview=bool(req.preview))
+        return s.set_concepts(req.concepts)
 
     # ------------------------------------------------------------------ JSON
 
@@ -107,8 +134,8 @@ class Settings:
                 ok = isinstance(value, type(default))
             if ok:
                 setattr(out, f.name, value)
-        if out.sampler not in SAMPLERS:
-            out.sampler = _G.sampler
+        if out.sampler not in SAMPLERS and out.sampler != "":
+            out.sampler = ""
         if out.fill not in FILL_MODES:
             out.fill = _G.fill
         return out
@@ -142,3 +169,67 @@ def _read_concepts(value: Any) -> Optional[List[Dict[str, Any]]]:
         else:
             return None
     return out
+
+
+# impasto.json "recommended" scheduler (a diffusers class name) -> the protocol's sampler name
+SCHEDULER_SAMPLERS = {
+    "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "EulerDiscreteScheduler": "euler",
+    "EulerAncestralDiscreteScheduler": "euler_a", "DPMSolverMultistepScheduler": "dpmpp_2m",
+    "LCMScheduler": "lcm",
+}
+
+
+@dataclass
+class Recommendation:
+    """What a model recommends for the knobs an artist leaves unset (its ``impasto.json``).
+
+    The daemon's model listing carries each model's ``recommended`` block and
+    ``native_size``; :meth:`from_model` reads one entry.  A model that
+    recommends nothing gets the protocol's values.
+    """
+
+    sampler: str = _G.sampler
+    steps: int = _G.steps
+    cfg_scale: float = _G.cfg_scale
+    native_size: int = 512
+    from_model_file: bool = False
+
+    @classmethod
+    def from_model(cls, entry: Optional[Dict[str, Any]]) -> "Recommendation":
+        out = cls()
+        if not isinstance(entry, dict):
+            return out
+        native = entry.get("native_size")
+        if isinstance(native, int) and not isinstance(native, bool) and native > 0:
+            out.native_size = native
+        rec = entry.get("recommended")
+        if not isinstance(rec, dict):
+            return out
+        sampler = rec.get("sampler") or SCHEDULER_SAMPLERS.get(str(rec.get("scheduler", "")), "")
+        if sampler in SAMPLERS:
+            out.sampler, out.from_model_file = sampler, True
+        steps = rec.get("steps", rec.get("num_inference_steps"))
+        if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+            out.steps, out.from_model_file = steps, True
+        cfg = rec.get("cfg_scale", rec.get("guidance_scale"))
+        if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) and cfg > 0:
+            out.cfg_scale, out.from_model_file = float(cfg), True
+        return out
+
+    @classmethod
+    def for_model(cls, models: Any, name: str = "", default: str = "") -> "Recommendation":
+        """The recommendation of model ``name`` (or the daemon's default) in a model listing."""
+        wanted = name or default
+        for entry in models or []:
+            if isinstance(entry, dict) and entry.get("name") == wanted:
+                return cls.from_model(entry)
+        return cls()
+
+    def label(self) -> str:
+        """``model default (DDIM, 20, 5.0)``: the words help texts and panels show for "unset"."""
+        return f"model default ({SAMPLER_LABELS_SHORT.get(self.sampler, self.sampler)}, {self.steps}, " \
+               f"{self.cfg_scale:.1f})"
+
+
+SAMPLER_LABELS_SHORT = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
+                        "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM"}

@@ -41,6 +41,13 @@ def qapp():
     return headless.application()
 
 
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """The canvas keeps results histories under IMPASTO_HOME: never the user's."""
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
 @pytest.fixture
 def dialogs_seen():
     with headless.DialogRecorder({"ask_save_changes": "discard", "confirm": True}) as rec:
@@ -405,3 +412,109 @@ def test_no_daemon_and_a_failed_auto_start_are_explained(open_window):
     manual = open_window(f"tcp://127.0.0.1:{free_port()}")
     assert headless.pump(20, lambda: manual.link.state == connection.DOWN), manual.link.message
     assert "impasto serve" in manual.link.message
+
+
+# --------------------------------------------------------------------------- issue 19: model defaults, parameters
+
+
+def test_panel_shows_the_models_recommendation_for_unset_knobs(open_window):
+    w = open_window(f"tcp://127.0.0.1:{free_port()}")
+    starter = {"name": "starter", "supported": True, "native_size": 64,
+               "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
+    w.panel.set_models(Models(models=[starter, {"name": "tiny", "supported": True}], default="starter"))
+    assert w.panel.sampler.itemText(0) == "model default (DDIM, 20, 5.0)"
+    assert w.panel.steps.value() == 0 and w.panel.steps.text() == "model (20)"
+    s = w.panel.settings()
+    assert s.unset() == ["sampler", "steps", "cfg_scale"]
+    plan = w.controller.plan("generate")
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("ddim", 20, 5.0)
+    assert plan.settings.steps == 20          # a staged result records what was sent
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))   # recommends nothing: the protocol's values
+    assert w.panel.sampler.itemText(0).startswith("model default (Euler a, 20, 7.0")
+
+
+def test_export_carries_parameters_and_opening_it_fills_the_panel(open_window, daemon, tmp_path):
+    from PIL import Image as PILImage
+
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert headless.pump(30, lambda: w.panel.model.findData("tiny") >= 0)
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))
+    w.panel.prompt.setPlainText("a yellow star")
+    w.panel.negative.setPlainText("blur")
+    w.panel.steps.setValue(2)
+    w.panel.set_seed(11)
+    w.panel.generate_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 1), w.panel.status.text()
+    w.staging_bar.accept_button.click()
+    path = tmp_path / "export.png"
+    assert w.export_png(str(path))
+    text = PILImage.open(path).text["parameters"]
+    assert text.startswith("a yellow star\nNegative prompt: blur\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 11,")
+    assert "Size: 64x64, Model: tiny" in text
+    w.panel.prompt.setPlainText("")
+    w.panel.set_seed(-1)
+    assert w.open_path(str(path))
+    s = w.panel.settings()
+    assert (s.prompt, s.negative_prompt, s.seed, s.steps, s.model) == ("a yellow star", "blur", 11, 2, "tiny")
+    # an A1111 JPEG (EXIF UserComment) fills the panel too
+    from impasto.backend.pictures import save_picture
+
+    jpg = tmp_path / "a1111.jpg"
+    save_picture(PILImage.open(path), jpg, "a green triangle\nSteps: 5, Sampler: DDIM, CFG scale: 4.5, Seed: 21, "
+                                          "Size: 64x64, Model: tiny")
+    assert w.open_path(str(jpg))
+    s = w.panel.settings()
+    assert (s.prompt, s.sampler, s.steps, s.cfg_scale, s.seed) == ("a green triangle", "ddim", 5, 4.5, 21)
+
+
+def test_results_dock_keeps_each_result_with_its_settings_across_sessions(open_window, daemon, own_home):
+    from impasto.desktop.results_panel import ResultsPanel
+    from impasto.protocol.history import ResultHistory
+
+    w = open_window(daemon.endpoint)
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert headless.pump(30, lambda: w.panel.model.findData("tiny") >= 0)
+    w.panel.model.setCurrentIndex(w.panel.model.findData("tiny"))
+    w.panel.prompt.setPlainText("a red square")
+    w.panel.steps.setValue(2)
+    w.panel.batch.setValue(2)
+    w.panel.set_seed(40)
+    w.panel.generate_button.click()
+    assert headless.pump(90, lambda: len(w.staging) == 2), w.panel.status.text()
+    w.staging_bar.discard_all_button.click()
+    results = w.results
+    assert results.list.count() == 2                                  # discarded or not, both are kept
+    assert [e.seed for e in results.history.entries] == [41, 40]      # newest first
+    item = results.list.item(0)
+    assert "a red square" in item.text() and "seed 41" in item.text() and not item.icon().isNull()
+    assert "Steps: 2, Sampler: Euler a" in item.toolTip() and "Seed: 41" in item.toolTip()
+    # re-use settings: the panel gets the result's knobs and seed back
+    w.panel.prompt.setPlainText("something else")
+    w.panel.steps.setValue(9)
+    w.panel.set_seed(-1)
+    results.list.setCurrentRow(1)
+    results.use_button.click()
+    s = w.panel.settings()
+    assert (s.prompt, s.steps, s.seed, s.model) == ("a red square", 2, 40, "tiny")
+    # save: the full picture, carrying its parameters
+    from PIL import Image as PILImage
+
+    saved = results.save_selected(str(own_home.parent / "saved.png"))
+    assert PILImage.open(saved).size == (64, 64)
+    assert "a red square\nSteps: 2, Sampler: Euler a, CFG scale: 7, Seed: 40," in PILImage.open(saved).text["parameters"]
+    # persisted: another view of the same folder (a later session) lists them; delete removes one and its thumbnail
+    folder = results.history.folder
+    assert str(folder).startswith(str(own_home))
+    results.list.setCurrentRow(0)
+    thumb = results.history.thumbnail_path(results.history.entries[0])
+    results.delete_button.click()
+    assert results.list.count() == 1 and not thumb.exists()
+    later = ResultsPanel(ResultHistory(folder))
+    assert later.list.count() == 1 and later.history.entries[0].seed == 40
+
+
+def test_canvas_says_when_the_running_daemon_has_another_models_folder(open_window, daemon, tmp_path):
+    w = open_window(daemon.endpoint, models_dir=str(tmp_path / "my-models"))
+    assert headless.pump(90, lambda: w.link.connected), w.link.message
+    assert "already running uses the models folder" in w.link.message and "my-models" in w.link.message

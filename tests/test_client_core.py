@@ -85,7 +85,7 @@ def test_mask_box_and_crops():
 
 def test_settings_defaults_are_the_protocols():
     s, g = Settings(), Generate()
-    for name in ("seed", "steps", "cfg_scale", "sampler", "strength", "batch_size", "mask_blur", "grow", "padding",
+    for name in ("seed", "strength", "batch_size", "mask_blur", "grow", "padding",
                  "fill", "whole_picture", "model"):
         assert getattr(s, name) == getattr(g, name), name
     assert (s.mask_blur, s.strength, s.seed) == (4, 0.75, -1)  # A1111 / krita-ai-diffusion conventions
@@ -96,7 +96,7 @@ def test_settings_json_round_trip_and_older_forms():
     assert Settings.from_json(s.to_json()) == s
     canvas_era = Settings.from_dict({"concepts": [["cat", 0.7]], "mask_blur": 8, "sampler": "nope"})
     assert canvas_era.active_concepts() == [("cat", 0.7)] and canvas_era.mask_blur == 8
-    assert canvas_era.sampler == "euler_a"
+    assert canvas_era.sampler == ""          # an unknown sampler falls back to "unset": the model's
     assert Settings.from_dict({"strength": True, "steps": 2.5}) == Settings()
     assert Settings.from_json("[1]") == Settings()
 
@@ -195,3 +195,107 @@ def test_a_daemon_that_dies_at_start_is_reported_with_its_log(tmp_path, monkeypa
     with pytest.raises(launcher.DaemonUnavailable) as err:
         launcher.connect(f"tcp://127.0.0.1:{free_port()}", cmd, ping_timeout=0.3, timeout=30)
     assert "code 4" in err.value.message and "model folder is broken" in err.value.message
+
+
+# --------------------------------------------------------------------------- issue 19: model defaults, parameters
+
+
+def test_unset_knobs_resolve_against_the_models_recommendation():
+    from impasto.protocol.settings import Recommendation
+
+    starter = {"name": "starter", "native_size": 64,
+               "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
+    rec = Recommendation.for_model([{"name": "tiny", "native_size": 256}, starter], "", "starter")
+    assert (rec.sampler, rec.steps, rec.cfg_scale, rec.native_size) == ("ddim", 20, 5.0, 64)
+    assert rec.label() == "model default (DDIM, 20, 5.0)"
+    s = Settings(prompt="x")
+    assert s.unset() == ["sampler", "steps", "cfg_scale"]
+    plan = planner.plan_job((64, 64), s, planner.GENERATE, recommendation=rec)
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("ddim", 20, 5.0)
+    # what the artist set wins; a model with no recommendation gets the protocol's values
+    s2 = Settings(prompt="x", steps=7, sampler="euler")
+    plan = planner.plan_job((64, 64), s2, planner.GENERATE, recommendation=rec)
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("euler", 7, 5.0)
+    g = Generate()
+    plan = planner.plan_job((64, 64), s, planner.GENERATE)
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == (g.sampler, g.steps, g.cfg_scale)
+    assert not Recommendation.for_model([{"name": "tiny"}], "tiny").from_model_file
+    odd = Recommendation.from_model({"recommended": {"steps": "many", "scheduler": "NopeScheduler", "cfg_scale": -1}})
+    assert (odd.steps, odd.sampler, odd.cfg_scale) == (g.steps, g.sampler, g.cfg_scale)
+
+
+def test_a1111_parameters_round_trip_with_loras_quotes_and_unicode():
+    from impasto.protocol.parameters import format_parameters, parse_parameters, png_text, png_with_text
+
+    s = Settings(prompt="a red circle, on blue: calm\nsecond line", negative_prompt="blurry, dark", sampler="euler_a",
+                 steps=25, cfg_scale=7.5, model="my model, v2").set_concepts([("mycat", 0.8), ("style", 1.0)])
+    text = format_parameters(s, 1234, (512, 768), s.model, denoising=0.6)
+    assert text.splitlines()[0] == "a red circle, on blue: calm"
+    assert text.splitlines()[1] == "second line <lora:mycat:0.8> <lora:style:1>"
+    assert text.splitlines()[-1] == ('Steps: 25, Sampler: Euler a, CFG scale: 7.5, Seed: 1234, Size: 512x768, '
+                                     'Model: "my model, v2", Denoising strength: 0.6')
+    p = parse_parameters(text)
+    assert p.settings.prompt == s.prompt and p.settings.negative_prompt == s.negative_prompt
+    assert p.settings.active_concepts() == [("mycat", 0.8), ("style", 1.0)]
+    assert (p.settings.sampler, p.settings.steps, p.settings.cfg_scale, p.settings.seed) == ("euler_a", 25, 7.5, 1234)
+    assert (p.size, p.settings.model, p.denoising) == ((512, 768), "my model, v2", 0.6)
+    # A1111 >= 1.9 writes the Karras schedule apart; extra keys are kept, not fatal
+    newer = parse_parameters("cat\nSteps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6, Seed: 5, "
+                             "Size: 64x64, Model hash: abc123, Version: v1.9.0")
+    assert newer.settings.sampler == "dpmpp_2m_karras" and newer.values["Model hash"] == "abc123"
+    assert parse_parameters("just a prompt").settings.prompt == "just a prompt"
+    # the stdlib PNG writer (the plug-ins') and reader agree with Pillow's
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (3, 2), (10, 20, 30)).save(buf, format="PNG")
+    unicode_text = text + " ✓ café"
+    png = png_with_text(buf.getvalue(), unicode_text)
+    assert png_text(png) == unicode_text
+    img = PILImage.open(io.BytesIO(png))
+    assert img.text["parameters"] == unicode_text and img.getpixel((1, 1)) == (10, 20, 30)
+    assert png_text(png_with_text(png, "replaced")) == "replaced"     # one chunk, replaced
+
+
+def test_result_history_adds_deletes_persists_and_survives_a_bad_index(tmp_path):
+    from impasto.protocol.history import ResultHistory, history_key
+
+    h = ResultHistory(tmp_path / "h", limit=3)
+    s = Settings(prompt="a red circle", sampler="ddim", steps=20, cfg_scale=5.0, model="starter")
+    first = h.add(s, 7, "generate", (64, 64), b"\x89PNG fake thumb")
+    for seed in (8, 9, 10):
+        h.add(s, seed, "inpaint", (64, 64), b"thumb")
+    assert [e.seed for e in h.entries] == [10, 9, 8]                   # newest first, limit 3
+    assert not (tmp_path / "h" / first.thumbnail).exists()              # the oldest's thumbnail went with it
+    again = ResultHistory(tmp_path / "h")
+    assert [e.seed for e in again.entries] == [10, 9, 8]
+    top = again.entries[0]
+    assert top.to_settings().seed == 10 and top.to_settings().sampler == "ddim"
+    assert top.label() == "a red circle · seed 10"
+    assert "Denoising strength: 0.75" in top.parameters() and "Seed: 10" in top.parameters()
+    # "use settings": an inpaint result brings its strength back; a text-to-image one keeps the form's
+    current = Settings(strength=0.3, mask_blur=9, seed=-1)
+    assert top.reuse(current).strength == 0.75 and top.reuse(current).seed == 10
+    txt = again.entries[-1]
+    txt.mode = "generate"
+    assert (txt.reuse(current).strength, txt.reuse(current).mask_blur, txt.reuse(current).seed) == (0.3, 9, 8)
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (4, 4), (1, 2, 3)).save(buf, format="PNG")
+    kept = again.add(s, 77, "generate", (4, 4), b"t", picture_png=buf.getvalue())
+    out = again.export(kept.id, tmp_path / "saved.png")
+    assert "Seed: 77," in PILImage.open(out).text["parameters"] and PILImage.open(out).getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(ValueError):
+        again.export(top.id, tmp_path / "none.png")                     # no picture kept for that one
+    again.delete(kept.id)
+    assert again.delete(top.id) and not again.delete(top.id)
+    assert [e.seed for e in ResultHistory(tmp_path / "h").entries] == [9, 8]
+    (tmp_path / "h" / "index.json").write_text("{not json")
+    assert len(ResultHistory(tmp_path / "h")) == 0                     # a broken index: empty, not a crash
+    assert history_key("/a/b/pic.impasto") != history_key("/c/pic.impasto")
+    assert history_key("", "s1") == "session-s1"

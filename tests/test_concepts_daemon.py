@@ -145,8 +145,10 @@ def test_a_killed_daemon_resumes_training_from_its_checkpoint(models_dir, tmp_pa
         d2.stop()
 
 
-def test_cli_concept_commands(cdaemon, tmp_path, capsys):
+def test_cli_concept_commands(cdaemon, tmp_path, capsys, monkeypatch):
     from impasto.backend import cli
+
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))   # the CLI keeps a training's settings there
 
     pics = tmp_path / "pics"
     pics.mkdir()

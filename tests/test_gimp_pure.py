@@ -163,7 +163,7 @@ def test_requests_are_typed_and_validated():
 
 
 @pytest.mark.parametrize("change, field", [
-    (dict(steps=0), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
+    (dict(steps=-1), "steps"), (dict(cfg_scale=99.0), "cfg_scale"),
     (dict(sampler="plms"), "sampler"), (dict(strength=1.5), "strength"), (dict(fill="paint"), "fill"),
     (dict(batch_size=99), "batch_size"), (dict(model="../x"), "model"), (dict(padding=-1), "padding"),
 ])
@@ -193,7 +193,7 @@ def test_fields_from_config_uses_dashed_names_and_keeps_defaults():
 
     f = jobs.JobFields.from_config(get)
     assert (f.prompt, f.negative_prompt, f.cfg_scale, f.mask_blur, f.whole_picture) == ("p", "n", 4.5, 9, True)
-    assert f.steps == 20 and f.strength == 0.75
+    assert f.steps == 0 and f.strength == 0.75          # 0 steps: the model's recommendation
 
 
 def test_layer_name_is_short_and_has_the_seed():
@@ -479,3 +479,16 @@ def test_edit_round_trip_places_patches_inside_the_sent_region(daemon):
     shown = np.rint(layer[..., :3] * a + canvas[p.y:p.bottom, p.x:p.right, :3] * (1 - a))
     local = p.translate(-sent.x, -sent.y)
     assert np.abs(shown - full[local.y:local.bottom, local.x:local.right, :3]).max() <= 1
+
+
+def test_model_default_fields_use_the_models_recommendation():
+    from impasto.protocol.settings import Recommendation
+
+    f = jobs.JobFields(prompt="a red circle")
+    assert (f.steps, f.cfg_scale, f.sampler) == (0, 0.0, jobs.MODEL_DEFAULT)
+    f.recommendation = Recommendation(sampler="ddim", steps=20, cfg_scale=5.0)
+    req = jobs.txt2img_request(f, 64, 64)
+    assert (req.sampler, req.steps, req.cfg_scale) == ("ddim", 20, 5.0)
+    f2 = jobs.JobFields(prompt="x", steps=7, sampler="euler", recommendation=f.recommendation)
+    req = jobs.txt2img_request(f2, 64, 64)
+    assert (req.sampler, req.steps, req.cfg_scale) == ("euler", 7, 5.0)

@@ -154,7 +154,7 @@ def test_deep_documents_are_converted_for_the_request():
 
 @pytest.mark.parametrize("change,field,words", [
     (dict(cfg_scale=45.0), "cfg_scale", "CFG scale"),
-    (dict(steps=0), "steps", "Steps"),
+    (dict(steps=-1), "steps", "Steps"),
     (dict(batch_size=9), "batch_size", "Batch size"),
     (dict(sampler="plms"), "sampler", "Sampler"),
     (dict(seed=-2), "seed", "seed"),
@@ -188,7 +188,7 @@ def test_settings_json_is_tolerant():
     s = Settings(prompt="cat", steps=31, concepts=[{"name": "a", "weight": 0.5, "enabled": True}])
     assert Settings.from_json(s.to_json()) == s
     odd = Settings.from_json('{"steps": "many", "cfg_scale": 5, "prompt": 3, "bogus": 1, "random_seed": 0}')
-    assert odd.steps == 20 and odd.cfg_scale == 5.0 and odd.prompt == "" and odd.seed == -1
+    assert odd.steps == 0 and odd.cfg_scale == 5.0 and odd.prompt == "" and odd.seed == -1
     # the docker's older form (percent strength, "feather", "batch", a random flag) is read, not lost
     old = Settings.from_json('{"strength": 60, "feather": 8, "batch": 2, "random_seed": true, "seed": 7}')
     assert (old.strength, old.mask_blur, old.batch_size, old.seed) == (0.6, 8, 2, -1)

@@ -67,6 +67,7 @@ def test_panel_runs_jobs_under_each_pyqt(binding, installed, daemon, tmp_path):
         pytest.skip(reason)
     env = clean_env()
     env["IMPASTO_QT"] = "6" if binding == "PyQt6" else "5"
+    env["IMPASTO_HOME"] = str(tmp_path / "home")     # the docker's Results history: never the user's
     shot = tmp_path / "panel.png"
     proc = subprocess.run([python, str(SCRIPT), str(installed), daemon.endpoint, str(shot)], capture_output=True,
                           text=True, timeout=400, env=env)

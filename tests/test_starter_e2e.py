@@ -26,14 +26,22 @@ def starter_daemon(tmp_path_factory):
 
 
 def test_readme_command_paints_the_prompt(starter_daemon, tmp_path):
-    out = tmp_path / "out.png"
+    # the README's command has no -o: the result goes to a numbered file in the outputs folder, printed
     r = subprocess.run([sys.executable, "-m", "impasto.backend.cli", "generate", "a red circle on a blue background",
-                        "-o", str(out), "--seed", "0", "--no-spawn", "-q"], env=starter_daemon.env,
+                        "--seed", "0", "--no-spawn", "-q"], env=starter_daemon.env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+    out = r.stdout.split()[0]
+    assert "/outputs/" in out and out.endswith("-0.png")
     img = Image.open(out)
-    assert img.size == (512, 512)  # generated at the starter's native 64 px, upscaled to the asked size
+    import json
+
+    from impasto.backend.engine.models import starter_dir
+
+    native = json.loads((starter_dir() / "impasto.json").read_text())["native_size"]
+    assert img.size == (native, native)   # no --size: the starter's native size, not a soft upscale
     assert judge(img, "a red circle on a blue background")["all"]
+    assert "Sampler: DDIM" in img.text["parameters"]       # the model's recommendation, unset on the command line
 
 
 def test_starter_follows_prompts(starter_daemon):

@@ -21,6 +21,7 @@ class JobRecord:
     submitted: float = field(default_factory=time.monotonic)
     cancel: threading.Event = field(default_factory=threading.Event)
     running: bool = False
+    client_name: str = ""                # the Hello's client name, for the daemon log
 
     @property
     def key(self) -> Key:

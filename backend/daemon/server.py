@@ -154,6 +154,8 @@ class Daemon:
                                         "type")
                 handler(identity, msg)
             except ProtocolError as exc:
+                log.warning("refused %s from %s: [%s] %s (field %s)", _peek_type(body), self._client_name(identity),
+                            exc.code, exc.message, exc.field or "-")
                 self._send(identity, Error(code=exc.code, message=exc.message, field=exc.field or "",
                                            job=_job_of(body), ref=_ref_of(body)))
             except Exception as exc:  # never die from a request
@@ -183,8 +185,18 @@ class Daemon:
                 f"update the {'client' if msg.protocol < PROTOCOL_VERSION else 'daemon'}",
                 "protocol",
             )
+        self._client_names()[identity] = (msg.client or "unnamed")[:64]
         self.worker.ready.wait(30)
         self._send(identity, Welcome(daemon=VERSION, device=self.worker.device, ref=msg.ref))
+
+    def _client_names(self) -> dict:
+        names = self.__dict__.setdefault("_names", {})
+        if len(names) > 1000:          # identities of long-gone clients
+            names.clear()
+        return names
+
+    def _client_name(self, identity: bytes) -> str:
+        return self._client_names().get(identity, "unnamed")
 
     def _on_status(self, identity: bytes, msg: StatusRequest) -> None:
         snap = self.table.snapshot(identity)
@@ -209,7 +221,7 @@ class Daemon:
 
     def _on_job(self, identity: bytes, msg: Any) -> None:
         validate_job(msg, self.limits)
-        rec = JobRecord(client=identity, request=msg)
+        rec = JobRecord(client=identity, request=msg, client_name=self._client_name(identity))
         if self.table.get(rec.key) is not None:
             raise ProtocolError(ErrorCode.DUPLICATE_JOB, f"job {msg.job!r} is already queued or running", "job")
         # accepted goes out before the worker can possibly emit progress
@@ -242,6 +254,10 @@ def _peek(body, key: str) -> str:
         return value if isinstance(value, str) else ""
     except Exception:
         return ""
+
+
+def _peek_type(body) -> str:
+    return (_peek(body, "type") if body else "") or "message"
 
 
 def _job_of(body) -> str:

@@ -87,6 +87,7 @@ class Worker(threading.Thread):
                                      preview=to_wire(preview) if preview is not None else None))
 
         hooks = JobHooks(cancelled=rec.cancel.is_set, progress=progress, want_preview=bool(req.preview))
+        outcome = "failed"
         try:
             if rec.cancel.is_set():
                 raise Cancelled()
@@ -95,13 +96,29 @@ class Worker(threading.Thread):
             result = self.engine.run(req, hooks)
             result.timings["queue_wait"] = round(started - rec.submitted + 0.0, 6)
             self._emit(rec, result, final=True)
+            outcome = "done"
         except Cancelled as exc:
+            outcome = "cancelled"
             self._emit(rec, CancelledEvent(job=job, steps=exc.steps), final=True)
         except ProtocolError as exc:
+            outcome = f"error {exc.code}"
             self._emit(rec, Error(code=exc.code, message=exc.message, field=exc.field or "", job=job), final=True)
         except Exception as exc:  # the daemon never dies from a request
             log.error("job %s failed:\n%s", job, traceback.format_exc())
             self._emit(rec, Error(code=ErrorCode.INTERNAL, message=f"the job failed: {type(exc).__name__}: {exc}",
                                   job=job), final=True)
         finally:
+            log.info("job %s client=%s kind=%s size=%s steps=%s seconds=%.2f outcome=%s", job,
+                     rec.client_name or "unnamed", getattr(req, "kind", req.TYPE), _size_of(req),
+                     getattr(req, "steps", "-"), time.perf_counter() - started, outcome)
             self.table.worker_done(rec)
+
+
+def _size_of(req: Any) -> str:
+    """``WxH`` of what a job works on (an init image's size wins, as in the engine)."""
+    img = getattr(req, "init_image", None)
+    if img is not None:
+        return f"{img.width}x{img.height}"
+    if hasattr(req, "width"):
+        return f"{req.width}x{req.height}"
+    return f"{getattr(req, 'resolution', 0) or '-'}"

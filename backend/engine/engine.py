@@ -94,6 +94,7 @@ class Engine:
         with oom_guard(self.choice, req):
             if isinstance(req, Generate):
                 concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
+                hooks.warnings.extend(prompt_notes(loaded, req))
             out = runner(self, loaded, req, hooks)
         result = build_result(out)
         result.job = req.job
@@ -109,3 +110,23 @@ class Engine:
         if peak is not None:
             result.info.setdefault("peak_vram_bytes", peak)
         return result
+
+
+def prompt_notes(loaded: LoadedModel, req: Generate) -> List[str]:
+    """"prompt cut at N tokens" when the text encoder cannot read the whole prompt (it drops the rest)."""
+    tok = getattr(loaded.base, "tokenizer", None)
+    notes = []
+    if tok is None:
+        return notes
+    limit = int(getattr(tok, "model_max_length", 0) or 0)
+    for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
+        if not text or limit <= 0:
+            continue
+        ids = tok(text, truncation=False).input_ids
+        if len(ids) > limit:
+            kept = tok.decode(ids[1:limit - 1]).split()
+            tail = " ".join(kept[-3:])
+            notes.append(f"{what} cut at {limit - 2} tokens (of {len(ids) - 2}): the model reads nothing "
+                         f"after \"...{tail}\"")
+    return notes
+

@@ -47,6 +47,9 @@ class ModelEntry:
     # (learning_rate, rank, steps, train_text_encoder) - used where a Train request leaves them
     # at 0 (the text-encoder choice: unset)
     concept_training: Dict[str, Any] = field(default_factory=dict)
+    # impasto.json "recommended" (steps, guidance_scale, scheduler): what clients use for knobs left unset
+    # (read by impasto.protocol.settings.Recommendation)
+    recommended: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -81,6 +84,14 @@ def concept_training_defaults(extra: dict, path: Path) -> Dict[str, Any]:
         elif value is not None:
             log.warning("%s/impasto.json: concept_training.%s = %r ignored", path, key, value)
     return out
+
+
+def _recommended(extra: dict) -> Dict[str, Any]:
+    """impasto.json's ``recommended`` block, plain JSON values only (it travels in the model listing)."""
+    raw = extra.get("recommended")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if isinstance(v, (str, int, float, bool))}
 
 
 def starter_dir() -> Optional[Path]:
@@ -120,6 +131,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
         description=str(extra.get("description", index.get("_class_name", ""))),
         concept_training=concept_training_defaults(extra, path),
+        recommended=_recommended(extra),
     )
     return entry
 
@@ -237,6 +249,7 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
     if extra.get("description"):
         entry.description = str(extra["description"])
     entry.concept_training = concept_training_defaults(extra, sidecar)
+    entry.recommended = _recommended(extra)
 
 
 class ModelRegistry:

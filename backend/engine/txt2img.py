@@ -23,6 +23,19 @@ from .runners import Output
 __all__ = ["run", "diffusion_size"]
 
 
+def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = False) -> str:
+    """What the artist is told when the picture was not painted at the size they asked for."""
+    side = loaded.entry.native_size
+    if bucketed:
+        why = "the nearest aspect bucket at the model's native area"
+    elif loaded.entry.max_size and max(width, height) > loaded.entry.max_size:
+        why = f"this model paints at most {loaded.entry.max_size} px"
+    else:
+        why = "the model works in multiples of 8 px"
+    return (f"size changed: painted at {w}x{h} ({why}; native {side}x{side}) and resized to "
+            f"{width}x{height}")
+
+
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
     seeds = job_seeds(req)
     timings: Dict[str, float] = {}
@@ -48,5 +61,6 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
+        hooks.warnings.append(size_note(w, h, req.width, req.height, loaded, bucket is not None))
     timings["resize"] = time.perf_counter() - t0
     return Output(images=[to_rgba_array(im) for im in images], seeds=seeds, steps=steps, timings=timings, info=info)

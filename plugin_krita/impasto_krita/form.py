@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 from ...protocol.messages import FILL_MODES, SAMPLERS
+from ...protocol.settings import Recommendation
 from ...protocol.transport import default_endpoint
 from .config import join_command
 from .planning import Settings
 from .qt import QtWidgets, Qt
+from .results import ResultsView
 
 SAMPLER_NAMES = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
@@ -158,9 +160,14 @@ class DockerForm:
         # --- sampling
         sampling = Section("Sampling", expanded=True)
         self.sampler_combo = QtWidgets.QComboBox()
+        self.sampler_combo.addItem("model default", "")     # unset: the model's recommendation
+        self.sampler_combo.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler_combo.setMinimumContentsLength(12)
         for key in SAMPLERS:
             self.sampler_combo.addItem(SAMPLER_NAMES.get(key, key), key)
-        self.steps_spin = _spin(1, self.limits.max_steps, 20, tip="Denoising steps: more is slower and finer")
+        # 0 steps / CFG 0: the model's recommendation (shown as "model (20)")
+        self.steps_spin = _spin(0, self.limits.max_steps, 0, tip="Denoising steps: more is slower and finer")
         self.cfg_spin = QtWidgets.QDoubleSpinBox()
         self.cfg_spin.setRange(0.0, self.limits.max_cfg)
         self.cfg_spin.setSingleStep(0.5)
@@ -221,6 +228,12 @@ class DockerForm:
         self.concept_rows: Dict[str, Any] = {}
         root.addWidget(self.concepts_section)
 
+        # --- results history (this document's)
+        self.results_section = Section("Results", expanded=False)
+        self.results = ResultsView(self._use_result_settings)
+        self.results_section.form.addRow(self.results)
+        root.addWidget(self.results_section)
+
         # --- connection
         conn = Section("Connection", expanded=False)
         self.endpoint_edit = QtWidgets.QLineEdit()
@@ -280,7 +293,7 @@ class DockerForm:
     def read_form(self) -> Settings:
         s = Settings(
             prompt=self.prompt_edit.toPlainText(), negative_prompt=self.negative_edit.text(),
-            model=self.model_combo.currentData() or "", sampler=self.sampler_combo.currentData() or "euler_a",
+            model=self.model_combo.currentData() or "", sampler=self.sampler_combo.currentData() or "",
             steps=self.steps_spin.value(), cfg_scale=round(self.cfg_spin.value(), 2),
             seed=-1 if self.random_seed_check.isChecked() else self.seed_spin.value(),
             strength=self.strength_slider.value() / 100.0,
@@ -296,9 +309,28 @@ class DockerForm:
         s.concepts = concepts
         return s
 
+    def _use_result_settings(self, entry: Any) -> None:
+        """A result's settings and seed back in the form (the Results section's "Use settings")."""
+        self._load_form(entry.reuse(self.read_form()))
+        self._save_form()
+
+    def recommendation(self) -> Recommendation:
+        """The chosen model's recommendation for the knobs left at "model default" (the daemon's listing)."""
+        state = getattr(self, "state", None)
+        if state is None:
+            return Recommendation()
+        return Recommendation.for_model(state.models, self.model_combo.currentData() or "", state.default_model)
+
+    def show_recommendation(self) -> None:
+        rec = self.recommendation()
+        self.sampler_combo.setItemText(0, rec.label())
+        self.steps_spin.setSpecialValueText(f"model ({rec.steps})")
+        self.cfg_spin.setSpecialValueText(f"model ({rec.cfg_scale:.1f})")
+
     def _update_labels(self) -> None:
         self.strength_value.setText(f"{self.strength_slider.value()} %")
         self.seed_spin.setEnabled(not self.random_seed_check.isChecked())
+        self.show_recommendation()
         self._refresh_action_label()
 
 

@@ -159,6 +159,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
                 _select_data(self.model_combo, current)
         finally:
             self._loading = was_loading
+        self.show_recommendation()
 
     def _fill_concepts(self, concepts: List[Dict[str, Any]]) -> None:
         saved = {c.get("name"): c for c in self.read_form().concepts} if self.concept_rows else \
@@ -281,6 +282,12 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         for w in result.warnings:
             text += f"\n⚠ {w}"
         self.show_message(text)
+        try:  # the Results section: a history problem never costs the layers just added
+            pictures = [(p.plan.seed, rgba_qimage(p.plan.rgba, p.plan.width, p.plan.height)) for p in prepared]
+            self.results.add(doc, plan.request, plan.kind, (plan.canvas_width, plan.canvas_height), pictures,
+                             list(result.warnings))
+        except Exception as exc:
+            self.show_message(f"{text}\n(the result could not be added to Results: {exc})")
         self._ended("layers")
 
     def _job_done_error(self, message: str) -> None:
@@ -328,6 +335,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         if doc is None:
             self.show_message("Open or create a document first.", error=True)
             return False
+        self.results.show_document(doc)
         width, height = self.host.canvas_size(doc)
         selection = self.host.read_selection(doc)
         read = planning.read_plan(settings, width, height, selection)
@@ -339,9 +347,10 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
                                   getattr(doc, "name", lambda: "")(), rgba)
         doc_fmt = document_format(doc)
         limits = self.limits
+        rec = self.recommendation()
 
         def build() -> JobPlan:
-            plan = planning.plan_job(snapshot, settings, limits)
+            plan = planning.plan_job(snapshot, settings, limits, rec)
             plan.document = doc
             plan.document_format = doc_fmt
             return plan

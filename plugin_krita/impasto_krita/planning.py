@@ -142,7 +142,8 @@ def action_label(settings: "Settings", has_selection: bool) -> str:
     return planner.action_label(krita_action(settings, has_selection), settings, has_selection)
 
 
-def plan_job(snapshot: CanvasSnapshot, settings: "Settings", limits: Optional[Any] = None) -> JobPlan:
+def plan_job(snapshot: CanvasSnapshot, settings: "Settings", limits: Optional[Any] = None,
+             recommendation: Optional[Any] = None) -> JobPlan:
     """The planner's request for ``snapshot``; raises :class:`PlanError` with a sentence."""
     wx, wy, w, h = snapshot.window
     if w <= 0 or h <= 0:
@@ -157,7 +158,8 @@ def plan_job(snapshot: CanvasSnapshot, settings: "Settings", limits: Optional[An
     rgba = snapshot.rgba8() if planner.needs_pixels(action, has_sel) else None
     core = planner.plan_job((snapshot.canvas_width, snapshot.canvas_height), settings, action,
                             _box(snapshot.window), rgba, snapshot.selection if has_sel else None,
-                            _box(mask_info.bounds) if has_sel else None, limits)  # type: ignore[union-attr]
+                            _box(mask_info.bounds) if has_sel else None, limits,  # type: ignore[union-attr]
+                            recommendation=recommendation)
     return JobPlan(core.kind, core.request, snapshot.window, snapshot.canvas_width, snapshot.canvas_height,
                    mask_info if core.kind == "edit" else None, snapshot.selection if core.kind == "edit" else None,
                    core.label)

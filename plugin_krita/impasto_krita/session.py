@@ -174,7 +174,9 @@ class Session:
             usable = [m for m in models.models if m.get("supported", True)]
             device = getattr(welcome, "device", "")
             model_word = models.default or "no model installed"
-            self._set_state(status="ready", message=f"Connected · {device or 'daemon'} · default model: {model_word}",
+            note = launcher.models_dir_note(self.config.models_dir or "", getattr(models, "models_dir", ""))
+            self._set_state(status="ready", message=f"Connected · {device or 'daemon'} · default model: {model_word}"
+                            + (f"\n⚠ {note}" if note else ""),
                             device=device, daemon_version=getattr(welcome, "daemon", ""),
                             transport=getattr(client, "transport", ""), models=usable,
                             default_model=models.default, concepts=concepts)

@@ -121,6 +121,17 @@ def main():
         check("concept in the request", panel.read_form().active_concepts() == [("mycat", 0.75)],
               panel.read_form().active_concepts())
         rows["mycat"][0].setChecked(False)
+    # knobs left unset show, and use, the model's recommendation (the daemon's listing carries it)
+    starter = {"name": "starter", "native_size": 64,
+               "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
+    panel.state_changed(dataclasses.replace(real_state, models=list(real_state.models) + [starter],
+                                            default_model="starter"))
+    _select_data(panel.model_combo, "")
+    check("model default shown", panel.sampler_combo.itemText(0) == "model default (DDIM, 20, 5.0)"
+          and panel.read_form().unset() == ["sampler", "steps", "cfg_scale"]
+          and panel.steps_spin.text() == "model (20)", [panel.sampler_combo.itemText(0), panel.steps_spin.text()])
+    check("model default used", (panel.recommendation().sampler, panel.recommendation().steps) == ("ddim", 20),
+          panel.recommendation())
     panel.state_changed(real_state)
     panel.prompt_edit.setPlainText("a blue square")
     panel.steps_spin.setValue(3)
@@ -134,6 +145,26 @@ def main():
     wait(app, lambda: panel.outcome_count > count, 180)
     check("txt2img layer", panel.outcome == "layers" and len(doc.layers) == 1
           and (doc.layers[0].plan.width, doc.layers[0].plan.height) == (48, 40), panel.last_message)
+    # the Results section keeps it with its settings; "Use settings" brings the seed and steps back
+    results = panel.results
+    check("result in the history", results.list.count() == 1 and "seed 5" in results.list.item(0).text()
+          and "Steps: 3" in results.list.item(0).toolTip() and not results.list.item(0).icon().isNull(),
+          [results.list.item(i).text() for i in range(results.list.count())])
+    if results.list.count():
+        panel.seed_spin.setValue(99)
+        panel.steps_spin.setValue(11)
+        results.list.setCurrentRow(0)
+        results.use_button.click()
+        check("use settings", (panel.read_form().seed, panel.read_form().steps) == (5, 3), panel.read_form())
+        import os
+        import tempfile
+        from impasto_krita.protocol.parameters import png_text
+
+        saved = results.save_selected(os.path.join(tempfile.mkdtemp(), "saved.png"))
+        text = png_text(open(saved, "rb").read()) if saved else ""
+        check("saved result carries its parameters", "a blue square" in (text or "") and "Seed: 5," in (text or "")
+              and "Steps: 3," in (text or ""), text)
+        panel.steps_spin.setValue(3)
     # inpaint a selection
     sel = bytearray(48 * 40)
     for y in range(10, 22):

@@ -113,6 +113,12 @@ def _run():
     panel.padding_spin.setValue(16)
     _select_data(panel.model_combo, "tiny")
     _select_data(panel.sampler_combo, "euler")
+    if os.environ.get("IMPASTO_DRIVER_SHOT") and panel.model_combo.findData("starter") >= 0:
+        # the docs picture shows Impasto painting: the starter, a scene it knows, its own sampler/steps/CFG
+        panel.prompt_edit.setPlainText("a yellow circle on a blue background")
+        _select_data(panel.model_combo, "starter")
+        _select_data(panel.sampler_combo, "")
+        panel.steps_spin.setValue(0)
     panel._refresh_action_label()
     check("button says inpaint for the active document's selection",
           panel.generate_button.text() == "Inpaint selection", panel.generate_button.text())
