@@ -159,7 +159,7 @@ def settings_from_args(args) -> Settings:
                  cfg_scale=args.cfg, sampler=args.sampler, model=args.model or "", batch_size=args.batch,
                  preview=False)
     s.set_concepts(args.concept or [])
-    for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture"):
+    for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture", "colour_match"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
     return s
