@@ -58,9 +58,27 @@ def inner_band(feathered: np.ndarray, ring: int = RING_PX) -> np.ndarray:
     return inside & reach
 
 
+def _box1(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Box mean of width 2r+1 along ``dim``, normalised at the borders (running sums: O(1) per pixel)."""
+    n = x.shape[dim]
+    c = torch.cumsum(x.double(), dim=dim)
+    first = torch.zeros_like(c.narrow(dim, 0, 1))
+    last = c.narrow(dim, n - 1, 1)
+    # c_ext[j] = sum of x[:j - r], clamped to 0..n: the window sum is c_ext[i + 2r + 1] - c_ext[i]
+    c = torch.cat([first.expand_as(c.narrow(dim, 0, 1)).repeat_interleave(radius + 1, dim=dim), c,
+                   last.repeat_interleave(radius, dim=dim)], dim=dim)
+    total = c.narrow(dim, 2 * radius + 1, n) - c.narrow(dim, 0, n)
+    idx = torch.arange(n, dtype=torch.float64)
+    count = (idx + radius + 1).clamp(max=n) - (idx - radius).clamp(min=0)
+    shape = [1] * x.dim()
+    shape[dim] = n
+    return (total / count.view(shape)).to(x.dtype)
+
+
 def _box3(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Three box blurs (about a Gaussian), normalised at the borders, separable."""
     for _ in range(3):
-        x = F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+        x = _box1(_box1(x, radius, 3), radius, 2)
     return x
 
 
