@@ -50,7 +50,7 @@ def test_match_removes_a_colour_drift_at_the_seam_and_touches_only_the_mask():
     out, info = cm.match(gen, orig, feathered)
     assert info["applied"] and info["ring_px"] > 500
     # the drift is measured and undone (within the noise)
-    assert np.allclose(info["mean_shift"], (-30, 20, -15), atol=3), info
+    assert np.allclose(info["seam_shift"], (-30, 20, -15), atol=3), info
     assert np.array_equal(out[feathered == 0], gen[feathered == 0]), "only pixels inside the feathered mask change"
     unmatched = paste(orig, make_patch(gen, feathered), 0, 0)
     matched = paste(orig, make_patch(out, feathered), 0, 0)
@@ -69,10 +69,10 @@ def test_a_gradient_error_gets_a_gradient_correction():
     gen = drifted(orig, ramp, seed=1)
     out, info = cm.match(gen, orig, feathered)
     field = out.astype(np.float64) - gen.astype(np.float64)
-    inside = feathered == 255
-    cols = np.nonzero(inside.any(axis=0))[0]
-    left = field[:, cols[:8]][inside[:, cols[:8]]].mean()
-    right = field[:, cols[-8:]][inside[:, cols[-8:]]].mean()
+    band = (feathered > 0) & (feathered < 255)     # the seam, where the correction is at full strength
+    xx = np.mgrid[0:H, 0:W][1]
+    left = field[band & (xx < W // 2 - 15)].mean()
+    right = field[band & (xx > W // 2 + 15)].mean()
     assert right - left > 20, (left, right)       # more correction where the error was larger
     before = cm.seam_difference(paste(orig, make_patch(gen, feathered), 0, 0), feathered)
     after = cm.seam_difference(paste(orig, make_patch(out, feathered), 0, 0), feathered)
@@ -92,8 +92,22 @@ def test_new_content_crossing_the_seam_stays_new_content():
     stroke[: H // 2, W // 2 - 3: W // 2 + 3] = True
     gen[stroke] = 255
     out, info = cm.match(gen, orig, feathered)
-    assert max(abs(v) for v in info["mean_shift"]) < 8, info
+    assert max(abs(v) for v in info["seam_shift"]) < 8, info
     assert out[stroke & (feathered > 0)].min() >= 200, "the stroke was painted over"
+
+
+def test_the_correction_fades_into_the_mask_so_new_content_keeps_its_colours():
+    """A big mask repainted in another colour: the seam is matched, the middle is left as painted."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    orig = graded()
+    feathered = masks.feather(disc_mask(44), 4)
+    gen = drifted(orig, (25, 0, -25), seed=3)
+    middle = (yy - H // 2) ** 2 + (xx - W // 2) ** 2 < 12 ** 2
+    gen[middle] = (250, 240, 20)                    # new yellow content in the middle
+    out, info = cm.match(gen, orig, feathered)
+    assert np.allclose(info["seam_shift"], (-25, 0, 25), atol=4), info
+    assert np.array_equal(out[middle], gen[middle]), "the middle of the mask was recoloured"
+    assert info["fade_px"] < 44 - 12
 
 
 def test_no_ring_no_correction():

@@ -16,12 +16,16 @@ generated colours towards the surroundings:
    new content that spills over the ring does not drag the whole region);
 3. a **low-frequency correction field**: the ring differences low-passed
    (normalised box blurs) and spread into the mask by a push-pull pyramid -
-   a smooth membrane that equals the local colour error at the seam and,
-   deep inside a large mask, the average of the errors around it.  So a
+   a smooth membrane that equals the local colour error at the seam.  So a
    gradient surround gets a gradient correction, a tint gets a flat one;
-   texture and shapes inside are untouched (only an additive offset, never
-   a gain that would amplify noise);
-4. the field is added to the generated pixels *inside the feathered mask
+   texture and shapes are untouched (only an additive offset, never a gain
+   that would amplify noise);
+4. the field **fades into the mask**: full strength through the feather
+   band, down to zero about a window further in (:func:`fade`), so the seam
+   meets the surroundings while new content deep inside keeps its colours -
+   without the fade, repainting a red ball's middle blue would tint the new
+   blue towards the red around it;
+5. the field is added to the generated pixels *inside the feathered mask
    only*.  The patch's alpha is still the feathered mask, so every pixel
    outside mask + feather band stays bit-identical to the input, with or
    without the match.
@@ -137,15 +141,31 @@ def match(generated: np.ndarray, original: np.ndarray, feathered: np.ndarray,
     before = np.abs(original[..., :3][ring].astype(np.float32).mean(axis=0)
                     - generated[inner].astype(np.float32).mean(axis=0)).mean()
     field = correction_field(generated, original, ring, inner, smooth)
+    field *= fade(feathered, smooth)[..., None]
     inside = feathered > 0
+    seam = inside & (feathered < 255)                 # the feather band, where the correction is at full strength
+    if not seam.any():
+        seam = inner
     out = generated.copy()
     shifted = np.rint(generated[inside].astype(np.float32) + field[inside])
     out[inside] = np.clip(shifted, 0, 255).astype(np.uint8)
-    shift = field[inside]
     return out, {"applied": True, "ring_px": n,
-                 "mean_shift": [round(float(v), 2) for v in shift.mean(axis=0)],
-                 "max_shift": round(float(np.abs(shift).max()), 2),
+                 "seam_shift": [round(float(v), 2) for v in field[seam].mean(axis=0)],
+                 "max_shift": round(float(np.abs(field[inside]).max()), 2),
+                 "fade_px": 3 * max(2, smooth // 3),
                  "seam_step_before": round(float(before), 2)}
+
+
+def fade(feathered: np.ndarray, smooth: int) -> np.ndarray:
+    """Float HxW weight of the correction: 1 through the feather band, fading to 0 about ``smooth`` px further in.
+
+    The correction is for the seam: deep inside a mask the new content keeps
+    its own colours (an artist who repaints a red ball blue meant it).
+    """
+    outside_full = torch.from_numpy((feathered < 255).astype(np.float32))[None, None]
+    with torch.no_grad():
+        near = _box3(outside_full, max(2, smooth // 3))[0, 0].numpy()
+    return np.clip(2.0 * near, 0.0, 1.0)
 
 
 def seam_difference(rgb: np.ndarray, feathered: np.ndarray, width: int = 4) -> float:

@@ -223,7 +223,7 @@ def matched_info(matched: List[Dict[str, object]]) -> Dict[str, object]:
     """One ``Result.info["colour_match"]`` for a batch: per-image shifts, applied if any image was."""
     out: Dict[str, object] = {"applied": any(m["applied"] for m in matched), "ring_px": matched[0]["ring_px"]}
     if out["applied"]:
-        out["mean_shift"] = [m.get("mean_shift") for m in matched]      # per image, [r, g, b] levels
+        out["seam_shift"] = [m.get("seam_shift") for m in matched]  # per image: mean [r, g, b] on the seam
         out["max_shift"] = [m.get("max_shift") for m in matched]
         out["seam_step_before"] = [m.get("ring_error_before") for m in matched]
     else:
