@@ -6,16 +6,17 @@ flatter than the pixels around them, and the feather band then shows a soft
 but visible ring.  Before paste-back (:mod:`.paste`) this module shifts the
 generated colours towards the surroundings:
 
-1. the **reference ring**: pixels just *outside* the feathered mask (up to
-   ``ring`` px beyond it, opaque in the original).  There both pictures are
-   known: the original is what the artist has, the decoded region is what
-   diffusion made of the same place (the regenerated latent cells reach
-   past the feather band, and beyond them the VAE round trip);
-2. the per-pixel difference original - generated on that ring, with
-   outliers clipped per channel (median +- 3 robust sigmas, so a stroke of
-   new content that spills over the ring does not drag the whole region);
-3. a **low-frequency correction field**: the ring differences low-passed
-   (normalised box blurs) and spread into the mask by a push-pull pyramid -
+1. the **surround**: opaque original pixels up to ``ring`` px *outside* the
+   feathered mask (:func:`reference_ring`), and the **generated seam**: the
+   decoded pixels of the feather band and ``ring`` px further in
+   (:func:`inner_band`);
+2. at every point near the seam, the local mean colour of the surround minus
+   the local mean colour of the generated seam (box windows wide enough to
+   reach across the feather band), clipped per channel to median +- 3
+   robust sigmas, so a stroke of new content crossing the seam is dimmed,
+   not painted over;
+3. a **low-frequency correction field**: those local differences
+   spread into the rest of the mask by a push-pull pyramid and blurred -
    a smooth membrane that equals the local colour error at the seam.  So a
    gradient surround gets a gradient correction, a tint gets a flat one;
    texture and shapes are untouched (only an additive offset, never a gain
