@@ -141,6 +141,16 @@ def test_cli_flag_turns_it_off():
     assert cli.settings_from_args(cli.build_parser().parse_args(argv)).colour_match is True
     args = cli.build_parser().parse_args(argv + ["--no-colour-match"])
     assert cli.settings_from_args(args).colour_match is False
+    # and the one planner puts it on the wire for an edit (every client plans through it)
+    from impasto.protocol import codec, planner
+
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    for on in (True, False):
+        s = Settings(prompt="a cat", colour_match=on)
+        req = planner.plan_job((16, 16), s, planner.INPAINT, rgba=bytes(16 * 16 * 4), mask=mask.tobytes()).request
+        req.job = "j"
+        assert req.kind == "edit" and codec.decode(codec.encode(req)).colour_match is on
 
 
 # --------------------------------------------------------------------------- the engine's edit path
