@@ -256,7 +256,7 @@ def settings_from_args(args) -> Settings:
     s.preview = False
     if args.concept is not None:
         s.set_concepts(args.concept)
-    for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture"):
+    for name in ("strength", "mask_blur", "grow", "padding", "fill", "whole_picture", "colour_match"):
         if getattr(args, name, None) is not None:
             setattr(s, name, getattr(args, name))
     if not s.prompt:

@@ -213,6 +213,9 @@ def register(sub, add_common) -> None:
                         "(grey), noise (default original)")
     p.add_argument("--whole-picture", action="store_true",
                    help="diffuse the whole picture instead of only the region around the mask")
+    p.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=DEFAULTS.colour_match,
+                   help="paste the new pixels as diffusion made them (default: shift their colours to meet "
+                        "the surroundings at the seam; pixels outside the mask stay untouched either way)")
     p.add_argument("--patch", default=None, metavar="PNG",
                    help="also write the changed region as an RGBA PNG (alpha = feathered mask) and print "
                         "where it goes")

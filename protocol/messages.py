@@ -147,6 +147,7 @@ class Generate:
     fill: str = "original"
     padding: int = 32                    # "only masked" context around the mask, px
     whole_picture: bool = False
+    colour_match: bool = True            # shift the inpainted colours to meet the surroundings at the seam
 
     @property
     def kind(self) -> str:
@@ -450,6 +451,8 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
     _check_range("mask_blur", msg.mask_blur, 0, 256)
     _check_range("grow", msg.grow, -256, 256)
     _check_range("padding", msg.padding, 0, 2048)
+    if not isinstance(msg.colour_match, bool):
+        raise _bad("colour_match", f"must be true or false, not {msg.colour_match!r}")
 
 
 def _validate_train(msg: Train, limits: Limits) -> None:

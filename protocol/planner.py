@@ -142,7 +142,7 @@ def plan_job(document: Tuple[int, int], settings: Settings, action: str, window:
             init_image=Image(w, h, rgba, "rgba8"), mask=Image(w, h, mask, "gray8"),  # type: ignore[arg-type]
             strength=float(settings.strength), mask_blur=int(settings.mask_blur), grow=int(settings.grow),
             fill=settings.fill, padding=int(settings.padding), whole_picture=bool(settings.whole_picture),
-            width=w, height=h, **common)
+            colour_match=bool(settings.colour_match), width=w, height=h, **common)
         sx0, sy0, sx1, sy1 = selection  # type: ignore[misc]
         label = f"{action_label(action, settings, True)} ({sx1 - sx0}×{sy1 - sy0} at {sx0},{sy0})"
     check(request, limits)

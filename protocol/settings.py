@@ -54,6 +54,7 @@ class Settings:
     padding: int = _G.padding             # "only masked" context around the selection, px
     fill: str = _G.fill                   # what the masked area starts from
     whole_picture: bool = _G.whole_picture
+    colour_match: bool = _G.colour_match  # inpaint: match the new colours to the surroundings at the seam
     preview: bool = True                  # live previews while the job runs
 
     # ------------------------------------------------------------------ concepts

@@ -18,7 +18,11 @@ One edit, start to finish:
    latent mask, and the last step puts them back clean.  With a 9-channel
    inpainting UNet the same call runs the model's native path (mask and
    masked-image latents as extra input channels);
-6. the decoded region is scaled back and composited over the original
+6. with ``colour_match`` (the default) the decoded region's colours are
+   shifted towards the surroundings by a smooth field measured on a ring of
+   pixels just outside the feathered mask (:mod:`.colour_match`), inside the
+   feathered mask only;
+7. the decoded region is scaled back and composited over the original
    through the feathered mask (:mod:`.paste`): pixels outside mask + feather
    band are bit-identical to the input, which the VAE round trip alone would
    not give.
@@ -39,7 +43,7 @@ from PIL import Image
 
 from impasto.protocol.messages import ErrorCode, Generate
 
-from . import masks
+from . import colour_match, masks
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
@@ -197,16 +201,34 @@ def edit_pictures(loaded, image: Picture, mask: Picture, req: Generate, seeds: L
 
     t0 = time.perf_counter()
     alpha = prepared.crop((fx0, fy0, fx1, fy1), "feathered")
-    images, patches = [], []
+    region_alpha = prepared.crop(region.box, "feathered") if req.colour_match else None
+    images, patches, matched = [], [], []
     for im in decoded:
         if im.size != (region.width, region.height):
             im = im.resize((region.width, region.height), Image.LANCZOS)
-        new = np.asarray(im.convert("RGB"), dtype=np.uint8)[fy0 - y0: fy1 - y0, fx0 - x0: fx1 - x0]
+        new = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        if region_alpha is not None:
+            new, done = colour_match.match(new, canvas[y0:y1, x0:x1], region_alpha)
+            matched.append(done)
+        new = new[fy0 - y0: fy1 - y0, fx0 - x0: fx1 - x0]
         patch = make_patch(new, alpha)
         patches.append((fx0, fy0, patch))
         images.append(paste(canvas, patch, fx0, fy0))
+    info["colour_match"] = matched_info(matched) if req.colour_match else {"applied": False, "reason": "off"}
     timings["paste"] = time.perf_counter() - t0
     return Output(images=images, seeds=seeds, patches=patches, steps=steps, timings=timings, info=info)
+
+
+def matched_info(matched: List[Dict[str, object]]) -> Dict[str, object]:
+    """One ``Result.info["colour_match"]`` for a batch: per-image shifts, applied if any image was."""
+    out: Dict[str, object] = {"applied": any(m["applied"] for m in matched), "ring_px": matched[0]["ring_px"]}
+    if out["applied"]:
+        out["seam_shift"] = [m.get("seam_shift") for m in matched]  # per image: mean [r, g, b] on the seam
+        out["max_shift"] = [m.get("max_shift") for m in matched]
+        out["seam_step_before"] = [m.get("ring_error_before") for m in matched]
+    else:
+        out["reason"] = matched[0]["reason"]
+    return out
 
 
 def run(engine, loaded, req: Generate, hooks: JobHooks) -> Output:
@@ -215,5 +237,6 @@ def run(engine, loaded, req: Generate, hooks: JobHooks) -> Output:
 
 def whole_picture_request(req: Generate) -> Generate:
     """``req`` as an edit of the whole picture with a fully white, unfeathered mask."""
-    return dataclasses.replace(req, whole_picture=True, grow=0, mask_blur=0, fill="original")
+    return dataclasses.replace(req, whole_picture=True, grow=0, mask_blur=0, fill="original",
+                               colour_match=False)  # nothing around a full mask to match
 
