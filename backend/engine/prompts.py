@@ -11,7 +11,7 @@ Syntax (the one AUTOMATIC1111, Forge and ComfyUI users already write):
 
 Long prompts are never cut: the tokens are laid out in chunks of 75 (a full
 chunk breaks after its last comma when that comma is within the last 20
-tokens), each chunk is wrapped in BOS ... EOS and padded to 77 like the
+tokens), each chunk is wrapped in BOS ... EOS and padded to the window (77) like the
 pipeline pads, encoded on its own, and the chunks are concatenated along the
 sequence.  The negative prompt is padded with empty chunks to the same count.
 A chunk's hidden states are scaled token by token by their weights and then
@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-CHUNK = 75            # tokens per chunk, BOS and EOS excluded
+CHUNK = 75            # tokens per chunk, BOS and EOS excluded, for CLIP's 77-token window
 UP = 1.1              # ( ... )
 DOWN = 1 / 1.1        # [ ... ]
 COMMA_LOOKBACK = 20   # a full chunk breaks after a comma this close to its end
@@ -117,8 +117,20 @@ class Chunk:
     weights: List[float]
 
 
+def chunk_size(tokenizer) -> int:
+    """Tokens per chunk: the tokenizer's window less BOS and EOS (75 for CLIP; 22 for the starter's 24)."""
+    window = tokenizer.model_max_length
+    return window - 2 if 3 <= window <= 4096 else CHUNK
+
+
 def chunks(tokenizer, text: str) -> List[Chunk]:
-    """``text`` laid out as 77-token chunks ``[BOS, up to 75 tokens, EOS, pad...]`` with per-token weights."""
+    """``text`` laid out as window-long chunks ``[BOS, up to 75 tokens, EOS, pad...]`` with per-token weights.
+
+    A full chunk breaks after its last comma when that comma is among its
+    last 20 tokens (A1111's rule; scaled to 20/75 of a shorter window).
+    """
+    size = chunk_size(tokenizer)
+    lookback = COMMA_LOOKBACK if size == CHUNK else max(1, size * COMMA_LOOKBACK // CHUNK)
     done: List[Chunk] = []
     ids: List[int] = []
     weights: List[float] = []
@@ -134,7 +146,7 @@ def chunks(tokenizer, text: str) -> List[Chunk]:
         if keep_from is not None:
             body_ids, rest_ids = ids[:keep_from], ids[keep_from:]
             body_w, rest_w = weights[:keep_from], weights[keep_from:]
-        pad = CHUNK - len(body_ids)
+        pad = size - len(body_ids)
         done.append(Chunk([tokenizer.bos_token_id] + body_ids + [tokenizer.eos_token_id]
                           + [tokenizer.pad_token_id] * pad, [1.0] + body_w + [1.0] * (pad + 1)))
         ids, weights, last_comma = rest_ids, rest_w, -1
@@ -144,8 +156,8 @@ def chunks(tokenizer, text: str) -> List[Chunk]:
             close()
             continue
         for tok in tokenizer(piece, add_special_tokens=False, truncation=False).input_ids:
-            if len(ids) == CHUNK:
-                if last_comma >= 0 and CHUNK - last_comma <= COMMA_LOOKBACK:
+            if len(ids) == size:
+                if last_comma >= 0 and size - last_comma <= lookback:
                     close(keep_from=last_comma + 1)
                 else:
                     close()
@@ -162,7 +174,7 @@ def plain(tokenizer, text: str) -> bool:
     """True when ``text`` has no weighting syntax and fits one chunk: diffusers' own encoding is exact for it."""
     if parse(text) != [(text, 1.0)]:
         return False
-    return len(tokenizer(text, add_special_tokens=False, truncation=False).input_ids) <= CHUNK
+    return len(tokenizer(text, add_special_tokens=False, truncation=False).input_ids) <= chunk_size(tokenizer)
 
 
 def _weighted(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -175,7 +187,7 @@ def _weighted(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def _encode(encoder, chunk_list: List[Chunk], device, penultimate: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Hidden states (1, 77 x chunks, D) of one text encoder, and its pooled output of the first chunk."""
+    """Hidden states (1, window x chunks, D) of one text encoder, and its pooled output of the first chunk."""
     outs, pooled = [], None
     for i, ch in enumerate(chunk_list):
         ids = torch.tensor([ch.ids], device=device)
