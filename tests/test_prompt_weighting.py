@@ -156,6 +156,11 @@ def run_job(engine, model, **kw):
 
 def test_plain_prompt_paints_the_same_bits_as_diffusers_strings(sd_engine, monkeypatch):
     """A plain prompt must not take the embeddings path; the picture equals the string-prompt picture."""
+    pipe = sd_engine.model("tiny").txt2img
+    kw = common.prompt_kwargs(Generate(job="w", prompt="a red circle", negative_prompt="blurry"), 2, pipe)
+    assert kw["prompt"] == ["a red circle"] * 2 and "prompt_embeds" not in kw
+    kw = common.prompt_kwargs(Generate(job="w", prompt="a (red) circle", negative_prompt="blurry"), 2, pipe)
+    assert "prompt" not in kw and kw["prompt_embeds"].shape[0] == 2 == kw["negative_prompt_embeds"].shape[0]
     a, _ = run_job(sd_engine, "tiny", prompt="a red circle", negative_prompt="blurry")
     monkeypatch.setattr(common, "prompt_kwargs", lambda req, batch, pipe=None: dict(
         prompt=[req.prompt] * batch, negative_prompt=[req.negative_prompt] * batch, guidance_scale=req.cfg_scale))
