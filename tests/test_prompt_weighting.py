@@ -147,6 +147,19 @@ def test_long_prompt_chunks_and_negative_padding(name, sd_engine, xl_engine):
         assert e["pooled_prompt_embeds"].shape == (1, pipe.text_encoder_2.config.projection_dim)
 
 
+def test_an_absurdly_long_prompt_is_a_typed_error(sd_engine):
+    from impasto.backend.engine import EngineError
+
+    pipe = sd_engine.model("tiny").base
+    with pytest.raises(EngineError) as err:
+        prompts.embeddings(pipe, "a red circle BREAK " * 25, "", 1)
+    assert err.value.field == "prompt" and "at most 20" in str(err.value)
+    req = Generate(job="w", prompt="a", negative_prompt="red " * 100_000)
+    with pytest.raises(EngineError) as err:   # refused before tokenizing 400 kB
+        common.prompt_kwargs(req, 1, pipe)
+    assert err.value.field == "negative_prompt"
+
+
 def run_job(engine, model, **kw):
     hooks = JobHooks()
     res = engine.run(Generate(job="w", model=model, width=64, height=64, steps=3, sampler="euler", seed=5, cfg_scale=5.0,

@@ -37,11 +37,16 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from impasto.protocol.messages import ErrorCode
+
+from .errors import EngineError
+
 CHUNK = 75            # tokens per chunk, BOS and EOS excluded, for CLIP's 77-token window
 UP = 1.1              # ( ... )
 DOWN = 1 / 1.1        # [ ... ]
 COMMA_LOOKBACK = 20   # a full chunk breaks after a comma this close to its end
 BREAK = "BREAK"
+MAX_CHUNKS = 20       # 1500 tokens: far past any real prompt; bounds a job's text-encoder passes and memory
 BREAK_RUN = object()   # the marker while parsing: never scaled by an enclosing group
 
 _TOKEN = re.compile(r"""
@@ -206,8 +211,14 @@ def _pad_to(chunk_list: List[Chunk], n: int, tokenizer) -> List[Chunk]:
     return chunk_list + chunks(tokenizer, "") * (n - len(chunk_list))
 
 
+def _max_chars(tokenizer) -> int:
+    return MAX_CHUNKS * chunk_size(tokenizer) * 30   # generous: a CLIP token is rarely over 10 characters
+
+
 def needed(pipe, prompt: str, negative: str) -> bool:
     """Whether the prompts need this module (weights, BREAK, escapes or more than one chunk)."""
+    if max(len(prompt), len(negative or "")) > _max_chars(pipe.tokenizer):
+        return True   # embeddings() says why it refuses
     return not (plain(pipe.tokenizer, prompt) and plain(pipe.tokenizer, negative or ""))
 
 
@@ -217,8 +228,16 @@ def embeddings(pipe, prompt: str, negative: str, batch: int) -> Dict[str, torch.
     device = pipe._execution_device
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     pairs = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if sdxl else [])
+    for field, text in (("prompt", prompt), ("negative_prompt", negative or "")):
+        if len(text) > _max_chars(pipe.tokenizer):   # checked before tokenizing megabytes
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: {len(text)} characters; at most "
+                              f"{_max_chars(pipe.tokenizer)} ({MAX_CHUNKS} chunks) are read", field)
     pos = [chunks(tok, prompt) for tok, _ in pairs]
     neg = [chunks(tok, negative or "") for tok, _ in pairs]
+    for field, lists in (("prompt", pos), ("negative_prompt", neg)):
+        if max(len(c) for c in lists) > MAX_CHUNKS:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: {max(len(c) for c in lists)} chunks of "
+                              f"{chunk_size(pairs[0][0])} tokens; at most {MAX_CHUNKS} are read", field)
     n = max(len(c) for c in pos + neg)
     pos = [_pad_to(c, n, tok) for c, (tok, _) in zip(pos, pairs)]
     neg = [_pad_to(c, n, tok) for c, (tok, _) in zip(neg, pairs)]
