@@ -268,3 +268,19 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
     assert (np.diff(reds, axis=1) > 0).all(), reds          # red grows with its weight, every seed
     assert (np.diff(blues, axis=1) < 0).all(), blues        # at the background's expense
     assert np.median(reds[:, 3] - reds[:, 1]) > 0.05, reds  # (red:1.6) vs plain: ~+0.09 of the picture
+
+
+# --------------------------------------------------------------------------- through the daemon
+
+def test_daemon_paints_weighted_long_prompts_and_refuses_absurd_ones(client):
+    """The real daemon over ZeroMQ: a weighted, BREAK-ed, two-chunk prompt paints; a 21-chunk one is a typed error."""
+    from impasto.protocol.messages import ErrorCode
+
+    prompt = "a (red:1.4) circle BREAK " + LONG + r", \(blue\)"
+    res = client.submit(Generate(prompt=prompt, negative_prompt="[blurry]", width=64, height=64, steps=3,
+                                 sampler="euler", seed=3)).wait(300)
+    assert len(res.images) == 1 and res.images[0].width == 64
+    with pytest.raises(Exception) as err:
+        client.submit(Generate(prompt="a red circle BREAK " * 25, width=64, height=64, steps=3)).wait(300)
+    assert getattr(err.value, "code", None) == ErrorCode.BAD_FIELD and "at most 20" in str(err.value)
+    assert client.status() is not None   # the daemon lives on

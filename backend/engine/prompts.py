@@ -188,7 +188,10 @@ def _weighted(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return z
     before = z.float().mean()
     w = z.float() * weights[None, :, None]
-    return (w * (before / w.mean())).to(z.dtype)
+    after = w.mean()
+    if float(after.abs()) < 1e-12:   # a mean of zero has no scale to restore
+        return w.to(z.dtype)
+    return (w * (before / after)).to(z.dtype)
 
 
 def _encode(encoder, chunk_list: List[Chunk], device, penultimate: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
