@@ -16,8 +16,19 @@ def job_seeds(req) -> List[int]:
     return [base + i for i in range(req.batch_size)]
 
 
-def prompt_kwargs(req, batch: int) -> Dict[str, object]:
-    """The prompt, negative prompt and CFG scale for a batch, as the pipelines take them."""
+def prompt_kwargs(req, batch: int, pipe=None) -> Dict[str, object]:
+    """The prompt, negative prompt and CFG scale for a batch, as the pipelines take them.
+
+    A prompt with weights (``(word:1.3)``, ``[word]``, ``BREAK``...) or longer
+    than one 75-token chunk goes to ``pipe`` as embeddings built by
+    :mod:`.prompts` (both prompts then, so their lengths match); a plain one
+    goes as the strings, exactly as before.
+    """
+    from . import prompts
+
+    if pipe is not None and prompts.needed(pipe, req.prompt, req.negative_prompt):
+        return dict(guidance_scale=req.cfg_scale,
+                    **prompts.embeddings(pipe, req.prompt, req.negative_prompt, batch))
     return dict(
         prompt=[req.prompt] * batch,
         negative_prompt=[req.negative_prompt] * batch if req.negative_prompt else None,
