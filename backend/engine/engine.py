@@ -113,11 +113,27 @@ class Engine:
 
 
 def prompt_notes(loaded: LoadedModel, req: Generate) -> List[str]:
-    """"prompt cut at N tokens" when the text encoder cannot read the whole prompt (it drops the rest)."""
+    """Tell the artist when a prompt is longer than the text encoder's window.
+
+    Nothing is cut any more (``prompts.py`` reads long prompts in chunks, as
+    A1111 does), but a tiny encoder such as the starter's (22 tokens a chunk)
+    reads a prompt split across chunks less well than one that fits, so the
+    artist hears how it was read.
+    """
+    from . import prompts  # torch-side module; imported when a job runs
+
     tok = getattr(loaded.base, "tokenizer", None)
-    notes = []
+    notes: List[str] = []
     if tok is None:
         return notes
+    for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
+        if not text or len(text) > prompts._max_chars(tok):
+            continue  # empty, or so long that the runner refuses it with a typed error
+        n = len(prompts.chunks(tok, text))
+        if n > 1:
+            notes.append(f"{what} longer than the text encoder's window: read in {n} chunks of "
+                         f"{prompts.chunk_size(tok)} tokens (as A1111 does), nothing cut")
+    return notes
     limit = int(getattr(tok, "model_max_length", 0) or 0)
     for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
         if not text or limit <= 0:
