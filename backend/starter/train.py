@@ -656,7 +656,7 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict, words=None
         "native_size": args.size,
         "description": (
             "Impasto starter model: one to three flat shapes of 12 families (circle, square, triangle, "
-            "diamond, oval, rectangle, semicircle, pentagon, octagon, trapezoid, teardrop, chevron), small "
+            "diamond, oval, rectangle, semicircle, pentagon, hourglass, trapezoid, teardrop, chevron), small "
             "or big, in nine named places, 8 colours on 8 background colours, e.g. 'a small red pentagon "
             "on the left and a big blue oval at the top right on a white background'. Toy domain."
             if args.domain == "scenes" else
