@@ -97,6 +97,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--grid", type=Path, default=None, help="write a picture grid (PNG) here")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--save-dir", type=Path, default=None, help="keep every generated picture (PNG) here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -123,14 +124,24 @@ def main(argv=None):
                                 width=size, height=size, sampler="ddim", model=model.name, concepts=concepts))
         return from_wire(r.images[0]).convert("RGB")
 
+    ious = []
+
     def is_family(img, family, fg=None, bg=None):
         bgd, objs = J.find_objects(img)
         if not objs:
             return False
         o = objs[0]
+        sc = J.scores(o.canon)
+        if fg is not None:
+            ious.append(round(sc[family], 3))
         if fg is not None and (o.fg != fg or bgd != bg):
             return False
-        return J.decide(J.scores(o.canon), family)
+        return J.decide(sc, family)
+
+    def keep(img, name):
+        if args.save_dir:
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            img.save(args.save_dir / f"{name}.png")
 
     others = [(f"a {fg} {OTHER_SHAPES[i % 3]} on a {bg} background", s) for i, (fg, bg) in enumerate(pairs)
               for s in seeds]
@@ -161,6 +172,7 @@ def main(argv=None):
         wall = time.perf_counter() - t0
         concept = [(fam, 1.0)]
         k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0}
+        ious.clear()
         row_with, row_without = [], []
         t1 = time.perf_counter()
         n = 0
@@ -170,9 +182,11 @@ def main(argv=None):
                 k["with"] += is_family(img, fam, fg, bg)
                 k["with_any_colour"] += is_family(img, fam)
                 row_with.append(img)
+                keep(img, f"{fam}-with-{fg}-{bg}-{s}")
                 img = gen(f"a {fg} shape on a {bg} background", concept, s)
                 k["without"] += is_family(img, fam)
                 row_without.append(img)
+                keep(img, f"{fam}-without-{fg}-{bg}-{s}")
                 n += 1
         for p, s in others:
             k["other"] += judge(gen(p, concept, s), p)["all"]
@@ -181,6 +195,7 @@ def main(argv=None):
             "split": "tune" if fam in FAM.TUNE_FAMILIES else "report",
             "with_trigger": {"k": k["with"], "n": n, "rate": round(k["with"] / n, 4), "ci95": wilson(k["with"], n)},
             "with_trigger_any_colour": round(k["with_any_colour"] / n, 4),
+            "with_trigger_own_iou": list(ious),  # the family detector's template fit per picture
             "without_trigger": {"k": k["without"], "n": n, "rate": round(k["without"] / n, 4),
                                 "ci95": wilson(k["without"], n)},
             "other_kept": {"k": k["other"], "n": len(others), "rate": round(k["other"] / len(others), 4),

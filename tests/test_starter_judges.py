@@ -72,3 +72,31 @@ def test_multi_object_scene_objects_found():
             n += 1
             ok += bool(near) and J.classify(near[0].canon) == o.family
     assert ok / n >= 0.95, (ok, n)
+
+
+def test_judges_accept_the_shipped_vae_round_trips():
+    """The best a starter can draw is its VAE's round trip of a clean picture: the judges
+    must accept (nearly) all of those, or they would score decoder blur as a wrong shape."""
+    import sys
+    from pathlib import Path
+
+    import torch
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    from impasto.backend.starter import STARTER_DIR
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from concept_shapes import eval_pairs, render_family
+
+    vae = AutoencoderKL.from_pretrained(str(STARTER_DIR / "vae")).eval()
+    ok = {}
+    for fam in FAM.FAMILIES:
+        imgs = [render_family(fam, fg, bg, 64, 200 + i) for i, (fg, bg) in enumerate(eval_pairs(8))]
+        x = torch.from_numpy(np.stack([np.asarray(i) for i in imgs])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            r = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        outs = [Image.fromarray(a) for a in ((r + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()]
+        ok[fam] = sum(J.is_shape(im, fam) for im in outs)
+    assert min(ok.values()) >= 7, ok
+    assert sum(ok.values()) >= 0.97 * 8 * len(ok), ok
