@@ -111,7 +111,7 @@ def main(argv=None):
     work, engine, model = setup
     from impasto.backend.engine.images import from_wire, to_wire
     from impasto.backend.starter import judges as J
-    from impasto.backend.starter.detector import judge
+    from impasto.backend.starter.detector import analyse, judge
     from impasto.protocol.messages import Generate, Train
 
     loaded = engine.model(model.name)
@@ -171,7 +171,7 @@ def main(argv=None):
         res = engine.run(req)
         wall = time.perf_counter() - t0
         concept = [(fam, 1.0)]
-        k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0}
+        k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0, "legacy": 0}
         ious.clear()
         row_with, row_without = [], []
         t1 = time.perf_counter()
@@ -181,6 +181,9 @@ def main(argv=None):
                 img = gen(f"a {fg} {args.trigger} shape on a {bg} background", concept, s)
                 k["with"] += is_family(img, fam, fg, bg)
                 k["with_any_colour"] += is_family(img, fam)
+                if fam == "star":  # the replaced rule, for comparison only: solidity < 0.8, asked colours
+                    a = analyse(img)
+                    k["legacy"] += a["solidity"] < 0.80 and a["fg"] == fg and a["bg"] == bg
                 row_with.append(img)
                 keep(img, f"{fam}-with-{fg}-{bg}-{s}")
                 img = gen(f"a {fg} shape on a {bg} background", concept, s)
@@ -195,7 +198,9 @@ def main(argv=None):
             "split": "tune" if fam in FAM.TUNE_FAMILIES else "report",
             "with_trigger": {"k": k["with"], "n": n, "rate": round(k["with"] / n, 4), "ci95": wilson(k["with"], n)},
             "with_trigger_any_colour": round(k["with_any_colour"] / n, 4),
-            "with_trigger_own_iou": list(ious),  # the family detector's template fit per picture
+            "with_trigger_own_iou": list(ious),
+            **({"with_trigger_legacy_solidity_rule": {"k": k["legacy"], "n": n, "rate": round(k["legacy"] / n, 4),
+                                                       "ci95": wilson(k["legacy"], n)}} if fam == "star" else {}),  # the family detector's template fit per picture
             "without_trigger": {"k": k["without"], "n": n, "rate": round(k["without"] / n, 4),
                                 "ci95": wilson(k["without"], n)},
             "other_kept": {"k": k["other"], "n": len(others), "rate": round(k["other"] / len(others), 4),

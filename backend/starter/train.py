@@ -751,7 +751,15 @@ def main(argv=None):
         vae.load_state_dict(torch.load(work / "vae.pt", map_location="cpu", weights_only=False)["model"])
     else:
         train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
-    psnr = vae_psnr(vae, device, n=64 if args.export_only else 256, size=args.size, domain=args.domain)
+    # measured once and stored with the VAE checkpoint: a resume does not pay for it again
+    vst = torch.load(work / "vae.pt", map_location="cpu", weights_only=False) if (work / "vae.pt").exists() else {}
+    if "psnr" in vst:
+        psnr = vst["psnr"]
+    else:
+        psnr = vae_psnr(vae, device, n=64 if args.export_only else 256, size=args.size, domain=args.domain)
+        if vst.get("done") and not args.export_only:
+            vst["psnr"] = psnr
+            atomic_save(vst, work / "vae.pt")
     log(f"VAE PSNR on fresh scenes: {psnr:.2f} dB ({time.time() - t_vae:.0f} s)")
     cache = build_latent_cache(vae, work, args, device)
     vae.register_to_config(scaling_factor=cache["scale"])
