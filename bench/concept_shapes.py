@@ -191,8 +191,10 @@ def main(argv=None):
                 row_without.append(img)
                 keep(img, f"{fam}-without-{fg}-{bg}-{s}")
                 n += 1
-        for p, s in others:
-            k["other"] += judge(gen(p, concept, s), p)["all"]
+        for j, (p, s) in enumerate(others):
+            img = gen(p, concept, s)
+            k["other"] += judge(img, p)["all"]
+            keep(img, f"{fam}-other-{j}-{s}")
         ev_s = time.perf_counter() - t1
         fr = {
             "split": "tune" if fam in FAM.TUNE_FAMILIES else "report",
