@@ -98,12 +98,20 @@ def main(argv=None):
     ap.add_argument("--grid", type=Path, default=None, help="write a picture grid (PNG) here")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--save-dir", type=Path, default=None, help="keep every generated picture (PNG) here")
+    # recipe research on the tune families only (default: none of these, i.e. the artist defaults)
+    ap.add_argument("--steps", type=int, default=0, help="research: training steps (0: the model's)")
+    ap.add_argument("--lr", type=float, default=0.0, help="research: learning rate (0: the model's)")
+    ap.add_argument("--rank", type=int, default=0, help="research: LoRA rank (0: the model's)")
+    ap.add_argument("--no-prior", action="store_true", help="research: no prior preservation")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     for f in families:
         if f not in FAM.HELD_OUT_FAMILIES:
             raise SystemExit(f"{f!r} is not a held-out family ({', '.join(FAM.HELD_OUT_FAMILIES)})")
+    research = bool(args.steps or args.lr or args.rank or args.no_prior)
+    if research and not set(families) <= set(FAM.TUNE_FAMILIES):
+        raise SystemExit("recipe research runs on the tune families only: " + ", ".join(FAM.TUNE_FAMILIES))
     setup = temp_engine("impasto-shapes-", args.model, tiny_fallback=False)
     if setup is None:
         print("the starter model is not installed: nothing to measure", file=sys.stderr)
@@ -166,7 +174,8 @@ def main(argv=None):
         caps = [f"a {fg} {args.trigger} shape on a {bg} background" for fg, bg in TRAIN_PAIRS]
         req = Train(job=f"c-{fam}", name=fam, images=[to_wire(p) for p in pics], captions=caps, trigger=args.trigger,
                     class_noun="shape", seed=args.seed, model=model.name, sample_every=0, checkpoint_every=0,
-                    preview=False)
+                    preview=False, steps=args.steps, learning_rate=args.lr, rank=args.rank,
+                    prior_preservation=not args.no_prior)
         t0 = time.perf_counter()
         res = engine.run(req)
         wall = time.perf_counter() - t0
@@ -209,7 +218,8 @@ def main(argv=None):
                            "ci95": wilson(k["other"], len(others))},
             "train_s": res.timings.get("train"), "class_images_s": res.timings.get("class_images"),
             "job_s": round(wall, 1), "eval_s": round(ev_s, 1), "steps": res.steps_run,
-            "recipe": {kk: res.info["concept"].get(kk) for kk in ("learning_rate", "rank", "text_encoder")},
+            "recipe": {**{kk: res.info["concept"].get(kk) for kk in ("learning_rate", "rank", "text_encoder")},
+                       "prior_preservation": not args.no_prior, "artist_defaults": not research},
         }
         fr["targets_met"] = {"with>=0.80": fr["with_trigger"]["rate"] >= 0.80,
                              "without<=0.10": fr["without_trigger"]["rate"] <= 0.10,
