@@ -9,7 +9,10 @@ The starter model never saw a star.  This script
    job, prior preservation on), with the artist defaults unless told otherwise,
    and reports the CPU training time;
 3. judges generated pictures with the starter's procedural detector
-   (``backend/starter/detector.py``), over all 56 colour pairs:
+   (``backend/starter/detector.py``; since 2026-12-01 its shape is the strict per-family
+   judges of ``backend/starter/judges.py``, before that a solidity rule that called any
+   concave blob a star), over all 56 colour pairs (the 5 training pairs included; the
+   held-out-pairs, fresh-seeds version with intervals is ``bench/concept_shapes.py``):
 
    * **with the trigger** (``"a red <trigger> shape on a blue background"``, concept
      at weight 1): share of stars *in the asked colours* (a noisy picture has a

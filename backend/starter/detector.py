@@ -2,13 +2,15 @@
 
 * background colour: the most common palette colour on the image border;
 * foreground colour: the most common palette colour among the other pixels;
-* shape, from the foreground mask (pixels nearer the fg colour than the bg
-  colour), with two rotation/position/scale invariant descriptors:
-  - solidity = area / convex-hull area  (a star is strongly concave),
-  - roundness = area / (pi * R^2), R = largest centroid distance
-    (circle 1.0, square 0.64, triangle 0.41).
+* shape: the strict per-family detectors of :mod:`.judges` on the largest
+  foreground object (template fit of the family's own outline; "none" when no
+  family's detector says yes).  This replaced a solidity rule ("solidity < 0.8
+  is a star") that called any concave blob a star (issue 20).
 
-Images of any size are resized to ``WORK_SIZE`` first.
+``solidity`` and ``roundness`` are still computed: they are two of the FD-13
+features of :mod:`.evaluate`, not judgments.  Images of any size are resized to
+``WORK_SIZE`` for the colours and features; the shape judge works on the
+original pixels.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ from .domain import ALL_SHAPES, COLOR_NAMES, COLORS, parse_caption
 WORK_SIZE = 96
 _PALETTE = np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float32)
 
-STAR_MAX_SOLIDITY = 0.80
-CIRCLE_MIN_ROUNDNESS = 0.82
-SQUARE_MIN_ROUNDNESS = 0.57
 
 
 def _to_array(img: Union[Image.Image, np.ndarray]) -> np.ndarray:
@@ -118,20 +117,13 @@ def shape_features(mask: np.ndarray) -> Dict[str, float]:
     return {"area": area, "solidity": float(solidity), "roundness": float(roundness)}
 
 
-def classify_shape(feats: Dict[str, float]) -> str:
-    if feats["area"] < 4:
-        return "none"
-    if feats["solidity"] < STAR_MAX_SOLIDITY:
-        return "star"
-    if feats["roundness"] >= CIRCLE_MIN_ROUNDNESS:
-        return "circle"
-    if feats["roundness"] >= SQUARE_MIN_ROUNDNESS:
-        return "square"
-    return "triangle"
-
-
 def analyse(img) -> Dict[str, object]:
     """Detection plus the raw features (used by the evaluation statistics)."""
+    from . import judges
+
+    shape = "none"
+    src = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img).astype(np.uint8))
+    bg_name, objs = judges.find_objects(src)
     a = _to_array(img)
     lab = _nearest(a)
     border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
@@ -145,8 +137,11 @@ def analyse(img) -> Dict[str, object]:
         mask = _largest_component(mask)
     feats = shape_features(mask)
     fg_frac = float(mask.mean())
+    mine = [o for o in objs if o.fg == COLOR_NAMES[fg_i]] if bg_name == COLOR_NAMES[bg_i] else []
+    if mine:
+        shape = judges.classify(mine[0].canon)
     return {
-        "shape": classify_shape(feats),
+        "shape": shape,
         "fg": COLOR_NAMES[fg_i],
         "bg": COLOR_NAMES[bg_i],
         "solidity": feats["solidity"],
@@ -165,11 +160,11 @@ def detect(img) -> Dict[str, str]:
 def judge(img, caption_text: str) -> Dict[str, bool]:
     """Compare an image with its caption -> dict(shape, fg, bg, all) of bools.
 
-    A caption with the class noun "shape" accepts any detected shape.
+    A caption with the class noun "shape" accepts any shape a strict detector recognises.
     """
     shape, fg, bg = parse_caption(caption_text)
     d = detect(img)
-    ok_shape = d["shape"] in ALL_SHAPES if shape == "shape" else d["shape"] == shape
+    ok_shape = d["shape"] != "none" if shape == "shape" else d["shape"] == shape
     res = {"shape": ok_shape, "fg": d["fg"] == fg, "bg": d["bg"] == bg}
     res["all"] = all(res.values())
     return res

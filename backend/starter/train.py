@@ -1,6 +1,13 @@
 """Train the Impasto starter model (Stable Diffusion architecture, tiny).
 
     python -m impasto.backend.starter.train --out DIR [--minutes N] [--resume]
+    python -m impasto.backend.starter.train --domain scenes --out DIR --work /work/ckpt-starter ...
+
+Two domains: ``shapes`` (the shipped starter: one shape of 3 families, 64 px,
+``domain.py``) and ``scenes`` (the richer one: 1-3 shapes of 12 families with
+sizes and places named, 128 px, ``scenes.py``).  In both, the VAE, the latent
+cache and the UNet see only training shapes: held-out families (the concept
+benchmark's) never enter any stage (``tests/test_starter_split.py``).
 
 Stages (all state lives in ``--work``, default /tmp/starter_work, and is
 checkpointed so that ``--resume`` continues where a run stopped):
@@ -43,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from . import domain as D
+from . import scenes as SC
 
 PAD_LEN = 24
 EXTRA_WORDS = ("of", "the", "in", "with", "and", "photo", "painting", "style", "picture", "image")
@@ -85,25 +93,33 @@ TEXT_CONFIG = dict(
     projection_dim=32,
 )
 
+TEXT_CONFIG_SCENES = dict(TEXT_CONFIG, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                          max_position_embeddings=40, projection_dim=64)
+
 UNET_PRESETS = {
     "s": dict(block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=4),
     "m": dict(block_out_channels=(64, 128), layers_per_block=1, attention_head_dim=8),
     "m2": dict(block_out_channels=(48, 96), layers_per_block=2, attention_head_dim=8),
+    # the richer 128 px starter: three levels on 16x16 latents, no attention at 16x16
+    # (like SD1.5's plain deepest level, here the widest: 0.40 vs 0.93 s/step, batch 32, 1 thread, loaded)
+    "l3": dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_head_dim=8,
+               attention=(False, True, True)),
 }
 
 
-def unet_config(preset: str, latent_size: int) -> dict:
+def unet_config(preset: str, latent_size: int, cross_dim: int = TEXT_CONFIG["hidden_size"]) -> dict:
     p = UNET_PRESETS[preset]
+    att = p.get("attention", (True,) * len(p["block_out_channels"]))
     return dict(
         sample_size=latent_size,
         in_channels=4,
         out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in att),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(att)),
         mid_block_type="UNetMidBlock2DCrossAttn",
         block_out_channels=p["block_out_channels"],
         layers_per_block=p["layers_per_block"],
-        cross_attention_dim=TEXT_CONFIG["hidden_size"],
+        cross_attention_dim=cross_dim,
         attention_head_dim=p["attention_head_dim"],
         norm_num_groups=16,
     )
@@ -129,8 +145,9 @@ def _bpe(symbols: List[str], ranks: Dict[tuple, int]) -> List[str]:
     return word
 
 
-def build_vocab():
+def build_vocab(words=None):
     """-> (vocab dict, merges list).  Domain words are single tokens."""
+    words = tuple(D.DOMAIN_WORDS) if words is None else tuple(words)
     tokens: List[str] = []
     seen = set()
 
@@ -145,7 +162,7 @@ def build_vocab():
         add(c + "</w>")
     merges: List[tuple] = []
     ranks: Dict[tuple, int] = {}
-    for w in tuple(D.DOMAIN_WORDS) + EXTRA_WORDS:
+    for w in tuple(dict.fromkeys(words + EXTRA_WORDS)):
         symbols = list(w[:-1]) + [w[-1] + "</w>"]
         seg = _bpe(symbols, ranks)
         while len(seg) > 1:  # extend with new (highest-rank) merges
@@ -160,12 +177,12 @@ def build_vocab():
     return {t: i for i, t in enumerate(tokens)}, merges
 
 
-def write_tokenizer(dest: Path):
+def write_tokenizer(dest: Path, words=None, max_len: int = PAD_LEN):
     from transformers import CLIPTokenizer
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    vocab, merges = build_vocab()
+    vocab, merges = build_vocab(words)
     tok = CLIPTokenizer(
         vocab=vocab,
         merges=[tuple(m) for m in merges],
@@ -173,20 +190,20 @@ def write_tokenizer(dest: Path):
         bos_token="<|startoftext|>",
         eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
-        model_max_length=PAD_LEN,
+        model_max_length=max_len,
     )
     tok.save_pretrained(str(dest))
     # the classic CLIP files too (what SD1.5 folders ship; slow tokenizers read them)
     (dest / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (dest / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
     tok = CLIPTokenizer.from_pretrained(str(dest))
-    check_tokenizer(tok)
+    check_tokenizer(tok, words)
     return tok
 
 
-def check_tokenizer(tok):
+def check_tokenizer(tok, words=None):
     unk = tok.unk_token_id
-    for w in tuple(D.DOMAIN_WORDS):
+    for w in tuple(D.DOMAIN_WORDS if words is None else words):
         ids = tok(w, add_special_tokens=False).input_ids
         assert len(ids) == 1 and ids[0] != unk, (w, ids)
     for c in "abcdefghijklmnopqrstuvwxyz":
@@ -234,6 +251,18 @@ def atomic_save(obj, path: Path):
 
 
 # --------------------------------------------------------------------- VAE
+def training_images(domain: str, n: int, size: int, rng) -> np.ndarray:
+    """uint8 (n, size, size, 3) training pictures of a domain: training shapes only.
+
+    The one source of pictures for the VAE stage (and its PSNR check): held-out
+    shapes (the star of ``domain.py``, the benchmark families of ``scenes.py``)
+    and held-out combinations never reach it (issue 21 item 7).
+    """
+    if domain == "scenes":
+        return SC.sample_batch(n, size, rng)[0]
+    return D.sample_batch(n, size, rng, combos=D.train_combos(), as_array=True)[0]
+
+
 @torch.no_grad()
 def analytic_vae_init(vae):
     """Initialise an AutoencoderKL as a fixed, sensible autoencoder.
@@ -326,7 +355,7 @@ def train_vae(vae, work: Path, args, device, deadline: float):
     pbar = tqdm(desc="vae", initial=step, total=args.vae_max_steps, mininterval=20, file=sys.stdout)
     last_ck = time.time()
     while step < args.vae_max_steps and time.time() < deadline:
-        imgs, _, _ = D.sample_batch(args.vae_batch, args.size, rng, combos=D.all_combos(D.ALL_SHAPES), as_array=True)
+        imgs = training_images(args.domain, args.vae_batch, args.size, rng)
         x = to_tensor(imgs).to(device)
         post = vae.encode(x).latent_dist
         z = post.sample()
@@ -353,12 +382,15 @@ def train_vae(vae, work: Path, args, device, deadline: float):
 
 
 @torch.no_grad()
-def vae_psnr(vae, device, n=256, seed=12345, size=64) -> float:
+def vae_psnr(vae, device, n=256, seed=12345, size=64, domain: str = "shapes") -> float:
     vae.eval()
-    imgs, _, _ = D.sample_batch(n, size, seed, combos=D.all_combos(D.ALL_SHAPES), as_array=True)
-    x = to_tensor(imgs).to(device)
-    rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
-    return 10 * math.log10(4.0 / F.mse_loss(rec, x).item())
+    imgs = training_images(domain, n, size, np.random.default_rng(seed))
+    mse = 0.0
+    for i in range(0, n, 32):
+        x = to_tensor(imgs[i:i + 32]).to(device)
+        rec = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        mse += F.mse_loss(rec, x, reduction="sum").item()
+    return 10 * math.log10(4.0 / (mse / imgs[:n].size))
 
 
 # ----------------------------------------------------------------- latents
@@ -370,6 +402,8 @@ def build_latent_cache(vae, work: Path, args, device):
     log(f"rendering and encoding {args.pool} training scenes")
     vae.eval()
     rng = np.random.default_rng(args.seed + 2)
+    if args.domain == "scenes":
+        return _build_scene_cache(vae, path, args, device, rng)
     combos = D.train_combos()
     lat, combo_idx = [], []
     index = {c: i for i, c in enumerate(combos)}
@@ -382,6 +416,28 @@ def build_latent_cache(vae, work: Path, args, device):
     lat = torch.cat(lat)
     scale = float(1.0 / lat.std())
     cache = {"latents": lat * scale, "combo": torch.tensor(combo_idx), "combos": combos, "scale": scale}
+    atomic_save(cache, path)
+    log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
+    return cache
+
+
+@torch.no_grad()
+def _build_scene_cache(vae, path: Path, args, device, rng):
+    """Latents + per-scene captions (specific and generic) of the richer domain."""
+    lat, caps, gcaps = [], [], []
+    chunk = 250
+    t0 = time.time()
+    for start in range(0, args.pool, chunk):
+        imgs, c, gc, _ = SC.sample_batch(chunk, args.size, rng)  # enforces the split
+        z = vae.encode(to_tensor(imgs).to(device)).latent_dist.mean
+        lat.append(z.cpu())
+        caps += c
+        gcaps += gc
+        if start % 2500 == 0:
+            log(f"  cache {start + chunk}/{args.pool} ({time.time() - t0:.0f} s)")
+    lat = torch.cat(lat)
+    scale = float(1.0 / lat.std())
+    cache = {"latents": lat * scale, "captions": caps, "generic": gcaps, "scale": scale}
     atomic_save(cache, path)
     log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
     return cache
@@ -457,12 +513,26 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         if step >= total:
             return ema
     lat = cache["latents"].to(device)
-    cidx = cache["combo"].to(device)
-    ids_table = tokenize_table(tok, cache["combos"]).to(device)
-    ncombo = len(cache["combos"])
     gen = torch.Generator("cpu").manual_seed(args.seed + 3 + step)
+    if "captions" in cache:  # richer domain: one caption per cached scene
+        def ids_of(caps):
+            return tok(caps, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids.to(device)
+        spec, generic, empty = ids_of(cache["captions"]), ids_of(cache["generic"]), ids_of([""])[0]
 
-    def batch():
+        def batch():
+            i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen)
+            u = torch.rand(args.batch, generator=gen)
+            ids = torch.where((u < args.generic)[:, None], generic[i], spec[i])
+            ids = torch.where((u > 1 - args.cond_drop)[:, None], empty[None].expand_as(ids), ids)
+            return lat[i], ids
+    else:
+        cidx = cache["combo"].to(device)
+        ids_table = tokenize_table(tok, cache["combos"]).to(device)
+        ncombo = len(cache["combos"])
+        batch = None
+
+    def batch_combo():
         i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen)
         c = cidx[i]
         u = torch.rand(args.batch, generator=gen)
@@ -474,6 +544,9 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
             f = torch.rand(args.batch, generator=gen) < 0.5
             x0 = torch.where(f[:, None, None, None], x0.flip(-1), x0)
         return x0, ids_table[row]
+
+    if batch is None:
+        batch = batch_combo
 
     def one_step(s):
         x0, ids = batch()
@@ -536,7 +609,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         if time.time() - last_ck > args.ckpt_minutes * 60:
             save()
             last_ck = time.time()
-        if args.eval_every and step % args.eval_every == 0:
+        if args.eval_every and step % args.eval_every == 0 and args.domain == "shapes":
             ev = evaluate_ema(unet, text_encoder, tok, vae, ema, params, args)
             log(f"step {step}: loss {run_loss:.4f} eval {ev}")
     pbar.close()
@@ -562,7 +635,7 @@ def evaluate_ema(unet, text_encoder, tok, vae, ema, params, args, n_per=1):
 
 
 # ------------------------------------------------------------------ export
-def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict):
+def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict, words=None):
     from diffusers import DDIMScheduler
 
     out = Path(out)
@@ -573,7 +646,7 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
     pipe.save_pretrained(str(out), safe_serialization=True)
-    vocab, merges = build_vocab()  # classic CLIP tokenizer files next to tokenizer.json
+    vocab, merges = build_vocab(words)  # classic CLIP tokenizer files next to tokenizer.json
     (out / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (out / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
     info_path = out / "impasto.json"
@@ -581,9 +654,15 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict):
     info.update({
         "name": "starter",
         "native_size": args.size,
-        "description": "Impasto starter model: flat shapes (circle, square, triangle) in 8 colours on "
-        "8 background colours, e.g. 'a red circle on a blue background'. Toy domain; sizes above "
-        "native_size are generated at native size and upscaled.",
+        "description": (
+            "Impasto starter model: one to three flat shapes of 12 families (circle, square, triangle, "
+            "diamond, oval, rectangle, semicircle, pentagon, hourglass, trapezoid, teardrop, chevron), small "
+            "or big, in nine named places, 8 colours on 8 background colours, e.g. 'a small red pentagon "
+            "on the left and a big blue oval at the top right on a white background'. Toy domain."
+            if args.domain == "scenes" else
+            "Impasto starter model: flat shapes (circle, square, triangle) in 8 colours on "
+            "8 background colours, e.g. 'a red circle on a blue background'. Toy domain; sizes above "
+            "native_size are generated at native size and upscaled."),
         "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"},
         "training": meta,
     })
@@ -598,6 +677,10 @@ def main(argv=None):
     ap.add_argument("--work", default="/tmp/starter_work", help="checkpoint / cache directory")
     ap.add_argument("--minutes", type=float, default=85.0, help="total time budget")
     ap.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
+    ap.add_argument("--domain", default="shapes", choices=("shapes", "scenes"),
+                    help="shapes: the shipped 64 px starter; scenes: the richer 128 px domain")
+    ap.add_argument("--export-only", action="store_true",
+                    help="export the EMA weights of the checkpoint in --work to --out and stop (mid-run snapshots)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--size", type=int, default=64, help="native image size (latents are size/8)")
     ap.add_argument("--unet", default="s", choices=sorted(UNET_PRESETS))
@@ -626,18 +709,23 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(args.work)
-    if work.exists() and not args.resume and any(work.iterdir()):
+    if work.exists() and not (args.resume or args.export_only) and any(work.iterdir()):
         raise SystemExit(f"{work} is not empty: pass --resume or remove it")
     work.mkdir(parents=True, exist_ok=True)
+    if args.domain == "scenes":
+        args.flip = 0  # captions name left and right
     run_cfg_path = work / "run.json"
-    if args.resume and run_cfg_path.exists():
+    if (args.resume or args.export_only) and run_cfg_path.exists():
         saved = json.loads(run_cfg_path.read_text())
-        for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip"):
-            setattr(args, k, saved[k])
+        for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip",
+                  "domain", "unet_steps", "warmup"):
+            if k in saved:
+                setattr(args, k, saved[k])
         start_wall = time.time() - saved.get("elapsed", 0.0)
     else:
         start_wall = time.time()
-    run_cfg_path.write_text(json.dumps(vars(args), indent=2))
+    if not args.export_only:
+        run_cfg_path.write_text(json.dumps(vars(args), indent=2))
     set_seed(args.seed)
     log(f"device={device} threads={torch.get_num_threads()} args={vars(args)}")
     deadline = start_wall + args.minutes * 60
@@ -645,17 +733,33 @@ def main(argv=None):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    words = SC.DOMAIN_WORDS if args.domain == "scenes" else None
+    text_config = TEXT_CONFIG_SCENES if args.domain == "scenes" else TEXT_CONFIG
     tok_dir = work / "tokenizer"
-    tok = CLIPTokenizer.from_pretrained(str(tok_dir)) if (tok_dir / "vocab.json").exists() else write_tokenizer(tok_dir)
-    check_tokenizer(tok)
+    if (tok_dir / "vocab.json").exists():
+        tok = CLIPTokenizer.from_pretrained(str(tok_dir))
+    else:
+        tok = write_tokenizer(tok_dir, words, text_config["max_position_embeddings"])
+    check_tokenizer(tok, words)
 
     torch.manual_seed(args.seed)
     vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": args.size}).to(device)
     analytic_vae_init(vae)  # a working (blurry) autoencoder to fine-tune from
     vae_minutes = args.vae_minutes if args.vae_minutes is not None else min(12.0, max(2.0, 0.14 * args.minutes))
     t_vae = time.time()
-    train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
-    psnr = vae_psnr(vae, device, size=args.size)
+    if args.export_only:
+        vae.load_state_dict(torch.load(work / "vae.pt", map_location="cpu", weights_only=False)["model"])
+    else:
+        train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
+    # measured once and stored with the VAE checkpoint: a resume does not pay for it again
+    vst = torch.load(work / "vae.pt", map_location="cpu", weights_only=False) if (work / "vae.pt").exists() else {}
+    if "psnr" in vst:
+        psnr = vst["psnr"]
+    else:
+        psnr = vae_psnr(vae, device, n=64 if args.export_only else 256, size=args.size, domain=args.domain)
+        if vst.get("done") and not args.export_only:
+            vst["psnr"] = psnr
+            atomic_save(vst, work / "vae.pt")
     log(f"VAE PSNR on fresh scenes: {psnr:.2f} dB ({time.time() - t_vae:.0f} s)")
     cache = build_latent_cache(vae, work, args, device)
     vae.register_to_config(scaling_factor=cache["scale"])
@@ -663,11 +767,11 @@ def main(argv=None):
 
     latent_size = args.size // 8
     torch.manual_seed(args.seed + 10)
-    unet = UNet2DConditionModel(**unet_config(args.unet, latent_size)).to(device)
+    unet = UNet2DConditionModel(**unet_config(args.unet, latent_size, text_config["hidden_size"])).to(device)
     vocab = tok.get_vocab()
     te_cfg = CLIPTextConfig(
         vocab_size=len(vocab), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, **TEXT_CONFIG)
+        pad_token_id=tok.pad_token_id, **text_config)
     text_encoder = CLIPTextModel(te_cfg).to(device)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
@@ -678,10 +782,15 @@ def main(argv=None):
         cfg["elapsed"] = time.time() - start_wall
         run_cfg_path.write_text(json.dumps(cfg, indent=2))
 
-    ema = train_unet(unet, text_encoder, tok, vae, cache, work, args, device, deadline)
-    save_elapsed()
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    ema.copy_to(params)
+    if args.export_only:
+        st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
+        for p_, s_ in zip(params, st["ema"]):
+            p_.data.copy_(s_)
+    else:
+        ema = train_unet(unet, text_encoder, tok, vae, cache, work, args, device, deadline)
+        save_elapsed()
+        ema.copy_to(params)
     unet.eval()
     text_encoder.eval()
     st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
@@ -692,7 +801,8 @@ def main(argv=None):
         "vae_psnr_db": round(psnr, 2), "wall_minutes": round((time.time() - start_wall) / 60, 1),
         "device": str(device), "threads": torch.get_num_threads(),
     }
-    export(Path(args.out), unet, vae, text_encoder, tok, args, meta)
+    meta["domain"] = args.domain
+    export(Path(args.out), unet, vae, text_encoder, tok, args, meta, words)
     log(f"total wall time {(time.time() - start_wall) / 60:.1f} min")
 
 

@@ -1,0 +1,249 @@
+"""New shapes nobody tuned for: a concept benchmark over shape families the starter never saw.
+
+For each family of ``families.HELD_OUT_FAMILIES`` (split before any tuning: the recipe
+may be tuned on ``TUNE_FAMILIES`` only, the rest are reported):
+
+1. 5 training pictures of the family in 5 colour pairs, rendered at the model's native
+   size with the starter domain's geometry, captioned as docs/concepts.md tells an artist
+   to caption for the starter: ``"a <fg> <trigger> shape on a <bg> background"``;
+2. the concept is trained through the engine exactly as the daemon does (``Train`` job)
+   **with the artist defaults** (no recipe flag at all; ``--seed`` sets the training seed);
+3. prompts in colour pairs never shown in training (the 5 training pairs are excluded),
+   judged by the strict judges (``backend/starter/judges.py``):
+
+   * **with the trigger**: share of pictures that are the family (strict detector) in the
+     asked colours (foreground and background) - target >= 80 %;
+   * **without the trigger** (``"a <fg> shape on a <bg> background"``, concept on): share
+     of pictures the family's detector accepts - target <= 10 %;
+   * **other shapes kept**: ``"a <fg> circle|square|triangle on a <bg> background"`` with
+     the concept on, judged fully right (shape, colours); the same prompts and seeds with
+     no concept are the baseline - target >= 90 %.
+
+Every rate comes with a 95 % Wilson interval.  Usage:
+
+    python bench/concept_shapes.py [--model DIR] [--families heart,arrow] [--pairs 16] [--seeds 1]
+        [--seed 0] [--gen-seed 1000] [--threads 1] [--json bench/results/concept_shapes.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
+
+TRAIN_PAIRS = [("red", "blue"), ("yellow", "black"), ("white", "green"), ("cyan", "magenta"), ("blue", "yellow")]
+OTHER_SHAPES = ("circle", "square", "triangle")  # known to every starter
+
+
+def wilson(k: int, n: int, z: float = 1.96):
+    """95 % Wilson score interval of k successes in n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (round(max(0.0, c - h), 4), round(min(1.0, c + h), 4))
+
+
+def eval_pairs(n: int):
+    """``n`` colour pairs never used for training, spread over all foreground colours."""
+    from impasto.backend.starter.domain import COLOR_NAMES
+
+    pairs = [(fg, bg) for k in range(1, len(COLOR_NAMES)) for fg in COLOR_NAMES
+             for bg in [COLOR_NAMES[(COLOR_NAMES.index(fg) + k) % len(COLOR_NAMES)]]]
+    pairs = [p for p in pairs if p not in TRAIN_PAIRS]
+    return pairs[:n] if n else pairs
+
+
+def render_family(family: str, fg: str, bg: str, size: int, seed: int) -> Image.Image:
+    """One picture of a family with the shipped starter domain's geometry (size, place, +-15 deg)."""
+    from impasto.backend.starter import domain as D
+    from impasto.backend.starter import families as FAM
+
+    g = np.random.default_rng(seed)
+    cx, cy, r, rot = D.sample_geometry("triangle", g)  # the domain's size/position/rotation law
+    if family in FAM.NO_ROTATION:
+        rot = 0.0
+    S = size * 4
+    img = Image.new("RGB", (S, S), D.COLORS[bg])
+    FAM.draw(ImageDraw.Draw(img), family, cx * S, cy * S, r * S, rot, D.COLORS[fg], D.COLORS[bg])
+    return img.resize((size, size), Image.BOX)
+
+
+def main(argv=None):
+    from impasto.backend.starter import families as FAM
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None, help="default: the installed starter model")
+    ap.add_argument("--families", default=",".join(FAM.HELD_OUT_FAMILIES))
+    ap.add_argument("--trigger", default="zwx")
+    ap.add_argument("--pairs", type=int, default=16, help="evaluation colour pairs (0: all 51 not used in training)")
+    ap.add_argument("--seeds", type=int, default=1, help="pictures per prompt")
+    ap.add_argument("--seed", type=int, default=0, help="training seed (Train.seed)")
+    ap.add_argument("--gen-seed", type=int, default=1000, help="first generation seed")
+    ap.add_argument("--gen-steps", type=int, default=20)
+    ap.add_argument("--cfg", type=float, default=4.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--grid", type=Path, default=None, help="write a picture grid (PNG) here")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--save-dir", type=Path, default=None, help="keep every generated picture (PNG) here")
+    # recipe research on the tune families only (default: none of these, i.e. the artist defaults)
+    ap.add_argument("--steps", type=int, default=0, help="research: training steps (0: the model's)")
+    ap.add_argument("--lr", type=float, default=0.0, help="research: learning rate (0: the model's)")
+    ap.add_argument("--rank", type=int, default=0, help="research: LoRA rank (0: the model's)")
+    ap.add_argument("--no-prior", action="store_true", help="research: no prior preservation")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    for f in families:
+        if f not in FAM.HELD_OUT_FAMILIES:
+            raise SystemExit(f"{f!r} is not a held-out family ({', '.join(FAM.HELD_OUT_FAMILIES)})")
+    research = bool(args.steps or args.lr or args.rank or args.no_prior)
+    if research and not set(families) <= set(FAM.TUNE_FAMILIES):
+        raise SystemExit("recipe research runs on the tune families only: " + ", ".join(FAM.TUNE_FAMILIES))
+    setup = temp_engine("impasto-shapes-", args.model, tiny_fallback=False)
+    if setup is None:
+        print("the starter model is not installed: nothing to measure", file=sys.stderr)
+        return None
+    work, engine, model = setup
+    from impasto.backend.engine.images import from_wire, to_wire
+    from impasto.backend.starter import judges as J
+    from impasto.backend.starter.detector import analyse, judge
+    from impasto.protocol.messages import Generate, Train
+
+    loaded = engine.model(model.name)
+    size = loaded.entry.native_size or 64
+    pairs = eval_pairs(args.pairs)
+    seeds = list(range(args.gen_seed, args.gen_seed + args.seeds))
+
+    def gen(prompt, concepts, seed):
+        r = engine.run(Generate(job="g", prompt=prompt, seed=seed, steps=args.gen_steps, cfg_scale=args.cfg,
+                                width=size, height=size, sampler="ddim", model=model.name, concepts=concepts))
+        return from_wire(r.images[0]).convert("RGB")
+
+    ious = []
+
+    def is_family(img, family, fg=None, bg=None):
+        bgd, objs = J.find_objects(img)
+        if not objs:
+            return False
+        o = objs[0]
+        sc = J.scores(o.canon)
+        if fg is not None:
+            ious.append(round(sc[family], 3))
+        if fg is not None and (o.fg != fg or bgd != bg):
+            return False
+        return J.decide(sc, family)
+
+    def keep(img, name):
+        if args.save_dir:
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            img.save(args.save_dir / f"{name}.png")
+
+    others = [(f"a {fg} {OTHER_SHAPES[i % 3]} on a {bg} background", s) for i, (fg, bg) in enumerate(pairs)
+              for s in seeds]
+    t0 = time.perf_counter()
+    base_right = sum(judge(gen(p, [], s), p)["all"] for p, s in others)
+    base_s = time.perf_counter() - t0
+    report = {"bench": "concept_shapes", "command": "python bench/concept_shapes.py " + " ".join(argv or sys.argv[1:]),
+              "machine": f"{platform.machine()} {platform.processor() or ''} CPU, shared, no GPU".strip(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": args.threads,
+              "model": model.name, "fingerprint": loaded.fingerprint, "native_size": size,
+              "trigger": args.trigger, "train_pairs": TRAIN_PAIRS, "eval_pairs": len(pairs),
+              "pictures_per_prompt": args.seeds, "train_seed": args.seed, "gen_seeds": seeds,
+              "sampler": "ddim", "gen_steps": args.gen_steps, "cfg": args.cfg,
+              "judge": "backend/starter/judges.py (strict per-family detectors)",
+              "tune_families": list(FAM.TUNE_FAMILIES), "report_families": list(FAM.REPORT_FAMILIES),
+              "baseline_other_right": {"k": base_right, "n": len(others), "rate": round(base_right / len(others), 4),
+                                       "ci95": wilson(base_right, len(others))},
+              "baseline_seconds": round(base_s, 1), "families": {}}
+    grid_rows = []
+    for fam in families:
+        pics = [render_family(fam, fg, bg, size, 100 + i) for i, (fg, bg) in enumerate(TRAIN_PAIRS)]
+        caps = [f"a {fg} {args.trigger} shape on a {bg} background" for fg, bg in TRAIN_PAIRS]
+        req = Train(job=f"c-{fam}", name=fam, images=[to_wire(p) for p in pics], captions=caps, trigger=args.trigger,
+                    class_noun="shape", seed=args.seed, model=model.name, sample_every=0, checkpoint_every=0,
+                    preview=False, steps=args.steps, learning_rate=args.lr, rank=args.rank,
+                    prior_preservation=not args.no_prior)
+        t0 = time.perf_counter()
+        res = engine.run(req)
+        wall = time.perf_counter() - t0
+        concept = [(fam, 1.0)]
+        k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0, "legacy": 0}
+        ious.clear()
+        row_with, row_without = [], []
+        t1 = time.perf_counter()
+        n = 0
+        for fg, bg in pairs:
+            for s in seeds:
+                img = gen(f"a {fg} {args.trigger} shape on a {bg} background", concept, s)
+                k["with"] += is_family(img, fam, fg, bg)
+                k["with_any_colour"] += is_family(img, fam)
+                if fam == "star":  # the replaced rule, for comparison only: solidity < 0.8, asked colours
+                    a = analyse(img)
+                    k["legacy"] += a["solidity"] < 0.80 and a["fg"] == fg and a["bg"] == bg
+                row_with.append(img)
+                keep(img, f"{fam}-with-{fg}-{bg}-{s}")
+                img = gen(f"a {fg} shape on a {bg} background", concept, s)
+                k["without"] += is_family(img, fam)
+                row_without.append(img)
+                keep(img, f"{fam}-without-{fg}-{bg}-{s}")
+                n += 1
+        for j, (p, s) in enumerate(others):
+            img = gen(p, concept, s)
+            k["other"] += judge(img, p)["all"]
+            keep(img, f"{fam}-other-{j}-{s}")
+        ev_s = time.perf_counter() - t1
+        fr = {
+            "split": "tune" if fam in FAM.TUNE_FAMILIES else "report",
+            "with_trigger": {"k": k["with"], "n": n, "rate": round(k["with"] / n, 4), "ci95": wilson(k["with"], n)},
+            "with_trigger_any_colour": round(k["with_any_colour"] / n, 4),
+            "with_trigger_own_iou": list(ious),
+            **({"with_trigger_legacy_solidity_rule": {"k": k["legacy"], "n": n, "rate": round(k["legacy"] / n, 4),
+                                                       "ci95": wilson(k["legacy"], n)}} if fam == "star" else {}),  # the family detector's template fit per picture
+            "without_trigger": {"k": k["without"], "n": n, "rate": round(k["without"] / n, 4),
+                                "ci95": wilson(k["without"], n)},
+            "other_kept": {"k": k["other"], "n": len(others), "rate": round(k["other"] / len(others), 4),
+                           "ci95": wilson(k["other"], len(others))},
+            "train_s": res.timings.get("train"), "class_images_s": res.timings.get("class_images"),
+            "job_s": round(wall, 1), "eval_s": round(ev_s, 1), "steps": res.steps_run,
+            "recipe": {**{kk: res.info["concept"].get(kk) for kk in ("learning_rate", "rank", "text_encoder")},
+                       "prior_preservation": not args.no_prior, "artist_defaults": not research},
+        }
+        fr["targets_met"] = {"with>=0.80": fr["with_trigger"]["rate"] >= 0.80,
+                             "without<=0.10": fr["without_trigger"]["rate"] <= 0.10,
+                             "other>=0.90": fr["other_kept"]["rate"] >= 0.90}
+        report["families"][fam] = fr
+        print(fam, json.dumps(fr), file=sys.stderr, flush=True)
+        grid_rows.append(pics + row_with[:7] + row_without[:4])
+        if args.json:  # partial results survive an interrupted run
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.grid and grid_rows:
+        cols = max(len(r) for r in grid_rows)
+        grid = Image.new("RGB", (cols * size, len(grid_rows) * size), (128, 128, 128))
+        for r, row in enumerate(grid_rows):
+            for c, im in enumerate(row):
+                grid.paste(im, (c * size, r * size))
+        args.grid.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(args.grid)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
