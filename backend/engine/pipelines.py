@@ -31,7 +31,7 @@ from diffusers import (
 from .device import DeviceChoice
 from .gpu import FastPath, optimize
 from .models import ModelEntry, family_of
-from .preview import fit_latent_rgb
+from .preview import LinearPreviewer, choose_previewer
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 
 # family -> (txt2img, img2img, inpaint) pipeline classes
@@ -66,7 +66,7 @@ def model_fingerprint(entry: ModelEntry) -> str:
 class LoadedModel:
     """A model resident on the device, with its derived pipelines."""
 
-    def __init__(self, entry: ModelEntry, choice: DeviceChoice):
+    def __init__(self, entry: ModelEntry, choice: DeviceChoice, models_dir=None):
         self.entry = entry
         self.choice = choice
         self.family = pipeline_family(entry)
@@ -79,7 +79,10 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - t0
         self.scheduler_config = dict(self.base.scheduler.config)
         self.inpaint_unet = self.base.unet.config.in_channels == 9
-        self.preview_matrix = fit_latent_rgb(self.base.vae, choice.device, self.base.vae.dtype)
+        # trained preview decoder > TAESD / TAESDXL in the models folder > linear map (see preview.py)
+        self.previewer = choose_previewer(entry.path, self.base.vae, choice.device, self.base.vae.dtype,
+                                          self.family, models_dir)
+        self.preview_matrix = self.previewer.matrix if isinstance(self.previewer, LinearPreviewer) else None
         self.fingerprint = model_fingerprint(entry)
         self._derived: Dict[type, object] = {type(self.base): self.base}
         log.info("loaded %s (%s) on %s in %.2f s", entry.name, entry.arch, choice.describe(), self.load_seconds)
