@@ -64,6 +64,7 @@ def save_decoder(model: TinyPreviewDecoder, path: Path, extra: Dict[str, object]
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().float().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # a shipped asset: readable like the model's other files
     tmp.replace(path)
 
 
