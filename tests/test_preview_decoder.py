@@ -128,3 +128,17 @@ def test_engine_uses_the_starters_trained_decoder():
 
     torch.set_num_threads(1)
     assert Engine().model("starter").previewer.kind == "trained"
+
+
+def test_the_preview_decoder_is_not_part_of_the_models_fingerprint(tmp_path):
+    """Retraining the preview decoder changes no picture, so concepts trained on the model stay valid."""
+    from impasto.backend.engine.models import inspect_diffusers
+    from impasto.backend.engine.pipelines import model_fingerprint
+
+    copy = tmp_path / "starter"
+    shutil.copytree(starter_dir(), copy)
+    before = model_fingerprint(inspect_diffusers(copy))
+    (copy / "preview_decoder.safetensors").write_bytes(b"retrained")
+    assert model_fingerprint(inspect_diffusers(copy)) == before
+    (copy / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"another vae")
+    assert model_fingerprint(inspect_diffusers(copy)) != before

@@ -32,6 +32,8 @@ import torch
 from PIL import Image
 
 PREVIEW_MAX_SIDE = 256
+#: where a model folder keeps its trained preview decoder (named by impasto.json "preview_decoder")
+PREVIEW_DECODER_FILE = "preview_decoder.safetensors"
 
 log = logging.getLogger("impasto.engine")
 

@@ -33,9 +33,9 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
+from impasto.backend.engine.preview import PREVIEW_DECODER_FILE as DECODER_FILE
 from impasto.backend.engine.preview_net import TinyPreviewDecoder, save_decoder
 
-DECODER_FILE = "preview_decoder.safetensors"
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
 
