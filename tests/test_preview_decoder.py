@@ -98,7 +98,8 @@ def test_taesd_is_picked_for_its_family_when_in_the_models_folder(starter, tmp_p
     prev = choose_previewer(no_decoder, vae, cpu, torch.float32, "sd15", models)
     assert isinstance(prev, DecoderPreviewer) and prev.kind == "taesd"
     img = prev(torch.randn(1, 4, 8, 8))
-    assert img.size == (256, 256) and img.mode == "RGBA"  # 64 px decode, upscaled to the preview side
+    assert img.size == (64, 64) and img.mode == "RGBA"  # the 64 px decode itself, as the linear map's
+    assert prev(torch.randn(1, 4, 64, 48)).size == (192, 256)  # a big decode shrinks to the preview side
     assert isinstance(choose_previewer(no_decoder, vae, cpu, torch.float32, "sdxl", models), LinearPreviewer)
     shutil.copytree(models / "taesd", models / "taesdxl")
     assert choose_previewer(no_decoder, vae, cpu, torch.float32, "sdxl", models).kind == "taesd"

@@ -77,13 +77,13 @@ def latents_to_preview(latents: torch.Tensor, matrix: torch.Tensor, max_side: in
 
 
 def _to_image(pixels: torch.Tensor, max_side: int) -> Image.Image:
-    """(3, H, W) in [-1, 1] -> RGBA preview, upscaled by an integer factor or shrunk to ``max_side``."""
+    """(3, H, W) in [-1, 1] -> RGBA preview at the decode's size, shrunk to ``max_side`` if larger.
+
+    Never upscaled: the decode is already at the picture's size (like the linear map's 8x upscale),
+    and clients scale a preview to their canvas anyway - a bigger one would only cost bytes.
+    """
     arr = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     img = Image.fromarray(arr, "RGB")
-    w, h = img.size
-    scale = max(1, max_side // max(w, h))
-    if scale > 1:
-        img = img.resize((w * scale, h * scale), Image.BILINEAR)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.BILINEAR)
     return img.convert("RGBA")
