@@ -62,6 +62,19 @@ def test_trained_decoder_previews_are_within_the_colour_bound_and_the_linear_map
     assert img.mode == "RGBA" and max(img.size) <= 256
 
 
+def test_live_previews_of_held_out_prompts_are_within_the_colour_bound(starter):
+    """The x0 predictions the engine previews at every step of real generations, not just encodings."""
+    from impasto.backend.engine.preview import fit_latent_rgb
+    from impasto.backend.starter import domain
+
+    path, vae = starter
+    x0 = tp.live_x0_latents(domain.eval_combos()[-4:], 12, 77)
+    trained = choose_previewer(path, vae, torch.device("cpu"), torch.float32, "sd15")
+    linear = LinearPreviewer(fit_latent_rgb(vae, torch.device("cpu"), torch.float32))
+    err_trained, err_linear = tp.preview_colour_error(trained, vae, x0), tp.preview_colour_error(linear, vae, x0)
+    assert len(x0) == 4 * 12 and err_trained <= COLOUR_BOUND < err_linear, (err_trained, err_linear)
+
+
 def test_a_broken_decoder_file_falls_back_to_the_linear_map(starter, tmp_path):
     path, vae = starter
     model = tmp_path / "model"

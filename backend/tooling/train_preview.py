@@ -12,8 +12,9 @@ Pairs are (starter VAE latents of rendered domain scenes -> the full VAE decode
 of the same latents): the decoder is taught the VAE's decode, never the
 rendered picture, so a preview shows what the final image will show.  The
 latents are the encoder's mean plus variants a preview actually meets while an
-image forms: a posterior sample, the mean with noise added, and blends of two
-scenes (an early x0 prediction is a soft mix).  Only the training colour x
+image forms: a posterior sample, the mean with noise added, blends of two
+scenes, and the x0 predictions of real generations (every step of 48 runs of
+training prompts: the engine's own previews, which no encoder produces).  Only the training colour x
 shape combinations are used (``domain.train_combos``); the test and the bench
 judge on held-out combinations and the never-trained star shape.
 
@@ -87,7 +88,47 @@ def full_decode(vae, latents: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     return torch.cat(out)
 
 
-def training_latents(vae, scenes: int, seed: int) -> torch.Tensor:
+def live_x0_latents(combos, steps: int, seed: int, samplers=("euler_a", "ddim"), model_dir: Path = None) -> torch.Tensor:
+    """The x0 predictions the engine previews during real generations (one per step), prompts = ``combos``.
+
+    Early ones are soft, off-domain mixes no encoder produces: the previews an artist sees first.
+    """
+    from impasto.backend.engine import Engine
+    from impasto.backend.engine.hooks import JobHooks
+    from impasto.backend.starter import domain
+    from impasto.protocol.messages import Generate
+
+    model = "starter"
+    saved = os.environ.get("IMPASTO_STARTER_DIR")
+    if model_dir is not None:  # the model being trained for, loaded as the engine loads the starter
+        os.environ["IMPASTO_STARTER_DIR"] = str(model_dir)
+    try:
+        eng = Engine()
+        loaded = eng.model(model)
+    finally:
+        if saved is None:
+            os.environ.pop("IMPASTO_STARTER_DIR", None)
+        else:
+            os.environ["IMPASTO_STARTER_DIR"] = saved
+    seen = []
+    real = loaded.previewer
+
+    def capture(latents, *a, **k):
+        seen.append(latents[:1].detach().float().cpu().clone())
+        return None  # nothing is sent anywhere: only the latents are wanted
+
+    loaded.previewer = capture
+    try:
+        for i, (shape, fg, bg) in enumerate(combos):
+            eng.run(Generate(job=f"x{i}", model=model, prompt=domain.caption(shape, fg, bg), width=64, height=64,
+                             steps=steps, sampler=samplers[i % len(samplers)], cfg_scale=5.0, seed=seed + i),
+                    JobHooks(want_preview=True))
+    finally:
+        loaded.previewer = real
+    return torch.cat(seen)
+
+
+def training_latents(vae, scenes: int, seed: int, generations: int = 48, model_dir: Path = None) -> torch.Tensor:
     from impasto.backend.starter import domain
 
     pixels = render_scenes(domain.train_combos(), scenes, seed)
@@ -98,7 +139,13 @@ def training_latents(vae, scenes: int, seed: int) -> torch.Tensor:
     noisy = mean + sigma * torch.randn(mean.shape, generator=g)
     t = torch.rand(len(mean), 1, 1, 1, generator=g)
     blend = t * mean + (1 - t) * mean[torch.randperm(len(mean), generator=g)]
-    return torch.cat([mean, sampled, noisy, blend])
+    parts = [mean, sampled, noisy, blend]
+    if generations:
+        rng = np.random.default_rng(seed + 4)
+        combos = domain.train_combos()
+        picks = [combos[int(j)] for j in rng.integers(len(combos), size=generations)]
+        parts += [live_x0_latents(picks, 20, seed + 5, model_dir=model_dir)] * 2  # twice: the previews that matter most
+    return torch.cat(parts)
 
 
 def train(model_dir: Path, minutes: float = 6.0, scenes: int = 1500, max_steps: int = 1500, batch: int = 16,
@@ -106,7 +153,7 @@ def train(model_dir: Path, minutes: float = 6.0, scenes: int = 1500, max_steps: 
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
     t0 = time.perf_counter()
-    latents = training_latents(vae, scenes, seed)
+    latents = training_latents(vae, scenes, seed, model_dir=model_dir)
     targets = full_decode(vae, latents)
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
