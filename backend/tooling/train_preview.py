@@ -148,7 +148,7 @@ def training_latents(vae, scenes: int, seed: int, generations: int = 48, model_d
     return torch.cat(parts)
 
 
-def train(model_dir: Path, minutes: float = 6.0, scenes: int = 1500, max_steps: int = 1500, batch: int = 16,
+def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: int = 3000, batch: int = 16,
           lr: float = 2e-3, seed: int = TRAIN_SEED, log=print) -> Tuple[TinyPreviewDecoder, dict]:
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
@@ -234,8 +234,8 @@ def install(model: TinyPreviewDecoder, info: dict, model_dir: Path) -> Path:
 def main(argv: List[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped starter)")
-    ap.add_argument("--minutes", type=float, default=6.0, help="wall-clock cap on the training loop")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock cap on the training loop")
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--scenes", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
