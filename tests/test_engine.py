@@ -129,11 +129,12 @@ def test_preview_tracks_the_final_image_on_a_trained_vae():
     last = np.asarray(previews[-1].convert("RGB").resize((64, 64))).astype(float)
     corr = np.corrcoef(final.ravel(), last.ravel())[0, 1]
     colour_err = np.abs(final.mean(axis=(0, 1)) - last.mean(axis=(0, 1))).max()
-    # Measured 2026-12-01 (and 2026-11-24): corr 0.966, mean-colour error 58.5 levels (a linear map
-    # compresses this VAE's saturated colours towards grey; the layout is what a preview must get
-    # right).  Bounds: the measured figures with a small margin, not 80 levels that a preview half
-    # way to grey would also meet.
-    assert corr > 0.93 and colour_err < 64, (corr, colour_err)
+    pixel_err = np.abs(final - last).mean()
+    # Measured 2026-12-01 with the starter's trained preview decoder (seeds 1-3): corr 0.998-0.999,
+    # mean-colour error 0.5-1.1 levels, per-pixel error 1.6-2.0 levels.  The linear map it replaced
+    # measured corr 0.966 and a mean-colour error of 58.5 levels, so these bounds fail with it:
+    # issue 19's 10 levels per pixel, and a mean colour within 4 levels.
+    assert corr > 0.99 and colour_err < 4 and pixel_err <= 10, (corr, colour_err, pixel_err)
     # ...and the colour points the right way: every channel in which the picture is far from grey
     # (blue up, green and red down for a red circle on blue) moves the preview the same way.
     dev_final = final.mean(axis=(0, 1)) - 128

@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 
 from .hooks import JobHooks
-from .preview import latents_to_preview
 from .samplers import X0Tap, make_scheduler
 
 
@@ -47,7 +46,7 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
         preview = None
         if hooks.want_preview and (i % max(1, hooks.preview_every) == 0 or i + 1 == p.num_timesteps):
             x0 = tap.x0 if tap.x0 is not None else cb_kwargs["latents"]
-            preview = latents_to_preview(x0, loaded.preview_matrix)
+            preview = loaded.previewer(x0)
         hooks.progress(i + 1, p.num_timesteps, preview, None, "denoise")
         return {}
 

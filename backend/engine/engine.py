@@ -60,7 +60,7 @@ class Engine:
             self.loaded.close()
             self.loaded = None
         try:
-            self.loaded = LoadedModel(entry, self.choice)
+            self.loaded = LoadedModel(entry, self.choice, self.registry.models_dir)
         except EngineError:
             raise
         except Exception as exc:

@@ -31,7 +31,7 @@ from diffusers import (
 from .device import DeviceChoice
 from .gpu import FastPath, optimize
 from .models import ModelEntry, family_of
-from .preview import fit_latent_rgb
+from .preview import PREVIEW_DECODER_FILE, LinearPreviewer, choose_previewer, fit_latent_rgb
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 
 # family -> (txt2img, img2img, inpaint) pipeline classes
@@ -54,7 +54,9 @@ def model_fingerprint(entry: ModelEntry) -> str:
     """A cheap stable id of a model's weights (sizes + first MiB), for concept metadata."""
     h = hashlib.sha256()
     root = Path(entry.path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*.safetensors"))
+    # the preview decoder changes no picture: retraining it must not orphan the model's concepts
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*.safetensors")
+                                                 if p.relative_to(root).as_posix() != PREVIEW_DECODER_FILE)
     for p in files:
         h.update(p.name.encode())
         h.update(str(p.stat().st_size).encode())
@@ -66,7 +68,7 @@ def model_fingerprint(entry: ModelEntry) -> str:
 class LoadedModel:
     """A model resident on the device, with its derived pipelines."""
 
-    def __init__(self, entry: ModelEntry, choice: DeviceChoice):
+    def __init__(self, entry: ModelEntry, choice: DeviceChoice, models_dir=None):
         self.entry = entry
         self.choice = choice
         self.family = pipeline_family(entry)
@@ -79,10 +81,21 @@ class LoadedModel:
         self.load_seconds = time.perf_counter() - t0
         self.scheduler_config = dict(self.base.scheduler.config)
         self.inpaint_unet = self.base.unet.config.in_channels == 9
-        self.preview_matrix = fit_latent_rgb(self.base.vae, choice.device, self.base.vae.dtype)
+        # trained preview decoder > TAESD / TAESDXL in the models folder > linear map (see preview.py)
+        self.previewer = choose_previewer(entry.path, self.base.vae, choice.device, self.base.vae.dtype,
+                                          self.family, models_dir)
         self.fingerprint = model_fingerprint(entry)
         self._derived: Dict[type, object] = {type(self.base): self.base}
         log.info("loaded %s (%s) on %s in %.2f s", entry.name, entry.arch, choice.describe(), self.load_seconds)
+
+    @property
+    def preview_matrix(self) -> torch.Tensor:
+        """The linear latent->RGB map (fitted on first use when a decoder does the previews)."""
+        if not isinstance(self.previewer, LinearPreviewer):
+            if getattr(self, "_linear", None) is None:
+                self._linear = fit_latent_rgb(self.base.vae, self.choice.device, self.base.vae.dtype)
+            return self._linear
+        return self.previewer.matrix
 
     @staticmethod
     def _load_base(entry: ModelEntry, choice: DeviceChoice, fast: FastPath = FastPath()):

@@ -1,4 +1,17 @@
-"""Cheap previews: a per-model linear map from latents to RGB, never the VAE.
+"""Cheap previews while an image forms: the best previewer a model has, never its full VAE.
+
+Three previewers, picked once per loaded model by :func:`choose_previewer`:
+
+1. a *trained preview decoder* shipped in the model's folder (``impasto.json``
+   ``"preview_decoder": {"file": ...}``; the starter's is trained by
+   ``impasto.backend.tooling.train_preview``): a tiny conv net that copies that
+   model's VAE decode at full scale, within a few levels of colour;
+2. *TAESD / TAESDXL*: a diffusers ``AutoencoderTiny`` folder the artist put in
+   the models folder, used for models of its family (a folder name containing
+   ``xl`` is TAESDXL, for SDXL models; any other is TAESD, for SD1.5 / SD2);
+3. the *linear map* (below), always available: the fallback.
+
+The linear map:
 
 Decoding with the VAE costs about as much as several denoising steps; a 4->3
 linear map (plus bias) applied per latent pixel costs nothing and is close
@@ -9,11 +22,20 @@ starter model or anything else without hand-tuned coefficients.
 """
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 import torch
 from PIL import Image
 
 PREVIEW_MAX_SIDE = 256
+#: where a model folder keeps its trained preview decoder (named by impasto.json "preview_decoder")
+PREVIEW_DECODER_FILE = "preview_decoder.safetensors"
+
+log = logging.getLogger("impasto.engine")
 
 
 @torch.no_grad()
@@ -52,3 +74,132 @@ def latents_to_preview(latents: torch.Tensor, matrix: torch.Tensor, max_side: in
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.BILINEAR)
     return img.convert("RGBA")
+
+
+def _to_image(pixels: torch.Tensor, max_side: int) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> RGBA preview at the decode's size, shrunk to ``max_side`` if larger.
+
+    Never upscaled: the decode is already at the picture's size (like the linear map's 8x upscale),
+    and clients scale a preview to their canvas anyway - a bigger one would only cost bytes.
+    """
+    arr = ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    img = Image.fromarray(arr, "RGB")
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.BILINEAR)
+    return img.convert("RGBA")
+
+
+class LinearPreviewer:
+    """The fallback: the least-squares latent->RGB map, one colour per latent pixel."""
+
+    kind = "linear"
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix = matrix
+        self.source = "linear map fitted on the model's VAE"
+
+    def pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) scaled latents -> (N, 3, h, w) in [-1, 1] (one pixel per latent pixel)."""
+        lat = latents.detach().float().cpu()
+        c = lat.shape[1]
+        rgb = lat.permute(0, 2, 3, 1) @ self.matrix[:c] + self.matrix[c]
+        return rgb.permute(0, 3, 1, 2).clamp(-1, 1)
+
+    def __call__(self, latents: torch.Tensor, max_side: int = PREVIEW_MAX_SIDE) -> Image.Image:
+        return latents_to_preview(latents, self.matrix, max_side)
+
+
+class DecoderPreviewer:
+    """A small decoder network (the model's trained preview decoder, or TAESD / TAESDXL)."""
+
+    def __init__(self, kind: str, module: torch.nn.Module, source: str, device, dtype, divide_by: float = 1.0):
+        self.kind = kind  # "trained" | "taesd"
+        self.source = source
+        self.device, self.dtype = device, dtype
+        self.module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.divide_by = float(divide_by) or 1.0
+
+    @torch.no_grad()
+    def pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) scaled latents -> (N, 3, 8h, 8w) in [-1, 1]."""
+        lat = latents.detach().to(device=self.device, dtype=self.dtype) / self.divide_by
+        out = self.module.decode(lat).sample if hasattr(self.module, "decode") else self.module(lat)
+        return out.float().clamp(-1, 1)
+
+    def __call__(self, latents: torch.Tensor, max_side: int = PREVIEW_MAX_SIDE) -> Image.Image:
+        return _to_image(self.pixels(latents[:1])[0], max_side)
+
+
+def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Optional[DecoderPreviewer]:
+    cfg_path = model_dir / "impasto.json"
+    if not cfg_path.is_file():
+        return None
+    try:
+        spec = json.loads(cfg_path.read_text()).get("preview_decoder")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+        return None
+    path = (model_dir / spec["file"]).resolve()
+    if model_dir.resolve() not in path.parents:
+        log.warning("preview decoder %s is outside the model folder: ignored", spec["file"])
+        return None
+    from .preview_net import load_decoder
+
+    try:
+        module = load_decoder(path)
+    except Exception as exc:  # a broken file must not stop the model loading: previews fall back
+        log.warning("preview decoder %s unusable (%s): linear previews", path, exc)
+        return None
+    if module.config["latent_channels"] != latent_channels:
+        log.warning("preview decoder %s reads %d latent channels, the VAE has %d: ignored", path,
+                    module.config["latent_channels"], latent_channels)
+        return None
+    # the trained decoder is tiny: float32 wherever it runs (no half-precision drift in its colours)
+    return DecoderPreviewer("trained", module, str(path), device, torch.float32)
+
+
+def taesd_family(folder: Path) -> str:
+    """``sdxl`` for a TAESDXL folder (its name contains "xl"), else ``sd15`` (TAESD also fits SD2)."""
+    return "sdxl" if "xl" in folder.name.lower() else "sd15"
+
+
+def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4) -> Optional[Path]:
+    """The first ``AutoencoderTiny`` folder in ``models_dir`` that fits ``family``, or None."""
+    if models_dir is None or not Path(models_dir).is_dir():
+        return None
+    want = "sdxl" if family == "sdxl" else "sd15"
+    for child in sorted(Path(models_dir).iterdir()):
+        cfg_path = child / "config.json"
+        if not child.is_dir() or not cfg_path.is_file():
+            continue
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cfg.get("_class_name") != "AutoencoderTiny" or int(cfg.get("latent_channels", 4)) != latent_channels:
+            continue
+        if taesd_family(child) == want:
+            return child
+    return None
+
+
+def choose_previewer(model_path, vae, device, dtype, family: str, models_dir: Optional[Path] = None):
+    """The best previewer for a loaded model: trained decoder > TAESD/TAESDXL > linear map."""
+    latent_channels = int(vae.config.latent_channels)
+    model_dir = Path(model_path)
+    if model_dir.is_dir():
+        found = _trained_decoder(model_dir, latent_channels, device, dtype)
+        if found is not None:
+            return found
+    folder = find_taesd(models_dir, family, latent_channels)
+    if folder is not None:
+        try:
+            from diffusers import AutoencoderTiny
+
+            tiny = AutoencoderTiny.from_pretrained(str(folder), local_files_only=True)
+            return DecoderPreviewer("taesd", tiny, str(folder), device, dtype,
+                                    divide_by=float(tiny.config.scaling_factor))
+        except Exception as exc:
+            log.warning("TAESD folder %s unusable (%s): linear previews", folder, exc)
+    return LinearPreviewer(fit_latent_rgb(vae, device, dtype))

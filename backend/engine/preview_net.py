@@ -1,0 +1,91 @@
+"""A tiny convolutional preview decoder: latents -> RGB at the VAE's full scale.
+
+Why: the linear latent->RGB map (:mod:`.preview`) is one colour per latent
+pixel and compresses a VAE's saturated colours towards grey (the starter's
+previews were ~58 levels off the real decode).  A full VAE decode is truthful
+but costs several denoising steps.  This network sits in between, in the
+spirit of TAESD: a few convolutions and three x2 upsamplings, trained to
+reproduce one model's VAE decode (``impasto.backend.tooling.train_preview``),
+a few hundred KB of weights shipped next to that model.
+
+The widths taper as the resolution grows (64 channels at latent resolution,
+16 at full resolution), so nearly all the capacity works where it is cheap:
+a preview costs a few million multiply-adds per latent pixel column.
+
+Input: the latents the UNet sees (already multiplied by the VAE's
+``scaling_factor``); output: RGB in [-1, 1], 8x the latent size.
+The architecture is described by a small dict stored in the safetensors
+metadata, so a retrained decoder with other widths loads without code changes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Sequence
+
+import torch
+from torch import nn
+
+DEFAULT_WIDTHS = (64, 48, 32, 16)  # latent res, x2, x4, x8
+
+
+class TinyPreviewDecoder(nn.Module):
+    """Scaled latents (N, C, h, w) -> RGB in [-1, 1] (N, 3, 8h, 8w)."""
+
+    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_WIDTHS, low_blocks: int = 2):
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if len(widths) != 4:
+            raise ValueError("a preview decoder has four widths: latent resolution and three x2 upsamplings")
+        self.config = {"latent_channels": int(latent_channels), "widths": widths, "low_blocks": int(low_blocks)}
+        layers = [nn.Conv2d(latent_channels, widths[0], 3, padding=1), nn.ReLU()]
+        for _ in range(low_blocks):
+            layers += [nn.Conv2d(widths[0], widths[0], 3, padding=1), nn.ReLU()]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(widths[-1], 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(latents))
+
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_decoder(model: TinyPreviewDecoder, path: Path, extra: Dict[str, object] = None) -> None:
+    """Write the weights as safetensors, atomically, with the architecture in the metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"impasto_preview_decoder": json.dumps(model.config)}
+    for k, v in (extra or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().float().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)  # a shipped asset: readable like the model's other files
+    tmp.replace(path)
+
+
+def load_decoder(path: Path) -> TinyPreviewDecoder:
+    """Read a decoder written by :func:`save_decoder` (ValueError when the file is not one)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if "impasto_preview_decoder" not in meta:
+        raise ValueError(f"{path} is not an Impasto preview decoder (no impasto_preview_decoder metadata)")
+    cfg = json.loads(meta["impasto_preview_decoder"])
+    model = TinyPreviewDecoder(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def read_metadata(path: Path) -> Dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})

@@ -1,0 +1,158 @@
+"""Truthful previews: the starter's trained preview decoder, TAESD / TAESDXL, the linear fallback."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from impasto.backend.engine.models import starter_dir  # noqa: E402
+from impasto.backend.engine.preview import (  # noqa: E402
+    DecoderPreviewer,
+    LinearPreviewer,
+    choose_previewer,
+    find_taesd,
+)
+from impasto.backend.tooling import train_preview as tp  # noqa: E402
+
+COLOUR_BOUND = 10.0  # issue 19 item 4: mean absolute error vs the full decode, 0-255
+
+
+@pytest.fixture(scope="module")
+def starter():
+    torch.set_num_threads(1)
+    path = starter_dir()
+    assert path is not None, "the starter model ships with the package"
+    return path, tp.load_vae(path)
+
+
+@pytest.fixture(scope="module")
+def held_out(starter):
+    _, vae = starter
+    latents = tp.held_out_latents(vae, count=24)
+    return latents, tp.full_decode(vae, latents)
+
+
+def test_starter_ships_a_decoder_trained_on_its_own_vae(starter):
+    path, _ = starter
+    spec = json.loads((path / "impasto.json").read_text())["preview_decoder"]
+    assert (path / spec["file"]).is_file()
+    assert spec["vae_sha256"] == tp.vae_fingerprint(path), (
+        "the starter's VAE changed since its preview decoder was trained: retrain with "
+        "`nice python -m impasto.backend.tooling.train_preview`")
+    assert (path / spec["file"]).stat().st_size < 1024 * 1024  # a few hundred KB, not a VAE
+
+
+def test_trained_decoder_previews_are_within_the_colour_bound_and_the_linear_map_is_not(starter, held_out):
+    path, vae = starter
+    latents, full = held_out
+    trained = choose_previewer(path, vae, torch.device("cpu"), torch.float32, "sd15")
+    assert isinstance(trained, DecoderPreviewer) and trained.kind == "trained"
+    from impasto.backend.engine.preview import fit_latent_rgb
+
+    linear = LinearPreviewer(fit_latent_rgb(vae, torch.device("cpu"), torch.float32))
+    err_trained = tp.preview_colour_error(trained, vae, latents, full)
+    err_linear = tp.preview_colour_error(linear, vae, latents, full)
+    assert err_trained <= COLOUR_BOUND, err_trained
+    assert err_linear > COLOUR_BOUND, err_linear  # the bound means something: the old previews miss it
+    # the preview is what clients get: a small RGBA image
+    img = trained(latents[:1])
+    assert img.mode == "RGBA" and max(img.size) <= 256
+
+
+def test_live_previews_of_held_out_prompts_are_within_the_colour_bound(starter):
+    """The x0 predictions the engine previews at every step of real generations, not just encodings."""
+    from impasto.backend.engine.preview import fit_latent_rgb
+    from impasto.backend.starter import domain
+
+    path, vae = starter
+    x0 = tp.live_x0_latents(domain.eval_combos()[-4:], 12, 77)
+    trained = choose_previewer(path, vae, torch.device("cpu"), torch.float32, "sd15")
+    linear = LinearPreviewer(fit_latent_rgb(vae, torch.device("cpu"), torch.float32))
+    err_trained, err_linear = tp.preview_colour_error(trained, vae, x0), tp.preview_colour_error(linear, vae, x0)
+    assert len(x0) == 4 * 12 and err_trained <= COLOUR_BOUND < err_linear, (err_trained, err_linear)
+
+
+def test_a_broken_decoder_file_falls_back_to_the_linear_map(starter, tmp_path):
+    path, vae = starter
+    model = tmp_path / "model"
+    model.mkdir()
+    spec = json.loads((path / "impasto.json").read_text())["preview_decoder"]
+    (model / "impasto.json").write_text(json.dumps({"preview_decoder": spec}))
+    (model / spec["file"]).write_bytes(b"not a safetensors file")
+    prev = choose_previewer(model, vae, torch.device("cpu"), torch.float32, "sd15")
+    assert isinstance(prev, LinearPreviewer)
+    # a decoder path that escapes the model folder is never read
+    (model / "impasto.json").write_text(json.dumps({"preview_decoder": {"file": "../elsewhere.safetensors"}}))
+    assert isinstance(choose_previewer(model, vae, torch.device("cpu"), torch.float32, "sd15"), LinearPreviewer)
+
+
+def _tiny_taesd(folder):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(str(folder))
+
+
+def test_taesd_is_picked_for_its_family_when_in_the_models_folder(starter, tmp_path):
+    _, vae = starter
+    models = tmp_path / "models"
+    models.mkdir()
+    no_decoder = tmp_path / "plain_model"
+    no_decoder.mkdir()
+    cpu = torch.device("cpu")
+    assert isinstance(choose_previewer(no_decoder, vae, cpu, torch.float32, "sd15", models), LinearPreviewer)
+    _tiny_taesd(models / "taesd")
+    assert find_taesd(models, "sd15") == models / "taesd" and find_taesd(models, "sd2") == models / "taesd"
+    assert find_taesd(models, "sdxl") is None  # TAESD does not fit SDXL latents
+    prev = choose_previewer(no_decoder, vae, cpu, torch.float32, "sd15", models)
+    assert isinstance(prev, DecoderPreviewer) and prev.kind == "taesd"
+    img = prev(torch.randn(1, 4, 8, 8))
+    assert img.size == (64, 64) and img.mode == "RGBA"  # the 64 px decode itself, as the linear map's
+    assert prev(torch.randn(1, 4, 64, 48)).size == (192, 256)  # a big decode shrinks to the preview side
+    assert isinstance(choose_previewer(no_decoder, vae, cpu, torch.float32, "sdxl", models), LinearPreviewer)
+    shutil.copytree(models / "taesd", models / "taesdxl")
+    assert choose_previewer(no_decoder, vae, cpu, torch.float32, "sdxl", models).kind == "taesd"
+    assert find_taesd(models, "sdxl") == models / "taesdxl"
+
+
+def test_engine_uses_taesd_from_the_models_folder_for_previews(tmp_path):
+    from impasto.backend.engine import Engine
+    from impasto.backend.engine.hooks import JobHooks
+    from impasto.backend.tiny_model import build_tiny_model
+    from impasto.protocol.messages import Generate
+
+    torch.set_num_threads(1)
+    build_tiny_model(tmp_path / "tiny")
+    _tiny_taesd(tmp_path / "taesd")
+    eng = Engine(tmp_path)
+    assert "taesd" not in [e.name for e in eng.registry.scan()]  # a preview decoder is not a model
+    assert eng.model("tiny").previewer.kind == "taesd"
+    previews = []
+    hooks = JobHooks(want_preview=True, progress=lambda s, t, p=None, l=None, st="": previews.append(p))
+    eng.run(Generate(job="t", model="tiny", prompt="a red circle", width=64, height=64, steps=2, seed=1), hooks)
+    assert len(previews) == 2 and all(p is not None and max(p.size) <= 256 for p in previews)
+
+
+def test_engine_uses_the_starters_trained_decoder():
+    from impasto.backend.engine import Engine
+
+    torch.set_num_threads(1)
+    assert Engine().model("starter").previewer.kind == "trained"
+
+
+def test_the_preview_decoder_is_not_part_of_the_models_fingerprint(tmp_path):
+    """Retraining the preview decoder changes no picture, so concepts trained on the model stay valid."""
+    from impasto.backend.engine.models import inspect_diffusers
+    from impasto.backend.engine.pipelines import model_fingerprint
+
+    copy = tmp_path / "starter"
+    shutil.copytree(starter_dir(), copy)
+    before = model_fingerprint(inspect_diffusers(copy))
+    (copy / "preview_decoder.safetensors").write_bytes(b"retrained")
+    assert model_fingerprint(inspect_diffusers(copy)) == before
+    (copy / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"another vae")
+    assert model_fingerprint(inspect_diffusers(copy)) != before
