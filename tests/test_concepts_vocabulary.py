@@ -88,7 +88,8 @@ def test_furthest_neighbour_selection_runs_on_the_full_vocabulary(sd15_tok):
 
     with torch.no_grad():
         all_prompts = list(tr.distill_prompts)
-        T.Trainer._choose_neighbours(tr, te, ids)
+        # the trainer hands _choose_neighbours an encoder that returns the hidden states (text_cond)
+        T.Trainer._choose_neighbours(tr, lambda x: te(x)[0], ids)
         assert len(tr.distill_prompts) == T.NEIGHBOUR_DISTILL_KEEP
         assert set(tr.distill_prompts) <= set(all_prompts)
         # they are the furthest: every kept prompt is at least as far as every dropped one
