@@ -15,6 +15,11 @@ batch mode, the tests) take every value from the procedure's arguments and
 wait synchronously; interactive runs show GIMP's procedure dialog, then a
 progress window with the daemon's live preview and a Cancel button, while
 the network waits happen on a worker thread.
+
+Over 500 lines on purpose: GIMP registers procedures from one ``Gimp.PlugIn``
+class, so the four procedures' declarations (arguments, menus, defaults) live
+together here; planning, pixels, dialogs and the job flow are in their own
+modules (``jobs.py``, ``gimp_pixels.py``, ``gimp_ui.py``, ``job_runner.py``).
 """
 from __future__ import annotations
 

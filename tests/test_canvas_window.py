@@ -3,6 +3,9 @@
 Daemon failures that a real daemon cannot be made to show on demand (going
 silent in the middle of a job, a training run's events) are played by a
 small in-test ROUTER that speaks the real protocol through the real codec.
+
+Over 500 lines on purpose: one real window per test module is what keeps the
+Qt tier fast (a window and a daemon are built once and shared).
 """
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ the tests check the contracts an artist relies on: pixels outside the mask
 and its feather band never change, only the region around the mask is
 diffused, fill modes differ as documented, the same request gives the same
 bytes, bad input gets a typed error and the daemon keeps serving.
+
+Over 500 lines on purpose: the editing contracts share one tiny model, one
+engine and one daemon fixture; splitting the file would build them again.
 """
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ full-size SD1.5 configs are checked on the meta device (no 4 GB allocation)
 against the parameter counts of the real networks and against diffusers'
 forward key conversion; the shipped CLIP tokenizer against known token ids
 and a reference implementation of CLIP's BPE.
+
+Over 500 lines on purpose: the single-file writer fixtures (LDM layout) are
+shared by every test here; splitting would duplicate them.
 """
 from __future__ import annotations
 

@@ -29,6 +29,11 @@ The time budget (``--minutes``) is split between the VAE and the UNet; the
 number of UNet steps is fixed once (from a short speed measurement) and stored
 in the checkpoint so the learning-rate schedule does not depend on wall time
 after that.  ``--unet-steps`` fixes it explicitly (fully deterministic run).
+
+Over 500 lines on purpose: it is tooling, not runtime, and it keeps the whole
+resumable pipeline (tokenizer, VAE, latent cache, UNet + text encoder, export)
+of both domains in one file that reads top to bottom, the way diffusers'
+training scripts do; each stage is a function of its own.
 """
 
 from __future__ import annotations
