@@ -6,8 +6,9 @@ and its feather band never change, only the region around the mask is
 diffused, fill modes differ as documented, the same request gives the same
 bytes, bad input gets a typed error and the daemon keeps serving.
 
-Over 500 lines on purpose: the editing contracts share one tiny model, one
-engine and one daemon fixture; splitting the file would build them again.
+Over 500 lines on purpose: the editing contracts (masks, regions, fills,
+paste-back) share the scene/mask helpers at the top; each test is short and
+named for the one contract it holds.
 """
 from __future__ import annotations
 
