@@ -117,16 +117,13 @@ class ResultsPanel(QWidget):
             path = dialogs.save_file(self, "Save result", "PNG (*.png)", f"impasto-{entry.seed}.png")
             if not path:
                 return ""
-            if not path.lower().endswith(".png"):
-                path += ".png"
         try:
-            self.history.export(entry.id, path)
+            return str(self.history.export(entry.id, path))
         except (OSError, ValueError) as exc:
             from . import dialogs
 
             dialogs.show_error(self, "Save result", f"The result could not be saved: {exc}")
             return ""
-        return path
 
     def delete_selected(self) -> None:
         if self.history.delete(self.selected_id()):

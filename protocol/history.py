@@ -169,11 +169,16 @@ class ResultHistory:
         return True
 
     def export(self, entry_id: str, dest: Path) -> Path:
-        """Write a result's full picture (with its parameters) to ``dest``; ValueError when there is none."""
+        """Write a result's full picture (a PNG with its parameters) to ``dest``, ``.png`` added when missing.
+
+        ValueError when the picture was not kept.
+        """
         entry = self.get(entry_id)
         if entry is None or not entry.picture or not (self.folder / entry.picture).is_file():
             raise ValueError("this result's picture was not kept; only its settings are")
         dest = Path(dest)
+        if dest.suffix.lower() != ".png":
+            dest = dest.with_name(dest.name + ".png")
         _write_atomic(dest, (self.folder / entry.picture).read_bytes())
         return dest
 

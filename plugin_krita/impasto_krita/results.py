@@ -124,14 +124,11 @@ class ResultsView(QtWidgets.QWidget):
                                                             "PNG (*.png)")
             if not path:
                 return ""
-            if not path.lower().endswith(".png"):
-                path += ".png"
         try:
-            self.history.export(entry.id, path)
+            return str(self.history.export(entry.id, path))
         except (OSError, ValueError) as exc:
             QtWidgets.QMessageBox.warning(self, "Save result", f"The result could not be saved: {exc}")
             return ""
-        return path
 
     def delete_selected(self) -> None:
         if self.history is not None and self.history.delete(self.selected_id()):
