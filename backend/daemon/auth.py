@@ -69,17 +69,17 @@ class ZapHandler(threading.Thread):
         self.secret = credentials.ensure_secret(home) if mechanism == "plain" else b""
         self.denied = 0
         self.allowed = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.sock = ctx.socket(zmq.REP)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(ZAP_ENDPOINT)  # bound before the ROUTER binds: no connection slips past
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 if not self.sock.poll(100):
                     continue
                 try:
