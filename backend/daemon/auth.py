@@ -80,7 +80,7 @@ class ZapHandler(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.is_set():
-                if not self.sock.poll(100):
+                if not self.sock.poll(50):
                     continue
                 try:
                     frames = self.sock.recv_multipart(zmq.NOBLOCK)

@@ -94,6 +94,11 @@ class Daemon:
         self.home = home
         env_orphan = os.environ.get("IMPASTO_ORPHAN_TIMEOUT")
         self.orphan_timeout = float(orphan_timeout or (env_orphan and float(env_orphan)) or ORPHAN_TIMEOUT)
+        for env, attr in (("IMPASTO_MAX_QUEUED_JOBS", "max_queued_jobs_per_client"),
+                          ("IMPASTO_MAX_QUEUED_IMAGE_BYTES", "max_queued_image_bytes")):
+            if os.environ.get(env, "").isdigit():  # operator settings (docs/security.md)
+                setattr(self.limits, attr, int(os.environ[env]))
+        self._hellos: list = []  # (identity, ref) waiting for the engine to be up
         self.ctx = zmq.Context()
         self.table = JobTable(self.limits.max_queued_jobs_per_client, self.limits.max_queued_image_bytes)
         self.models_dir = models_dir
@@ -182,6 +187,8 @@ class Daemon:
                     self._forward_events()
                 if self.router in ready:
                     self._serve_requests()
+                if self._hellos and self.worker.ready.is_set():
+                    self._answer_hellos()
                 self._reap_orphans()
         finally:
             self._shutdown()
@@ -194,12 +201,13 @@ class Daemon:
             pass
 
     def _shutdown(self) -> None:
+        busy = self.table.snapshot(b"")["busy"]
         for rec in self.table.stop():
             self._send(rec.client, Error(code=ErrorCode.UNAVAILABLE, job=rec.request.job,
                                          message="the Impasto daemon is shutting down; the job was stopped"))
         # The running job's cancel flag is set: it stops within one step.  A worker still inside
         # native code after the grace period (loading a model) is left behind: the caller exits.
-        self.worker.join(timeout=WORKER_GRACE)
+        self.worker.join(timeout=WORKER_GRACE if busy else 0.05)
         self.zap.stop()
         self.router.close(linger=200)
         self.events.close(0)
@@ -310,8 +318,17 @@ class Daemon:
                 f"update the {'client' if msg.protocol < PROTOCOL_VERSION else 'daemon'}",
                 "protocol",
             )
-        self.worker.ready.wait(30)
-        self._send(identity, Welcome(daemon=VERSION, device=self.worker.device, ref=msg.ref))
+        # Answered once the engine is up, without blocking this loop (signals, other clients).
+        if len(self._hellos) >= 1024:
+            raise ProtocolError(ErrorCode.QUEUE_FULL, "too many clients are waiting for the engine to start", "hello")
+        self._hellos.append((identity, msg.ref))
+        if self.worker.ready.is_set():
+            self._answer_hellos()
+
+    def _answer_hellos(self) -> None:
+        hellos, self._hellos = self._hellos, []
+        for identity, ref in hellos:
+            self._send(identity, Welcome(daemon=VERSION, device=self.worker.device, ref=ref))
 
     def _on_status(self, identity: bytes, msg: StatusRequest) -> None:
         snap = self.table.snapshot(identity)
@@ -362,13 +379,17 @@ class Daemon:
 
 
 def _peek(body, key: str) -> str:
+    """``job``/``ref`` of an undecodable request, echoed in its error only when it is a sane string
+    (a client matches the error to its request; a hostile value is not sent back)."""
     try:
         import json
 
         value = json.loads(body[0]).get(key, "")
-        return value if isinstance(value, str) else ""
     except Exception:
         return ""
+    if not isinstance(value, str) or len(value) > 128 or any(ord(c) < 32 for c in value):
+        return ""
+    return value
 
 
 def _job_of(body) -> str:
