@@ -66,6 +66,10 @@ class JobTable:
         self.max_pending_bytes = max_pending_bytes
 
     @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
     def pending_bytes(self) -> int:
         with self._lock:
             return sum(self._bytes.values())

@@ -222,11 +222,6 @@ class Daemon:
         self._wake_w.close()
         log.info("Impasto daemon stopped")
 
-    @property
-    def worker_stuck(self) -> bool:
-        """True when shutdown had to leave the worker behind (the process should exit hard)."""
-        return self.worker.is_alive()
-
     # ------------------------------------------------------------------ orphans
 
     def _reap_orphans(self) -> None:
@@ -322,6 +317,7 @@ class Daemon:
         if len(self._hellos) >= 1024:
             raise ProtocolError(ErrorCode.QUEUE_FULL, "too many clients are waiting for the engine to start", "hello")
         self._hellos.append((identity, msg.ref))
+        self.worker.want_engine()
         if self.worker.ready.is_set():
             self._answer_hellos()
 
@@ -353,6 +349,7 @@ class Daemon:
 
     def _on_job(self, identity: bytes, msg: Any) -> None:
         validate_job(msg, self.limits)
+        self.worker.want_engine()
         rec = JobRecord(client=identity, request=msg)
         if self.table.get(rec.key) is not None:
             raise ProtocolError(ErrorCode.DUPLICATE_JOB, f"job {msg.job!r} is already queued or running", "job")
