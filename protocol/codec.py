@@ -182,15 +182,15 @@ def _from_json(tp: Any, value: Any, frames: Sequence, used: set, path: str) -> A
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise _bad(name, f"expected true/false, got {value!r}")
+            raise _bad(name, f"expected true/false, got {_short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(name, f"expected an integer, got {value!r}")
+            raise _bad(name, f"expected an integer, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _bad(name, f"expected a number, got {value!r}")
+            raise _bad(name, f"expected a number, got {_short(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -63,6 +63,8 @@ VERSION = "0.2.0"
 ORPHAN_TIMEOUT = 10.0
 #: Longest the I/O loop sleeps in poll: the bound on noticing orphans and stray signals.
 POLL_MS = 250
+#: Longest error sentence sent (a message quoting a 64k-character value would itself be undecodable).
+MAX_ERROR_TEXT = 2000
 #: How long shutdown waits for the worker to leave a job (it stops within one step).
 WORKER_GRACE = 0.6
 
@@ -249,6 +251,8 @@ class Daemon:
     # ------------------------------------------------------------------ I/O
 
     def _send(self, identity: bytes, msg: Any) -> None:
+        if isinstance(msg, Error) and len(msg.message) > MAX_ERROR_TEXT:  # it may quote a hostile value
+            msg.message = msg.message[:MAX_ERROR_TEXT - 3] + "..."
         try:
             self.router.send_multipart([identity] + codec.encode(msg), copy=False)
         except zmq.ZMQError as exc:  # client gone: nothing to do
