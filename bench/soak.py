@@ -334,6 +334,10 @@ def main() -> int:
         "model": "tiny SD-architecture model (backend/tiny_model.py), CPU",
         "seed": args.seed,
         "orphan_timeout_s": 10.0,
+        "baseline": "memory: the daemon's RSS after the first --rss-every fuzz messages (rss_mb_first_sample), "
+                    "same run; txt2img results: a solo run of each request before the clients start",
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                 text=True).stdout.strip(),
     }
     try:
         print("phase 1: fuzz", flush=True)
