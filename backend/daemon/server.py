@@ -94,8 +94,13 @@ class Daemon:
         self.limits = limits or Limits()
         self.security = security
         self.home = home
-        env_orphan = os.environ.get("IMPASTO_ORPHAN_TIMEOUT")
-        self.orphan_timeout = float(orphan_timeout or (env_orphan and float(env_orphan)) or ORPHAN_TIMEOUT)
+        if orphan_timeout is None:
+            try:
+                orphan_timeout = float(os.environ.get("IMPASTO_ORPHAN_TIMEOUT") or ORPHAN_TIMEOUT)
+            except ValueError:
+                log.warning("IMPASTO_ORPHAN_TIMEOUT is not a number; using %s s", ORPHAN_TIMEOUT)
+                orphan_timeout = ORPHAN_TIMEOUT
+        self.orphan_timeout = max(1.0, float(orphan_timeout))
         for env, attr in (("IMPASTO_MAX_QUEUED_JOBS", "max_queued_jobs_per_client"),
                           ("IMPASTO_MAX_QUEUED_IMAGE_BYTES", "max_queued_image_bytes")):
             if os.environ.get(env, "").isdigit():  # operator settings (docs/security.md)
