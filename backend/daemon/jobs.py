@@ -81,7 +81,7 @@ class JobTable:
         size = image_bytes(rec.request)
         with self._lock:
             own = self._queues.get(rec.client)
-            if own is not None and len(own) >= self.max_queued_per_client:
+            if len(own or ()) >= self.max_queued_per_client:
                 raise ProtocolError(
                     ErrorCode.QUEUE_FULL,
                     f"you already have {len(own)} jobs waiting, the cap per client (max_queued_jobs_per_client "
