@@ -84,7 +84,7 @@ class JobTable:
             if len(own or ()) >= self.max_queued_per_client:
                 raise ProtocolError(
                     ErrorCode.QUEUE_FULL,
-                    f"you already have {len(own)} jobs waiting, the cap per client (max_queued_jobs_per_client "
+                    f"you already have {len(own or ())} jobs waiting, the cap per client (max_queued_jobs_per_client "
                     f"= {self.max_queued_per_client}): wait for some to finish", "max_queued_jobs_per_client")
             held = sum(self._bytes.values())
             if held + size > self.max_pending_bytes:
