@@ -550,3 +550,19 @@ def test_stale_temporaries_from_a_crash_are_cleaned_at_start(fresh_daemon, tmp_p
     d = fresh_daemon()  # seconds after the "crash": the library's own one-minute rule would keep them
     assert d.home == home
     assert not any(p.exists() for p in [*leftovers, part])
+
+
+def test_the_job_table_caps_are_typed_even_at_zero_and_rotation_is_fair():
+    """The table alone (the daemon tests above use it through real sockets)."""
+    from impasto.backend.daemon.jobs import JobRecord, JobTable
+    from impasto.protocol.messages import ProtocolError
+
+    table = JobTable(max_queued_per_client=0, max_pending_bytes=1 << 20)
+    with pytest.raises(ProtocolError) as err:
+        table.add(JobRecord(client=b"a", request=Generate(job="x")))
+    assert err.value.code == ErrorCode.QUEUE_FULL and err.value.field == "max_queued_jobs_per_client"
+    table = JobTable(max_queued_per_client=1000, max_pending_bytes=1 << 20)
+    for i in range(1000):
+        table.add(JobRecord(client=b"flood", request=Generate(job=f"f{i}")))
+    assert table.add(JobRecord(client=b"other", request=Generate(job="o1"))) == 1  # not 1000
+    assert [table.take_next().request.job for _ in range(4)] == ["f0", "o1", "f1", "f2"]
