@@ -158,6 +158,7 @@ class Client:
         self._last_heard = time.monotonic()
         self._ping_ref: Optional[str] = None
         self._ping_sent = 0.0
+        self._ping_first = 0.0  # when the oldest unanswered ping went out
         self._reader = threading.Thread(target=self._read_loop, name="impasto-client-reader", daemon=True)
         self._reader.start()
 
@@ -296,20 +297,27 @@ class Client:
             self._ping_ref = None
             return
         if self._ping_ref is not None:
-            if now - self._ping_sent > self.dead_after:
+            if now - self._ping_first > self.dead_after:
                 self._ping_ref = None
                 self._fail_all(
                     f"the Impasto daemon at {self.endpoint} stopped answering (no reply for "
                     f"{self.dead_after:g} s); the job was lost"
                 )
-            return
-        if now - self._ping_sent >= self.heartbeat:
-            self._ping_ref = uuid.uuid4().hex
-            self._ping_sent = now
-            try:
-                self._dealer.send_multipart(codec.encode(StatusRequest(ref=self._ping_ref)))
-            except Exception:
-                pass
+                return
+            if now - self._ping_sent < 2 * self.heartbeat:
+                return
+            # unanswered for two beats: that ping may have died with a dropped connection (a daemon
+            # killed and restarted); ask again, still counting silence from the first one
+        else:
+            if now - self._ping_sent < self.heartbeat:
+                return
+            self._ping_first = now
+        self._ping_ref = uuid.uuid4().hex
+        self._ping_sent = now
+        try:
+            self._dealer.send_multipart(codec.encode(StatusRequest(ref=self._ping_ref)))
+        except Exception:
+            pass
 
     def _reap_lost(self, alive: set, asked_at: float) -> None:
         """Jobs the daemon no longer knows (it restarted) end with an error instead of hanging.
