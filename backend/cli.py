@@ -296,15 +296,27 @@ def cmd_serve(args) -> int:
     endpoint = args.endpoint or default_endpoint()
     import zmq
 
+    from impasto.backend.daemon.server import DaemonConfigError
+
+    security = "curve" if getattr(args, "curve", False) else "plain"
     try:
-        daemon = Daemon(endpoint, make_engine, limits=limits, models_dir=models_dir, preload=not args.no_preload)
+        daemon = Daemon(endpoint, make_engine, limits=limits, models_dir=models_dir, preload=not args.no_preload,
+                        security=security)
+    except DaemonConfigError as exc:
+        raise CliError(str(exc), 2) from None
     except zmq.ZMQError as exc:
         raise CliError(f"cannot listen on {endpoint}: {exc.strerror} (is another daemon running? "
                        f"`impasto status` tells)", EXIT_UNAVAILABLE) from None
     daemon.install_signal_handlers()
-    print(f"Impasto daemon listening on {endpoint}", flush=True)
+    print(f"Impasto daemon listening on {endpoint}" + (" (CurveZMQ)" if security == "curve" else ""), flush=True)
     daemon.serve_forever()
-    return EXIT_OK
+    # Everything the daemon keeps is already on disk (written atomically and fsynced) and every
+    # client was told.  Skip the interpreter's teardown of torch/diffusers (seconds) - and of a
+    # worker still inside native code - so SIGTERM/SIGINT stop the daemon within a second.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_OK)
 
 
 def ask(args, question, spawn: bool = False):
@@ -429,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default=None)
     p.add_argument("--max-pixels", type=int, default=0, help="largest image (w*h) a request may ask for")
     p.add_argument("--no-preload", action="store_true", help="load the model on the first job, not at start")
+    p.add_argument("--curve", action="store_true", help="require CurveZMQ (needed to serve anything but "
+                                                         "loopback; see `impasto curve`)")
     p.set_defaults(func=cmd_serve)
 
     sub.add_parser("stop", help="stop the daemon").set_defaults(func=cmd_stop)
@@ -457,7 +471,8 @@ EXTRA_COMMANDS: list = []
 def _load_extras() -> None:
     import importlib
 
-    for mod in ("impasto.backend.cli_edit", "impasto.backend.cli_concepts", "impasto.backend.cli_install"):
+    for mod in ("impasto.backend.cli_edit", "impasto.backend.cli_concepts", "impasto.backend.cli_install",
+                "impasto.backend.cli_security"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

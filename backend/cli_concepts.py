@@ -1,8 +1,9 @@
 """``impasto concept ...``: train, list, rename, delete, import and export personal concepts.
 
 Every sub-command is a protocol client of the daemon (which owns the library
-and the model); import and export hand the daemon absolute paths on this
-machine, the daemon being local.  Pictures for training are read here, in any
+and the model); import reads the LoRA file here and sends its bytes, export
+receives the bytes and writes the file here, atomically: the daemon never
+opens a path a request names.  Pictures for training are read here, in any
 format Pillow opens, and travel as raw RGBA; a ``NAME.txt`` next to a picture
 (kohya's convention) is its caption.
 
@@ -197,8 +198,14 @@ def cmd_delete(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from impasto.protocol.concept_files import read_concept_file
+
     path = Path(args.file).expanduser().resolve()
-    done = _action(args, "import", args.name, trigger=args.trigger or "", path=str(path))
+    try:
+        blob = read_concept_file(path)  # this side reads the file: the daemon never opens a path
+    except ProtocolError as exc:
+        raise CliError(exc.message, 1) from None
+    done = _action(args, "import", args.name, trigger=args.trigger or "", file=blob, filename=path.name)
     concept = done.info.get("concept", {})
     print(f"imported {path.name} as {args.name!r} ({done.info.get('layout')} keys, rank {concept.get('rank')}, "
           f"trigger {concept.get('trigger') or '-'!r})")
@@ -208,9 +215,21 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from impasto.protocol.concept_files import write_atomic
+
     path = Path(args.output).expanduser().resolve()
-    done = _action(args, "export", args.name, path=str(path))
-    print(f"{done.info.get('path')}  ({done.info.get('bytes')} bytes, kohya format: A1111, ComfyUI and kohya load it)")
+    if path.is_dir():
+        path = path / f"{args.name}.safetensors"
+    if not path.parent.is_dir():
+        raise CliError(f"folder {str(path.parent)!r} does not exist", 1)
+    done = _action(args, "export", args.name)
+    if done.file is None:
+        raise CliError("the daemon's export answer carried no file", 1)
+    try:
+        size = write_atomic(path, done.file.data)  # this side writes, atomically
+    except ProtocolError as exc:
+        raise CliError(exc.message, 1) from None
+    print(f"{path}  ({size} bytes, kohya format: A1111, ComfyUI and kohya load it)")
     return 0
 
 

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from impasto.protocol import Job
+from impasto.protocol import Job, concept_files
 from impasto.protocol.messages import (
     Cancelled,
     Error,
@@ -281,12 +281,13 @@ class ConceptsPanel(QWidget):
         if c is not None:
             self.use_requested.emit(str(c["name"]), str(c.get("trigger", "")))
 
-    def _action(self, action: str, name: str, done_text: str, **fields) -> None:
+    def _action(self, action: str, name: str, done_text: str, call=None, **fields) -> None:
         def done(reply) -> None:
             notes = [str(n) for n in (getattr(reply, "info", {}) or {}).get("notes", [])]
             self.show_status(" ".join([done_text] + notes))
             self.refresh()
-        self.link.call(lambda c: c.concept_action(action, name, **fields), done, self._failed(f"{action} {name!r}"))
+        call = call or (lambda c: c.concept_action(action, name, **fields))
+        self.link.call(call, done, self._failed(f"{action} {name!r}"))
 
     def delete_selected(self) -> None:
         c = self.selected()
@@ -313,7 +314,9 @@ class ConceptsPanel(QWidget):
             return
         name = dialogs.ask_text(self, "Import concept", "Name in the library:", Path(path).stem)
         if name and name.strip():
-            self._action("import", name.strip(), f"Imported “{name.strip()}”.", path=path)
+            # this side reads the file and sends its bytes: the daemon never opens a path
+            self._action("import", name.strip(), f"Imported “{name.strip()}”.",
+                         call=lambda c: concept_files.import_concept(c, path, name.strip()))
 
     def export_selected(self) -> None:
         c = self.selected()
@@ -323,7 +326,9 @@ class ConceptsPanel(QWidget):
         path = dialogs.save_file(self, "Export concept", "Concepts (*.safetensors *.zip *.impasto-concept);;"
                                                          "All files (*)", f"{name}.safetensors")
         if path:
-            self._action("export", name, f"Exported “{name}” to {path}.", path=path)
+            # the daemon answers with the bytes; this side writes the file, atomically
+            self._action("export", name, f"Exported “{name}” to {path}.",
+                         call=lambda c: concept_files.export_concept(c, name, path))
 
     # ------------------------------------------------------------------ training
 

@@ -8,10 +8,12 @@ a callback - called on the reader thread, so GUI clients hop to their UI
 thread from there (Qt signal, ``GLib.idle_add``).
 
 The client also notices a daemon that stopped answering or restarted: while
-jobs are pending and nothing arrives for ``heartbeat`` seconds it asks for the
-daemon's status; no answer within ``dead_after`` seconds, or an answer that no
-longer lists a pending job, ends that job with an ``unavailable`` error that
-the UI can show as a sentence instead of hanging.
+jobs are pending it asks for the daemon's status every ``heartbeat`` seconds
+(this is also the heartbeat by which the daemon knows the client is alive: a
+client silent for the daemon's orphan timeout has its jobs cancelled); no
+answer within ``dead_after`` seconds, or an answer that no longer lists a
+pending job, ends that job with an ``unavailable`` error that the UI can show
+as a sentence instead of hanging.
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ class Job:
         self.outcome: Optional[Event] = None
         self._queue: "queue.Queue[Event]" = queue.Queue()
         self._done = threading.Event()
+        self._sent_at: Optional[float] = None  # when the request was handed to the transport
 
     @property
     def done(self) -> bool:
@@ -140,11 +143,16 @@ class Client:
         name: str = "impasto-client",
         heartbeat: float = 3.0,
         dead_after: float = 6.0,
+        home: Optional[str] = None,
+        secret: Optional[bytes] = None,
     ):
         self.endpoint = endpoint or default_endpoint()
         self.name = name
         self.identity = identity or f"{name[:24]}-{uuid.uuid4().hex}".encode()
-        self._dealer = open_dealer(self.endpoint, self.identity, transport or env_transport())
+        # Authentication is invisible to callers: the transport reads the daemon's secret from
+        # ``home`` (default IMPASTO_HOME) on every connection attempt; see credentials.py.
+        self._dealer = open_dealer(self.endpoint, self.identity, transport or env_transport(),
+                                   home=home, secret=secret)
         self.transport = type(self._dealer).__name__
         self.heartbeat = heartbeat
         self.dead_after = dead_after
@@ -156,6 +164,7 @@ class Client:
         self._last_heard = time.monotonic()
         self._ping_ref: Optional[str] = None
         self._ping_sent = 0.0
+        self._ping_first = 0.0  # when the oldest unanswered ping went out
         self._reader = threading.Thread(target=self._read_loop, name="impasto-client-reader", daemon=True)
         self._reader.start()
 
@@ -174,6 +183,7 @@ class Client:
                 raise ProtocolError(ErrorCode.DUPLICATE_JOB, f"job id {request.job!r} is already pending", "job")
             self._jobs[request.job] = job
         self._send(request)
+        job._sent_at = time.monotonic()
         return job
 
     def cancel(self, job_id: str) -> None:
@@ -243,8 +253,8 @@ class Client:
                 frames = self._dealer.recv_multipart(timeout=self.heartbeat / 2)
                 if self._closed:
                     break
+                self._check_alive()  # every turn: progress events must not starve the heartbeat
                 if frames is None:
-                    self._check_alive()
                     continue
                 self._last_heard = time.monotonic()
                 try:
@@ -262,7 +272,7 @@ class Client:
         if ref and ref == self._ping_ref:
             self._ping_ref = None
             if isinstance(msg, Status):
-                self._reap_lost(set(msg.jobs))
+                self._reap_lost(set(msg.jobs), self._ping_sent)
             return
         if ref:
             with self._lock:
@@ -293,25 +303,37 @@ class Client:
             self._ping_ref = None
             return
         if self._ping_ref is not None:
-            if now - self._ping_sent > self.dead_after:
+            if now - self._ping_first > self.dead_after:
                 self._ping_ref = None
                 self._fail_all(
                     f"the Impasto daemon at {self.endpoint} stopped answering (no reply for "
                     f"{self.dead_after:g} s); the job was lost"
                 )
-            return
-        if now - self._last_heard >= self.heartbeat:
-            self._ping_ref = uuid.uuid4().hex
-            self._ping_sent = now
-            try:
-                self._dealer.send_multipart(codec.encode(StatusRequest(ref=self._ping_ref)))
-            except Exception:
-                pass
+                return
+            if now - self._ping_sent < 2 * self.heartbeat:
+                return
+            # unanswered for two beats: that ping may have died with a dropped connection (a daemon
+            # killed and restarted); ask again, still counting silence from the first one
+        else:
+            if now - self._ping_sent < self.heartbeat:
+                return
+            self._ping_first = now
+        self._ping_ref = uuid.uuid4().hex
+        self._ping_sent = now
+        try:
+            self._dealer.send_multipart(codec.encode(StatusRequest(ref=self._ping_ref)))
+        except Exception:
+            pass
 
-    def _reap_lost(self, alive: set) -> None:
-        """Jobs the daemon no longer knows (it restarted) end with an error instead of hanging."""
+    def _reap_lost(self, alive: set, asked_at: float) -> None:
+        """Jobs the daemon no longer knows (it restarted) end with an error instead of hanging.
+
+        Only jobs sent before the status request count: one sent after it may not have reached
+        the daemon when it answered (messages on one connection arrive in order).
+        """
         with self._lock:
-            lost = [j for jid, j in self._jobs.items() if jid not in alive]
+            lost = [j for jid, j in self._jobs.items()
+                    if jid not in alive and j._sent_at is not None and j._sent_at < asked_at]
             for j in lost:
                 del self._jobs[j.id]
         for j in lost:

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Dict, List, Optional, Tuple
 
-PROTOCOL_VERSION = 1
+# 2: no file paths on the wire (concept import/export carry the file's bytes), authenticated transport
+PROTOCOL_VERSION = 2
 
 SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm")
 FILL_MODES = ("original", "blur", "neutral", "noise")
@@ -40,6 +41,8 @@ class ErrorCode:
     DAEMON_RESTARTED = "daemon_restarted"  # client side: the daemon no longer knows a pending job
     CLIENT_CLOSED = "client_closed"      # client side: the client was closed with jobs pending
     OUT_OF_MEMORY = "out_of_memory"      # the device ran out of memory at this size; the daemon freed it
+    UNAUTHORIZED = "unauthorized"        # client side: no credential to reach the daemon with
+    QUEUE_FULL = "queue_full"            # a queue cap (field names which) is reached: retry later
 
 
 class ProtocolError(Exception):
@@ -92,6 +95,22 @@ class Image:
                 f"({self.expected_size()} bytes expected)",
                 name,
             )
+
+
+@dataclass
+class Blob:
+    """A file's bytes travelling in their own frame (concept import/export).
+
+    Why: the daemon never opens a path a request names; a client reads or
+    writes the artist's files itself and only bytes cross the wire.
+    """
+
+    data: bytes
+
+    def check(self, name: str = "file", limit: Optional[int] = None) -> None:
+        if limit is not None and len(self.data) > limit:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"{name}: {len(self.data)} bytes are over the cap of "
+                                f"{limit} bytes", name)
 
 
 @dataclass
@@ -219,7 +238,12 @@ class ListConcepts:
 
 @dataclass
 class ConceptAction:
-    """Rename, delete, import or export a concept in the daemon's library."""
+    """Rename, delete, import or export a concept in the daemon's library.
+
+    No paths: ``import`` carries the LoRA file's bytes in ``file`` (and its
+    bare ``filename`` for the record); ``export`` answers with the bytes in
+    :attr:`Done.file` and the client writes them.
+    """
 
     TYPE: ClassVar[str] = "concept_action"
     ref: str = ""
@@ -227,7 +251,8 @@ class ConceptAction:
     name: str = ""
     new_name: str = ""
     trigger: str = ""
-    path: str = ""                       # import source / export target on the daemon's machine
+    file: Optional[Blob] = None          # import: the .safetensors file's bytes
+    filename: str = ""                   # import: the file's own name (no folders), kept as "imported_from"
 
 
 @dataclass
@@ -333,6 +358,7 @@ class Done:
     TYPE: ClassVar[str] = "done"
     ref: str = ""
     info: Dict[str, object] = field(default_factory=dict)
+    file: Optional[Blob] = None          # export: the kohya .safetensors bytes
 
 
 MESSAGE_TYPES = {
@@ -342,6 +368,7 @@ MESSAGE_TYPES = {
         Welcome, Accepted, Progress, Result, Error, Cancelled, Status, Models, Concepts, Done,
     )
 }
+CLIENT_REQUESTS = (Hello, Generate, Train, Cancel, StatusRequest, ListModels, ListConcepts, ConceptAction, Shutdown)
 JOB_REQUESTS = (Generate, Train)
 
 
@@ -359,10 +386,19 @@ class Limits:
     max_cfg: float = 30.0
     max_train_steps: int = 5000
     max_train_images: int = 100
+    max_concept_bytes: int = 256 << 20          # an imported LoRA file (SD1.5 rank 128 is ~150 MB)
+    max_queued_jobs_per_client: int = 32        # jobs one client may have waiting
+    max_queued_image_bytes: int = 512 << 20     # image bytes held by all pending jobs together
+
+    def max_frame_bytes(self) -> int:
+        """The largest legal frame plus headroom: the daemon's ZMQ_MAXMSGSIZE (libzmq counts per frame)."""
+        return max(self.max_pixels * 4, self.max_concept_bytes, 1 << 20) + (1 << 20)
 
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-+()]{0,63}$")
-_JOB_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+# fullmatch: "p1\n" or "p1 " is not the name "p1" (``$`` would let a trailing newline through)
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.\-+()]{0,62}[A-Za-z0-9_.\-+()])?")
+_JOB_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+TRIGGER_RE = re.compile(r"[A-Za-z0-9_\-]{1,32}")
 
 
 def _bad(field_name: str, message: str) -> ProtocolError:
@@ -375,13 +411,14 @@ def check_name(value: str, field_name: str = "name") -> str:
         raise _bad(field_name, "must not be empty")
     if "/" in value or "\\" in value or ".." in value or "\x00" in value:
         raise _bad(field_name, f"{value!r} must not contain path separators or '..'")
-    if not _NAME_RE.match(value):
-        raise _bad(field_name, f"{value!r} may use letters, digits, space and _ . - + ( ) (1-64 characters)")
+    if not _NAME_RE.fullmatch(value):
+        raise _bad(field_name, f"{value!r} may use letters, digits, space and _ . - + ( ) (1-64 characters, "
+                               "no space at either end)")
     return value
 
 
 def check_job_id(value: str) -> str:
-    if not isinstance(value, str) or not _JOB_RE.match(value):
+    if not isinstance(value, str) or not _JOB_RE.fullmatch(value):
         raise _bad("job", f"{value!r} must be 1-64 characters of letters, digits and _ . : -")
     return value
 
@@ -459,7 +496,7 @@ def _validate_train(msg: Train, limits: Limits) -> None:
     check_name(msg.name, "name")
     if not msg.trigger.strip():
         raise _bad("trigger", "a trigger word is required")
-    if not re.match(r"^[A-Za-z0-9_\-]{1,32}$", msg.trigger.strip()):
+    if not TRIGGER_RE.fullmatch(msg.trigger.strip()):
         raise _bad("trigger", f"{msg.trigger!r} must be one word of letters, digits, _ or -")
     if msg.method not in TRAIN_METHODS:
         raise _bad("method", f"{msg.method!r} is not one of {', '.join(TRAIN_METHODS)}")

@@ -2,8 +2,9 @@
 
 Krita's and GIMP's embedded Pythons on Windows cannot load pyzmq, so the shared
 client library falls back to this module: a DEALER socket speaking the ZeroMQ
-wire protocol (RFC 23/ZMTP 3.0 and 37/ZMTP 3.1, NULL security mechanism) over
-TCP to the daemon's libzmq ROUTER.
+wire protocol (RFC 23/ZMTP 3.0 and 37/ZMTP 3.1) over TCP to the daemon's
+libzmq ROUTER, with the NULL or the PLAIN security mechanism (RFC 24: HELLO,
+WELCOME, INITIATE, READY) - the daemon only accepts PLAIN carrying its secret.
 
 Design
 ------
@@ -57,13 +58,20 @@ _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
 _VERSION_MAJOR = 3
 _VERSION_MINOR = 1
 _MECHANISM_NULL = b"NULL"
-_GREETING = (
-    _SIGNATURE
-    + bytes((_VERSION_MAJOR, _VERSION_MINOR))
-    + _MECHANISM_NULL.ljust(20, b"\x00")
-    + b"\x00"  # as-server: always 0 for NULL
-    + b"\x00" * 31
-)
+_MECHANISM_PLAIN = b"PLAIN"
+
+
+def _greeting(mechanism: bytes) -> bytes:
+    return (
+        _SIGNATURE
+        + bytes((_VERSION_MAJOR, _VERSION_MINOR))
+        + mechanism.ljust(20, b"\x00")
+        + b"\x00"  # as-server: we are always the client
+        + b"\x00" * 31
+    )
+
+
+_GREETING = _greeting(_MECHANISM_NULL)
 assert len(_GREETING) == 64
 
 #: Socket types a DEALER may talk to (same table as libzmq / RFC 28).
@@ -305,6 +313,12 @@ class ZmtpDealer:
         connection (then reconnect) when nothing at all was received for the
         timeout (default: three intervals).  Off by default, like libzmq.
         Incoming PINGs are always answered with PONG.
+    ``plain``
+        ``None`` for the NULL mechanism, else a callable returning
+        ``(username, password)`` bytes - or None while there are no
+        credentials yet (the attempt then fails and is retried with backoff).
+        It is called on every connection attempt, so a secret created after
+        this dealer (a freshly started daemon's) is picked up.
     """
 
     def __init__(
@@ -320,6 +334,7 @@ class ZmtpDealer:
         recv_hwm: int = 1000,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
+        plain=None,
     ):
         self._host, self._port = _parse_endpoint(endpoint)
         self._endpoint = endpoint
@@ -348,6 +363,7 @@ class ZmtpDealer:
         if heartbeat_interval is not None and heartbeat_timeout is None:
             heartbeat_timeout = 3 * heartbeat_interval
         self._hb_timeout = heartbeat_timeout
+        self._plain = plain
 
         # Send side: everything below is guarded by _send_lock.
         self._send_lock = threading.Lock()
@@ -735,7 +751,16 @@ class ZmtpDealer:
 
     def _handshake(self, sock: socket.socket, reader: _Reader) -> None:
         deadline = time.monotonic() + self._connect_timeout
-        ok, _ = _send_fully(sock, _GREETING)
+        creds = None
+        if self._plain is not None:
+            creds = self._plain()
+            if creds is None:
+                raise ZmtpError("no credentials for the PLAIN mechanism yet (the daemon's secret is missing)")
+            user, password = bytes(creds[0]), bytes(creds[1])
+            if len(user) > 255 or len(password) > 255:
+                raise ZmtpError("PLAIN username and password must be at most 255 bytes")
+        mine = _MECHANISM_NULL if creds is None else _MECHANISM_PLAIN
+        ok, _ = _send_fully(sock, _greeting(mine))
         if not ok:
             raise ConnectionError("connection lost while sending the greeting")
         sig = reader.take(10, deadline)
@@ -746,20 +771,26 @@ class ZmtpDealer:
             raise ZmtpError(f"peer speaks ZMTP {major}.x; only ZMTP 3.x is supported")
         rest = reader.take(53, deadline)
         mechanism = rest[1:21].rstrip(b"\x00")
-        if mechanism != _MECHANISM_NULL:
+        if mechanism != mine:
             raise ZmtpError(
-                f"peer wants security mechanism {mechanism.decode('ascii', 'replace')!r}; only NULL is supported"
+                f"peer wants security mechanism {mechanism.decode('ascii', 'replace')!r}; "
+                f"this side offers {mine.decode()!r}"
             )
+        if creds is not None:
+            # RFC 24 PLAIN: HELLO(username, password) -> WELCOME, then INITIATE(metadata) -> READY.
+            hello = bytes((len(user),)) + user + bytes((len(password),)) + password
+            ok, _ = _send_fully(sock, _command(b"HELLO", hello))
+            if not ok:
+                raise ConnectionError("connection lost while sending HELLO")
+            name, _data = self._read_command(reader, deadline)
+            if name != b"WELCOME":
+                raise ZmtpError(f"expected WELCOME from peer, got {name!r}")
         props = [(b"Socket-Type", b"DEALER"), (b"Identity", self._identity or b"")]
-        ok, _ = _send_fully(sock, _command(b"READY", _encode_properties(props)))
+        ready = b"INITIATE" if creds is not None else b"READY"
+        ok, _ = _send_fully(sock, _command(ready, _encode_properties(props)))
         if not ok:
-            raise ConnectionError("connection lost while sending READY")
-        flags, body = reader.read_frame(min(self._max_frame_size, _MAX_HANDSHAKE_COMMAND), deadline)
-        if not flags & _FLAG_COMMAND or flags & _FLAG_MORE:
-            raise ZmtpError("peer sent a message before completing the handshake")
-        name, data = _split_command(body)
-        if name == b"ERROR":
-            raise ZmtpError(f"peer rejected the handshake: {self._error_reason(data)}")
+            raise ConnectionError(f"connection lost while sending {ready.decode()}")
+        name, data = self._read_command(reader, deadline)
         if name != b"READY":
             raise ZmtpError(f"expected READY from peer, got {name!r}")
         peer_props = _parse_properties(data)
@@ -767,6 +798,15 @@ class ZmtpDealer:
         if stype not in _COMPATIBLE_PEERS:
             raise ZmtpError(f"peer socket type {stype!r} is not compatible with DEALER")
         self._peer_properties = peer_props
+
+    def _read_command(self, reader: _Reader, deadline: float) -> tuple[bytes, bytes]:
+        flags, body = reader.read_frame(min(self._max_frame_size, _MAX_HANDSHAKE_COMMAND), deadline)
+        if not flags & _FLAG_COMMAND or flags & _FLAG_MORE:
+            raise ZmtpError("peer sent a message before completing the handshake")
+        name, data = _split_command(body)
+        if name == b"ERROR":
+            raise ZmtpError(f"peer rejected the handshake: {self._error_reason(data)}")
+        return name, data
 
     @staticmethod
     def _error_reason(data: bytes) -> str:

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,19 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Daemons require the secret from IMPASTO_HOME (docs/security.md).  Every test daemon has its own
+# home, so the session shares one secret file that all of them and every client here use.
+os.environ.setdefault("IMPASTO_SECRET_FILE",
+                      os.path.join(tempfile.mkdtemp(prefix="impasto-secret-"), "daemon.secret"))
+
+
+def plain_auth(sock):
+    """Give a raw pyzmq socket (before connect) the daemon's PLAIN credentials, as every client has."""
+    from impasto.protocol import credentials
+
+    sock.plain_username = credentials.PLAIN_USER
+    sock.plain_password = credentials.read_secret()
+    return sock
 
 
 def free_port() -> int:

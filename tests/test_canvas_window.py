@@ -280,6 +280,12 @@ class StubDaemon:
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
+        # clients authenticate (docs/security.md): the stub checks the secret like the real daemon
+        from impasto.backend.daemon.auth import ZapHandler, secure_router
+
+        self.zap = ZapHandler(self.ctx, "plain")
+        self.zap.start()
+        secure_router(self.sock, "plain")
         self.sock.bind(self.endpoint)
         self.on_job = on_job
         self.silent = False
@@ -313,6 +319,8 @@ class StubDaemon:
     def close(self):
         self.stop.set()
         self.thread.join(5)
+        self.zap.stop()
+        self.zap.join(5)
         self.sock.close(0)
         self.ctx.term()
 

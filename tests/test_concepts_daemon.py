@@ -10,6 +10,8 @@ from safetensors.torch import load_file
 
 from conftest import DaemonProcess
 from impasto.protocol import Client, JobCancelled, ProtocolError
+from impasto.protocol.concept_files import export_concept, import_concept
+from impasto.protocol.messages import Blob
 from impasto.protocol.messages import Accepted, ErrorCode, Generate, Image as WireImage, Progress, Result, Train
 
 
@@ -92,12 +94,15 @@ def test_a_second_training_is_queued_and_a_running_one_cancels(client):
 def test_library_actions_over_the_protocol(client, tmp_path):
     client.submit(train("d-lib", steps=2, prior_preservation=False)).wait(120)
     out = tmp_path / "d-lib.safetensors"
-    done = client.concept_action("export", "d-lib", path=str(out))
-    assert done.info["path"] == str(out) and out.stat().st_size == done.info["bytes"]
+    # export answers with the file's bytes; the client writes them (the daemon opens no path of ours)
+    assert export_concept(client, "d-lib", tmp_path) == out
+    done = client.concept_action("export", "d-lib")
+    assert out.stat().st_size == len(done.file.data) == done.info["bytes"]  # (header key order may vary)
+    assert "path" not in done.info
     keys = set(load_file(str(out)))   # the UNet LoRA + the trigger's embedding bundled as A1111 reads it
     assert all(k.startswith("lora_unet_") for k in keys - {"bundle_emb.zwx.string_to_param.*"})
     assert "bundle_emb.zwx.string_to_param.*" in keys
-    done = client.concept_action("import", "d-lib-copy", path=str(out), trigger="")
+    done = import_concept(client, out, "d-lib-copy")
     assert done.info["layout"] == "kohya" and done.info["concept"]["trigger"] == "zwx"
     assert generate(client, [("d-lib", 0.9)])[0] == generate(client, [("d-lib-copy", 0.9)])[0]
     client.concept_action("rename", "d-lib-copy", new_name="d-lib-renamed")
@@ -108,9 +113,12 @@ def test_library_actions_over_the_protocol(client, tmp_path):
         (dict(action="explode", name="d-lib"), ErrorCode.BAD_FIELD, "action"),
         (dict(action="rename", name="d-lib", new_name="../x"), ErrorCode.BAD_FIELD, "new_name"),
         (dict(action="delete", name="d-nothing"), ErrorCode.UNKNOWN_CONCEPT, "name"),
-        (dict(action="export", name="d-lib", path="relative.safetensors"), ErrorCode.BAD_FIELD, "path"),
-        (dict(action="import", name="d-lib", path=str(out)), ErrorCode.BAD_FIELD, "name"),
-        (dict(action="import", name="d-x", path=str(tmp_path / "missing.safetensors")), ErrorCode.BAD_FIELD, "path"),
+        (dict(action="import", name="d-lib", file=Blob(out.read_bytes())), ErrorCode.BAD_FIELD, "name"),
+        (dict(action="import", name="d-x"), ErrorCode.BAD_FIELD, "file"),
+        (dict(action="import", name="d-x", file=Blob(b"not a lora")), ErrorCode.BAD_FIELD, "file"),
+        (dict(action="import", name="d-x", file=Blob(out.read_bytes()), filename="../x.safetensors"),
+         ErrorCode.BAD_FIELD, "filename"),
+        (dict(action="export", name="d-lib", file=Blob(b"x")), ErrorCode.BAD_FIELD, "file"),
     ]
     for fields, code, field in bad:
         with pytest.raises(ProtocolError) as ei:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zmq
 
+from conftest import plain_auth
 from impasto.protocol import Client, JobCancelled, JobFailed, codec
 from impasto.protocol.messages import (
     PROTOCOL_VERSION, Accepted, Cancelled, Error, ErrorCode, Generate, Hello, Image, Progress, ProtocolError, Result,
@@ -184,7 +185,7 @@ class RawPeer:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        plain_auth(self.sock).connect(endpoint)
 
     def ask(self, frames, timeout=30):
         self.sock.send_multipart(frames)

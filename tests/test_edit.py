@@ -503,7 +503,9 @@ def test_daemon_refuses_frames_whose_bytes_do_not_match_the_header(daemon, clien
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(daemon.endpoint)
+    from conftest import plain_auth
+
+    plain_auth(sock).connect(daemon.endpoint)
     try:
         img = scene(32, 24)
         mask = np.full((24, 32), 255, np.uint8)

@@ -152,6 +152,10 @@ def test_installed_plugin_runs_on_a_bare_python(profile, daemon, tmp_path):
     script = tmp_path / "bare.py"
     script.write_text(BARE_PYTHON_JOB)
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    # the daemon's secret where the plug-in looks for it: ~/.impasto (docs/security.md)
+    from impasto.protocol import credentials
+
+    credentials.write_private(tmp_path / ".impasto" / credentials.SECRET_NAME, credentials.read_secret() + b"\n")
     proc = subprocess.run([sys.executable, "-S", str(script), str(dest), daemon.endpoint], env=env,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -81,6 +81,11 @@ def _session(daemon, driver: Path, params: dict, *env: str, inner_env=lambda inn
     base.mkdir()
     try:
         cli_install.install_gimp(base / "home" / ".config" / "GIMP" / "3.0")
+        # the daemon's secret where the plug-in looks for it: IMPASTO_HOME (~/.impasto) inside the root
+        from impasto.protocol import credentials
+
+        credentials.write_private(base / "home" / ".impasto" / credentials.SECRET_NAME,
+                                  credentials.read_secret() + b"\n")
         shutil.copy(driver, base / "drive.py")
         (base / "params.json").write_text(json.dumps(dict(params, endpoint=daemon.endpoint)))
         t0 = time.monotonic()

@@ -335,8 +335,12 @@ class ConceptLibrary:
 
     # ---------------------------------------------------------------- crash recovery
 
-    def recover(self) -> None:
+    def recover(self, stale_seconds: float = STALE_SECONDS) -> None:
         """Finish what a crashed save, replace or delete left behind.
+
+        ``stale_seconds``: hidden folders younger than this may be another
+        process's save in flight and are left alone; the daemon passes 0 at
+        start, when it is the library's only writer.
 
         * ``.tmp-NAME-*``: a save that never completed -> removed;
         * ``.trash-NAME-*`` with metadata while ``NAME`` is missing: a replace
@@ -350,7 +354,7 @@ class ConceptLibrary:
             if not p.is_dir() or not p.name.startswith((".tmp-", ".trash-", ".deleted-")):
                 continue
             try:
-                if now - p.stat().st_mtime < STALE_SECONDS:
+                if now - p.stat().st_mtime < stale_seconds:
                     continue  # possibly another process's save in flight
             except OSError:
                 continue

@@ -123,25 +123,37 @@ def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str
     if not path.is_file():
         raise LoraFormatError(f"path: {str(path)!r} is not a file")
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            (length,) = struct.unpack("<Q", head) if len(head) == 8 else (0,)
-            raw = fh.read(length) if 0 < length < 100 * 1024 * 1024 else b""
-        header = json.loads(raw) if raw else None
-    except (OSError, ValueError, struct.error):
-        header = None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise LoraFormatError(f"path: {path.name} cannot be read: {exc.strerror or exc}") from exc
+    return safetensors_from_bytes(data, path.name)
+
+
+def safetensors_from_bytes(data: bytes, filename: str = "the file",
+                           field: str = "path") -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Tensors and header metadata of ``.safetensors`` bytes (an import's file frame); typed errors otherwise."""
+    header = None
+    if len(data) >= 8:
+        (length,) = struct.unpack("<Q", data[:8])
+        if 0 < length < 100 * 1024 * 1024 and 8 + length <= len(data):
+            try:
+                header = json.loads(data[8:8 + length])
+            except (ValueError, RecursionError):
+                header = None
     if not isinstance(header, dict):
         hint = ""
-        if path.suffix.lower() in (".pt", ".ckpt", ".bin", ".pth"):
+        if Path(filename).suffix.lower() in (".pt", ".ckpt", ".bin", ".pth"):
             hint = " (pickle files can run code when loaded: ask for the .safetensors version of this LoRA)"
-        raise LoraFormatError(f"path: {path.name} is not a safetensors file{hint}")
-    from safetensors.torch import load_file
+        raise LoraFormatError(f"{field}: {filename} is not a safetensors file{hint}", field)
+    from safetensors.torch import load
 
     try:
-        tensors = load_file(str(path))
+        tensors = load(bytes(data))
     except Exception as exc:
-        raise LoraFormatError(f"path: {path.name} is damaged: {exc}") from exc
+        raise LoraFormatError(f"{field}: {filename} is damaged: {exc}", field) from exc
     meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        meta = {}
     return tensors, {str(k): str(v) for k, v in meta.items()}
 
 
@@ -273,12 +285,30 @@ def _take_trigger_embedding(tensors: Dict[str, torch.Tensor]) -> Tuple[Optional[
 
 
 def read_lora_file(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Any supported LoRA file -> (library tensors, hints for the concept's metadata).
+    """Any supported LoRA file -> (library tensors, hints for the concept's metadata)."""
+    tensors, meta = read_safetensors(Path(path))
+    return _lora_from(tensors, meta)
+
+
+def read_lora_bytes(data: bytes, filename: str = "the file") -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """The bytes of a LoRA file (a concept import's ``file`` frame) -> (library tensors, hints).
+
+    The daemon never opens a path a request names: clients read the file and send its bytes.
+    Errors name the ``file`` field.
+    """
+    tensors, meta = safetensors_from_bytes(data, filename, field="file")
+    try:
+        return _lora_from(tensors, meta)
+    except LoraFormatError as exc:
+        raise LoraFormatError(str(exc.message).replace("path: ", "file: ", 1), "file") from None
+
+
+def _lora_from(tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Library tensors and metadata hints from a LoRA state dict.
 
     A bundled trigger embedding (kohya's and A1111's ``bundle_emb.<word>``) comes along as
     the concept's trigger embedding, its word as the trigger when none is recorded.
     """
-    tensors, meta = read_safetensors(Path(path))
     if not tensors:
         raise LoraFormatError("path: the file holds no tensors")
     vectors, bundled_word = _take_trigger_embedding(tensors)
@@ -391,16 +421,21 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
     }
 
 
-def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> int:
-    """Write a kohya-format ``.safetensors`` atomically; returns its size in bytes."""
+def kohya_file_bytes(name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> bytes:
+    """A concept as the bytes of a kohya-format ``.safetensors`` (an export's answer)."""
     from safetensors.torch import save
 
-    path = Path(path)
     sd = kohya_state_dict(tensors, is_sdxl_lora(tensors, meta))
     trigger = str(meta.get("trigger", ""))
     if KEY in tensors and trigger:
         sd[bundle_key(trigger)] = tensors[KEY].float().contiguous()   # A1111 loads it as the trigger's embedding
-    data = save(sd, metadata=kohya_metadata(name, meta, tensors))
+    return save(sd, metadata=kohya_metadata(name, meta, tensors))
+
+
+def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> int:
+    """Write a kohya-format ``.safetensors`` atomically; returns its size in bytes."""
+    path = Path(path)
+    data = kohya_file_bytes(name, tensors, meta)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with open(tmp, "wb") as fh:

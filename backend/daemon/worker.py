@@ -36,6 +36,9 @@ class Worker(threading.Thread):
         self.preload = preload
         self.events_endpoint = events_endpoint
         self.ready = threading.Event()
+        self._wanted = threading.Event()  # preload=False: the engine starts on the first hello or job
+        if preload:
+            self._wanted.set()
         self.device = ""
         self.init_error: Optional[str] = None
 
@@ -46,6 +49,9 @@ class Worker(threading.Thread):
         self._push.setsockopt(zmq.LINGER, 1000)
         self._push.connect(self.events_endpoint)
         try:
+            while not self._wanted.wait(0.25):
+                if self.table.stopped:
+                    return
             self._start_engine()
             while True:
                 rec = self.table.take_next()
@@ -54,6 +60,14 @@ class Worker(threading.Thread):
                 self._run_job(rec)
         finally:
             self._push.close()
+
+    def want_engine(self) -> None:
+        """A hello or a job arrived: start the engine now if it was deferred (``--no-preload``).
+
+        Deferring keeps an idle ``--no-preload`` daemon free of torch: it starts in half a second
+        and a signal finds no long import holding the interpreter lock.
+        """
+        self._wanted.set()
 
     def _start_engine(self) -> None:
         try:
