@@ -268,7 +268,8 @@ def settings_from_args(args) -> Settings:
 def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.JobPlan:
     """The one planner's request for these options; a plan error is one readable line."""
     settings = settings_from_args(args)
-    rec = recommendation(args)
+    # the model's recommendation fills what the artist left unset; a fully set job needs no daemon to plan
+    rec = recommendation(args) if settings.unset() or document is None else None
     if document is None:   # text to image with no --size: the model's native size
         document = (rec.native_size, rec.native_size)
     try:
@@ -382,8 +383,8 @@ def cmd_generate(args) -> int:
     if args.output:
         check_output(args, args.batch or 1)
     job = plan(args, args.size, planner.GENERATE)
-    rec = recommendation(args)
     if args.size is None and not args.quiet:
+        rec = recommendation(args)
         print(f"size: the model's native {rec.native_size}x{rec.native_size} (--size WxH to change)",
               file=sys.stderr)
     result = run_request(args, job.request)
