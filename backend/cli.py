@@ -2,6 +2,10 @@
 
 The tests and the README use exactly these commands, so they are the
 contract: change them only together with both.
+
+Just over 500 lines on purpose: the parser (every flag an artist types, with its help)
+lives here in one place; the commands' bodies are in ``cli_edit.py``, ``cli_concepts.py``,
+``cli_install.py`` and ``cli_security.py``, and planning is the client core's.
 """
 from __future__ import annotations
 

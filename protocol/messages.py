@@ -8,6 +8,10 @@ attribute ``TYPE`` is its wire name; :mod:`.codec` turns it into ZeroMQ frames
 Value ranges (steps, CFG, sizes, names) are checked by :func:`validate_job`
 so clients can refuse bad input before sending and the daemon gives the same
 typed error when they don't.
+
+Over 500 lines on purpose: the whole request tree (every message type, error code,
+limit and range check) is one module so the plug-ins vendor one file of truth; the
+codec and the client core are separate modules.
 """
 from __future__ import annotations
 

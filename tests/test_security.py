@@ -3,6 +3,9 @@ Impasto's home, and no client can starve or sink it.  One test (at least) per de
 
 Everything runs against real ``impasto serve`` processes over real sockets: pyzmq, the
 pure-Python ZMTP transport, and raw TCP where a hostile peer would use it.
+
+Over 500 lines on purpose: one test (at least) per defect of issue 13, sharing one set
+of hostile-peer helpers (raw sockets, wrong secrets, killed clients).
 """
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Tests of the pure-Python ZMTP DEALER against a real libzmq ROUTER (pyzmq)
-and against scripted raw-socket peers (malformed / hostile / heartbeat cases)."""
+and against scripted raw-socket peers (malformed / hostile / heartbeat cases).
+
+Over 500 lines on purpose: the scripted raw-socket peers (malformed, hostile,
+heartbeat cases) are shared by every test here.
+"""
 
 from __future__ import annotations
 
