@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional
 
 from impasto.backend import cli as _cli
+from impasto.protocol.atomic import write_atomic
 
 EXIT_OK, EXIT_FAIL, CliError = _cli.EXIT_OK, _cli.EXIT_FAIL, _cli.CliError
 SKIP_NAMES = {"__pycache__"}
@@ -122,12 +123,9 @@ def swap_into_place(dest: Path, build: Callable[[Path], None]) -> Path:
     return dest
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def remove(paths: List[Path]) -> List[Path]:
@@ -206,9 +204,9 @@ def install_krita(profile: Path, endpoint: str = "", auto_start: bool = True, mo
     try:
         dest = swap_into_place(pykrita / KRITA_ROOT, build)
         desktop = pykrita / DESKTOP_FILE
-        write_atomic(desktop, (source_root() / "plugin_krita" / DESKTOP_FILE).read_text(encoding="utf-8"))
+        write_text_atomic(desktop, (source_root() / "plugin_krita" / DESKTOP_FILE).read_text(encoding="utf-8"))
         action = profile / "actions" / ACTION_FILE
-        write_atomic(action, action_xml())
+        write_text_atomic(action, action_xml())
     except OSError as exc:
         raise CliError(f"could not install the Krita plugin into {profile}: {exc}", EXIT_FAIL) from None
     return {"package": dest, "desktop": desktop, "actions": action}

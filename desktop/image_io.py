@@ -9,13 +9,13 @@ a full disk never leaves half a PNG where the artist's work was.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Union
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 from PySide6.QtGui import QImage, QImageReader
 
+from impasto.protocol.atomic import write_atomic  # noqa: F401 (re-exported: the canvas's writers use it)
 from impasto.protocol.messages import Limits
 
 from . import qt_images
@@ -58,21 +58,6 @@ def read_image(path: Union[str, Path], limits: Limits = CANVAS_LIMITS) -> QImage
         raise ImageFileError(f"{name} is damaged and could not be read ({reader.errorString()}).")
     check_canvas_size(image.width(), image.height(), name, limits)
     return image.convertToFormat(qt_images.LAYER_FORMAT)
-
-
-def write_atomic(path: Union[str, Path], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def png_bytes(image: QImage) -> bytes:

@@ -11,10 +11,10 @@ Standard library only (vendored into the plugins with the rest of protocol/).
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+from . import atomic
 from .messages import Blob, Done, ErrorCode, Limits, ProtocolError
 
 
@@ -36,23 +36,12 @@ def read_concept_file(path: os.PathLike, limit: Optional[int] = None) -> Blob:
 
 
 def write_atomic(path: os.PathLike, data: bytes) -> int:
-    """Write ``data`` to ``path`` atomically; returns the byte count."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
+    """Write ``data`` to ``path`` atomically; returns the byte count (a typed ``bad_field`` naming ``path``)."""
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return atomic.write_atomic(path, data)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise ProtocolError(ErrorCode.BAD_FIELD, f"path: could not write {str(path)!r}: {exc.strerror or exc}",
                             "path") from None
-    return len(data)
 
 
 def import_concept(client: Any, path: os.PathLike, name: str, trigger: str = "", timeout: float = 120.0) -> Done:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .atomic import write_atomic
 from .parameters import format_parameters, png_with_text
 from .settings import Settings
 
@@ -148,10 +149,10 @@ class ResultHistory:
         self.folder.mkdir(parents=True, exist_ok=True)
         if thumbnail_png:
             entry.thumbnail = f"{entry_id}.png"
-            _write_atomic(self.folder / entry.thumbnail, thumbnail_png)
+            write_atomic(self.folder / entry.thumbnail, thumbnail_png)
         if picture_png:
             entry.picture = f"{entry_id}-full.png"
-            _write_atomic(self.folder / entry.picture, png_with_text(picture_png, entry.parameters()))
+            write_atomic(self.folder / entry.picture, png_with_text(picture_png, entry.parameters()))
         self.entries.insert(0, entry)
         for old in self.entries[self.limit:]:
             self._remove_thumbnail(old)
@@ -179,13 +180,13 @@ class ResultHistory:
         dest = Path(dest)
         if dest.suffix.lower() != ".png":
             dest = dest.with_name(dest.name + ".png")
-        _write_atomic(dest, (self.folder / entry.picture).read_bytes())
+        write_atomic(dest, (self.folder / entry.picture).read_bytes())
         return dest
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "entries": [asdict(e) for e in self.entries]}
-        _write_atomic(self.folder / INDEX, json.dumps(data, indent=1).encode("utf-8"))
+        write_atomic(self.folder / INDEX, json.dumps(data, indent=1).encode("utf-8"))
 
     def _remove_thumbnail(self, entry: HistoryEntry) -> None:
         for name in (entry.thumbnail, entry.picture):
@@ -195,9 +196,3 @@ class ResultHistory:
                 except OSError:
                     pass
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)

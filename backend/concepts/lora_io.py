@@ -34,15 +34,14 @@ every module of a full SD1.5 UNet and CLIP ViT-L text encoder).
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from impasto.protocol.atomic import write_atomic
 from impasto.protocol.messages import ErrorCode
 
 from impasto.backend.engine.errors import EngineError
@@ -435,21 +434,10 @@ def kohya_file_bytes(name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str
 def write_kohya_file(path: Path, name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> int:
     """Write a kohya-format ``.safetensors`` atomically; returns its size in bytes."""
     path = Path(path)
-    data = kohya_file_bytes(name, tensors, meta)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return write_atomic(path, kohya_file_bytes(name, tensors, meta))
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise EngineError(ErrorCode.INTERNAL, f"path: could not write {path}: {exc.strerror or exc}", "path") from exc
-    return len(data)
 
 
 def split_components(tensors: Dict[str, torch.Tensor]) -> Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor]]]:
