@@ -218,14 +218,7 @@ def _image(value: Any, frames: Sequence, used: set, name: str) -> Image:
         raise _bad(name, f"format must be a string such as 'rgba8', got {_short(fmt)}")
     if set(value) - {"$frame", "width", "height", "format"}:
         raise _bad(name, "an image reference holds only $frame, width, height and format")
-    if not 1 <= k < len(frames):
-        raise ProtocolError(
-            ErrorCode.BAD_MESSAGE, f"{name}: references frame {k} but only {len(frames) - 1} binary frames came", name
-        )
-    if k in used:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{name}: frame {k} is referenced twice", name)
-    used.add(k)
-    img = Image(width=w, height=h, data=bytes(frames[k]) if not isinstance(frames[k], bytes) else frames[k], format=fmt)
+    img = Image(width=w, height=h, data=_frame(k, frames, used, name), format=fmt)
     img.check(name)
     return img
 

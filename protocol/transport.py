@@ -100,7 +100,8 @@ class PyzmqDealer:
             | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self._poller.register(self._monitor, zmq.POLLIN)
 
-    def _close_socket(self) -> None:
+    def _close_socket(self, linger: Optional[int] = 0) -> None:
+        """Close the socket and its monitor; ``linger=None`` keeps the socket's own LINGER option."""
         if self._sock is None:
             return
         for s in (self._sock, self._monitor):
@@ -113,7 +114,7 @@ class PyzmqDealer:
         except Exception:
             pass
         self._monitor.close(0)
-        self._sock.close(0)
+        self._sock.close(linger)
         self._sock = self._monitor = None
         self._connected = False
 
@@ -227,12 +228,7 @@ class PyzmqDealer:
                 self._sock.setsockopt(self._zmq.LINGER, 1000)
             except Exception:
                 pass
-            try:
-                self._sock.disable_monitor()
-            except Exception:
-                pass
-            self._monitor.close(0)
-            self._sock.close()
+            self._close_socket(linger=None)
         self._wake_r.close()
         self._wake_w.close()
 
