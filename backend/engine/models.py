@@ -274,7 +274,10 @@ class ModelRegistry:
                 if child.is_dir() and (child / "model_index.json").is_file():
                     found.append(inspect_diffusers(child))
                 elif child.is_file() and child.suffix == ".safetensors":
-                    found.append(inspect_single_file(child))
+                    from .control_models import is_control_file  # control models are listed on their own
+
+                    if not is_control_file(child):
+                        found.append(inspect_single_file(child))
         return found
 
     def default_name(self, entries: Optional[List[ModelEntry]] = None) -> str:
