@@ -375,6 +375,7 @@ class Models:
     models: List[Dict[str, object]] = field(default_factory=list)
     default: str = ""
     models_dir: str = ""
+    controls: List[Dict[str, object]] = field(default_factory=list)   # control models (ControlNet, T2I-Adapter)
 
 
 @dataclass

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from impasto.protocol.control import aspect_close, size_refusal
 from impasto.protocol.messages import ErrorCode
 
 from .control_models import ADAPTER, CONTROLNET, ControlEntry, ControlStore
@@ -42,8 +43,6 @@ from .control_preprocess import preprocess
 from .errors import EngineError
 from .images import wire_array
 
-# a control image whose aspect differs from the picture's by more than this factor is refused
-MAX_ASPECT_RATIO = 1.2
 
 
 @dataclass
@@ -96,11 +95,9 @@ def fit_to_canvas(rgba: np.ndarray, canvas: Tuple[int, int], field_name: str, wa
     cw, ch = canvas
     if (w, h) == (cw, ch):
         return rgba
-    ratio = (w / h) / (cw / ch)
-    if max(ratio, 1 / ratio) > MAX_ASPECT_RATIO:
-        raise EngineError(ErrorCode.BAD_FIELD, f"{field_name}.image: the control image is {w}x{h} but the picture "
-                          f"is {cw}x{ch}; their shapes differ too much to resize one onto the other (crop or "
-                          f"scale the control image to {cw}x{ch})", f"{field_name}.image")
+    if not aspect_close((w, h), (cw, ch)):
+        raise EngineError(ErrorCode.BAD_FIELD, f"{field_name}.image: {size_refusal((w, h), (cw, ch))}",
+                          f"{field_name}.image")
     warnings.append(f"{field_name}: control image {w}x{h} resized to the picture's {cw}x{ch}")
     img = Image.fromarray(np.ascontiguousarray(rgba), "RGBA").resize((cw, ch), Image.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
