@@ -11,8 +11,8 @@ is made from a scene's geometry (:func:`.domain.sample_geometry`):
   (a hand's tremor), plus a little per-vertex jitter;
 * an outline stroke is 1-3 px wide at 64 px and may overshoot its start or
   leave a small gap; a silhouette is the wobbly polygon filled;
-* white marks on black, the ``scribble`` preprocessor's convention, so an
-  artist's dark strokes on a light or transparent layer arrive the same way.
+* white marks on black, binary, as the ``scribble`` preprocessor turns an
+  artist's dark strokes on a light (or any strokes on a transparent) layer.
 
 :func:`drawn_region` is the region the drawing encloses (the evaluation's
 reference for IoU).  Everything is deterministic from the generator.
@@ -101,7 +101,8 @@ def render_drawing(d: Drawing, size: int) -> np.ndarray:
                 x, y = pts[i]
                 draw.ellipse([x - w / 2, y - w / 2, x + w / 2, y + w / 2], fill=255)
     small = img.resize((size, size), Image.BOX)
-    arr = np.asarray(small, dtype=np.uint8)
+    # binary, as the scribble preprocessor makes an artist's layer: what trains is what arrives
+    arr = np.where(np.asarray(small) >= 96, 255, 0).astype(np.uint8)
     return np.repeat(arr[..., None], 3, axis=2)
 
 
