@@ -37,6 +37,9 @@ def image_bytes(request: Any) -> int:
             total += len(img.data)
     for img in getattr(request, "images", None) or ():
         total += len(img.data)
+    for unit in getattr(request, "control", None) or ():   # control layers hold a picture each
+        if getattr(unit, "image", None) is not None:
+            total += len(unit.image.data)
     return total
 
 
