@@ -120,8 +120,10 @@ def main(argv=None) -> int:
         figures = {"with_control": summary(rows["with"]), "without_control": summary(rows["without"]),
                    "n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength,
                    "combos": args.combos, "control_model": str(args.control), "control_training": meta.get("training"),
-                   "raw": rows}
-        print(json.dumps({k: v for k, v in figures.items() if k != "raw"}, indent=2))
+                   "raw_iou": {mode: [r["iou"] for r in rs] for mode, rs in rows.items()},
+                   "raw_prompt_right": {mode: "".join("1" if r["prompt_right"] else "0" for r in rs)
+                                        for mode, rs in rows.items()}}
+        print(json.dumps({k: v for k, v in figures.items() if not k.startswith("raw")}, indent=2))
         if args.grid and grid:
             from PIL import Image as PILImage
 
