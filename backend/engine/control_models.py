@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 from impasto.protocol.messages import CONTROL_TYPES, ErrorCode, ProtocolError, check_name
 
 from .errors import EngineError
-from .models import _missing_bytes, _read_json, _safetensors_header
+from .models import _missing_bytes, _read_json, _safetensors_header, control_kind, is_control_file  # noqa: F401
 
 log = logging.getLogger("impasto.control")
 
@@ -111,15 +111,7 @@ def inspect_folder(path: Path) -> Optional[ControlEntry]:
 
 def single_file_kind(header: dict) -> Optional[Tuple[str, str]]:
     """(kind, layout) of a safetensors header that is a control model, else None."""
-    keys = [k for k in header if k != "__metadata__"]
-    if any(k.startswith("control_model.") for k in keys):
-        return CONTROLNET, "ldm"
-    if any(k.startswith("controlnet_cond_embedding.") for k in keys) and any(
-            k.startswith("controlnet_down_blocks.") for k in keys):
-        return CONTROLNET, "diffusers"
-    if any(k.startswith("adapter.conv_in.") for k in keys) and any(k.startswith("adapter.body.") for k in keys):
-        return ADAPTER, "diffusers"
-    return None
+    return control_kind(header)
 
 
 def _shape(header: dict, key: str):
@@ -181,15 +173,6 @@ def control_folders(models_dir: Path) -> List[Path]:
             if child.is_dir() and child.name.lower() in SUBFOLDERS:
                 out.append(child)
     return out
-
-
-def is_control_file(path: Path) -> bool:
-    """Whether a ``.safetensors`` file is a control model (the base-model scan leaves it to this module)."""
-    try:
-        header = _safetensors_header(path)
-    except Exception:
-        return False
-    return isinstance(header, dict) and single_file_kind(header) is not None
 
 
 def scan(models_dir: Path) -> List[ControlEntry]:
