@@ -171,6 +171,27 @@ def test_depth_and_pose_say_which_weights_they_need(ceng):
         assert word in err.value.message and "raw" in err.value.message and err.value.field == "control[0].type"
 
 
+def test_depth_runs_with_an_estimator_in_the_models_folder(ceng, control_models):
+    """``annotators/depth`` holding a (tiny random) transformers depth estimator: depth units run and steer."""
+    import shutil
+
+    from impasto.backend.engine.control_preprocess import preprocess
+    from impasto.backend.tooling.tiny_model import build_tiny_depth_estimator
+
+    folder = control_models / "annotators" / "depth"
+    build_tiny_depth_estimator(folder)
+    try:
+        picture = np.random.default_rng(0).integers(0, 256, (48, 40, 4), dtype=np.uint8)
+        picture[..., 3] = 255
+        depth_map = preprocess("depth", picture, "f", control_models)
+        assert depth_map.shape == (48, 40, 3) and depth_map.min() == 0 and depth_map.max() == 255
+        plain, _ = run(ceng, [])
+        steered, r = run(ceng, [ControlUnit("depth", strokes(), "cn-scribble")])
+        assert (plain != steered).mean() > 0.05 and r.info["control"][0]["type"] == "depth"
+    finally:
+        shutil.rmtree(control_models / "annotators")
+
+
 def test_edit_crops_the_control_map_to_the_region(ceng):
     """An "only masked" edit diffuses a region; the control map is cropped to it, not squeezed into it."""
     from impasto.backend.engine import control

@@ -170,7 +170,7 @@ def prepare(engine, loaded, req, hooks) -> Optional[JobControl]:
         module = store.module(entry, loaded.choice)
         _check_fit(entry, module, loaded, name)
         rgba = fit_to_canvas(_rgba(unit), canvas, name, hooks.warnings)
-        cond = preprocess(unit.type, rgba, f"{name}.type", store.models_dir)
+        cond = preprocess(unit.type, rgba, f"{name}.type", store.models_dir, loaded.choice.device)
         units.append(PreparedUnit(i, entry, module, unit.type, float(unit.strength), float(unit.start),
                                   float(unit.end), cond))
     if not units:

@@ -17,8 +17,12 @@ training maps are.
 * ``lineart``: the layer as it is, inverted to white lines on black (an opaque
   drawing: 255 - luminance; a layer with transparency: its coverage).
 
-``depth`` and ``pose`` need estimator weights Impasto does not ship: they are
-a typed error saying which weights and where, or to send the map as ``raw``.
+``depth`` runs a depth estimator the artist put in the models folder
+(``annotators/depth/``: a transformers depth-estimation folder such as
+Intel/dpt-hybrid-midas or Depth-Anything-V2-Small-hf; loaded once, kept),
+normalised to near = white, as MiDaS maps are.  ``pose`` needs OpenPose
+weights and code Impasto does not ship.  Without the weights both are a typed
+error saying which weights and where, or to send a map made elsewhere as ``raw``.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
+from PIL import Image
 
 from impasto.protocol.messages import ErrorCode
 
@@ -155,15 +160,63 @@ NEEDS_WEIGHTS = {
 }
 
 
-def preprocess(kind: str, rgba: np.ndarray, field: str, models_dir: Optional[Path] = None) -> np.ndarray:
+_ESTIMATORS: Dict[str, tuple] = {}     # folder -> (modification time, processor, model): loaded once
+
+
+def estimator_dir(kind: str, models_dir: Optional[Path]) -> Path:
+    return Path(models_dir or "models") / "annotators" / kind
+
+
+def depth(rgba: np.ndarray, folder: Path, device=None) -> np.ndarray:
+    """A depth map (near = white) from the transformers depth estimator in ``folder``."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    key = str(folder)
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    held = _ESTIMATORS.get(key)
+    if held is None or held[0] != stamp:
+        processor = AutoImageProcessor.from_pretrained(key, local_files_only=True)
+        model = AutoModelForDepthEstimation.from_pretrained(key, local_files_only=True).eval()
+        held = _ESTIMATORS[key] = (stamp, processor, model)
+    _, processor, model = held
+    model = model.to(device or "cpu")
+    rgb = Image.fromarray(_flat_rgb(rgba), "RGB")
+    with torch.no_grad():
+        inputs = processor(images=rgb, return_tensors="pt").to(device or "cpu")
+        pred = model(**inputs).predicted_depth
+        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=rgba.shape[:2], mode="bicubic",
+                                               align_corners=False)[0, 0].cpu().numpy()
+    lo, hi = float(pred.min()), float(pred.max())
+    norm = (pred - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(pred)
+    return _gray3(norm)
+
+
+def _flat_rgb(rgba: np.ndarray) -> np.ndarray:
+    """The layer flattened over white (what an estimator of photographs expects to see)."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    return np.clip(rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def preprocess(kind: str, rgba: np.ndarray, field: str, models_dir: Optional[Path] = None,
+               device=None) -> np.ndarray:
     """The control map for a layer (HxWx4 RGBA uint8) -> HxWx3 uint8; typed errors name ``field``."""
     fn = PREPROCESSORS.get(kind)
     if fn is not None:
         return fn(np.ascontiguousarray(rgba))
+    if kind == "depth" and (estimator_dir(kind, models_dir) / "config.json").is_file():
+        try:
+            return depth(np.ascontiguousarray(rgba), estimator_dir(kind, models_dir), device)
+        except Exception as exc:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: the depth estimator in "
+                              f"{estimator_dir(kind, models_dir)} failed: {exc}", field) from exc
     if kind in NEEDS_WEIGHTS:
-        where = Path(models_dir or "models") / "annotators" / kind
+        where = estimator_dir(kind, models_dir)
+        if kind == "depth":
+            fix = f"put one in {where}"
+        else:
+            fix = f"this daemon cannot run one yet (looked in {where})"
         raise EngineError(ErrorCode.BAD_FIELD,
-                          f"{field}: the {kind} preprocessor needs {NEEDS_WEIGHTS[kind]}, which this daemon "
-                          f"cannot run (looked for {where}); make the {kind} map with another tool and send "
-                          f"it with type raw", field)
+                          f"{field}: the {kind} preprocessor needs {NEEDS_WEIGHTS[kind]}: {fix}; or make the "
+                          f"{kind} map with another tool and send it with type raw", field)
     raise EngineError(ErrorCode.BAD_FIELD, f"{field}: unknown control type {kind!r}", field)

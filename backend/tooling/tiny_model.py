@@ -192,6 +192,20 @@ def build_tiny_t2i_adapter(path: Path, base: Path, seed: int = 0, controls: str 
     return path
 
 
+def build_tiny_depth_estimator(path: Path, seed: int = 0) -> Path:
+    """A random transformers DPT depth estimator (a few hundred KB), as a models folder's ``annotators/depth``."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    cfg = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=64,
+                    patch_size=16, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                    backbone_out_indices=[0, 1, 2, 3], head_in_index=-1)
+    DPTForDepthEstimation(cfg).save_pretrained(str(path))
+    DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(str(path))
+    return path
+
+
 def controlnet_to_ldm(state_dict) -> dict:
     """diffusers ``ControlNetModel`` keys -> the original ``control_model.*`` single-file layout.
 
