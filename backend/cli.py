@@ -359,7 +359,6 @@ def cmd_models(args) -> int:
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 / SDXL .safetensors file there")
-        return EXIT_OK
     for m in reply.models:
         mark = "*" if m["name"] == reply.default else " "
         state = "" if m["supported"] else f"  (unusable: {'; '.join(m['notes'])})"

@@ -95,6 +95,8 @@ def cli(daemon, *args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.torch
+@pytest.mark.daemon
 def test_cli_lists_control_models_and_paints_with_them(control_daemon):
     daemon, root = control_daemon
     out = cli(daemon, "models")
@@ -134,6 +136,8 @@ def test_cli_lists_control_models_and_paints_with_them(control_daemon):
     assert "made for scribble maps, given a lineart map" in out.stderr
 
 
+@pytest.mark.torch
+@pytest.mark.daemon
 def test_cli_control_errors_are_one_readable_line(control_daemon):
     daemon, root = control_daemon
     PILImage.new("RGB", (64, 64), "white").save(root / "blank.png")
