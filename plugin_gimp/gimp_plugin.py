@@ -99,6 +99,8 @@ def _add_edit(proc, strength: float, fill: str) -> None:
                              _choice(FILL_MODES, FILL_LABELS), fill, RW)
     proc.add_boolean_argument("whole-picture", "_Whole picture",
                               "Diffuse the whole picture instead of only the masked area", False, RW)
+    proc.add_boolean_argument("colour-match", "Co_lour match",
+                              "Shift the repainted colours to meet the surroundings at the seam", True, RW)
     proc.add_boolean_argument("sample-merged", "Use the _visible image (sample merged)",
                               "Work from the visible image instead of the active layer", False, RW)
 
@@ -111,7 +113,7 @@ def _add_results(proc) -> None:
 
 COMMON_FIELDS = ["prompt", "negative-prompt"]
 SAMPLING_FIELDS = ["sampler", "steps", "cfg-scale", "seed", "batch-size", "model", "concepts"]
-EDIT_FIELDS = ["strength", "mask-blur", "grow", "padding", "fill", "whole-picture", "sample-merged"]
+EDIT_FIELDS = ["strength", "mask-blur", "grow", "padding", "fill", "whole-picture", "colour-match", "sample-merged"]
 
 
 # --------------------------------------------------------------------------- the plug-in
@@ -296,7 +298,7 @@ def run_job(request, title: str, interactive: bool) -> Outcome:
                 Gimp.progress_update(min(max(ev.step / max(ev.total, 1), 0.0), 1.0))
 
             flow = JobFlow(connect, request, on_status=Gimp.progress_set_text, on_progress=on_progress,
-                           on_done=lambda outcome: None)
+                           on_done=lambda outcome: None, on_warning=lambda text: Gimp.message(f"Impasto: {text}"))
             return flow.run_blocking(timeout=EVENT_TIMEOUT)
         return _run_job_interactive(connect, request, title)
     finally:
@@ -323,7 +325,8 @@ def _run_job_interactive(connect, request, title: str) -> Outcome:
             window.close()
             quit()
 
-        holder["flow"] = JobFlow(connect, request, window.status, window.progress, done, post=post).start()
+        holder["flow"] = JobFlow(connect, request, window.status, window.progress, done, post=post,
+                                 on_warning=window.warn).start()
 
     gimp_ui.run_main_loop_until(start)
     return box[0]
@@ -336,7 +339,7 @@ def _finish(procedure, outcome: Outcome, place):
     if not outcome.ok:
         field = f" (field: {outcome.field})" if outcome.field else ""
         return _error(procedure, f"{outcome.error}{field}")
-    for w in outcome.warnings:
+    for w in outcome.warnings:        # the ones the daemon did not send while the job ran
         Gimp.message(f"Impasto: {w}")
     image, layer = place(outcome.result)
     return _success(image, layer, outcome.result.seeds[0] if outcome.result.seeds else -1)
