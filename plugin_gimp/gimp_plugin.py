@@ -7,6 +7,8 @@
 * **Inpaint Selection** - repaint the selection (denoising strength 1 by
   default), context from "only masked" padding around it.
 * **Settings** - daemon endpoint, auto-start, daemon command, transport.
+* **Save Result** - the selected result layer as a PNG carrying its A1111
+  parameters (each new layer keeps them; ``gimp_save.py``).
 
 Every run reads GIMP pixels on the main thread, sends one typed request, and
 puts each result in a *new* layer above the source (one undo group); the
@@ -34,7 +36,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
 from ..protocol.settings import Recommendation  # noqa: E402
-from . import daemon_link, geometry, jobs, pixels, results  # noqa: E402
+from . import daemon_link, geometry, jobs, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
 from .geometry import Rect  # noqa: E402
@@ -44,6 +46,7 @@ PROC_GENERATE = "impasto-generate"
 PROC_REFINE = "impasto-refine"
 PROC_INPAINT = "impasto-inpaint"
 PROC_SETTINGS = "impasto-settings"
+PROC_SAVE = "impasto-save-result"
 MENU = "<Image>/Filters/Impasto"
 RW = GObject.ParamFlags.READWRITE
 
@@ -123,7 +126,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
     """Registers the procedures; each run is a fresh process started by GIMP."""
 
     def do_query_procedures(self):
-        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS]
+        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS, PROC_SAVE]
 
     def do_set_i18n(self, name):
         return False
@@ -166,6 +169,10 @@ class ImpastoPlugIn(Gimp.PlugIn):
                 _add_common(proc)
                 _add_edit(proc, 1.0, "blur")
             _add_results(proc)
+        elif name == PROC_SAVE:
+            from . import gimp_save
+
+            gimp_save.declare(proc)
         elif name == PROC_SETTINGS:
             proc.set_image_types("*")
             proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
@@ -196,9 +203,11 @@ class ImpastoPlugIn(Gimp.PlugIn):
         try:
             if name == PROC_SETTINGS:
                 return run_settings(procedure, config, interactive)
+            if name == PROC_SAVE:
+                return run_save(procedure, image, list(drawables or []), config, interactive)
             runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint}[name]
             return runner(procedure, image, list(drawables or []), config, interactive)
-        except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError) as exc:
+        except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError, OSError) as exc:
             return _error(procedure, _sentence(exc))
         except Exception as exc:  # noqa: BLE001 - GIMP must get an answer, never a dead plug-in
             traceback.print_exc()
@@ -358,8 +367,13 @@ class _UndoGroup:
         return False
 
 
-def _insert(image, plans, action: str, prompt: str, anchor):
-    """Add one new layer per plan above ``anchor`` (stacked in order), all in one undo group."""
+def _insert(image, plans, action: str, prompt: str, anchor, tag=None):
+    """Add one new layer per plan above ``anchor`` (stacked in order), all in one undo group.
+
+    ``tag(plan)``, when given, is the plan's A1111 parameters, kept with its layer for Save Result.
+    """
+    from . import gimp_save
+
     first = None
     with _UndoGroup(image):
         for plan in plans:
@@ -367,6 +381,8 @@ def _insert(image, plans, action: str, prompt: str, anchor):
             gp.insert_above(image, layer, anchor)
             if plan.mask is not None:
                 gp.add_mask(layer, plan.mask)
+            if tag is not None:
+                gimp_save.tag(layer, tag(plan))
             anchor = layer
             first = first or layer
     Gimp.displays_flush()
@@ -392,7 +408,8 @@ def run_generate(procedure, image, drawables, config, interactive: bool):
         if target is None:
             target = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
         anchor = gp.source_layer(drawables) if usable else None
-        first = _insert(target, results.generate_layers(result), "generate", fields.prompt, anchor)
+        first = _insert(target, results.generate_layers(result), "generate", fields.prompt, anchor,
+                        save_result.tagger(request, result, (width, height)))
         if target is not image and interactive:
             Gimp.Display.new(target)
         return target, first
@@ -438,7 +455,8 @@ def run_refine(procedure, image, drawables, config, interactive: bool):
 
     def place(result: Result):
         plans = results.refine_layers(result, region, source if layer is not None else None)
-        return image, _insert(image, plans, "refine", fields.prompt, layer)
+        return image, _insert(image, plans, "refine", fields.prompt, layer,
+                              save_result.tagger(request, result, (image.get_width(), image.get_height())))
 
     return _finish(procedure, outcome, place)
 
@@ -474,9 +492,28 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
 
     def place(result: Result):
         plans = results.edit_layers(result, sent, mask)
-        return image, _insert(image, plans, action, fields.prompt, layer)
+        return image, _insert(image, plans, action, fields.prompt, layer,
+                              save_result.tagger(request, result, (image.get_width(), image.get_height())))
 
     return _finish(procedure, outcome, place)
+
+
+# --------------------------------------------------------------------------- Save Result
+
+
+def run_save(procedure, image, drawables, config, interactive: bool):
+    from . import gimp_save, gimp_ui
+
+    if interactive and not gimp_ui.run_procedure_dialog(procedure, config, "Impasto: Save Result", [["file"]]):
+        return _cancelled(procedure)
+    chosen = config.get_property("file")
+    try:
+        path = gimp_save.save(image, drawables, chosen.get_path() if chosen is not None else "")
+    except save_result.SaveError as exc:
+        return _error(procedure, str(exc))
+    if interactive:
+        Gimp.message(f"Impasto: saved {path} with its parameters")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
 
 
 # --------------------------------------------------------------------------- Settings
