@@ -266,7 +266,8 @@ def _daemon_info(show) -> None:
         concepts = client.concepts(timeout=5)
         names = ", ".join(str(m["name"]) for m in models.models if m.get("supported", True)) or "none installed"
         cons = ", ".join(f"{c.get('name')} (trigger: {c.get('trigger', '')})" for c in concepts.concepts) or "none yet"
-        show(f"Models: {names} (default: {models.default or '-'})\nConcepts: {cons}")
+        note = daemon_link.models_note(settings, models)
+        show(f"Models: {names} (default: {models.default or '-'})\nConcepts: {cons}" + (f"\nNote: {note}" if note else ""))
     except Exception as exc:  # noqa: BLE001
         show(f"The daemon answered but could not list models: {exc}")
     finally:
@@ -279,13 +280,17 @@ def with_recommendation(fields: "jobs.JobFields") -> "jobs.JobFields":
     Connecting may start the daemon, as pressing OK does anyway; when it cannot
     be reached the protocol's values stand in and the job's own connect says why.
     """
+    settings = load_settings()
     try:
-        client = daemon_link.connect(load_settings(), ping_timeout=1.5)
+        client = daemon_link.connect(settings, ping_timeout=1.5)
     except Exception:  # noqa: BLE001 - run_job reports an unreachable daemon in words
         return fields
     try:
         reply = client.models(timeout=10)
         fields.recommendation = Recommendation.for_model(reply.models, fields.model, reply.default)
+        note = daemon_link.models_note(settings, reply)
+        if note:
+            Gimp.message(f"Impasto: {note}")
     except Exception:  # noqa: BLE001
         pass
     finally:

@@ -65,3 +65,18 @@ def test_each_layer_of_a_result_gets_its_own_seed_and_the_request_settings():
     text = save_result.layer_parameters(gen, Result(seeds=[9], info={"model": "starter"}), 9, (64, 48))
     p = parse_parameters(text)
     assert p.settings.model == "starter" and p.denoising is None and p.size == (64, 48)   # the daemon's default model
+
+
+def test_gimp_names_a_running_daemon_with_another_models_folder():
+    """Issue 19: a models folder in GIMP's daemon command only reaches a daemon GIMP starts; say so otherwise."""
+    from impasto.plugin_gimp import daemon_link
+    from impasto.plugin_gimp.settings import PluginSettings
+    from impasto.protocol.messages import Models
+
+    mine = PluginSettings(daemon_command="/venv/bin/impasto serve --models-dir '/home/me/my models'")
+    assert daemon_link.asked_models_dir(mine) == "/home/me/my models"
+    assert daemon_link.asked_models_dir(PluginSettings(daemon_command="impasto serve --models-dir=/m")) == "/m"
+    note = daemon_link.models_note(mine, Models(models_dir="/srv/other"))
+    assert "/srv/other" in note and "/home/me/my models" in note
+    assert daemon_link.models_note(mine, Models(models_dir="/home/me/my models")) == ""
+    assert daemon_link.models_note(PluginSettings(), Models(models_dir="/srv/other")) == ""   # none asked
