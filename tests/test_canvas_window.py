@@ -10,6 +10,7 @@ Qt tier fast (a window and a daemon are built once and shared).
 from __future__ import annotations
 
 import os
+import queue
 import threading
 
 import numpy as np
@@ -290,6 +291,7 @@ class StubDaemon:
         self.on_job = on_job
         self.silent = False
         self.jobs = []            # job ids the stub's status replies list as pending (a test adds them)
+        self.outbox = queue.Queue()  # (identity, message) sent by the loop thread: zmq sockets are one thread's
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -297,8 +299,14 @@ class StubDaemon:
     def send(self, identity, msg):
         self.sock.send_multipart([identity] + codec.encode(msg))
 
+    def post(self, identity, msg):
+        """Send from any thread (the loop thread does the sending)."""
+        self.outbox.put((identity, msg))
+
     def _loop(self):
         while not self.stop.is_set():
+            while not self.outbox.empty():
+                self.send(*self.outbox.get())
             if not self.sock.poll(50):
                 continue
             frames = self.sock.recv_multipart()
@@ -541,13 +549,13 @@ def test_canvas_says_waiting_n_ahead_and_shows_warnings_while_the_job_runs(open_
         stub.jobs.append(msg.job)        # pending in the stub's status replies (else the client reaps it as lost)
 
         def play():
-            stub.send(identity, Accepted(job=msg.job, position=2))
+            stub.post(identity, Accepted(job=msg.job, position=2))
             release.wait(10)
-            stub.send(identity, Progress(job=msg.job, warnings=["size changed: painted at 64x64"]))
+            stub.post(identity, Progress(job=msg.job, warnings=["size changed: painted at 64x64"]))
             release.clear()
             release.wait(10)
-            stub.send(identity, Progress(job=msg.job, step=1, total=2, stage="denoise"))
-            stub.send(identity, Result(job=msg.job, images=[Image(8, 8, b"\x80" * 256)], seeds=[1], steps_run=2,
+            stub.post(identity, Progress(job=msg.job, step=1, total=2, stage="denoise"))
+            stub.post(identity, Result(job=msg.job, images=[Image(8, 8, b"\x80" * 256)], seeds=[1], steps_run=2,
                                        warnings=["size changed: painted at 64x64"]))
         threading.Thread(target=play, daemon=True).start()
 
