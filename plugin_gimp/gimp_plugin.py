@@ -267,7 +267,9 @@ def _daemon_info(show) -> None:
         names = ", ".join(str(m["name"]) for m in models.models if m.get("supported", True)) or "none installed"
         cons = ", ".join(f"{c.get('name')} (trigger: {c.get('trigger', '')})" for c in concepts.concepts) or "none yet"
         note = daemon_link.models_note(settings, models)
-        show(f"Models: {names} (default: {models.default or '-'})\nConcepts: {cons}" + (f"\nNote: {note}" if note else ""))
+        rec = Recommendation.for_model(models.models, "", models.default)
+        show(f"Models: {names} (default: {models.default or '-'}; left at 0 / Model default, its knobs are "
+             f"{rec.label()})\nConcepts: {cons}" + (f"\nNote: {note}" if note else ""))
     except Exception as exc:  # noqa: BLE001
         show(f"The daemon answered but could not list models: {exc}")
     finally:
