@@ -295,7 +295,8 @@ class Progress:
     stage: str = ""                      # e.g. "denoise", "class images", "train"
     # warnings raised since the last event (size changed, trigger word missing...), sent while the job runs;
     # the result repeats them all.  An event carrying only warnings has total 0 when no step was counted yet.
-    warnings: List[str] = field(default_factory=list)
+    # Left out of the header while empty (omit_empty), so clients installed before it still read progress.
+    warnings: List[str] = field(default_factory=list, metadata={"omit_empty": True})
 
 
 @dataclass

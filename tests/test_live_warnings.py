@@ -127,3 +127,17 @@ def test_gimp_job_flow_hands_warnings_over_once_and_keeps_steps_clean(daemon):
     assert len([t for t in told if t.startswith("size changed")]) == 1, told
     assert [p.step for p in steps] == [1, 2]                   # warnings-only events are not steps
     assert not [w for w in outcome.warnings if w.startswith("size changed")]   # not repeated at the end
+
+
+def test_progress_without_warnings_encodes_as_before():
+    """Clients installed before ``Progress.warnings`` refuse unknown fields: an empty list is left out."""
+    import json
+
+    from impasto.protocol import codec
+
+    plain = json.loads(codec.encode(Progress(job="j", step=1, total=2, stage="denoise"))[0])
+    assert "warnings" not in plain and plain["step"] == 1
+    told = codec.encode(Progress(job="j", warnings=["size changed"]))
+    assert json.loads(told[0])["warnings"] == ["size changed"]
+    assert codec.decode(told).warnings == ["size changed"] and codec.decode(
+        codec.encode(Progress(job="j", step=1, total=2))).warnings == []
