@@ -62,8 +62,11 @@ def test_area_plan_paints_tiny_requests_at_the_native_area_with_their_aspect():
     assert 0.95 < gw * gh / 512 ** 2 < 1.05
     assert native.area_plan(512, 512, 512) is None and native.area_plan(256, 256, 512) is None   # a quarter: as asked
     assert native.area_plan(768, 1024, 512) is None                            # above native: as asked
-    capped = native.area_plan(100, 30, 64, max_size=64)                       # a small model's cap still holds
-    assert capped is None or max(capped["generated"]) <= 64
+    # a small model's cap (the starter paints at most 64 px a side) still holds, and the test is on the size the
+    # UNet would see after that cap, not on the asked one
+    assert native.area_plan(16, 16, 64, max_size=64, diffused=(16, 16))["generated"] == [64, 64]
+    assert native.area_plan(200, 30, 64, max_size=64, diffused=(64, 8)) is None      # capped back: nothing gained
+    assert native.area_plan(40, 10, 64, max_size=64, diffused=(40, 8))["generated"] == [64, 16]
     tall = native.area_plan(12, 40, 64)
     assert tall["generated"] == [32, 120]
 

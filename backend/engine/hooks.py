@@ -8,9 +8,10 @@ cancel lands sends no progress event, so counting events would be one short.
 
 Warnings go through :meth:`JobHooks.warn` (or ``hooks.warnings.append``,
 which training and other helpers that take the list use): kept for the
-result (as before) and handed to ``on_warning`` at once, so the daemon sends each one in a
-progress event while the job runs - an artist waiting on a long job hears
-"size changed" or "concept trigger missing" at the start, not at the end.
+result (as before) and handed to ``on_warning`` at once, so the daemon
+sends each one in a progress event while the job runs - an artist waiting
+on a long job hears "size changed" or "concept trigger missing" at the
+start, not at the end.
 """
 from __future__ import annotations
 

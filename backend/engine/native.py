@@ -65,8 +65,8 @@ def plan(width: int, height: int, family: str, native: int, mult: int = 8) -> Op
 SMALL = 0.25   # bucketless families: asked area / native area below this is generated at the native area
 
 
-def area_plan(width: int, height: int, native: int, mult: int = 8, max_size: int = 0
-              ) -> Optional[Dict[str, object]]:
+def area_plan(width: int, height: int, native: int, mult: int = 8, max_size: int = 0,
+              diffused: Optional[Tuple[int, int]] = None) -> Optional[Dict[str, object]]:
     """None (generate as asked) or {"generated": [w, h], "how": ...} for a request far *below* native.
 
     For families without buckets (SD1.5 and anything else): under
@@ -74,11 +74,14 @@ def area_plan(width: int, height: int, native: int, mult: int = 8, max_size: int
     pixel area with the asked aspect, each side rounded to the VAE's
     multiple (and capped by a small model's ``max_size``), then downsized.
     Requests above that are generated as asked, as SD1.5 artists expect
-    (fine-tunes are often trained at 768 px on a 512-px base).
+    (fine-tunes are often trained at 768 px on a 512-px base).  ``diffused``
+    is the size the request would be diffused at otherwise (rounded, capped
+    by ``max_size``): the area test is on it, since that is what the UNet sees.
     """
     if native <= 0 or width <= 0 or height <= 0:
         return None
-    if (width * height) / float(native * native) >= SMALL:
+    plain = diffused or (max(mult, int(round(width / mult)) * mult), max(mult, int(round(height / mult)) * mult))
+    if (plain[0] * plain[1]) / float(native * native) >= SMALL:
         return None
     aspect = width / float(height)
     gw, gh = native * math.sqrt(aspect), native / math.sqrt(aspect)
@@ -86,7 +89,6 @@ def area_plan(width: int, height: int, native: int, mult: int = 8, max_size: int
         scale = max_size / max(gw, gh)
         gw, gh = gw * scale, gh * scale
     gw, gh = max(mult, int(round(gw / mult)) * mult), max(mult, int(round(gh / mult)) * mult)
-    plain = (max(mult, int(round(width / mult)) * mult), max(mult, int(round(height / mult)) * mult))
     if gw * gh <= plain[0] * plain[1]:
         return None    # capped back to (or below) what the asked size gives: nothing gained
     return {"asked": [width, height], "generated": [gw, gh],

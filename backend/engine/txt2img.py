@@ -52,7 +52,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     small = None
     if bucket is None:
         small = native.area_plan(req.width, req.height, loaded.entry.native_size, loaded.base.vae_scale_factor,
-                                 loaded.entry.max_size)
+                                 loaded.entry.max_size, diffused=(w, h))
     if bucket is not None or small is not None:
         w, h = (bucket or small)["generated"]   # type: ignore[index]
         info["native"] = bucket or small
