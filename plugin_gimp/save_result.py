@@ -17,7 +17,7 @@ import struct
 import zlib
 from typing import Any, Callable, Tuple
 
-from ..protocol.parameters import PNG_SIGNATURE, format_parameters, png_with_text
+from ..protocol.parameters import PNG_SIGNATURE, format_parameters, png_chunk, png_with_text
 from ..protocol.settings import Settings
 
 PARASITE = "impasto-parameters"      # the layer parasite holding a result's A1111 text
@@ -53,10 +53,6 @@ def png_path(path: str) -> str:
     return path
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
 def png_bytes(width: int, height: int, rgba: bytes, text: str = "") -> bytes:
     """A PNG of RGBA8 pixels (RGB when fully opaque) carrying ``text`` as its ``parameters`` chunk."""
     if width <= 0 or height <= 0 or len(rgba) != width * height * 4:
@@ -69,6 +65,6 @@ def png_bytes(width: int, height: int, rgba: bytes, text: str = "") -> bytes:
     else:
         stride, data, colour = width * 4, bytes(rgba), 6
     rows = b"".join(b"\x00" + data[y * stride:(y + 1) * stride] for y in range(height))
-    png = (PNG_SIGNATURE + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
-           + _chunk(b"IDAT", zlib.compress(rows, 6)) + _chunk(b"IEND", b""))
+    png = (PNG_SIGNATURE + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0))
+           + png_chunk(b"IDAT", zlib.compress(rows, 6)) + png_chunk(b"IEND", b""))
     return png_with_text(png, text) if text else png
