@@ -241,6 +241,7 @@ UI_STEPS = [
     ("Impasto: Inpaint Selection", "alt+o", False),
     ("Impasto: Refine", "alt+o", True),           # the daemon is busy with a long job when OK is pressed
     ("Impasto: refine", "alt+c", False),          # the progress window of that Refine: its Cancel button
+    ("Impasto: Save Result", "alt+o", False),     # the generated layer, to the file the driver set
 ]
 
 
@@ -415,7 +416,8 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     assert report.get("done") and not report["errors"], (report, log[-3000:])
     assert [(s["procedure"], s["status"]) for s in report["steps"]] == [
         ("impasto-settings", "success"), ("impasto-settings", "success"), ("impasto-generate", "success"),
-        ("impasto-inpaint", "success"), ("impasto-refine", "cancel")], (report["steps"], driver.seen, log[-3000:])
+        ("impasto-inpaint", "success"), ("impasto-refine", "cancel"), ("impasto-save-result", "success")], (
+        report["steps"], driver.seen, log[-3000:])
     # every window the artist would see was on screen, at a usable size, before its button was pressed
     assert [s["title"] for s in driver.seen] == [title for title, _keys, _occupy in UI_STEPS]
     assert all(w >= 200 and h >= 100 for w, h in (s["size"] for s in driver.seen)), driver.seen
@@ -425,6 +427,7 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     assert names[0].startswith("Impasto generate") and names[1].startswith("Impasto inpaint") and names[2] == "paint"
     assert report["layers"][1][3] is True                        # the inpaint layer has its mask
     assert report["layers_after_cancel"] == names                  # the cancelled Refine added nothing
+    assert report["ui_saved"] == {"png": True, "parameters": True, "seed": True}   # Save Result's dialog, OK
 
 def test_save_result_writes_the_picture_with_its_a1111_parameters(gimp, daemon, tmp_path):
     """Issue 19: GIMP's "Save Result" writes a PNG carrying the result's A1111 ``parameters`` (GIMP's own PNG
