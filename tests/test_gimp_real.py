@@ -463,6 +463,8 @@ def test_save_result_writes_the_picture_with_its_a1111_parameters(gimp, daemon, 
     assert r.returncode == 0, r.stderr
     assert (np.asarray(PILImage.open(again).convert("RGB")) == np.asarray(PILImage.open(png).convert("RGB"))).all()
 
+    assert "Seed: 9," in gimp.report.get("xcf_parameters", "") and "a red fox" in gimp.report["xcf_parameters"]
+
     refused = gimp.report.get("save_refused", {})
     assert refused.get("status") == "execution-error" and "not an Impasto result" in refused.get("error", "")
     assert gimp.report.get("save_refused_wrote") is False

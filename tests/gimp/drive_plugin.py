@@ -228,6 +228,17 @@ def main():
             file=Gio.File.new_for_path(OUT + "/saved_generate.png"))
     run("impasto-save-result", image, [paint], _key="save_refused", file=Gio.File.new_for_path(OUT + "/paint.png"))
     REPORT["save_refused_wrote"] = os.path.exists(OUT + "/paint.png")
+    # the parameters live in a persistent parasite: an XCF save and reopen keeps them
+    try:
+        xcf = Gio.File.new_for_path(OUT + "/kept.xcf")
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, xcf, None)
+        reopened = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
+        kept = [l for l in reopened.get_layers() if l.get_name().startswith("Impasto generate")]
+        parasite = kept[0].get_parasite("impasto-parameters") if kept else None
+        REPORT["xcf_parameters"] = bytes(parasite.get_data()).decode("utf-8") if parasite else ""
+        reopened.delete()
+    except Exception:
+        REPORT["errors"].append(traceback.format_exc())
 
     dump("paint_after.rgba", read(paint, "R'G'B'A u8"))
     dump("paint_mask_after.gray", read(paint.get_mask(), "Y u8"))
