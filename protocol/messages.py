@@ -293,6 +293,10 @@ class Progress:
     preview: Optional[Image] = None
     loss: Optional[float] = None
     stage: str = ""                      # e.g. "denoise", "class images", "train"
+    # warnings raised since the last event (size changed, trigger word missing...), sent while the job runs;
+    # the result repeats them all.  An event carrying only warnings has total 0 when no step was counted yet.
+    # Left out of the header while empty (omit_empty), so clients installed before it still read progress.
+    warnings: List[str] = field(default_factory=list, metadata={"omit_empty": True})
 
 
 @dataclass
