@@ -237,3 +237,20 @@ def test_starter_colour_swap_keeps_the_shape_where_a_plain_regeneration_does_not
         right += detector.judge(edited, dst)["all"]
     assert kept_edit >= 5 and right >= 5, (kept_edit, right)
     assert kept_edit > kept_plain, (kept_edit, kept_plain)
+
+
+# --------------------------------------------------------------------------- through the daemon
+
+def test_the_daemon_paints_an_edit_and_answers_bad_ones_with_typed_errors(client):
+    from impasto.protocol.messages import ErrorCode
+
+    res = client.submit(Generate(prompt=DST, width=64, height=64, steps=3, sampler="euler", seed=3,
+                                 p2p=PromptEdit(source_prompt=SRC, cross_replace=0.7))).wait(300)
+    assert len(res.images) == 1 and res.seeds == [3] and res.info["p2p"]["cross_steps"] == 2
+    for bad, field in ((dict(seed=-1), "seed"), (dict(prompt="three green dogs under a tall tree"), "prompt")):
+        fields = dict(prompt=DST, width=64, height=64, steps=3, seed=3, p2p=PromptEdit(source_prompt=SRC))
+        fields.update(bad)
+        with pytest.raises(Exception) as err:
+            client.submit(Generate(**fields)).wait(300)
+        assert getattr(err.value, "code", None) == ErrorCode.BAD_FIELD and err.value.field == field
+    assert client.status() is not None   # the daemon lives on
