@@ -85,3 +85,46 @@ def test_the_word_rule():
     assert p2p_max_changes("a green circle on a blue background") == 3
     assert p2p_max_changes("cat") == 1
     validate_job(Generate(job="e", prompt="dog", seed=1, p2p=PromptEdit(source_prompt="cat")))  # one word for one
+
+
+# --------------------------------------------------------------------------- the client core: protocol/prompt_edit.py
+
+def test_an_edit_plan_from_a_request_and_from_parameters():
+    from impasto.protocol import prompt_edit as pe
+    from impasto.protocol.errors import PlanError
+    from impasto.protocol.parameters import format_parameters, parse_parameters
+    from impasto.protocol.settings import Settings
+
+    sent = Generate(job="a", prompt=SRC, negative_prompt="blur", seed=-1, steps=12, cfg_scale=4.0, width=96,
+                    height=64, sampler="ddim", model="starter", concepts=[("mycat", 0.7)], batch_size=3)
+    original = pe.original_from_request(sent, seed=1234 + 2)         # the third picture of the batch
+    plan = pe.plan_prompt_edit(original, "a green circle on a blue background", 0.6, 0.3)
+    req = plan.request
+    assert (req.seed, req.width, req.height, req.batch_size) == (1236, 96, 64, 1)
+    assert (req.steps, req.cfg_scale, req.sampler, req.model, req.negative_prompt) == (12, 4.0, "ddim", "starter",
+                                                                                      "blur")
+    assert req.concepts == [("mycat", 0.7)] and req.priority == "front" and req.init_image is None
+    assert req.p2p == PromptEdit(SRC, 0.6, 0.3, "", 1.0) and plan.label.startswith("Edit prompt")
+
+    # saved with its parameters, read back: the same original, and an edit of it goes back to the first one
+    text = format_parameters(Settings.from_request(req), req.seed, (96, 64), "starter",
+                             extra=pe.parameters_extra(req))
+    back = pe.original_from_parameters(text)
+    assert back.settings.prompt == SRC and back.settings.seed == 1236 and back.size == (96, 64) and back.note
+    assert parse_parameters(text).values[pe.KEY_CROSS] == "0.6"
+    again = pe.original_from_request(req, seed=1236)
+    assert again.settings.prompt == SRC and again.note
+
+    with pytest.raises(PlanError) as err:                                # a picture without a seed
+        pe.original_from_parameters(text.replace("Seed: 1236, ", ""))
+    assert err.value.field == "seed"
+    with pytest.raises(PlanError) as err:                                # refusals in an artist's words
+        pe.plan_prompt_edit(original, "a green circle on a blue background", cross_replace=2)
+    assert err.value.message.startswith("Word-map injection") and err.value.field == "p2p.cross_replace"
+    with pytest.raises(PlanError) as err:
+        pe.plan_prompt_edit(original, "three green dogs under a tall tree")
+    assert err.value.field == "prompt" and "at most 3" in err.value.message
+    assert pe.parse_reweight("blue background:2.5") == ("blue background", 2.5)
+    with pytest.raises(PlanError):
+        pe.parse_reweight("blue")
+    assert pe.parameters_extra(Generate(job="x", prompt="y")) == {}
