@@ -60,6 +60,24 @@ def original_from_request(request: Generate, seed: int, size: Optional[Tuple[int
     return Original(settings, size or (request.width, request.height), note)
 
 
+def original_from_settings(settings: Settings, seed: int, size: Tuple[int, int],
+                           info: Optional[Dict[str, object]] = None) -> Original:
+    """The original of a staged or listed result: the settings it was made with, its seed and size.
+
+    ``info`` is the result's ``Result.info``: when the result is itself an
+    edit (``info["p2p"]``) the new edit is made from its original.
+    """
+    s = replace(settings, concepts=[dict(c) for c in settings.concepts])
+    s.seed, s.batch_size = int(seed), 1
+    note = ""
+    edit = (info or {}).get("p2p")
+    source = edit.get("source_prompt") if isinstance(edit, dict) else None
+    if isinstance(source, str) and source.strip():
+        s.prompt = source
+        note = f"this picture is an edit of \"{source}\": the new edit is made from that"
+    return Original(s, (int(size[0]), int(size[1])), note)
+
+
 def original_from_parameters(text: str, fallback_size: Optional[Tuple[int, int]] = None) -> Original:
     """The original of a saved picture (its A1111 ``parameters`` text); a :class:`PlanError` without a seed."""
     params = parse_parameters(text)

@@ -128,3 +128,17 @@ def test_an_edit_plan_from_a_request_and_from_parameters():
     with pytest.raises(PlanError):
         pe.parse_reweight("blue")
     assert pe.parameters_extra(Generate(job="x", prompt="y")) == {}
+
+
+def test_an_original_from_a_staged_result_and_from_an_edit_of_it():
+    from impasto.protocol import prompt_edit as pe
+    from impasto.protocol.settings import Settings
+
+    s = Settings(prompt=SRC, steps=7, cfg_scale=5.0, sampler="ddim", seed=-1, batch_size=4)
+    original = pe.original_from_settings(s, 77, (64, 64))
+    assert original.settings.seed == 77 and original.settings.batch_size == 1 and s.seed == -1  # a copy
+    edited = pe.original_from_settings(Settings(prompt="a green circle on a blue background"), 77, (64, 64),
+                                       {"p2p": {"source_prompt": SRC}})
+    assert edited.settings.prompt == SRC and "edit of" in edited.note
+    plan = pe.plan_prompt_edit(edited, "a yellow circle on a blue background")
+    assert plan.request.p2p.source_prompt == SRC and plan.request.seed == 77
