@@ -86,6 +86,9 @@ def original_from_parameters(text: str, fallback_size: Optional[Tuple[int, int]]
         raise PlanError("the picture names no seed, so its layout cannot be rebuilt for a prompt edit", "seed")
     if not settings.prompt.strip():
         raise PlanError("the picture names no prompt to edit", "prompt")
+    if params.denoising is not None:
+        raise PlanError("the picture was painted over another picture (it names a denoising strength): only "
+                        "text-to-image pictures can be edited by their prompt", "p2p")
     size = params.size or fallback_size
     if size is None:
         raise PlanError("the picture names no size", "width")

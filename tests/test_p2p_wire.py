@@ -118,6 +118,9 @@ def test_an_edit_plan_from_a_request_and_from_parameters():
     with pytest.raises(PlanError) as err:                                # a picture without a seed
         pe.original_from_parameters(text.replace("Seed: 1236, ", ""))
     assert err.value.field == "seed"
+    with pytest.raises(PlanError) as err:                                # an img2img picture
+        pe.original_from_parameters(text + ", Denoising strength: 0.5")
+    assert "text-to-image" in err.value.message
     with pytest.raises(PlanError) as err:                                # refusals in an artist's words
         pe.plan_prompt_edit(original, "a green circle on a blue background", cross_replace=2)
     assert err.value.message.startswith("Word-map injection") and err.value.field == "p2p.cross_replace"
