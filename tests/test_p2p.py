@@ -254,3 +254,20 @@ def test_the_daemon_paints_an_edit_and_answers_bad_ones_with_typed_errors(client
             client.submit(Generate(**fields)).wait(300)
         assert getattr(err.value, "code", None) == ErrorCode.BAD_FIELD and err.value.field == field
     assert client.status() is not None   # the daemon lives on
+
+
+def test_a_compiled_unet_runs_the_edit_eagerly_and_gets_its_compiled_self_back(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IMPASTO_COMPILE", "1")
+    monkeypatch.setenv("IMPASTO_COMPILE_BACKEND", "eager")   # dynamo's capture and guards, no code generation
+    engine = Engine(models_dir, device=CPU)
+    pipe = engine.model("tiny").txt2img
+    compiled = pipe.unet
+    assert hasattr(compiled, "_orig_mod")
+    plain = Generate(job="q", model="tiny", prompt=DST, seed=9, steps=3, width=32, height=32, sampler="ddim")
+    before = pixels(engine.run(plain, JobHooks()))
+    own = dict(compiled._orig_mod.attn_processors)
+    res = engine.run(job(cross_replace=1.0), JobHooks())
+    assert res.info["p2p"]["cross_steps"] == 4
+    assert pipe.unet is compiled and all(compiled._orig_mod.attn_processors[k] is own[k] for k in own)
+    assert np.array_equal(pixels(engine.run(plain, JobHooks())), before)
