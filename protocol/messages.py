@@ -198,7 +198,9 @@ class PromptEdit:
     """
 
     source_prompt: str = ""
-    cross_replace: float = 0.8           # fraction of the steps the original's word maps are injected
+    # fraction of the steps the original's word maps are injected; 1.0 (not the paper's 0.8): measured on the
+    # starter, 0.8 kept the shape in 76.5 % of colour swaps and 1.0 in 100 % (docs/performance.md)
+    cross_replace: float = 1.0
     self_replace: float = 0.4            # fraction of the steps the original's self-attention is injected
     reweight_word: str = ""
     reweight: float = 1.0

@@ -271,3 +271,12 @@ def test_a_compiled_unet_runs_the_edit_eagerly_and_gets_its_compiled_self_back(m
     assert res.info["p2p"]["cross_steps"] == 4
     assert pipe.unet is compiled and all(compiled._orig_mod.attn_processors[k] is own[k] for k in own)
     assert np.array_equal(pixels(engine.run(plain, JobHooks())), before)
+
+
+def test_an_absurdly_long_original_prompt_is_a_typed_error_naming_it(sd_engine):
+    from impasto.protocol.messages import ErrorCode
+
+    long_src = "a red circle BREAK " * 25
+    with pytest.raises(EngineError) as err:   # 25 chunks: over the 20 read
+        sd_engine.run(job(prompt=long_src.replace("red", "green", 1), source_prompt=long_src), JobHooks())
+    assert err.value.code == ErrorCode.BAD_FIELD and err.value.field == "p2p.source_prompt"

@@ -23,7 +23,7 @@ def test_an_edit_reads_prompt_seed_and_settings_from_the_picture_and_is_reproduc
     assert params.settings.prompt == EDIT and params.settings.seed == seed and params.size == (64, 48)
     assert (params.settings.steps, params.settings.cfg_scale, params.settings.sampler) == (3, 4.0, "ddim")
     assert params.settings.negative_prompt == "noise"
-    assert params.values["P2P source prompt"] == ORIGINAL and params.values["P2P cross replace"] == "0.8"
+    assert params.values["P2P source prompt"] == ORIGINAL and params.values["P2P cross replace"] == "1"
     again = tmp_path / "again.png"                   # --prompt works as the positional prompt does
     r = impasto(daemon.env, "generate", "--prompt", EDIT, "--p2p-from", str(first), "-o", str(again),
                 "--no-spawn", "-q")

@@ -35,7 +35,7 @@ def test_round_trip_and_defaults():
     back = codec.decode(codec.encode(msg))
     assert back.p2p == msg.p2p and back.kind == "txt2img"
     assert codec.decode(codec.encode(Generate(job="x", prompt="y"))).p2p is None
-    assert PromptEdit().cross_replace == 0.8 and PromptEdit().self_replace == 0.4
+    assert PromptEdit().cross_replace == 1.0 and PromptEdit().self_replace == 0.4
 
 
 def test_wrong_types_and_unknown_fields_are_typed_with_the_nested_field_name():

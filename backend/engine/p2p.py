@@ -268,11 +268,18 @@ def _prompt_kwargs(pipe, source: str, target: str, negative: str, pairs: int, cf
     exactly as its own job encoded it); otherwise both are encoded by
     :mod:`.prompts`, padded to the same number of chunks.
     """
+    too_long = prompts._max_chars(pipe.tokenizer)
+    if len(source) > too_long:   # checked before tokenizing: the original's errors name its own field
+        raise EngineError(ErrorCode.BAD_FIELD, f"p2p.source_prompt: {len(source)} characters; at most {too_long} "
+                          f"({prompts.MAX_CHUNKS} chunks) are read", "p2p.source_prompt")
     plain = not (prompts.needed(pipe, source, negative) or prompts.needed(pipe, target, negative))
     if plain:
         kw = dict(prompt=[target] * pairs + [source] * pairs,
                   negative_prompt=[negative] * (2 * pairs) if negative else None, guidance_scale=cfg)
         return kw, 1
+    if prompts.chunk_count(pipe, source) > prompts.MAX_CHUNKS:
+        raise EngineError(ErrorCode.BAD_FIELD, f"p2p.source_prompt: more than {prompts.MAX_CHUNKS} chunks of "
+                          f"{prompts.chunk_size(pipe.tokenizer)} tokens", "p2p.source_prompt")
     n = max(prompts.chunk_count(pipe, t) for t in (source, target, negative or ""))
     e_t = prompts.embeddings(pipe, target, negative, pairs, min_chunks=n)
     e_s = prompts.embeddings(pipe, source, negative, pairs, min_chunks=n)
