@@ -40,7 +40,7 @@ import difflib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import torch
 import torch.nn.functional as F

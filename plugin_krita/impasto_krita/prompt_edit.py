@@ -29,9 +29,14 @@ TITLE = "Edit prompt"
 
 def plan_edit(settings: Settings, seed: int, size: Tuple[int, int], canvas: Tuple[int, int], new_prompt: str,
               cross_replace: float = core.DEFAULT.cross_replace, self_replace: float = core.DEFAULT.self_replace,
-              reweight_word: str = "", reweight: float = 1.0, limits: Optional[Any] = None) -> JobPlan:
-    """Krita's plan of an edit of the result painted with ``settings`` at ``seed`` and ``size``."""
-    original = core.original_from_settings(settings, seed, size)
+              reweight_word: str = "", reweight: float = 1.0, limits: Optional[Any] = None,
+              source_prompt: str = "") -> JobPlan:
+    """Krita's plan of an edit of the result painted with ``settings`` at ``seed`` and ``size``.
+
+    ``source_prompt``: when that result is itself an edit, its original's prompt (the new edit is made from it).
+    """
+    original = core.original_from_settings(settings, seed, size,
+                                           {"p2p": {"source_prompt": source_prompt}} if source_prompt else None)
     plan = core.plan_prompt_edit(original, new_prompt, cross_replace, self_replace, reweight_word, reweight, limits)
     w, h = original.size
     return JobPlan("txt2img", plan.request, (0, 0, w, h), canvas[0], canvas[1], label=plan.label)
@@ -77,6 +82,20 @@ class PromptEditSection:
                                "(Prompt-to-Prompt)")
         self.button.clicked.connect(self.edit)
         form.addRow("", self.button)
+        # Results keeps an edit's settings but not its original's prompt: remembered here for this session,
+        # so an edit of an edit is made from the first original (as in the canvas and the CLI)
+        self.sources = {}
+        results, plain_add = panel.results, panel.results.add
+
+        def add(doc, request, *args, **kwargs):
+            known = {e.id for e in (results.history.entries if results.history else [])}
+            plain_add(doc, request, *args, **kwargs)
+            edit = getattr(request, "p2p", None)
+            for e in (results.history.entries if edit is not None and results.history else []):
+                if e.id not in known:
+                    self.sources[e.id] = edit.source_prompt
+
+        results.add = add
         root = panel.results_section.parentWidget().layout()
         root.insertWidget(root.indexOf(panel.results_section) + 1, self.section)
         panel.results.list.currentRowChanged.connect(lambda *_a: self._fill())
@@ -124,7 +143,8 @@ class PromptEditSection:
             word = self.word.text().strip()
             plan = plan_edit(entry.to_settings(), entry.seed, tuple(entry.size), panel.host.canvas_size(doc),
                              self.prompt.text().strip(), self.cross.value(), self.self_.value(), word,
-                             self.factor.value() if word else 1.0, panel.limits)
+                             self.factor.value() if word else 1.0, panel.limits,
+                             self.sources.get(entry.id, ""))
         except PlanError as exc:
             panel.show_message(f"{TITLE}: {exc.message}", error=True)
             return False

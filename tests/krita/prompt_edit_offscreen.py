@@ -70,8 +70,19 @@ def main():
     if len(doc.layers) == 2:
         check("edit differs from the original", doc.layers[0].data != doc.layers[1].data)
     check("edit in Results", panel.results.list.count() == 2, panel.results.list.count())
-    section.prompt.setText("three green dogs under a tall tree")
-    panel.results.list.setCurrentRow(panel.results.list.count() - 1)
+    # an edit of the edit (selected in Results) is made from the first original
+    rows = [panel.results.list.item(i).text() for i in range(panel.results.list.count())]
+    edit_row = next((i for i, t in enumerate(rows) if "green" in t), -1)
+    panel.results.list.setCurrentRow(edit_row)
+    check("the edit selected", section.prompt.text() == "a green circle on a blue background", rows)
+    section.prompt.setText("a yellow circle on a blue background")
+    sent.clear()
+    count = panel.outcome_count
+    check("edit of the edit starts", section.edit(), panel.last_message)
+    wait(app, lambda: panel.outcome_count > count, 180)
+    req = sent.get("request")
+    check("edit of the edit is made from the original", req is not None and req.p2p.source_prompt == SRC
+          and req.prompt == "a yellow circle on a blue background", req)
     section.prompt.setText("three green dogs under a tall tree")
     check("too many words is a message", not section.edit() and "changes" in panel.last_message,
           panel.last_message)
