@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--p2p-from", dest="p2p_from", default=None, metavar="PICTURE",
                    help="edit PICTURE by its prompt (Prompt-to-Prompt): repaint it from its own seed and settings "
                         "with the new prompt (positional or --prompt), keeping its layout")
-    p.add_argument("--prompt", dest="prompt_option", default=None, help="the prompt (same as the positional one)")
+    p.add_argument("--prompt", dest="prompt_option", default=None, metavar="PROMPT",
+                   help="the prompt (same as the positional one)")
     p.add_argument("--cross-replace", type=float, default=None, metavar="FRACTION",
                    help=f"--p2p-from: fraction of the steps the new words look where the old ones did "
                         f"(default {d.cross_replace:g}; lower lets the new words reshape more)")
