@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from impasto.protocol import launcher, notices, planner
+from impasto.protocol import launcher, notices, planner, prompt_edit
 from impasto.protocol.errors import CLI as CLI_WORDS
 from impasto.protocol.errors import PlanError, describe_error, where_to_set
 from impasto.protocol.parameters import format_parameters, parse_parameters
@@ -26,7 +26,7 @@ from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
 from impasto.protocol.messages import SAMPLERS, Accepted, Generate, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
 
-from impasto.backend import pictures
+from impasto.backend import cli_p2p, pictures
 
 EXIT_OK, EXIT_FAIL, EXIT_UNAVAILABLE, EXIT_CANCELLED = 0, 1, 3, 130
 
@@ -229,7 +229,7 @@ def picture_parameters(args, request, seed: int, size) -> str:
     s.set_concepts(request.concepts)
     model = request.model or getattr(args, "_model_name", "") or ""
     denoising = request.strength if request.init_image is not None else None
-    return format_parameters(s, seed, size, model, denoising)
+    return format_parameters(s, seed, size, model, denoising, extra=prompt_edit.parameters_extra(request) or None)
 
 
 def save_result(result: Result, out: Optional[str], args=None) -> List[Path]:
@@ -391,6 +391,10 @@ def read_from(args) -> None:
 
 
 def cmd_generate(args) -> int:
+    if args.p2p_from:   # an edit of a saved picture by its prompt (Prompt-to-Prompt)
+        return cli_p2p.run(args, sys.modules[__name__])
+    cli_p2p.refuse_strays(args, CliError)
+    args.prompt = args.prompt_option or args.prompt
     if args.from_picture:
         read_from(args)
     if args.output:
@@ -471,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="WxH (default: the model's native size)")
     p.add_argument("--from", dest="from_picture", default=None, metavar="PICTURE",
                    help="re-run the settings a picture carries (A1111 'parameters'); options given override them")
+    cli_p2p.add_arguments(p)
     p.set_defaults(func=cmd_generate)
 
     for register in EXTRA_COMMANDS:

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from impasto.protocol import codec
 from impasto.protocol.messages import (
-    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, Generate, Hello, Image, ListConcepts, ListModels, ProtocolError,
-    Shutdown, StatusRequest, Train,
+    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, Generate, Hello, Image, ListConcepts, ListModels, PromptEdit,
+    ProtocolError, Shutdown, StatusRequest, Train,
 )
 
 # --------------------------------------------------------------------------- seeds: one valid message per shape
@@ -42,6 +42,8 @@ def base_messages(job: str) -> List[Any]:
         Generate(job=job, prompt="a red circle", model="tiny", width=32, height=32, steps=1, sampler="ddim"),
         Generate(job=job, prompt="a red circle", model="tiny", steps=1, init_image=_img(16, 16), strength=0.5),
         Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), mask=_img(16, 16, "gray8")),
+        Generate(job=job, prompt="a blue circle", model="tiny", width=32, height=32, steps=1, seed=3,
+                 p2p=PromptEdit(source_prompt="a red circle", reweight_word="blue", reweight=2.0)),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
         ConceptAction(ref="r5", action="rename", name="fz-a", new_name="fz-b"),
         ConceptAction(ref="r6", action="delete", name="fz-a"),
@@ -156,6 +158,11 @@ def generate(rng: random.Random, index: int) -> FuzzMessage:
             if isinstance(header[k], str):
                 header[k] = rng.choice(_NASTY_STRINGS)
                 label += f" {k}=str"
+    edit = header.get("p2p")
+    if isinstance(edit, dict) and rng.random() < 0.7:   # nested fields: the prompt edit's own values
+        k = rng.choice(sorted(edit) + ["zzz"])
+        edit[k] = rng.choice([_random_value(rng), -1, 1.5, 11.0, float("nan"), "", "dog", "a red circle " * 9])
+        label += f" p2p.{k}=?"
     try:
         raw = json.dumps(header).encode()
     except (ValueError, TypeError):

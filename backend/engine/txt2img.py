@@ -43,6 +43,10 @@ def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = 
 
 
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
+    if getattr(req, "p2p", None) is not None:   # a Prompt-to-Prompt edit of a picture of this model
+        from .p2p import run as run_p2p
+
+        return run_p2p(engine, loaded, req, hooks)
     seeds = job_seeds(req)
     timings: Dict[str, float] = {}
     info: Dict[str, object] = {}

@@ -19,6 +19,7 @@ from ...protocol.messages import Limits
 from . import planning
 from .config import ConnectionConfig, SettingsStore, load_connection, save_connection, split_command
 from .krita_host import document_format, prepare_layer
+from .prompt_edit import attach as attach_prompt_edit
 from .form import STATUS_COLOURS, DockerForm, _select_data  # noqa: F401 (_select_data: the test drivers use it)
 from .masks import crop
 from .placement import PlacementError, plan_layers
@@ -74,6 +75,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         self._preview_image: Optional[QtGui.QImage] = None
         self._loading = False
         self._build()
+        self.edit_prompt = attach_prompt_edit(self)   # "Edit prompt" on a result (prompt_edit.py)
         self._load_form(self.settings)
         self._save_timer = QtCore.QTimer(self)
         self._save_timer.setSingleShot(True)
