@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from impasto.protocol import launcher, planner
+from impasto.protocol import launcher, notices, planner, prompt_edit
 from impasto.protocol.errors import CLI as CLI_WORDS
 from impasto.protocol.errors import PlanError, describe_error, where_to_set
 from impasto.protocol.parameters import format_parameters, parse_parameters
@@ -26,7 +26,7 @@ from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
 from impasto.protocol.messages import SAMPLERS, Accepted, Generate, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
 
-from impasto.backend import pictures
+from impasto.backend import cli_p2p, pictures
 
 EXIT_OK, EXIT_FAIL, EXIT_UNAVAILABLE, EXIT_CANCELLED = 0, 1, 3, 130
 
@@ -120,15 +120,26 @@ def waiting_line(job) -> str:
 
     The daemon's ``accepted.position`` counts the jobs ahead, the running one included.
     """
-    ahead = job.position or 0
-    return f"waiting ({ahead} ahead)" if ahead > 0 else ""
+    return notices.waiting_words(job.position)
 
 
 def run_job(client: Client, request, quiet: bool = False) -> Result:
-    """Submit, show progress, Ctrl-C cancels; returns the result or raises CliError."""
+    """Submit, show progress, Ctrl-C cancels; returns the result or raises CliError.
+
+    Warnings are printed the moment the daemon sends them (in progress
+    events), and any the result holds that were not sent live after it.
+    """
     bar = ProgressBar()
     job = client.submit(request)
-    started = False
+    heard = notices.Heard()
+
+    def tell(warnings) -> None:
+        fresh = heard.fresh(warnings)
+        if fresh:
+            bar.close()
+        for w in fresh:
+            print(f"warning: {w}", file=sys.stderr, flush=True)
+
     try:
         for ev in job.events():
             if isinstance(ev, Accepted) and not quiet:
@@ -136,12 +147,12 @@ def run_job(client: Client, request, quiet: bool = False) -> Result:
                 if line:
                     print(line + " ...", file=sys.stderr, flush=True)
             if isinstance(ev, Progress):
-                if not started and getattr(ev, "warnings", None):
-                    for w in ev.warnings:
-                        print(f"warning: {w}", file=sys.stderr)
-                started = True
-                if not quiet:
+                tell(ev.warnings)
+                if not quiet and not notices.only_warnings(ev):
                     bar.update(ev)
+            if isinstance(ev, Result):
+                bar.close()
+                tell(ev.warnings)
     except KeyboardInterrupt:
         bar.close()
         print("cancelling ...", file=sys.stderr)
@@ -218,7 +229,7 @@ def picture_parameters(args, request, seed: int, size) -> str:
     s.set_concepts(request.concepts)
     model = request.model or getattr(args, "_model_name", "") or ""
     denoising = request.strength if request.init_image is not None else None
-    return format_parameters(s, seed, size, model, denoising)
+    return format_parameters(s, seed, size, model, denoising, extra=prompt_edit.parameters_extra(request) or None)
 
 
 def save_result(result: Result, out: Optional[str], args=None) -> List[Path]:
@@ -239,8 +250,6 @@ def save_result(result: Result, out: Optional[str], args=None) -> List[Path]:
         text = picture_parameters(args, request, seed, (img.width, img.height)) if request is not None else ""
         pictures.save_picture(pil, path, text)
         print(f"{path}  seed {seed}  {img.width}x{img.height}")
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     return paths
 
 
@@ -393,6 +402,10 @@ def read_from(args) -> None:
 
 
 def cmd_generate(args) -> int:
+    if args.p2p_from:   # an edit of a saved picture by its prompt (Prompt-to-Prompt)
+        return cli_p2p.run(args, sys.modules[__name__])
+    cli_p2p.refuse_strays(args, CliError)
+    args.prompt = args.prompt_option or args.prompt
     if args.from_picture:
         read_from(args)
     if args.output:
@@ -473,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=parse_size, default=None, help="WxH (default: the model's native size)")
     p.add_argument("--from", dest="from_picture", default=None, metavar="PICTURE",
                    help="re-run the settings a picture carries (A1111 'parameters'); options given override them")
+    cli_p2p.add_arguments(p)
     from impasto.backend.cli_control import add_options as add_control_options
 
     add_control_options(p)

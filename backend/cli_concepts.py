@@ -140,10 +140,7 @@ def cmd_train(args) -> int:
         client.close()
     concept = result.info.get("concept", {})
     if args.output and result.images:
-        save_result(result, args.output)
-    else:
-        for w in result.warnings:
-            print(f"warning: {w}", file=sys.stderr)
+        save_result(result, args.output)     # warnings were printed by run_job, as they came
     took = result.timings.get("train", 0.0)
     print(f"concept {concept.get('name', args.name)!r} saved: trigger {concept.get('trigger')!r}, "
           f"{result.steps_run} steps ({took:.1f} s training), final loss {_loss(result.info.get('final_loss'))}")

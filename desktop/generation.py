@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from PySide6.QtCore import QObject, Signal
 
-from impasto.protocol import Job, errors
+from impasto.protocol import Job, errors, notices
 from impasto.protocol.messages import Accepted, Cancelled, Error, ErrorCode, Progress, ProtocolError, Result
 
 from . import job_plans, qt_images
@@ -41,6 +41,7 @@ class GenerationController(QObject):
         self.link, self.panel, self.view, self.staging = link, panel, view, staging
         self.document = document
         self.jobs: Dict[str, Tuple[Job, job_plans.JobPlan]] = {}
+        self.heard: Dict[str, notices.Heard] = {}     # each job's warnings shown so far (sent live)
         self.last_error: Optional[Error] = None
         panel.run_requested.connect(self.run)
         panel.cancel_requested.connect(self.cancel_all)
@@ -89,6 +90,7 @@ class GenerationController(QObject):
         """The document is being replaced: cancel our jobs and drop what they would deliver."""
         self.cancel_all()
         self.jobs.clear()
+        self.heard.clear()
         self.view.set_preview(None)
         self.panel.set_running(False)
 
@@ -99,15 +101,19 @@ class GenerationController(QObject):
         if entry is None:
             return  # a job we forgot (document replaced)
         _job, plan = entry
+        heard = self.heard.setdefault(job_id, notices.Heard())
         if isinstance(ev, Accepted):
             if ev.position > 0:
-                self.panel.show_status(f"{TITLES[plan.mode]}: waiting, {ev.position} job(s) ahead in the daemon's "
+                self.panel.show_status(f"{TITLES[plan.mode]}: {notices.waiting_words(ev.position)} in the daemon's "
                                        f"queue…")
         elif isinstance(ev, Progress):
-            self.panel.show_progress(ev.step, ev.total, ev.stage, ev.loss)
-            if ev.step <= 1:
+            fresh = heard.fresh(ev.warnings)
+            if not notices.only_warnings(ev):
+                self.panel.show_progress(ev.step, ev.total, ev.stage, ev.loss)
+            if ev.step <= 1 or fresh:
                 self.panel.show_status(f"{TITLES[plan.mode]}: working — the picture forms on the canvas; "
-                                       f"Cancel stops it.")
+                                       f"Cancel stops it." + ("  Warning: " + "; ".join(heard.shown)
+                                                               if heard.shown else ""))
             if ev.preview is not None:
                 doc = self.document()
                 rect = job_plans.preview_rect(plan, ev.preview.width, ev.preview.height, doc.rect())
@@ -141,6 +147,7 @@ class GenerationController(QObject):
 
     def _finish(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
+        self.heard.pop(job_id, None)
         self.view.set_preview(None)
         if not self.jobs:
             self.panel.set_running(False)

@@ -192,6 +192,9 @@ class GenerationPanel(QWidget):
             self.fill.addItem(FILL_LABELS.get(name, name), name)
         self.fill.setToolTip("What the masked area starts from before it is repainted")
         iform.addRow("Fill", self.fill)
+        self.colour_match = QCheckBox("Colour match")
+        self.colour_match.setToolTip("Shift the repainted colours to meet the surroundings at the seam (inpaint)")
+        iform.addRow("", self.colour_match)
         self.padding = QSpinBox()
         self.padding.setRange(0, 2048)
         self.padding.setSuffix(" px")
@@ -277,6 +280,7 @@ class GenerationPanel(QWidget):
             model=self.model.currentData() or "",
             mask_blur=self.mask_blur.value(), grow=self.grow.value(), fill=self.fill.currentData(),
             padding=self.padding.value(), whole_picture=self.whole_picture.isChecked(),
+            colour_match=self.colour_match.isChecked(),
         ).set_concepts(r.value() for r in self._concept_rows if r.value()[0])
 
     def set_settings(self, s: GenerationSettings) -> None:
@@ -300,6 +304,7 @@ class GenerationPanel(QWidget):
         self.fill.setCurrentIndex(max(0, self.fill.findData(s.fill)))
         self.padding.setValue(s.padding)
         self.whole_picture.setChecked(s.whole_picture)
+        self.colour_match.setChecked(s.colour_match)
 
     def set_seed(self, seed: int) -> None:
         self.random_seed.setChecked(seed < 0)

@@ -51,6 +51,7 @@ from .layers_panel import LayersPanel
 from .settings import GenerationSettings
 from .staging import StagingArea
 from .staging_bar import StagingBar
+from .prompt_edit import PromptEditor
 from .tools import TOOL_CLASSES, BrushSettings, Tool
 
 DEFAULT_SIZE = (512, 512)
@@ -103,6 +104,7 @@ class MainWindow(FileMenu, QMainWindow):
         self._toolbars()
         self._status_bar()
         self._wire()
+        self.prompt_editor = PromptEditor(self)   # "Edit prompt…" on a staged result (desktop/prompt_edit.py)
         self.select_tool("brush")
         self.resize(1360, 860)
         self._update_title()

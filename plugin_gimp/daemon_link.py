@@ -59,6 +59,29 @@ def connect(settings: PluginSettings, status: Callable[[str], None] = lambda tex
                                                       "Filters > Impasto > Settings")
 
 
+def asked_models_dir(settings: PluginSettings) -> str:
+    """The models folder the artist's daemon command names (``--models-dir X``), "" when it names none.
+
+    It only reaches a daemon the plug-in starts; :func:`launcher.models_dir_note` tells the artist when
+    the daemon that answered uses another one.
+    """
+    try:
+        argv = shlex.split(settings.daemon_command or "", posix=os.name != "nt")
+    except ValueError:
+        return ""
+    for i, arg in enumerate(argv):
+        if arg == "--models-dir" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--models-dir="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def models_note(settings: PluginSettings, models_reply) -> str:
+    """A sentence when the running daemon uses another models folder than the daemon command names ("" if not)."""
+    return launcher.models_dir_note(asked_models_dir(settings), getattr(models_reply, "models_dir", "") or "")
+
+
 def python_info() -> str:
     """For the Settings dialog: which Python and transport GIMP gives the plug-in."""
     from ..protocol.transport import pyzmq_available

@@ -7,6 +7,8 @@
 * **Inpaint Selection** - repaint the selection (denoising strength 1 by
   default), context from "only masked" padding around it.
 * **Settings** - daemon endpoint, auto-start, daemon command, transport.
+* **Save Result** - the selected result layer as a PNG carrying its A1111
+  parameters (each new layer keeps them; ``gimp_save.py``).
 
 Every run reads GIMP pixels on the main thread, sends one typed request, and
 puts each result in a *new* layer above the source (one undo group); the
@@ -34,7 +36,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
 from ..protocol.settings import Recommendation  # noqa: E402
-from . import control_layer, daemon_link, geometry, jobs, pixels, results  # noqa: E402
+from . import control_layer, daemon_link, geometry, jobs, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
 from .geometry import Rect  # noqa: E402
@@ -44,6 +46,7 @@ PROC_GENERATE = "impasto-generate"
 PROC_REFINE = "impasto-refine"
 PROC_INPAINT = "impasto-inpaint"
 PROC_SETTINGS = "impasto-settings"
+PROC_SAVE = "impasto-save-result"
 MENU = "<Image>/Filters/Impasto"
 RW = GObject.ParamFlags.READWRITE
 
@@ -99,6 +102,8 @@ def _add_edit(proc, strength: float, fill: str) -> None:
                              _choice(FILL_MODES, FILL_LABELS), fill, RW)
     proc.add_boolean_argument("whole-picture", "_Whole picture",
                               "Diffuse the whole picture instead of only the masked area", False, RW)
+    proc.add_boolean_argument("colour-match", "Co_lour match",
+                              "Shift the repainted colours to meet the surroundings at the seam", True, RW)
     proc.add_boolean_argument("sample-merged", "Use the _visible image (sample merged)",
                               "Work from the visible image instead of the active layer", False, RW)
 
@@ -111,7 +116,7 @@ def _add_results(proc) -> None:
 
 COMMON_FIELDS = ["prompt", "negative-prompt"]
 SAMPLING_FIELDS = ["sampler", "steps", "cfg-scale", "seed", "batch-size", "model", "concepts"]
-EDIT_FIELDS = ["strength", "mask-blur", "grow", "padding", "fill", "whole-picture", "sample-merged"]
+EDIT_FIELDS = ["strength", "mask-blur", "grow", "padding", "fill", "whole-picture", "colour-match", "sample-merged"]
 
 
 # --------------------------------------------------------------------------- the plug-in
@@ -121,7 +126,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
     """Registers the procedures; each run is a fresh process started by GIMP."""
 
     def do_query_procedures(self):
-        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS]
+        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS, PROC_SAVE]
 
     def do_set_i18n(self, name):
         return False
@@ -166,6 +171,10 @@ class ImpastoPlugIn(Gimp.PlugIn):
                 _add_edit(proc, 1.0, "blur")
             control_layer.add_arguments(proc, _choice)
             _add_results(proc)
+        elif name == PROC_SAVE:
+            from . import gimp_save
+
+            gimp_save.declare(proc)
         elif name == PROC_SETTINGS:
             proc.set_image_types("*")
             proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
@@ -196,9 +205,11 @@ class ImpastoPlugIn(Gimp.PlugIn):
         try:
             if name == PROC_SETTINGS:
                 return run_settings(procedure, config, interactive)
+            if name == PROC_SAVE:
+                return run_save(procedure, image, list(drawables or []), config, interactive)
             runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint}[name]
             return runner(procedure, image, list(drawables or []), config, interactive)
-        except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError) as exc:
+        except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError, OSError) as exc:
             return _error(procedure, _sentence(exc))
         except Exception as exc:  # noqa: BLE001 - GIMP must get an answer, never a dead plug-in
             traceback.print_exc()
@@ -257,7 +268,10 @@ def _daemon_info(show) -> None:
         concepts = client.concepts(timeout=5)
         names = ", ".join(str(m["name"]) for m in models.models if m.get("supported", True)) or "none installed"
         cons = ", ".join(f"{c.get('name')} (trigger: {c.get('trigger', '')})" for c in concepts.concepts) or "none yet"
-        show(f"Models: {names} (default: {models.default or '-'})\nConcepts: {cons}")
+        note = daemon_link.models_note(settings, models)
+        rec = Recommendation.for_model(models.models, "", models.default)
+        show(f"Models: {names} (default: {models.default or '-'}; left at 0 / Model default, its knobs are "
+             f"{rec.label()})\nConcepts: {cons}" + (f"\nNote: {note}" if note else ""))
     except Exception as exc:  # noqa: BLE001
         show(f"The daemon answered but could not list models: {exc}")
     finally:
@@ -270,13 +284,17 @@ def with_recommendation(fields: "jobs.JobFields") -> "jobs.JobFields":
     Connecting may start the daemon, as pressing OK does anyway; when it cannot
     be reached the protocol's values stand in and the job's own connect says why.
     """
+    settings = load_settings()
     try:
-        client = daemon_link.connect(load_settings(), ping_timeout=1.5)
+        client = daemon_link.connect(settings, ping_timeout=1.5)
     except Exception:  # noqa: BLE001 - run_job reports an unreachable daemon in words
         return fields
     try:
         reply = client.models(timeout=10)
         fields.recommendation = Recommendation.for_model(reply.models, fields.model, reply.default)
+        note = daemon_link.models_note(settings, reply)
+        if note:
+            Gimp.message(f"Impasto: {note}")
     except Exception:  # noqa: BLE001
         pass
     finally:
@@ -298,7 +316,7 @@ def run_job(request, title: str, interactive: bool) -> Outcome:
                 Gimp.progress_update(min(max(ev.step / max(ev.total, 1), 0.0), 1.0))
 
             flow = JobFlow(connect, request, on_status=Gimp.progress_set_text, on_progress=on_progress,
-                           on_done=lambda outcome: None)
+                           on_done=lambda outcome: None, on_warning=lambda text: Gimp.message(f"Impasto: {text}"))
             return flow.run_blocking(timeout=EVENT_TIMEOUT)
         return _run_job_interactive(connect, request, title)
     finally:
@@ -325,7 +343,8 @@ def _run_job_interactive(connect, request, title: str) -> Outcome:
             window.close()
             quit()
 
-        holder["flow"] = JobFlow(connect, request, window.status, window.progress, done, post=post).start()
+        holder["flow"] = JobFlow(connect, request, window.status, window.progress, done, post=post,
+                                 on_warning=window.warn).start()
 
     gimp_ui.run_main_loop_until(start)
     return box[0]
@@ -338,7 +357,7 @@ def _finish(procedure, outcome: Outcome, place):
     if not outcome.ok:
         field = f" (field: {outcome.field})" if outcome.field else ""
         return _error(procedure, f"{outcome.error}{field}")
-    for w in outcome.warnings:
+    for w in outcome.warnings:        # the ones the daemon did not send while the job ran
         Gimp.message(f"Impasto: {w}")
     image, layer = place(outcome.result)
     return _success(image, layer, outcome.result.seeds[0] if outcome.result.seeds else -1)
@@ -357,8 +376,13 @@ class _UndoGroup:
         return False
 
 
-def _insert(image, plans, action: str, prompt: str, anchor):
-    """Add one new layer per plan above ``anchor`` (stacked in order), all in one undo group."""
+def _insert(image, plans, action: str, prompt: str, anchor, tag=None):
+    """Add one new layer per plan above ``anchor`` (stacked in order), all in one undo group.
+
+    ``tag(plan)``, when given, is the plan's A1111 parameters, kept with its layer for Save Result.
+    """
+    from . import gimp_save
+
     first = None
     with _UndoGroup(image):
         for plan in plans:
@@ -366,6 +390,8 @@ def _insert(image, plans, action: str, prompt: str, anchor):
             gp.insert_above(image, layer, anchor)
             if plan.mask is not None:
                 gp.add_mask(layer, plan.mask)
+            if tag is not None:
+                gimp_save.tag(layer, tag(plan))
             anchor = layer
             first = first or layer
     Gimp.displays_flush()
@@ -392,7 +418,8 @@ def run_generate(procedure, image, drawables, config, interactive: bool):
         if target is None:
             target = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
         anchor = gp.source_layer(drawables) if usable else None
-        first = _insert(target, results.generate_layers(result), "generate", fields.prompt, anchor)
+        first = _insert(target, results.generate_layers(result), "generate", fields.prompt, anchor,
+                        save_result.tagger(request, result, (width, height)))
         if target is not image and interactive:
             Gimp.Display.new(target)
         return target, first
@@ -441,7 +468,8 @@ def run_refine(procedure, image, drawables, config, interactive: bool):
 
     def place(result: Result):
         plans = results.refine_layers(result, region, source if layer is not None else None)
-        return image, _insert(image, plans, "refine", fields.prompt, layer)
+        return image, _insert(image, plans, "refine", fields.prompt, layer,
+                              save_result.tagger(request, result, (image.get_width(), image.get_height())))
 
     return _finish(procedure, outcome, place)
 
@@ -478,9 +506,28 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
 
     def place(result: Result):
         plans = results.edit_layers(result, sent, mask)
-        return image, _insert(image, plans, action, fields.prompt, layer)
+        return image, _insert(image, plans, action, fields.prompt, layer,
+                              save_result.tagger(request, result, (image.get_width(), image.get_height())))
 
     return _finish(procedure, outcome, place)
+
+
+# --------------------------------------------------------------------------- Save Result
+
+
+def run_save(procedure, image, drawables, config, interactive: bool):
+    from . import gimp_save, gimp_ui
+
+    if interactive and not gimp_ui.run_procedure_dialog(procedure, config, "Impasto: Save Result", [["file"]]):
+        return _cancelled(procedure)
+    chosen = config.get_property("file")
+    try:
+        path = gimp_save.save(image, drawables, chosen.get_path() if chosen is not None else "")
+    except save_result.SaveError as exc:
+        return _error(procedure, str(exc))
+    if interactive:
+        Gimp.message(f"Impasto: saved {path} with its parameters")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
 
 
 # --------------------------------------------------------------------------- Settings

@@ -100,10 +100,12 @@ class ProgressWindow:
         box.set_border_width(12)
         self.label = Gtk.Label(label="Starting …", xalign=0.0)
         self.label.set_line_wrap(True)
+        self.warnings = Gtk.Label(label="", xalign=0.0)   # the daemon's warnings, as they arrive
+        self.warnings.set_line_wrap(True)
         self.bar = Gtk.ProgressBar(show_text=True)
         self.preview = Gtk.Image()
         self.preview.set_size_request(PREVIEW_SIDE, PREVIEW_SIDE)
-        for w in (self.label, self.bar, self.preview):
+        for w in (self.label, self.warnings, self.bar, self.preview):
             box.pack_start(w, False, False, 0)
         self.dialog.show_all()
 
@@ -116,6 +118,12 @@ class ProgressWindow:
     def status(self, text: str) -> None:
         self.label.set_text(text)
         Gimp.progress_set_text(text)
+
+    def warn(self, text: str) -> None:
+        """A daemon warning: kept in the window and sent to GIMP's messages (which outlive the window)."""
+        shown = self.warnings.get_text()
+        self.warnings.set_text((shown + "\n" if shown else "") + f"⚠ {text}")
+        Gimp.message(f"Impasto: {text}")
 
     def progress(self, ev: Progress) -> None:
         if ev.step == 1 and not self._cancelled:

@@ -8,8 +8,10 @@ interactive plug-in ``GLib.idle_add``, so callbacks run on the main loop; in
 non-interactive runs (scripts, batch mode) :meth:`JobFlow.run_blocking`
 does the same on the calling thread, where waiting is acceptable.
 
-Callbacks are ``on_status(text)``, ``on_progress(Progress)`` and, exactly
-once, ``on_done(Outcome)``.
+Callbacks are ``on_status(text)``, ``on_progress(Progress)``,
+``on_warning(text)`` (each daemon warning once, the moment it is sent; by
+default it goes to ``on_status``) and, exactly once, ``on_done(Outcome)``,
+whose ``warnings`` are the result's warnings not already sent live.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import threading
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, List, Optional
 
-from ..protocol import errors
+from ..protocol import errors, notices
 from ..protocol.client import Client, JobCancelled
 from ..protocol.messages import Accepted, Cancelled, Error, ErrorCode, Progress, ProtocolError, Result
 
@@ -58,9 +60,9 @@ def describe_error(exc: BaseException) -> Outcome:
                    field=getattr(exc, "field", "") or "")
 
 
-def _event_outcome(event: Any) -> Outcome:
+def _event_outcome(event: Any, heard: Optional[notices.Heard] = None) -> Outcome:
     if isinstance(event, Result):
-        return Outcome(result=event, warnings=list(event.warnings))
+        return Outcome(result=event, warnings=(heard or notices.Heard()).fresh(event.warnings))
     if isinstance(event, Cancelled):
         return Outcome(cancelled=True)
     assert isinstance(event, Error)
@@ -74,11 +76,13 @@ class JobFlow:
     def __init__(self, connect: Callable[[Callable[[str], None]], Client], request: Any,
                  on_status: Callable[[str], None], on_progress: Callable[[Progress], None],
                  on_done: Callable[[Outcome], None], post: Optional[Post] = None,
-                 close_client: bool = True):
+                 close_client: bool = True, on_warning: Optional[Callable[[str], None]] = None):
         self._connect = connect
         self.request = request
         self._on_status = on_status
         self._on_progress = on_progress
+        self._on_warning = on_warning or (lambda text: on_status(f"Warning: {text}"))
+        self.heard = notices.Heard()
         self._on_done = on_done
         self._post = post or (lambda fn, *args: fn(*args))
         self._close_client = close_client
@@ -113,11 +117,11 @@ class JobFlow:
             try:
                 for event in job.events(timeout=timeout):
                     if isinstance(event, Progress):
-                        self._on_progress(event)
+                        self._progress(event)
                     elif isinstance(event, Accepted) and event.position:
-                        self._on_status(f"waiting: {event.position} job(s) ahead in the daemon's queue")
+                        self._on_status(notices.waiting_words(event.position) + " in the daemon's queue")
                     elif not isinstance(event, Accepted):
-                        self._finish(_event_outcome(event))
+                        self._finish(_event_outcome(event, self.heard))
             except TimeoutError as exc:
                 job.cancel()
                 self._finish(describe_error(exc))
@@ -177,14 +181,21 @@ class JobFlow:
     def _event(self, event: Any) -> None:
         """Called on the client's reader thread."""
         if isinstance(event, Progress):
-            self._post(self._on_progress, event)
+            self._progress(event)
         elif isinstance(event, Accepted):
             if event.position:
-                self._post(self._on_status, f"waiting: {event.position} job(s) ahead in the daemon's queue")
+                self._post(self._on_status, notices.waiting_words(event.position) + " in the daemon's queue")
         else:
-            self._finish(_event_outcome(event))
+            self._finish(_event_outcome(event, self.heard))
             # Closing joins the reader thread, which is this one: do it from a helper thread.
             threading.Thread(target=self._release, name="impasto-gimp-close", daemon=True).start()
+
+    def _progress(self, event: Progress) -> None:
+        """Warnings to ``on_warning`` (once each), steps to ``on_progress`` (a warnings-only event has none)."""
+        for text in self.heard.fresh(event.warnings):
+            self._post(self._on_warning, text)
+        if not notices.only_warnings(event):
+            self._post(self._on_progress, event)
 
     def _finish(self, outcome: Outcome) -> None:
         with self._lock:

@@ -55,6 +55,7 @@ class JobFields:
     padding: int = _S.padding           # "only masked" context, px
     fill: str = _S.fill
     whole_picture: bool = _S.whole_picture
+    colour_match: bool = _S.colour_match  # inpaint: match the new colours to the surroundings at the seam
     preview: bool = True                # the progress window shows live previews
     # Generate
     width: int = 0                      # 0: the image's width (512 with no image)
@@ -94,7 +95,8 @@ class JobFields:
                      sampler="" if self.sampler == MODEL_DEFAULT else self.sampler,
                      model=self.model, batch_size=int(self.batch_size), strength=float(self.strength),
                      mask_blur=int(self.mask_blur), grow=int(self.grow), padding=int(self.padding), fill=self.fill,
-                     whole_picture=bool(self.whole_picture), preview=bool(self.preview))
+                     whole_picture=bool(self.whole_picture), preview=bool(self.preview),
+                     colour_match=bool(self.colour_match))
         return s.set_concepts(parse_concepts(self.concepts))
 
     def control(self) -> Optional[ControlLayer]:

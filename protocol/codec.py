@@ -56,7 +56,9 @@ def _to_json(value: Any, frames: List[Any]) -> Any:
         frames.append(value.data)
         return {"$frame": len(frames) - 1, "size": len(value.data)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_json(getattr(value, f.name), frames) for f in dataclasses.fields(value)}
+        # a field marked ``omit_empty`` is left out while empty, so a reader that predates it still decodes
+        return {f.name: _to_json(getattr(value, f.name), frames) for f in dataclasses.fields(value)
+                if not (f.metadata.get("omit_empty") and not getattr(value, f.name))}
     if isinstance(value, (list, tuple)):
         return [_to_json(v, frames) for v in value]
     if isinstance(value, dict):

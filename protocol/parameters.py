@@ -143,16 +143,18 @@ def parse_parameters(text: str) -> Parameters:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC (also the GIMP plug-in's stdlib PNG encoder's)."""
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
 
 
 def text_chunk(text: str, keyword: str = KEYWORD) -> bytes:
     """A tEXt chunk when the text is Latin-1 (what A1111/Pillow write), else an iTXt (UTF-8)."""
     try:
-        return _chunk(b"tEXt", keyword.encode("latin-1") + b"\x00" + text.encode("latin-1"))
+        return png_chunk(b"tEXt", keyword.encode("latin-1") + b"\x00" + text.encode("latin-1"))
     except UnicodeEncodeError:
-        return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+        return png_chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
 
 
 def _chunks(png: bytes):
@@ -177,7 +179,7 @@ def png_with_text(png: bytes, text: str, keyword: str = KEYWORD) -> bytes:
         if kind == b"IDAT" and not placed:
             out.append(text_chunk(text, keyword))
             placed = True
-        out.append(_chunk(kind, data))
+        out.append(png_chunk(kind, data))
     if not placed:
         raise ValueError("PNG without image data")
     return b"".join(out)

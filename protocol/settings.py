@@ -91,7 +91,7 @@ class Settings:
                 steps=int(req.steps), cfg_scale=float(req.cfg_scale), seed=int(req.seed if seed is None else seed),
                 strength=float(req.strength), batch_size=int(req.batch_size), mask_blur=int(req.mask_blur),
                 grow=int(req.grow), padding=int(req.padding), fill=req.fill, whole_picture=bool(req.whole_picture),
-                preview=bool(req.preview))
+                preview=bool(req.preview), colour_match=bool(getattr(req, "colour_match", True)))
         return s.set_concepts(req.concepts)
 
     # ------------------------------------------------------------------ JSON

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from impasto.protocol import codec
 from impasto.protocol.messages import (
-    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, ControlUnit, Generate, Hello, Image, ListConcepts, ListModels, ProtocolError,
-    Shutdown, StatusRequest, Train,
+    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, ControlUnit, Generate, Hello, Image, ListConcepts, ListModels,
+    PromptEdit, ProtocolError, Shutdown, StatusRequest, Train,
 )
 
 # --------------------------------------------------------------------------- seeds: one valid message per shape
@@ -44,6 +44,8 @@ def base_messages(job: str) -> List[Any]:
         Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), mask=_img(16, 16, "gray8")),
         Generate(job=job, prompt="x", model="tiny", steps=1, width=16, height=16,
                  control=[ControlUnit("scribble", _img(16, 16), "", 0.8, 0.1, 0.9), ControlUnit("raw", _img(8, 8))]),
+        Generate(job=job, prompt="a blue circle", model="tiny", width=32, height=32, steps=1, seed=3,
+                 p2p=PromptEdit(source_prompt="a red circle", reweight_word="blue", reweight=2.0)),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
         ConceptAction(ref="r5", action="rename", name="fz-a", new_name="fz-b"),
         ConceptAction(ref="r6", action="delete", name="fz-a"),
@@ -165,6 +167,11 @@ def generate(rng: random.Random, index: int) -> FuzzMessage:
             if isinstance(header[k], str):
                 header[k] = rng.choice(_NASTY_STRINGS)
                 label += f" {k}=str"
+    edit = header.get("p2p")
+    if isinstance(edit, dict) and rng.random() < 0.7:   # nested fields: the prompt edit's own values
+        k = rng.choice(sorted(edit) + ["zzz"])
+        edit[k] = rng.choice([_random_value(rng), -1, 1.5, 11.0, float("nan"), "", "dog", "a red circle " * 9])
+        label += f" p2p.{k}=?"
     try:
         raw = json.dumps(header).encode()
     except (ValueError, TypeError):

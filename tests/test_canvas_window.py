@@ -10,6 +10,7 @@ Qt tier fast (a window and a daemon are built once and shared).
 from __future__ import annotations
 
 import os
+import queue
 import threading
 
 import numpy as np
@@ -289,6 +290,8 @@ class StubDaemon:
         self.sock.bind(self.endpoint)
         self.on_job = on_job
         self.silent = False
+        self.jobs = []            # job ids the stub's status replies list as pending (a test adds them)
+        self.outbox = queue.Queue()  # (identity, message) sent by the loop thread: zmq sockets are one thread's
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -296,8 +299,14 @@ class StubDaemon:
     def send(self, identity, msg):
         self.sock.send_multipart([identity] + codec.encode(msg))
 
+    def post(self, identity, msg):
+        """Send from any thread (the loop thread does the sending)."""
+        self.outbox.put((identity, msg))
+
     def _loop(self):
         while not self.stop.is_set():
+            while not self.outbox.empty():
+                self.send(*self.outbox.get())
             if not self.sock.poll(50):
                 continue
             frames = self.sock.recv_multipart()
@@ -308,7 +317,7 @@ class StubDaemon:
             if kind == "hello":
                 self.send(identity, Welcome(ref=msg.ref, device="stub"))
             elif kind == "status":
-                self.send(identity, Status(ref=msg.ref, device="stub", model="stub"))
+                self.send(identity, Status(ref=msg.ref, device="stub", model="stub", jobs=list(self.jobs)))
             elif kind == "models":
                 self.send(identity, Models(ref=msg.ref))
             elif kind == "concepts":
@@ -529,3 +538,56 @@ def test_canvas_says_when_the_running_daemon_has_another_models_folder(open_wind
     w = open_window(daemon.endpoint, models_dir=str(tmp_path / "my-models"))
     assert headless.pump(90, lambda: w.link.connected), w.link.message
     assert "already running uses the models folder" in w.link.message and "my-models" in w.link.message
+
+
+def test_canvas_says_waiting_n_ahead_and_shows_warnings_while_the_job_runs(open_window):
+    """Issue 19: the queue position and each daemon warning reach the panel before the result does."""
+    seen = []
+    release = threading.Event()
+
+    def queued_then_warn(stub, identity, msg):
+        stub.jobs.append(msg.job)        # pending in the stub's status replies (else the client reaps it as lost)
+
+        def play():
+            stub.post(identity, Accepted(job=msg.job, position=2))
+            release.wait(10)
+            stub.post(identity, Progress(job=msg.job, warnings=["size changed: painted at 64x64"]))
+            release.clear()
+            release.wait(10)
+            stub.post(identity, Progress(job=msg.job, step=1, total=2, stage="denoise"))
+            stub.post(identity, Result(job=msg.job, images=[Image(8, 8, b"\x80" * 256)], seeds=[1], steps_run=2,
+                                       warnings=["size changed: painted at 64x64"]))
+        threading.Thread(target=play, daemon=True).start()
+
+    stub = StubDaemon(queued_then_warn)
+    try:
+        w = open_window(stub.endpoint, size=(8, 8))
+        assert headless.pump(20, lambda: w.link.connected), w.link.message
+        w.panel.prompt.setPlainText("anything")
+        w.panel.steps.setValue(2)
+        w.panel.generate_button.click()
+        assert headless.pump(20, lambda: "waiting (2 ahead)" in w.panel.status.text()), w.panel.status.text()
+        release.set()
+        assert headless.pump(20, lambda: "size changed" in w.panel.status.text()), w.panel.status.text()
+        seen.append(w.panel.progress.format())
+        assert len(w.staging) == 0                                   # said while the job runs, not after
+        release.set()
+        assert headless.pump(20, lambda: len(w.staging) == 1), w.panel.status.text()
+        assert "size changed" in w.panel.status.text()
+        assert "0/0" not in seen[0]                                   # a warnings-only event moves no bar
+    finally:
+        stub.close()
+
+
+def test_colour_match_toggle_reaches_the_request(open_window):
+    w = open_window(f"tcp://127.0.0.1:{free_port()}")
+    assert w.panel.colour_match.isChecked() and w.panel.settings().colour_match is True   # default on
+    w.panel.colour_match.setChecked(False)
+    s = w.panel.settings()
+    assert s.colour_match is False
+    from impasto.protocol import planner
+
+    plan = planner.plan_job((8, 8), s, planner.INPAINT, rgba=b"\x00" * 256, mask=b"\xff" * 64)
+    assert plan.request.colour_match is False
+    w.panel.set_settings(s.__class__())
+    assert w.panel.colour_match.isChecked()

@@ -241,6 +241,7 @@ UI_STEPS = [
     ("Impasto: Inpaint Selection", "alt+o", False),
     ("Impasto: Refine", "alt+o", True),           # the daemon is busy with a long job when OK is pressed
     ("Impasto: refine", "alt+c", False),          # the progress window of that Refine: its Cancel button
+    ("Impasto: Save Result", "alt+o", False),     # the generated layer, to the file the driver set
 ]
 
 
@@ -426,7 +427,8 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     assert report.get("done") and not report["errors"], (report, log[-3000:])
     assert [(s["procedure"], s["status"]) for s in report["steps"]] == [
         ("impasto-settings", "success"), ("impasto-settings", "success"), ("impasto-generate", "success"),
-        ("impasto-inpaint", "success"), ("impasto-refine", "cancel")], (report["steps"], driver.seen, log[-3000:])
+        ("impasto-inpaint", "success"), ("impasto-refine", "cancel"), ("impasto-save-result", "success")], (
+        report["steps"], driver.seen, log[-3000:])
     # every window the artist would see was on screen, at a usable size, before its button was pressed
     assert [s["title"] for s in driver.seen] == [title for title, _keys, _occupy in UI_STEPS]
     assert all(w >= 200 and h >= 100 for w, h in (s["size"] for s in driver.seen)), driver.seen
@@ -436,3 +438,44 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     assert names[0].startswith("Impasto generate") and names[1].startswith("Impasto inpaint") and names[2] == "paint"
     assert report["layers"][1][3] is True                        # the inpaint layer has its mask
     assert report["layers_after_cancel"] == names                  # the cancelled Refine added nothing
+    assert report["ui_saved"] == {"png": True, "parameters": True, "seed": True}   # Save Result's dialog, OK
+
+def test_save_result_writes_the_picture_with_its_a1111_parameters(gimp, daemon, tmp_path):
+    """Issue 19: GIMP's "Save Result" writes a PNG carrying the result's A1111 ``parameters`` (GIMP's own PNG
+    export writes only a Comment), of the picture the result layer makes; `impasto generate --from` re-runs it."""
+    import subprocess
+    import sys
+
+    from PIL import Image as PILImage
+
+    from impasto.protocol.parameters import parse_parameters
+
+    inpaint = gimp.report.get("save_inpaint", {})
+    assert inpaint.get("status") == "success", (inpaint, gimp.context())
+    saved = PILImage.open(gimp.out / "saved_inpaint.png")
+    W, H = IMAGE
+    assert saved.size == (W, H)
+    shown = gimp.raw("composite_after_inpaint.rgba", W, H, 4)[..., :3]
+    assert (np.asarray(saved.convert("RGB")) == shown).all()          # the inpainted picture as it was shown
+    params = parse_parameters(saved.text["parameters"])
+    assert params.settings.prompt == INPAINT["prompt"] and params.settings.seed == INPAINT["seed"]
+    assert params.settings.steps == INPAINT["steps"] and params.settings.model == "tiny"
+    assert params.denoising == 1.0 and params.size == (W, H)
+
+    gen = gimp.report.get("save_generate", {})
+    assert gen.get("status") == "success", (gen, gimp.context())
+    png = gimp.out / "saved_generate.png"
+    params = parse_parameters(PILImage.open(png).text["parameters"])
+    assert (params.settings.prompt, params.settings.seed, params.settings.steps) == ("a red fox", 9, 2)
+    assert params.size == (W, H) and params.denoising is None
+    again = tmp_path / "again.png"
+    r = subprocess.run([sys.executable, "-m", "impasto.backend.cli", "generate", "--from", str(png), "-o", str(again),
+                        "--no-spawn", "-q"], env=daemon.env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (np.asarray(PILImage.open(again).convert("RGB")) == np.asarray(PILImage.open(png).convert("RGB"))).all()
+
+    assert "Seed: 9," in gimp.report.get("xcf_parameters", "") and "a red fox" in gimp.report["xcf_parameters"]
+
+    refused = gimp.report.get("save_refused", {})
+    assert refused.get("status") == "execution-error" and "not an Impasto result" in refused.get("error", "")
+    assert gimp.report.get("save_refused_wrote") is False

@@ -96,11 +96,20 @@ class Worker(threading.Thread):
         job = req.job
         started = time.perf_counter()
 
+        last = {"step": 0, "total": 0, "stage": ""}
+
         def progress(step, total, preview=None, loss=None, stage=""):
+            last.update(step=step, total=total, stage=stage)
             self._emit(rec, Progress(job=job, step=step, total=total, loss=loss, stage=stage,
                                      preview=to_wire(preview) if preview is not None else None))
 
-        hooks = JobHooks(cancelled=rec.cancel.is_set, progress=progress, want_preview=bool(req.preview))
+        def warning(text):
+            # at once, in a progress event of its own (the step count unchanged): the result repeats it
+            self._emit(rec, Progress(job=job, step=last["step"], total=last["total"], stage=last["stage"],
+                                     warnings=[str(text)]))
+
+        hooks = JobHooks(cancelled=rec.cancel.is_set, progress=progress, want_preview=bool(req.preview),
+                         on_warning=warning)
         outcome = "failed"
         try:
             if rec.cancel.is_set():

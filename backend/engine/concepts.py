@@ -48,9 +48,9 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
         weights[resident.adapter] = float(weight)
         order[resident.adapter] = info.id
         if resident.trigger_note:
-            hooks.warnings.append(f"concept {info.name!r}: {resident.trigger_note}")
+            hooks.warn(f"concept {info.name!r}: {resident.trigger_note}")
         for warning in concept_warnings(info, loaded, prompt):
-            hooks.warnings.append(warning)
+            hooks.warn(warning)
     # one summation order per set of concepts (by their ids): listing them in another order, or
     # loading them in another order in another session, paints the same bits
     adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])))

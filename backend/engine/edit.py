@@ -188,7 +188,7 @@ def edit_pictures(loaded, image: Picture, mask: Picture, req: Generate, seeds: L
         "whole_picture": bool(req.whole_picture), "inpaint_unet": bool(loaded.inpaint_unet),
     }
     if expected == 0:
-        hooks.warnings.append(nothing_to_do_warning(req))
+        hooks.warn(nothing_to_do_warning(req))
         return Output(images=[canvas.copy() for _ in seeds], seeds=seeds, steps=0, timings=timings, info=info)
 
     x0, y0, x1, y1 = region.box

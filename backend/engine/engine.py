@@ -96,7 +96,8 @@ class Engine:
         with oom_guard(self.choice, req):
             if isinstance(req, Generate):
                 concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
-                hooks.warnings.extend(prompt_notes(loaded, req))
+                for note in prompt_notes(loaded, req):
+                    hooks.warn(note)
                 hooks.control = control.prepare(self, loaded, req, hooks)
             out = runner(self, loaded, req, hooks)
             if hooks.control is not None:
@@ -138,16 +139,5 @@ def prompt_notes(loaded: LoadedModel, req: Generate) -> List[str]:
         if n > 1:
             notes.append(f"{what} longer than the text encoder's window: read in {n} chunks of "
                          f"{prompts.chunk_size(tok)} tokens (as A1111 does), nothing cut")
-    return notes
-    limit = int(getattr(tok, "model_max_length", 0) or 0)
-    for what, text in (("prompt", req.prompt), ("negative prompt", req.negative_prompt)):
-        if not text or limit <= 0:
-            continue
-        ids = tok(text, truncation=False).input_ids
-        if len(ids) > limit:
-            kept = tok.decode(ids[1:limit - 1]).split()
-            tail = " ".join(kept[-3:])
-            notes.append(f"{what} cut at {limit - 2} tokens (of {len(ids) - 2}): the model reads nothing "
-                         f"after \"...{tail}\"")
     return notes
 

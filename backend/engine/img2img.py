@@ -45,7 +45,7 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     num_steps, expected = schedule(req.steps, req.strength, req.sampler)
     info: Dict[str, object] = {"strength": req.strength, "schedule_steps": num_steps}
     if expected == 0:
-        hooks.warnings.append(nothing_to_do_warning(req))
+        hooks.warn(nothing_to_do_warning(req))
         return Output(images=[to_rgba_array(init).copy() for _ in seeds], seeds=seeds, steps=0, timings=timings,
                       info=info)
     if loaded.inpaint_unet:

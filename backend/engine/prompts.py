@@ -225,9 +225,19 @@ def needed(pipe, prompt: str, negative: str) -> bool:
     return not (plain(pipe.tokenizer, prompt) and plain(pipe.tokenizer, negative or ""))
 
 
+def chunk_count(pipe, text: str) -> int:
+    """How many window-long chunks ``text`` takes (the most of either text encoder's)."""
+    toks = [pipe.tokenizer] + ([pipe.tokenizer_2] if getattr(pipe, "text_encoder_2", None) is not None else [])
+    return max(len(chunks(tok, text)) for tok in toks)
+
+
 @torch.no_grad()
-def embeddings(pipe, prompt: str, negative: str, batch: int) -> Dict[str, torch.Tensor]:
-    """``prompt_embeds`` / ``negative_prompt_embeds`` (+ the pooled pair for SDXL) for ``batch`` pictures."""
+def embeddings(pipe, prompt: str, negative: str, batch: int, min_chunks: int = 1) -> Dict[str, torch.Tensor]:
+    """``prompt_embeds`` / ``negative_prompt_embeds`` (+ the pooled pair for SDXL) for ``batch`` pictures.
+
+    ``min_chunks`` pads both prompts to at least that many chunks, so two
+    prompts encoded apart (Prompt-to-Prompt's original and edit) line up.
+    """
     device = pipe._execution_device
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     pairs = [(pipe.tokenizer, pipe.text_encoder)] + ([(pipe.tokenizer_2, pipe.text_encoder_2)] if sdxl else [])
@@ -241,7 +251,7 @@ def embeddings(pipe, prompt: str, negative: str, batch: int) -> Dict[str, torch.
         if max(len(c) for c in lists) > MAX_CHUNKS:
             raise EngineError(ErrorCode.BAD_FIELD, f"{field}: {max(len(c) for c in lists)} chunks of "
                               f"{chunk_size(pairs[0][0])} tokens; at most {MAX_CHUNKS} are read", field)
-    n = max(len(c) for c in pos + neg)
+    n = max([len(c) for c in pos + neg] + [min_chunks])
     pos = [_pad_to(c, n, tok) for c, (tok, _) in zip(pos, pairs)]
     neg = [_pad_to(c, n, tok) for c, (tok, _) in zip(neg, pairs)]
     zero_negative = sdxl and not negative and getattr(pipe.config, "force_zeros_for_empty_prompt", False)

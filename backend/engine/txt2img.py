@@ -2,8 +2,11 @@
 
 The diffusion size is the asked size rounded to 8 (capped by a small model's
 ``max_size``); for a family with aspect buckets (SDXL) a request far from the
-native area is generated in the nearest bucket instead (:mod:`.native`), and
-the pictures are resized to the asked size either way.
+native area is generated in the nearest bucket instead, and for any other
+family a request under a quarter of the native area is generated at the
+native area with its aspect (:mod:`.native`); the pictures are resized to
+the asked size either way.  The artist hears of a changed size before the
+first step (a progress event), not only in the result.
 """
 from __future__ import annotations
 
@@ -24,11 +27,14 @@ from .runners import Output
 __all__ = ["run", "diffusion_size"]
 
 
-def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = False) -> str:
+def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = False, small: bool = False) -> str:
     """What the artist is told when the picture was not painted at the size they asked for."""
     side = loaded.entry.native_size
     if bucketed:
         why = "the nearest aspect bucket at the model's native area"
+    elif small:
+        why = "the asked size is under a quarter of the model's native area, too small for it to compose a " \
+              "picture; same aspect at the native area"
     elif loaded.entry.max_size and max(width, height) > loaded.entry.max_size:
         why = f"this model paints at most {loaded.entry.max_size} px"
     else:
@@ -38,16 +44,26 @@ def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = 
 
 
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
+    if getattr(req, "p2p", None) is not None:   # a Prompt-to-Prompt edit of a picture of this model
+        from .p2p import run as run_p2p
+
+        return run_p2p(engine, loaded, req, hooks)
     seeds = job_seeds(req)
     timings: Dict[str, float] = {}
     info: Dict[str, object] = {}
     w, h = diffusion_size(req.width, req.height, loaded)
     bucket = native.plan(req.width, req.height, loaded.family, loaded.entry.native_size,
                          loaded.base.vae_scale_factor)
-    if bucket is not None:
-        w, h = bucket["generated"]
-        info["native"] = bucket
+    small = None
+    if bucket is None:
+        small = native.area_plan(req.width, req.height, loaded.entry.native_size, loaded.base.vae_scale_factor,
+                                 loaded.entry.max_size, diffused=(w, h))
+    if bucket is not None or small is not None:
+        w, h = (bucket or small)["generated"]   # type: ignore[index]
+        info["native"] = bucket or small
     info["diffusion_size"] = [w, h]
+    if (w, h) != (req.width, req.height):      # said before the first step, not only in the result
+        hooks.warn(size_note(w, h, req.width, req.height, loaded, bucket is not None, small is not None))
     kwargs = dict(num_inference_steps=req.steps, width=w, height=h, generator=generators(seeds),
                   **prompt_kwargs(req, len(seeds), loaded.txt2img))
     pipe = loaded.txt2img
@@ -62,6 +78,5 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
-        hooks.warnings.append(size_note(w, h, req.width, req.height, loaded, bucket is not None))
     timings["resize"] = time.perf_counter() - t0
     return Output(images=[to_rgba_array(im) for im in images], seeds=seeds, steps=steps, timings=timings, info=info)

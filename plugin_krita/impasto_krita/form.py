@@ -210,6 +210,8 @@ class DockerForm:
         self.fill_combo.setToolTip("What the selected area starts from")
         self.whole_check = QtWidgets.QCheckBox("Whole picture as context")
         self.whole_check.setToolTip("Let the model see the whole canvas instead of the selection plus padding")
+        self.colour_check = QtWidgets.QCheckBox("Colour match at the seam")
+        self.colour_check.setToolTip("Shift the repainted colours to meet the surroundings at the selection's edge")
         feather_grow = QtWidgets.QHBoxLayout()
         feather_grow.addWidget(self.feather_spin, 1)
         feather_grow.addWidget(QtWidgets.QLabel("Grow"))
@@ -218,6 +220,7 @@ class DockerForm:
         selection.form.addRow("Padding", self.padding_spin)
         selection.form.addRow("Fill", self.fill_combo)
         selection.form.addRow("", self.whole_check)
+        selection.form.addRow("", self.colour_check)
         root.addWidget(selection)
 
         # --- concepts
@@ -260,7 +263,7 @@ class DockerForm:
                        self.steps_spin.valueChanged, self.cfg_spin.valueChanged, self.seed_spin.valueChanged,
                        self.random_seed_check.toggled, self.batch_spin.valueChanged, self.preview_check.toggled,
                        self.feather_spin.valueChanged, self.grow_spin.valueChanged, self.padding_spin.valueChanged,
-                       self.fill_combo.currentIndexChanged, self.whole_check.toggled,
+                       self.fill_combo.currentIndexChanged, self.whole_check.toggled, self.colour_check.toggled,
                        self.model_combo.currentIndexChanged):
             signal.connect(self._form_changed)
 
@@ -285,6 +288,7 @@ class DockerForm:
             self.padding_spin.setValue(s.padding)
             _select_data(self.fill_combo, s.fill)
             self.whole_check.setChecked(s.whole_picture)
+            self.colour_check.setChecked(s.colour_match)
             self._fill_models(self.state, s.model)
         finally:
             self._loading = False
@@ -300,6 +304,7 @@ class DockerForm:
             batch_size=self.batch_spin.value(), mask_blur=self.feather_spin.value(), grow=self.grow_spin.value(),
             padding=self.padding_spin.value(), fill=self.fill_combo.currentData() or "original",
             whole_picture=self.whole_check.isChecked(), preview=self.preview_check.isChecked(),
+            colour_match=self.colour_check.isChecked(),
         )
         concepts = []
         for name, (check, weight) in self.concept_rows.items():

@@ -14,10 +14,12 @@ import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
+from ...protocol import notices
 from ...protocol.messages import Limits
 from . import control_layers, planning
 from .config import ConnectionConfig, SettingsStore, load_connection, save_connection, split_command
 from .krita_host import document_format, prepare_layer
+from .prompt_edit import attach as attach_prompt_edit
 from .form import STATUS_COLOURS, DockerForm, _select_data  # noqa: F401 (_select_data: the test drivers use it)
 from .masks import crop
 from .placement import PlacementError, plan_layers
@@ -73,6 +75,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         self._preview_image: Optional[QtGui.QImage] = None
         self._loading = False
         self._build()
+        self.edit_prompt = attach_prompt_edit(self)   # "Edit prompt" on a result (prompt_edit.py)
         self.control_box = control_layers.attach(self)
         self._load_form(self.settings)
         self._save_timer = QtCore.QTimer(self)
@@ -208,17 +211,23 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
 
     def job_started(self, plan: JobPlan) -> None:
         self._job_started = time.monotonic()
+        self._heard = notices.Heard()  # this job's warnings shown so far (the daemon sends them live)
         self.progress.setRange(0, 0)  # busy until the first step arrives
         self.progress.setFormat("")
         self.show_message(f"{plan.label}: sent, waiting for the daemon …")
 
     def job_queued(self, plan: JobPlan, position: int) -> None:
         if position > 0:
-            self.show_message(f"{plan.label}: queued behind {position} job{'s' if position > 1 else ''} …")
+            self.show_message(f"{plan.label}: {notices.waiting_words(position)} …")
 
     def job_progress(self, plan: JobPlan, progress: Any) -> None:
-        if self.progress.maximum() == 0:  # the first step: the daemon is painting
-            self.show_message(f"{plan.label}: painting …")
+        heard = getattr(self, "_heard", None) or notices.Heard()
+        self._heard = heard
+        fresh = heard.fresh(getattr(progress, "warnings", ()))
+        if fresh or (self.progress.maximum() == 0 and not notices.only_warnings(progress)):
+            self.show_message(f"{plan.label}: painting …" + "".join(f"\n⚠ {w}" for w in heard.shown))
+        if notices.only_warnings(progress):
+            return
         total = max(1, int(progress.total))
         self.progress.setRange(0, total)
         self.progress.setValue(min(total, int(progress.step)))

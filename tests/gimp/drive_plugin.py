@@ -76,7 +76,7 @@ def composite(image):
     return data
 
 
-def run(name, image, drawables, **values):
+def run(name, image, drawables, _key=None, **values):
     proc = Gimp.get_pdb().lookup_procedure(name)
     if proc is None:
         raise RuntimeError(f"procedure {name} is not registered: the plug-in did not load")
@@ -96,7 +96,10 @@ def run(name, image, drawables, **values):
     if status != Gimp.PDBStatusType.SUCCESS:
         step["error"] = Gimp.get_pdb().get_last_error()
     returned = [result.index(i) for i in range(1, result.length())]
-    REPORT["steps"].append(step)
+    if _key:
+        REPORT[_key] = step           # kept apart from the numbered steps the tests index
+    else:
+        REPORT["steps"].append(step)
     save_report()
     return step, returned
 
@@ -173,6 +176,12 @@ def main():
     REPORT["layers_after_inpaint"] = describe(image)
     dump("composite_after_inpaint.rgba", composite(image))
     dump("selection_after.gray", read(image.get_selection(), "Y u8"))
+    # Save Result of the inpaint layer: the whole inpainted picture as shown now, with its parameters
+    from gi.repository import Gio
+
+    if ret and ret[1] is not None:
+        run("impasto-save-result", image, [ret[1]], _key="save_inpaint",
+            file=Gio.File.new_for_path(OUT + "/saved_inpaint"))          # no extension: .png is added
     save_report()
 
     # 2. Refine the selection (img2img "only masked"), feathered and grown, two pictures.
@@ -212,6 +221,26 @@ def main():
     if ret and ret[0] is not None:
         step["new_image"] = {"width": ret[0].get_width(), "height": ret[0].get_height(),
                              "layers": describe(ret[0])}
+
+    # Save Result of the generated layer (re-run by `impasto generate --from` outside), and of a layer
+    # Impasto did not add (refused with a sentence)
+    generated = [l for l in image.get_layers() if l.get_name().startswith("Impasto generate")]
+    if generated:
+        run("impasto-save-result", image, generated[:1], _key="save_generate",
+            file=Gio.File.new_for_path(OUT + "/saved_generate.png"))
+    run("impasto-save-result", image, [paint], _key="save_refused", file=Gio.File.new_for_path(OUT + "/paint.png"))
+    REPORT["save_refused_wrote"] = os.path.exists(OUT + "/paint.png")
+    # the parameters live in a persistent parasite: an XCF save and reopen keeps them
+    try:
+        xcf = Gio.File.new_for_path(OUT + "/kept.xcf")
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, xcf, None)
+        reopened = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, xcf)
+        kept = [l for l in reopened.get_layers() if l.get_name().startswith("Impasto generate")]
+        parasite = kept[0].get_parasite("impasto-parameters") if kept else None
+        REPORT["xcf_parameters"] = bytes(parasite.get_data()).decode("utf-8") if parasite else ""
+        reopened.delete()
+    except Exception:
+        REPORT["errors"].append(traceback.format_exc())
 
     # 7. Generate steered by a control layer chosen in the dialog (the paint layer, read in the image's window)
     step, ret = run("impasto-generate", image, [paint], **dict(P["generate"], control_layer=paint,

@@ -73,6 +73,15 @@ def main():
     # the test presses the progress window's Cancel while this job waits behind a long one
     run("impasto-refine", image, [layer], Gimp.RunMode.INTERACTIVE, **P["ui_job"])
     REPORT["layers_after_cancel"] = [l.get_name() for l in image.get_layers()]
+    # Save Result through its dialog (the file chooser holds the file set here; the test presses OK)
+    from gi.repository import Gio
+
+    generated = [l for l in image.get_layers() if l.get_name().startswith("Impasto generate")]
+    run("impasto-save-result", image, generated[:1], Gimp.RunMode.INTERACTIVE,
+        file=Gio.File.new_for_path(OUT + "/ui_saved.png"))
+    data = open(OUT + "/ui_saved.png", "rb").read() if os.path.exists(OUT + "/ui_saved.png") else b""
+    REPORT["ui_saved"] = {"png": data[:8] == b"\x89PNG\r\n\x1a\n", "parameters": b"tEXtparameters\x00" in data,
+                          "seed": b"Seed: %d," % P["ui_job"]["seed"] in data}
     REPORT["done"] = True
 
 

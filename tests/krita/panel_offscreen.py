@@ -216,9 +216,15 @@ def main():
     doc.selection = bytes(sel)
     panel._refresh_action_label()
     check("inpaint label", panel.generate_button.text() == "Inpaint selection", panel.generate_button.text())
+    check("colour match on by default", panel.colour_check.isChecked() and panel.read_form().colour_match)
+    panel.colour_check.setChecked(False)                  # the toggle reaches the request the docker sends
     count = panel.outcome_count
     panel.generate()
     wait(app, lambda: panel.outcome_count > count, 180)
+    sent = getattr(getattr(panel.session, "_plan", None), "request", None)
+    check("colour match off in the request", sent is not None and sent.colour_match is False,
+          getattr(sent, "colour_match", None))
+    panel.colour_check.setChecked(True)
     ok = panel.outcome == "layers" and len(doc.layers) == 2
     check("inpaint layer", ok, panel.last_message)
     if ok:
@@ -248,6 +254,21 @@ def main():
           (node.reads, panel.host.windows))
     panel.control_box.remove(row)
     check("preview shown", panel.preview.pixmap() is not None and not panel.preview.pixmap().isNull())
+    # issue 19: a daemon warning shows while the job runs (a 40x12 picture is painted at the native area)
+    said = []
+    show = panel.show_message
+    panel.show_message = lambda text, error=False: (said.append((panel.outcome_count, text)), show(text, error))
+    small = FakeDoc(40, 12)
+    panel.host.doc = small
+    panel._refresh_action_label()
+    count = panel.outcome_count
+    panel.generate()
+    wait(app, lambda: panel.outcome_count > count, 180)
+    live = [t for n, t in said if n == count and "size changed" in t and "new layer" not in t]
+    check("warning shown while the job runs", bool(live) and panel.outcome == "layers", said)
+    check("warning kept with the result", "size changed" in panel.last_message, panel.last_message)
+    panel.show_message = show
+    panel.host.doc = doc
     panel.grab().save(OUT)
     check("screenshot", os.path.getsize(OUT) > 1000)
     panel.shutdown()

@@ -1,0 +1,194 @@
+"""Prompt-to-Prompt on the shipped starter: does swapping the colour word keep the shape where it was?
+
+For every held-out combination of the starter's split (``domain.eval_combos``:
+never seen in training) and ``--seeds`` seeds each, the original is painted
+plainly ("a red circle on a blue background", seed s).  The colour word is
+then swapped for another colour (not the background's) two ways, from the
+same seed and settings:
+
+* **plain regeneration**: a new text-to-image job with the new prompt (the
+  baseline: what an artist gets today by editing the prompt and re-running);
+* **Prompt-to-Prompt**: the same prompt as an edit of the original
+  (``Generate.p2p``, defaults: word maps held for all the steps, layout for
+  0.4 of them; the paper's 0.8 for the word maps is in the sweep).
+
+Judged on each picture: the shape's mask (the foreground's largest
+component, ``detector.analyse``) against the original's - kept when the
+intersection over union is >= 0.8 - and the strict judges
+(``detector.judge``: shape by template fit, colours by palette) against the
+new caption: "colour right" is the foreground colour, "all right" shape,
+foreground and background.  A sweep over the word-map fraction (layout 0.4)
+(layout 0.4), the edit without layout injection and with layout injection
+in every step show what each part does.  Timings:
+median seconds of a plain job and of an edit (a batch of two with explicit
+attention), same run, one torch thread.
+
+Usage: python bench/p2p_edit.py [--seeds 2] [--steps 20] [--picture docs/p2p-edit.png]
+Writes bench/results/p2p_edit.json (``--no-result`` to skip).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import write_result  # noqa: E402  (first: it notes the load average at the start)
+
+from impasto.backend.engine import Engine, JobHooks  # noqa: E402
+from impasto.backend.engine.images import from_wire  # noqa: E402
+from impasto.backend.starter import detector, domain  # noqa: E402
+from impasto.protocol.messages import Generate, PromptEdit  # noqa: E402
+
+IOU_KEPT = 0.8
+SWEEP = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+DEFAULT = PromptEdit()
+SEED0 = 1000
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def cases(n_seeds: int):
+    """(shape, fg, bg, new colour, seed) for every held-out combination and seed (deterministic)."""
+    out = []
+    rng = np.random.default_rng(SEED0)
+    for k, (shape, fg, bg) in enumerate(domain.eval_combos()):
+        for j in range(n_seeds):
+            choices = [c for c in domain.COLOR_NAMES if c not in (fg, bg)]
+            out.append((shape, fg, bg, str(rng.choice(choices)), SEED0 + k * n_seeds + j))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=2, help="seeds per held-out combination")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--cfg", type=float, default=5.0)
+    ap.add_argument("--picture", default="docs/p2p-edit.png")
+    ap.add_argument("--no-result", action="store_true", help="keep bench/results as it is")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    engine = Engine(models_dir=Path(tempfile.mkdtemp()))   # an empty models folder: the shipped starter
+
+    def paint(prompt: str, seed: int, edit=None):
+        t0 = time.perf_counter()
+        res = engine.run(Generate(job="b", model="starter", prompt=prompt, width=64, height=64, steps=args.steps,
+                                  sampler=args.sampler, cfg_scale=args.cfg, seed=seed, p2p=edit), JobHooks())
+        return np.asarray(from_wire(res.images[0]))[..., :3].copy(), time.perf_counter() - t0
+
+    variants = {"plain": None}
+    for f in SWEEP:
+        variants[f"p2p cross {f:g}, layout 0.4"] = (f, 0.4)
+    variants["p2p cross 1, no layout"] = (1.0, 0.0)
+    variants["p2p cross 0.8, layout 1"] = (0.8, 1.0)
+    main_variant = f"p2p cross {DEFAULT.cross_replace:g}, layout {DEFAULT.self_replace:g}"
+    assert main_variant in variants
+    tally = {v: {"kept": 0, "fg": 0, "all": 0, "iou": []} for v in variants}
+    original_right = 0
+    t_plain, t_edit = [], []
+    strip = []
+    all_cases = cases(args.seeds)
+    for i, (shape, fg, bg, new, seed) in enumerate(all_cases):
+        src, dst = domain.caption(shape, fg, bg), domain.caption(shape, new, bg)
+        original, _ = paint(src, seed)
+        original_right += detector.judge(original, src)["all"]
+        mask = detector.analyse(original)["mask"]
+        row = [original]
+        for name, fractions in variants.items():
+            edit = None if fractions is None else PromptEdit(source_prompt=src, cross_replace=fractions[0],
+                                                             self_replace=fractions[1])
+            pic, secs = paint(dst, seed, edit)
+            (t_plain if edit is None else t_edit if name == main_variant else []).append(secs)
+            score = iou(mask, detector.analyse(pic)["mask"])
+            verdict = detector.judge(pic, dst)
+            t = tally[name]
+            t["iou"].append(round(score, 4))
+            t["kept"] += score >= IOU_KEPT
+            t["fg"] += verdict["fg"]
+            t["all"] += verdict["all"]
+            if name in ("plain", main_variant):
+                row.append(pic)
+        if i % max(1, len(all_cases) // 8) == 0 and len(strip) < 8:
+            strip.append((src, dst, row))
+        print(f"{i + 1}/{len(all_cases)} {src} -> {new}: plain IoU {tally['plain']['iou'][-1]:.2f}, "
+              f"edit IoU {tally[main_variant]['iou'][-1]:.2f}", flush=True)
+
+    n = len(all_cases)
+    pct = lambda k: round(100.0 * k / n, 1)  # noqa: E731
+    figures = {
+        "cases": n, "held_out_combinations": len(domain.eval_combos()), "seeds_per_combination": args.seeds,
+        "originals_judged_right_pct": pct(original_right),
+        "variants": {name: {"mask_kept_pct": pct(t["kept"]), "colour_right_pct": pct(t["fg"]),
+                            "all_right_pct": pct(t["all"]), "median_iou": round(statistics.median(t["iou"]), 3),
+                            "iou": t["iou"]} for name, t in tally.items()},
+        "median_seconds_plain": round(statistics.median(t_plain), 4),
+        "median_seconds_edit": round(statistics.median(t_edit), 4),
+    }
+    figures["edit_time_ratio_vs_plain"] = round(figures["median_seconds_edit"] / figures["median_seconds_plain"], 2)
+    rows = []
+    figures["default_variant"] = main_variant
+    for name, v in figures["variants"].items():
+        rows.append([name + (" (the default)" if name == main_variant else ""), f"{v['mask_kept_pct']} %", f"{v['median_iou']:.2f}", f"{v['colour_right_pct']} %",
+                     f"{v['all_right_pct']} %"])
+    main_table = {
+        "caption": (f"{n} held-out cases ({len(domain.eval_combos())} combinations x {args.seeds} seeds), colour word "
+                    f"swapped; mask kept = IoU >= {IOU_KEPT} with the original's; originals judged right: "
+                    f"{figures['originals_judged_right_pct']} %."),
+        "columns": ["new prompt painted as", "mask kept", "median IoU", "new colour right", "all right"],
+        "rows": rows,
+    }
+    time_table = {
+        "caption": "Cost of an edit (batch of two + explicit attention) against a plain job, same run, 1 thread.",
+        "columns": ["job", "median s", "ratio"],
+        "rows": [["plain text to image", f"{figures['median_seconds_plain']:.3f}", "1.00"],
+                 ["Prompt-to-Prompt edit", f"{figures['median_seconds_edit']:.3f}",
+                  f"{figures['edit_time_ratio_vs_plain']:.2f}"]],
+    }
+    if args.picture:
+        save_strip(strip, Path(args.picture))
+    if not args.no_result:
+        write_result("p2p_edit", figures,
+                     baseline="a plain regeneration: the new prompt as a text-to-image job at the same seed and "
+                              "settings, same run",
+                     seeds=[c[4] for c in all_cases],
+                     settings={"model": "starter (shipped 64 px)", "steps": args.steps, "sampler": args.sampler,
+                               "cfg": args.cfg, "iou_kept": IOU_KEPT, "self_replace_in_sweep": 0.4},
+                     tables={"main": main_table, "time": time_table})
+    for r in rows:
+        print(" | ".join(r))
+    print(f"plain {figures['median_seconds_plain']:.3f} s, edit {figures['median_seconds_edit']:.3f} s "
+          f"(x{figures['edit_time_ratio_vs_plain']})")
+
+
+def save_strip(strip, path: Path, scale: int = 2) -> None:
+    """Rows of original | plain regeneration | Prompt-to-Prompt edit, with their prompts."""
+    side = 64 * scale
+    label_w = 300
+    img = Image.new("RGB", (label_w + 3 * (side + 6), 18 + len(strip) * (side + 6)), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    for j, head in enumerate(("original", "plain regeneration", "Prompt-to-Prompt")):
+        d.text((label_w + j * (side + 6), 3), head, fill=(0, 0, 0))
+    for i, (src, dst, pics) in enumerate(strip):
+        y = 18 + i * (side + 6)
+        d.text((4, y + side // 2 - 12), src, fill=(0, 0, 0))
+        d.text((4, y + side // 2 + 2), "-> " + dst.split(" ")[1], fill=(80, 80, 80))
+        for j, pic in enumerate(pics):
+            img.paste(Image.fromarray(pic).resize((side, side), Image.NEAREST), (label_w + j * (side + 6), y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+if __name__ == "__main__":
+    main()
