@@ -344,6 +344,7 @@ def _lora_from(tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> Tuple[
     if not hints["trigger"]:
         hints["trigger"] = bundled_word or _trigger_from_kohya_tags(meta)
     hints["trigger_embedding"] = vectors is not None
+    hints["slider"] = slider_from_header(meta)
     if vectors is not None:
         lib[KEY] = vectors
     return lib, hints
@@ -417,7 +418,23 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
         "impasto_base_arch": str(meta.get("base_arch", "")),
         "impasto_method": str(meta.get("method", "lora")),
         "impasto_steps": str(int(meta.get("steps", 0) or 0)),
+        **slider_header(meta),
     }
+
+
+def slider_header(meta: Dict[str, Any]) -> Dict[str, str]:
+    """A Concept Slider's metadata as a header field, so an exported slider loads back as a slider."""
+    slider = meta.get("slider")
+    return {"impasto_slider": json.dumps(slider, sort_keys=True)} if isinstance(slider, dict) else {}
+
+
+def slider_from_header(meta: Dict[str, str]) -> Optional[Dict[str, Any]]:
+    """The slider metadata a file's header carries (None: not a slider, or unreadable)."""
+    try:
+        slider = json.loads(meta.get("impasto_slider", "") or "null")
+    except ValueError:
+        return None
+    return slider if isinstance(slider, dict) else None
 
 
 def kohya_file_bytes(name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> bytes:
