@@ -140,6 +140,7 @@ class TrainingImages(QListWidget):
 class ConceptsPanel(QWidget):
     use_requested = Signal(str, str)      # concept name, trigger word
     concepts_listed = Signal(list)        # the concept names, for the Generate panel's pickers
+    concepts_info = Signal(list)          # the listing's entries (dicts), for the Generate panel's sliders
 
     def __init__(self, link: DaemonLink, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -263,6 +264,7 @@ class ConceptsPanel(QWidget):
             item.setToolTip("\n".join(f"{k}: {v}" for k, v in c.items()))
             self.list.addItem(item)
         self.concepts_listed.emit([str(c["name"]) for c in self.concepts])
+        self.concepts_info.emit(list(self.concepts))
         if not self.concepts and not self.status.text():  # a hint, never over a real message
             self.show_status("No concepts yet: drop a few pictures below and train one.")
 
