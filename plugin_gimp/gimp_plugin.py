@@ -256,6 +256,8 @@ def _daemon_info(show) -> None:
         names = ", ".join(str(m["name"]) for m in models.models if m.get("supported", True)) or "none installed"
         cons = ", ".join(f"{c.get('name')} (trigger: {c.get('trigger', '')})" for c in concepts.concepts) or "none yet"
         show(f"Models: {names} (default: {models.default or '-'})\nConcepts: {cons}")
+        if hasattr(show, "sliders"):   # the dialog shows the library's Concept Sliders as sliders
+            show.sliders(concepts.concepts)
     except Exception as exc:  # noqa: BLE001
         show(f"The daemon answered but could not list models: {exc}")
     finally:

@@ -168,3 +168,28 @@ def test_cli_concept_weight_takes_a_negative_slider_weight():
     assert parse_concept("size:-1.5") == ("size", -1.5)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_concept("size:big")
+
+
+# --------------------------------------------------------------------------- GIMP: the sliders edit the concepts text
+
+
+LISTING = [{"name": "mycat"}, {"name": "size", "slider": {"mode": "images"}},
+           {"name": "warmth", "slider": {"mode": "text", "negative": "a magenta", "positive": "a yellow"}}]
+
+
+def test_gimp_sliders_read_and_rewrite_the_concepts_field():
+    from impasto.plugin_gimp import slider_fields as sf
+
+    assert sf.slider_weights("mycat:0.8, size:-1.5", LISTING) == {"size": -1.5, "warmth": 0.0}
+    assert sf.slider_weights("not : valid : text", LISTING) == {"size": 0.0, "warmth": 0.0}
+    text = sf.with_slider("mycat:0.8", "warmth", -0.75)
+    assert text == "mycat:0.8, warmth:-0.75"
+    text = sf.with_slider("size:1.5, mycat:0.8", "size", 2.0)        # moved in place, order kept
+    assert text == "size:2, mycat:0.8"
+    assert sf.with_slider(text, "size", 0.0) == "mycat:0.8"            # 0: off, left out
+    assert sf.with_slider("a:b:c", "size", 1.0) == "a:b:c"             # unreadable text is left for OK to report
+    with pytest.raises(PlanError):
+        sf.with_slider("mycat", "size", 3.5)
+    from impasto.plugin_gimp.jobs import parse_concepts
+
+    assert parse_concepts(sf.with_slider("mycat", "warmth", -1.25)) == [("mycat", 1.0), ("warmth", -1.25)]
