@@ -169,6 +169,8 @@ def size_proof(engine, args, log, out: Path) -> Dict:
     prompts = [D.caption(*c) for s in D.SHAPES for c in by_shape[s][:args.prompts_per_shape]]
     rows, strips = [], []
     all_right, base_right, n_pictures = 0, 0, 0
+    # per weight: pictures with colours (fg + bg) right, shape right, both right
+    judged = {w: {"colours": 0, "shape": 0, "all": 0, "n": 0} for w in WEIGHTS}
     rhos = []
     for prompt in prompts:
         shape, fg, bg = D.parse_caption(prompt)
@@ -179,8 +181,14 @@ def size_proof(engine, args, log, out: Path) -> Dict:
             for w in WEIGHTS:
                 img = generate(engine, prompt, seed, [("size", w)] if w else [])
                 areas[w].append(fg_area(img, fg))
-                ok = detector.judge(img, prompt)["all"]
+                verdict = detector.judge(img, prompt)
+                ok = verdict["all"]
                 right += ok
+                j = judged[w]
+                j["colours"] += verdict["fg"] and verdict["bg"]
+                j["shape"] += verdict["shape"]
+                j["all"] += ok
+                j["n"] += 1
                 if w == 0:
                     base_right += ok
                 if seed == 0:
@@ -202,6 +210,10 @@ def size_proof(engine, args, log, out: Path) -> Dict:
         "prompts_rho_ge_0_9": sum(r >= 0.9 for r in rhos),
         "right_share": round(all_right / n_pictures, 4),
         "base_right_share": round(base_right / (len(prompts) * args.seeds), 4),
+        "by_weight": {f"{w:+g}": {k: (round(v / j["n"], 4) if k != "n" else v) for k, v in j.items()}
+                      for w, j in judged.items()},
+        "colours_right_share": round(sum(j["colours"] for j in judged.values()) / n_pictures, 4),
+        "shape_right_share": round(sum(j["shape"] for j in judged.values()) / n_pictures, 4),
         "rows": rows,
     }
 
@@ -297,7 +309,15 @@ def main(argv=None) -> int:
             ["Spearman, median / min", f"{s['spearman_median']:.2f} / {s['spearman_min']:.2f}", ">= 0.9"],
             ["colours + shape right, slider at -1.5..+1.5", f"{100 * s['right_share']:.1f}%", ">= 90%"],
             ["colours + shape right, base model (weight 0)", f"{100 * s['base_right_share']:.1f}%", "baseline"],
+            ["colours right (fg + bg), slider at -1.5..+1.5", f"{100 * s['colours_right_share']:.1f}%", ">= 90%"],
+            ["shape kind right, slider at -1.5..+1.5", f"{100 * s['shape_right_share']:.1f}%", ">= 90%"],
         ]}
+        tables["size_by_weight"] = {
+            "caption": "Size slider, judged per weight over the held-out prompts and seeds (weight 0 = the base "
+                       "model): share with colours right, shape kind right, both.",
+            "columns": ["weight", "colours right", "shape right", "both right", "pictures"],
+            "rows": [[k, f"{100 * v['colours']:.0f}%", f"{100 * v['shape']:.0f}%", f"{100 * v['all']:.0f}%", v["n"]]
+                     for k, v in s["by_weight"].items()]}
     if "colour" in figures:
         c = figures["colour"]
         tables["colour"] = {
