@@ -210,3 +210,24 @@ def test_bad_slider_input_is_typed(engine):
         engine.run(pair_req("sl-bad", images_high=[disc(12)]))
     assert ei.value.field == "images_high"
     assert ConceptLibrary().find("sl-bad") is None
+
+
+def test_a_downloaded_files_slider_header_is_kept_to_known_fields():
+    import json
+
+    from impasto.backend.concepts.lora_io import slider_from_header, slider_header
+
+    meta = {"slider": {"mode": "text", "range": [-3.0, 3.0], "target": "a shape", "positive": "big",
+                       "negative": "small", "guidance": 1.5, "preserve": ["on red"]}}
+    assert slider_from_header(slider_header(meta)) == meta["slider"]
+    hostile = {"impasto_slider": json.dumps({"mode": "text", "range": [-99, 99], "positive": "x" * 5000,
+                                             "negative": ["not", "text"], "guidance": 1e9,
+                                             "preserve": ["a"] * 1000 + [7], "extra": {"deep": [1] * 10}})}
+    got = slider_from_header(hostile)
+    assert got["range"] == [-3.0, 3.0] and len(got["positive"]) == 300 and got["negative"] == ""
+    assert got["guidance"] == 1.0 and len(got["preserve"]) == 256 and "extra" not in got
+    assert slider_from_header({"impasto_slider": "[1, 2]"}) is None
+    assert slider_from_header({"impasto_slider": "{not json"}) is None
+    assert slider_from_header({}) is None
+    assert slider_from_header({"impasto_slider": '{"mode": "images", "pairs": true}'}) == {
+        "mode": "images", "range": [-3.0, 3.0], "target": ""}
