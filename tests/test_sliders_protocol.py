@@ -122,6 +122,9 @@ def _args(**kw):
     parser = cli.build_parser()
     argv = ["slider", "train", kw.pop("name", "size")]
     for k, v in kw.items():
+        if v is True:
+            argv.append(f"--{k.replace('_', '-')}")
+            continue
         for item in (v if isinstance(v, list) else [v]):
             argv += [f"--{k.replace('_', '-')}", str(item)]
     return parser.parse_args(argv), cli_sliders
@@ -193,3 +196,20 @@ def test_gimp_sliders_read_and_rewrite_the_concepts_field():
     from impasto.plugin_gimp.jobs import parse_concepts
 
     assert parse_concepts(sf.with_slider("mycat", "warmth", -1.25)) == [("mycat", 1.0), ("warmth", -1.25)]
+
+
+def test_cli_resume_uses_the_options_the_training_started_with(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
+    args, mod = _args(name="warm", target="a red", positive="a yellow", negative="a magenta", preserve=["circle"],
+                      steps=300, guidance=2.0)
+    mod._remember(args)
+    first = mod.build_request(args)
+    again, _ = _args(name="warm", resume=True)
+    mod._recall(again)
+    second = mod.build_request(again)
+    assert second.resume and (second.target, second.positive, second.negative, second.preserve, second.steps,
+                              second.guidance) == (first.target, first.positive, first.negative, first.preserve,
+                                                   300, 2.0)
+    other, _ = _args(name="never", resume=True)
+    with pytest.raises(mod.CliError, match="no saved settings"):
+        mod._recall(other)
