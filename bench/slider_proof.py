@@ -162,6 +162,7 @@ def size_proof(engine, args, log, out: Path) -> Dict:
     lows, highs, caps = size_pairs(pick, args.data_seed, 64)
     req = TrainSlider(job="size", name="size", mode="images", images=[wire(i) for i in lows],
                       images_high=[wire(i) for i in highs], captions=caps, steps=args.steps or 0,
+                      learning_rate=args.lr, rank=args.rank,
                       model=engine.bench_model, sample_every=0, checkpoint_every=0, preview=False, seed=0)
     training = train(engine, req, log)
     held = D.eval_combos()
@@ -225,6 +226,7 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
     preserve = [f"{s} on a {bg} background" for s in D.SHAPES for bg in COLOUR_BGS]
     req = TrainSlider(job="colour", name="warmth", mode="text", target="a red", positive="a yellow",
                       negative="a magenta", preserve=preserve, steps=args.steps or 0, model=engine.bench_model,
+                      learning_rate=args.lr, rank=args.rank,
                       sample_every=0, checkpoint_every=0, preview=False, seed=0)
     training = train(engine, req, log)
     rows, strips, rhos = [], [], []
@@ -267,6 +269,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=None, help="default: the installed starter model")
     ap.add_argument("--steps", type=int, default=0, help="0: the TrainSlider default (the model's / paper's)")
+    ap.add_argument("--lr", type=float, default=0.0, help="0: the TrainSlider default")
+    ap.add_argument("--rank", type=int, default=0, help="0: the TrainSlider default")
+    ap.add_argument("--caption-dropout", type=float, default=None,
+                    help="research: slider_train.CAPTION_DROPOUT for the picture pairs (default: the trainer's)")
     ap.add_argument("--pairs", type=int, default=24, help="size slider: picture pairs (training combinations)")
     ap.add_argument("--prompts-per-shape", type=int, default=3, help="size slider: held-out prompts per shape")
     ap.add_argument("--seeds", type=int, default=2)
@@ -277,6 +283,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/slider_proof.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from impasto.backend.concepts import slider_train
+
+    if args.caption_dropout is not None:
+        slider_train.CAPTION_DROPOUT = args.caption_dropout
     made = temp_engine("slider-proof-", args.model, tiny_fallback=False)
     if made is None:
         print("no starter model installed: nothing to prove on", file=sys.stderr)
@@ -335,7 +345,9 @@ def main(argv=None) -> int:
 
         write_result("slider_proof", figures, baseline="the base model (slider weight 0) on the same prompts and "
                      "seeds", seeds=list(range(args.seeds)), threads=torch.get_num_threads(),
-                     settings={"steps": args.steps, "pairs": args.pairs, "prompts_per_shape": args.prompts_per_shape,
+                     settings={"steps": args.steps, "lr": args.lr, "rank": args.rank, "pairs": args.pairs,
+                               "caption_dropout": slider_train.CAPTION_DROPOUT,
+                               "prompts_per_shape": args.prompts_per_shape,
                                "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
                                "cfg": 5.0},
                      tables=tables, notes=["interim: the currently shipped 64 px starter; the starter is being "
