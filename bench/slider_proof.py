@@ -173,17 +173,20 @@ def size_proof(engine, args, log, out: Path) -> Dict:
     # per weight: pictures with colours (fg + bg) right, shape right, both right
     judged = {w: {"colours": 0, "shape": 0, "all": 0, "n": 0} for w in WEIGHTS}
     rhos = []
+    kept, kept_n = 0, 0     # slider pictures right where the base model's (same prompt and seed) is right
     for prompt in prompts:
         shape, fg, bg = D.parse_caption(prompt)
         areas = {w: [] for w in WEIGHTS}
         right = 0
         row_pics = []
         for seed in range(args.seeds):
+            verdicts = {}
             for w in WEIGHTS:
                 img = generate(engine, prompt, seed, [("size", w)] if w else [])
                 areas[w].append(fg_area(img, fg))
                 verdict = detector.judge(img, prompt)
                 ok = verdict["all"]
+                verdicts[w] = ok
                 right += ok
                 j = judged[w]
                 j["colours"] += verdict["fg"] and verdict["bg"]
@@ -194,6 +197,9 @@ def size_proof(engine, args, log, out: Path) -> Dict:
                     base_right += ok
                 if seed == 0:
                     row_pics.append(img)
+            if verdicts[0.0]:
+                kept += sum(verdicts[w] for w in WEIGHTS if w != 0)
+                kept_n += len(WEIGHTS) - 1
         strips.append(row_pics)
         means = [statistics.fmean(areas[w]) for w in WEIGHTS]
         rho = spearman(WEIGHTS, means)
@@ -213,6 +219,7 @@ def size_proof(engine, args, log, out: Path) -> Dict:
         "base_right_share": round(base_right / (len(prompts) * args.seeds), 4),
         "by_weight": {f"{w:+g}": {k: (round(v / j["n"], 4) if k != "n" else v) for k, v in j.items()}
                       for w, j in judged.items()},
+        "kept_where_base_right": round(kept / kept_n, 4) if kept_n else None, "kept_pictures": kept_n,
         "colours_right_share": round(sum(j["colours"] for j in judged.values()) / n_pictures, 4),
         "shape_right_share": round(sum(j["shape"] for j in judged.values()) / n_pictures, 4),
         "rows": rows,
@@ -321,6 +328,8 @@ def main(argv=None) -> int:
             ["colours + shape right, base model (weight 0)", f"{100 * s['base_right_share']:.1f}%", "baseline"],
             ["colours right (fg + bg), slider at -1.5..+1.5", f"{100 * s['colours_right_share']:.1f}%", ">= 90%"],
             ["shape kind right, slider at -1.5..+1.5", f"{100 * s['shape_right_share']:.1f}%", ">= 90%"],
+            ["both right at weight != 0 where the base model's picture (same prompt, seed) is right",
+             f"{100 * (s['kept_where_base_right'] or 0):.1f}% of {s['kept_pictures']}", "(reported)"],
         ]}
         tables["size_by_weight"] = {
             "caption": "Size slider, judged per weight over the held-out prompts and seeds (weight 0 = the base "
