@@ -15,7 +15,6 @@ sub-command but ``serve`` this is a protocol client: no torch here.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys

@@ -31,7 +31,7 @@ import hashlib
 import statistics
 import time
 import types
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
