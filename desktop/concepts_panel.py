@@ -42,6 +42,7 @@ from impasto.protocol.messages import (
     Train,
     validate_job,
 )
+from impasto.protocol.sliders import is_slider
 
 from . import dialogs, image_io, qt_images
 from .connection import DaemonLink
@@ -253,6 +254,8 @@ class ConceptsPanel(QWidget):
         self.list.clear()
         for c in self.concepts:
             extra = [str(c[k]) for k in ("method", "class_noun", "base_model") if c.get(k)]
+            if is_slider(c):   # a Concept Slider: dialled in the Generate panel's Sliders box
+                extra.insert(0, "slider")
             if c.get("steps"):
                 extra.append(f"{c['steps']} steps")
             item = QListWidgetItem(f"{c['name']} — “{c.get('trigger', '')}”" + (f"  ({', '.join(extra)})"
