@@ -19,7 +19,9 @@ Both are trained through the engine exactly as the daemon runs a ``TrainSlider``
   negative "a magenta ..." (preserve phrases: shape + background), judged on every
   shape x background prompt at weights -1.5 ... +1.5: the foreground's mean hue
   (degrees from red; magenta -60, yellow +60) must not go down as the weight goes up
-  (monotone, within 3 degrees) - per prompt and seed, and Spearman's rho per prompt.
+  (monotone, within 3 degrees) and must move (at least 30 degrees from -1.5 to +1.5) - per
+  prompt and seed, and Spearman's rho per prompt; also on held-out backgrounds (green, cyan)
+  that no training phrase names.
 
 The model: the currently shipped 64 px starter (``backend/assets/starter``) unless
 ``--model``; a richer starter is being trained (issue 20), so these figures are an
@@ -51,7 +53,9 @@ WEIGHTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 LOW_R, HIGH_R = 0.22, 0.36            # the domain's MIN_RADIUS / MAX_RADIUS
 HUES = {"magenta": -60.0, "red": 0.0, "yellow": 60.0}
 COLOUR_BGS = ("black", "white", "blue")
+HELD_OUT_BGS = ("green", "cyan")      # colour slider: backgrounds of no training phrase
 HUE_TOLERANCE = 3.0
+MIN_SWING = 30.0    # degrees from -1.5 to +1.5: a hue that does not move is not "monotone in the weight"
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -236,10 +240,13 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
                       learning_rate=args.lr, rank=args.rank,
                       sample_every=0, checkpoint_every=0, preview=False, seed=0)
     training = train(engine, req, log)
+    held_out = [f"{s} on a {bg} background" for s in D.SHAPES for bg in HELD_OUT_BGS]
     rows, strips, rhos = [], [], []
     monotone, series = 0, 0
-    for tail in preserve:
+    held_monotone, held_series, held_rhos = 0, 0, []
+    for tail in preserve + held_out:
         prompt = f"a red {tail}"
+        is_held = tail in held_out
         hues = {w: [] for w in WEIGHTS}
         row_pics = []
         mono_here = 0
@@ -252,15 +259,22 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
                 hues[w].append(h)
                 if seed == 0:
                     row_pics.append(img)
-            ok = all(np.isfinite(seq)) and all(b >= a - HUE_TOLERANCE for a, b in zip(seq, seq[1:]))
+            ok = (all(np.isfinite(seq)) and all(b >= a - HUE_TOLERANCE for a, b in zip(seq, seq[1:]))
+                  and seq[-1] - seq[0] >= MIN_SWING)
             mono_here += ok
-            series += 1
-        monotone += mono_here
-        strips.append(row_pics)
         means = [statistics.fmean(hues[w]) for w in WEIGHTS]
         rho = spearman(WEIGHTS, means)
-        rhos.append(rho)
-        rows.append([prompt] + [f"{m:+.0f}" for m in means] + [f"{rho:.2f}", f"{mono_here}/{args.seeds}"])
+        if is_held:
+            held_monotone += mono_here
+            held_series += args.seeds
+            held_rhos.append(rho)
+        else:
+            monotone += mono_here
+            series += args.seeds
+            rhos.append(rho)
+            strips.append(row_pics)
+        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" for m in means]
+                    + [f"{rho:.2f}", f"{mono_here}/{args.seeds}"])
         log(f"colour {prompt}: hues {[round(m) for m in means]} rho {rho:.2f} monotone {mono_here}/{args.seeds}")
     strip(strips, out / "colour_strip.png")
     return {
@@ -269,6 +283,9 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
         "monotone_share": round(monotone / series, 4),
         "spearman": [round(r, 4) for r in rhos], "spearman_median": round(statistics.median(rhos), 4),
         "spearman_min": round(min(rhos), 4), "rows": rows,
+        "held_out_prompts": [f"a red {t}" for t in held_out], "held_out_monotone_series": held_monotone,
+        "held_out_series": held_series, "held_out_spearman": [round(r, 4) for r in held_rhos],
+        "held_out_spearman_min": round(min(held_rhos), 4),
     }
 
 
@@ -345,7 +362,10 @@ def main(argv=None) -> int:
                        f"(magenta -60, yellow +60), mean of {args.seeds} seeds.",
             "columns": ["prompt"] + head + ["Spearman", "monotone seeds"], "rows": c["rows"]}
         tables["colour_summary"] = {"columns": ["figure", "value", "target"], "rows": [
-            ["hue monotone in the weight (prompt x seed series)", f"{c['monotone_series']}/{c['series']}", "all"],
+            ["hue monotone in the weight, >= 30 deg from -1.5 to +1.5 (prompt x seed series)",
+             f"{c['monotone_series']}/{c['series']}", "all"],
+            ["... on held-out backgrounds (green, cyan: no training phrase)",
+             f"{c['held_out_monotone_series']}/{c['held_out_series']}", "(reported)"],
             ["Spearman, median / min", f"{c['spearman_median']:.2f} / {c['spearman_min']:.2f}", "(reported)"],
         ]}
     if not args.no_write:
