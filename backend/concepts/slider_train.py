@@ -191,8 +191,13 @@ class SliderTrainer(train.Trainer):
     # ------------------------------------------------------------------ the objective
 
     def _set_scale(self, weight: float) -> None:
-        """The training adapter's weight (its alpha equals its rank, so this is the LoRA's factor)."""
-        for layer in adapters.tuner_layers(self.loaded.base.unet):
+        """The training adapter's weight (its alpha equals its rank, so this is the LoRA's factor).
+
+        The LoRA layers are looked up once (after ``setup`` injected them): a few calls a step."""
+        layers = self.__dict__.get("_lora_layers")
+        if layers is None:
+            layers = self._lora_layers = adapters.tuner_layers(adapters.component(self.loaded, "unet"))
+        for layer in layers:
             layer.set_scale(adapters.TRAIN_ADAPTER, float(weight))
 
     def _noise(self, latents: torch.Tensor):
