@@ -505,7 +505,7 @@ def _load_extras() -> None:
     import importlib
 
     for mod in ("impasto.backend.cli_edit", "impasto.backend.cli_concepts", "impasto.backend.cli_install",
-                "impasto.backend.cli_security"):
+                "impasto.backend.cli_security", "impasto.backend.cli_sliders"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

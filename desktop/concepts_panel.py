@@ -42,6 +42,7 @@ from impasto.protocol.messages import (
     Train,
     validate_job,
 )
+from impasto.protocol.sliders import is_slider
 
 from . import dialogs, image_io, qt_images
 from .connection import DaemonLink
@@ -140,6 +141,7 @@ class TrainingImages(QListWidget):
 class ConceptsPanel(QWidget):
     use_requested = Signal(str, str)      # concept name, trigger word
     concepts_listed = Signal(list)        # the concept names, for the Generate panel's pickers
+    concepts_info = Signal(list)          # the listing's entries (dicts), for the Generate panel's sliders
 
     def __init__(self, link: DaemonLink, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -252,6 +254,8 @@ class ConceptsPanel(QWidget):
         self.list.clear()
         for c in self.concepts:
             extra = [str(c[k]) for k in ("method", "class_noun", "base_model") if c.get(k)]
+            if is_slider(c):   # a Concept Slider: dialled in the Generate panel's Sliders box
+                extra.insert(0, "slider")
             if c.get("steps"):
                 extra.append(f"{c['steps']} steps")
             item = QListWidgetItem(f"{c['name']} — “{c.get('trigger', '')}”" + (f"  ({', '.join(extra)})"
@@ -263,6 +267,7 @@ class ConceptsPanel(QWidget):
             item.setToolTip("\n".join(f"{k}: {v}" for k, v in c.items()))
             self.list.addItem(item)
         self.concepts_listed.emit([str(c["name"]) for c in self.concepts])
+        self.concepts_info.emit(list(self.concepts))
         if not self.concepts and not self.status.text():  # a hint, never over a real message
             self.show_status("No concepts yet: drop a few pictures below and train one.")
 

@@ -32,9 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from impasto.protocol.messages import FILL_MODES, SAMPLERS, Limits
+from impasto.protocol import sliders
 from impasto.protocol.settings import Recommendation
 
 from .settings import GenerationSettings
+from .slider_widgets import SlidersBox
 
 SAMPLER_LABELS = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
@@ -171,6 +173,8 @@ class GenerationPanel(QWidget):
         add.clicked.connect(lambda: self.add_concept("", 1.0))
         self._concepts_layout.addWidget(add)
         outer.addWidget(concepts)
+        self.sliders = SlidersBox()          # Concept Sliders: one -3..+3 slider each (slider_widgets.py)
+        outer.addWidget(self.sliders)
 
         inpaint = QGroupBox("Inpainting")
         iform = QFormLayout(inpaint)
@@ -281,7 +285,7 @@ class GenerationPanel(QWidget):
             mask_blur=self.mask_blur.value(), grow=self.grow.value(), fill=self.fill.currentData(),
             padding=self.padding.value(), whole_picture=self.whole_picture.isChecked(),
             colour_match=self.colour_match.isChecked(),
-        ).set_concepts(r.value() for r in self._concept_rows if r.value()[0])
+        ).set_concepts(sliders.merge([r.value() for r in self._concept_rows if r.value()[0]], self.sliders.weights()))
 
     def set_settings(self, s: GenerationSettings) -> None:
         self.prompt.setPlainText(s.prompt)
@@ -297,7 +301,9 @@ class GenerationPanel(QWidget):
         self.model.setCurrentIndex(max(0, self.model.findData(s.model)))
         for row in list(self._concept_rows):
             self._remove_concept(row)
-        for name, weight in s.active_concepts():
+        plain, slider_weights = sliders.split(s.active_concepts(), self.sliders.names())
+        self.sliders.set_weights(slider_weights)
+        for name, weight in plain:
             self.add_concept(name, weight)
         self.mask_blur.setValue(s.mask_blur)
         self.grow.setValue(s.grow)
@@ -335,6 +341,14 @@ class GenerationPanel(QWidget):
             row.name.clear()
             row.name.addItems(self._concept_names)
             row.name.setCurrentText(text)
+
+    def set_concepts_info(self, concepts: List[dict]) -> None:
+        """The library listing: slider concepts get a slider (a row already naming one moves there)."""
+        self.sliders.set_concepts(concepts)
+        moved = {r.value()[0]: r for r in self._concept_rows if r.value()[0] in self.sliders.names()}
+        self.sliders.set_weights(dict(self.sliders.weights(), **{n: r.value()[1] for n, r in moved.items()}))
+        for row in moved.values():
+            self._remove_concept(row)
 
     def add_concept(self, name: str, weight: float = 1.0) -> ConceptRow:
         row = ConceptRow(self._concept_names, name, weight)

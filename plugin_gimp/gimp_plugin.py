@@ -272,6 +272,8 @@ def _daemon_info(show) -> None:
         rec = Recommendation.for_model(models.models, "", models.default)
         show(f"Models: {names} (default: {models.default or '-'}; left at 0 / Model default, its knobs are "
              f"{rec.label()})\nConcepts: {cons}" + (f"\nNote: {note}" if note else ""))
+        if hasattr(show, "sliders"):   # the dialog shows the library's Concept Sliders as sliders
+            show.sliders(concepts.concepts)
     except Exception as exc:  # noqa: BLE001
         show(f"The daemon answered but could not list models: {exc}")
     finally:

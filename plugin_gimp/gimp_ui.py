@@ -70,8 +70,15 @@ def run_procedure_dialog(procedure, config, title: str, groups: List[List[str]],
     if info is not None and label is not None:
         def show(text: str) -> None:
             GLib.idle_add(_set_label, label, text)
+
+        def show_sliders(listing) -> None:   # the library's Concept Sliders, as sliders (slider_box.py)
+            from .slider_box import add_slider_box
+            GLib.idle_add(lambda: False if closed else add_slider_box(dialog, config, listing))
+        show.sliders = show_sliders
         threading.Thread(target=info, args=(show,), name="impasto-gimp-info", daemon=True).start()
+    closed: List[bool] = []
     ok = dialog.run()
+    closed.append(True)
     dialog.destroy()
     return bool(ok)
 

@@ -272,6 +272,56 @@ class Train:
 TRAIN_FALLBACKS = {"rank": 8, "steps": 400, "learning_rate": 1e-4}
 
 
+SLIDER_MODES = ("text", "images")
+SLIDER_WEIGHT_RANGE = (-3.0, 3.0)   # a slider concept's weight: dial the attribute down (-) or up (+)
+
+
+@dataclass
+class TrainSlider:
+    """Train a Concept Slider: a LoRA used with a signed weight to dial one attribute down or up.
+
+    ``mode`` "text" (the paper's text sliders, no pictures): at weight +1 the LoRA
+    makes the model predict, for ``target``, what the frozen model predicts for it
+    plus ``guidance`` x (prediction for ``positive`` - prediction for ``negative``);
+    at -1 the opposite.  ``preserve`` phrases are appended to all three prompts in
+    turn (what must not change: "circle on a white background", "old man"...).
+    ``mode`` "images" (visual sliders): pairs of pictures that differ only in the
+    attribute, ``images`` the low end (-1) and ``images_high`` the high end (+1),
+    pair i in both lists; ``captions`` one per pair ([]: ``target``).
+    0s mean the model's recommendation, as in :class:`Train`.
+    """
+
+    TYPE: ClassVar[str] = "train_slider"
+    job: str = ""
+    name: str = ""
+    mode: str = "text"
+    target: str = ""
+    positive: str = ""
+    negative: str = ""
+    preserve: List[str] = field(default_factory=list)
+    guidance: float = 0.0                # 0: SLIDER_FALLBACKS["guidance"]
+    images: List[Image] = field(default_factory=list)        # images mode: the low end of each pair
+    images_high: List[Image] = field(default_factory=list)   # images mode: the high end of each pair
+    captions: List[str] = field(default_factory=list)
+    base_pictures: int = 16              # text mode: pictures of the target the base model draws (cached)
+    rank: int = 0
+    steps: int = 0
+    learning_rate: float = 0.0
+    resolution: int = 0
+    seed: int = 0
+    model: str = ""
+    sample_every: int = 100
+    checkpoint_every: int = 50
+    resume: bool = False
+    preview: bool = True
+    priority: str = "back"
+    gradient_checkpointing: bool = False
+
+
+# What a TrainSlider's 0s mean on a model that recommends nothing (the Concept Sliders paper's SD1.5 values).
+SLIDER_FALLBACKS = {"rank": 4, "steps": 500, "learning_rate": 2e-4, "guidance": 1.0}
+
+
 @dataclass
 class Cancel:
     TYPE: ClassVar[str] = "cancel"
@@ -430,11 +480,12 @@ MESSAGE_TYPES = {
     cls.TYPE: cls
     for cls in (
         Hello, Generate, Train, Cancel, StatusRequest, ListModels, ListConcepts, ConceptAction, Shutdown,
-        Welcome, Accepted, Progress, Result, Error, Cancelled, Status, Models, Concepts, Done,
+        Welcome, Accepted, Progress, Result, Error, Cancelled, Status, Models, Concepts, Done, TrainSlider,
     )
 }
-CLIENT_REQUESTS = (Hello, Generate, Train, Cancel, StatusRequest, ListModels, ListConcepts, ConceptAction, Shutdown)
-JOB_REQUESTS = (Generate, Train)
+CLIENT_REQUESTS = (Hello, Generate, Train, Cancel, StatusRequest, ListModels, ListConcepts, ConceptAction, Shutdown,
+                   TrainSlider)
+JOB_REQUESTS = (Generate, Train, TrainSlider)
 
 
 # --------------------------------------------------------------------------- validation
@@ -505,6 +556,8 @@ def validate_job(msg, limits: Optional[Limits] = None) -> None:
         _validate_generate(msg, limits)
     elif isinstance(msg, Train):
         _validate_train(msg, limits)
+    elif isinstance(msg, TrainSlider):
+        _validate_train_slider(msg, limits)
 
 
 def _check_size(name_w: str, w: int, name_h: str, h: int, limits: Limits) -> None:
@@ -667,6 +720,54 @@ def _validate_train(msg: Train, limits: Limits) -> None:
     if msg.learning_rate != 0:
         _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
     _check_range("class_images", msg.class_images, 0, 500)
+    _check_range("resolution", msg.resolution, 0, 2048)
+    _check_range("sample_every", msg.sample_every, 0, 100000)
+    _check_range("checkpoint_every", msg.checkpoint_every, 0, 100000)
+
+
+def check_slider_weight(value: float, field_name: str = "weight") -> float:
+    """A slider concept's weight: -3..+3 (negative dials the attribute down)."""
+    lo, hi = SLIDER_WEIGHT_RANGE
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (lo <= value <= hi):
+        raise _bad(field_name, f"{value} is outside a slider's range {lo:+g}..{hi:+g}")
+    return float(value)
+
+
+def _validate_train_slider(msg: TrainSlider, limits: Limits) -> None:
+    check_name(msg.name, "name")
+    if msg.mode not in SLIDER_MODES:
+        raise _bad("mode", f"{msg.mode!r} is not one of {', '.join(SLIDER_MODES)}")
+    if msg.mode == "text":
+        for name in ("target", "positive", "negative"):
+            if not getattr(msg, name).strip():
+                raise _bad(name, "a text slider needs a target prompt and the positive and negative attribute "
+                                 "prompts (e.g. 'a person', 'a smiling person', 'a frowning person')")
+        if msg.positive.strip() == msg.negative.strip():
+            raise _bad("negative", "the positive and negative prompts are the same: nothing to slide between")
+        if msg.images or msg.images_high:
+            raise _bad("images", "a text slider takes no pictures (use mode 'images' for picture pairs)")
+        _check_range("base_pictures", msg.base_pictures, 1, 500)
+    else:
+        if len(msg.images) < 2:
+            raise _bad("images", "an image-pair slider needs at least 2 pairs of pictures")
+        if len(msg.images_high) != len(msg.images):
+            raise _bad("images_high", f"{len(msg.images_high)} high-end pictures for {len(msg.images)} low-end "
+                                      "ones: give pairs")
+        _check_range("images", len(msg.images), 2, limits.max_train_images)
+        for name in ("images", "images_high"):
+            for i, img in enumerate(getattr(msg, name)):
+                img.check(f"{name}[{i}]")
+        if msg.captions and len(msg.captions) != len(msg.images):
+            raise _bad("captions", f"{len(msg.captions)} captions for {len(msg.images)} pairs")
+    _check_range("preserve", len(msg.preserve), 0, 256)
+    if msg.guidance != 0:
+        _check_range("guidance", msg.guidance, 0.01, 20.0)
+    if msg.steps != 0:
+        _check_range("steps", msg.steps, 1, limits.max_train_steps)
+    if msg.rank != 0:
+        _check_range("rank", msg.rank, 1, 128)
+    if msg.learning_rate != 0:
+        _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
     _check_range("resolution", msg.resolution, 0, 2048)
     _check_range("sample_every", msg.sample_every, 0, 100000)
     _check_range("checkpoint_every", msg.checkpoint_every, 0, 100000)

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from impasto.protocol import codec
 from impasto.protocol.messages import (
     PROTOCOL_VERSION, Blob, Cancel, ConceptAction, ControlUnit, Generate, Hello, Image, ListConcepts, ListModels,
-    PromptEdit, ProtocolError, Shutdown, StatusRequest, Train,
+    PromptEdit, ProtocolError, Shutdown, StatusRequest, Train, TrainSlider,
 )
 
 # --------------------------------------------------------------------------- seeds: one valid message per shape
@@ -47,6 +47,10 @@ def base_messages(job: str) -> List[Any]:
         Generate(job=job, prompt="a blue circle", model="tiny", width=32, height=32, steps=1, seed=3,
                  p2p=PromptEdit(source_prompt="a red circle", reweight_word="blue", reweight=2.0)),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
+        TrainSlider(job=job, name="fz-slider", target="a shape", positive="a big shape", negative="a small shape",
+                    preserve=["on blue"], steps=1, base_pictures=1, model="tiny"),
+        TrainSlider(job=job, name="fz-pairs", mode="images", images=[_img(16, 16), _img(8, 8)],
+                    images_high=[_img(16, 16), _img(8, 8)], captions=["a", "b"], steps=1, model="tiny"),
         ConceptAction(ref="r5", action="rename", name="fz-a", new_name="fz-b"),
         ConceptAction(ref="r6", action="delete", name="fz-a"),
         ConceptAction(ref="r7", action="export", name="fz-a"),

@@ -344,6 +344,7 @@ def _lora_from(tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> Tuple[
     if not hints["trigger"]:
         hints["trigger"] = bundled_word or _trigger_from_kohya_tags(meta)
     hints["trigger_embedding"] = vectors is not None
+    hints["slider"] = slider_from_header(meta)
     if vectors is not None:
         lib[KEY] = vectors
     return lib, hints
@@ -417,7 +418,45 @@ def kohya_metadata(name: str, meta: Dict[str, Any], tensors: Dict[str, torch.Ten
         "impasto_base_arch": str(meta.get("base_arch", "")),
         "impasto_method": str(meta.get("method", "lora")),
         "impasto_steps": str(int(meta.get("steps", 0) or 0)),
+        **slider_header(meta),
     }
+
+
+def slider_header(meta: Dict[str, Any]) -> Dict[str, str]:
+    """A Concept Slider's metadata as a header field, so an exported slider loads back as a slider."""
+    slider = meta.get("slider")
+    return {"impasto_slider": json.dumps(slider, sort_keys=True)} if isinstance(slider, dict) else {}
+
+
+def slider_from_header(meta: Dict[str, str]) -> Optional[Dict[str, Any]]:
+    """The slider metadata a file's header carries (None: not a slider, or unreadable).
+
+    A downloaded file is not trusted: only the known fields, of the known types and
+    lengths, are kept (the library listing carries them to every client)."""
+    from impasto.protocol.messages import SLIDER_MODES, SLIDER_WEIGHT_RANGE
+
+    try:
+        raw = json.loads(meta.get("impasto_slider", "") or "null")
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+
+    def text(v) -> str:
+        return v[:300] if isinstance(v, str) else ""
+
+    out: Dict[str, Any] = {"mode": raw.get("mode") if raw.get("mode") in SLIDER_MODES else "images",
+                           "range": list(SLIDER_WEIGHT_RANGE), "target": text(raw.get("target"))}
+    if out["mode"] == "text":
+        g = raw.get("guidance")
+        good = isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g <= 20
+        out.update(positive=text(raw.get("positive")), negative=text(raw.get("negative")),
+                   guidance=float(g) if good else 1.0,
+                   preserve=[text(p) for p in raw.get("preserve", [])[:256] if isinstance(p, str)]
+                   if isinstance(raw.get("preserve"), list) else [])
+    elif isinstance(raw.get("pairs"), int) and not isinstance(raw.get("pairs"), bool):
+        out["pairs"] = max(0, min(int(raw["pairs"]), 100000))
+    return out
 
 
 def kohya_file_bytes(name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> bytes:

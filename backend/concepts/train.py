@@ -443,6 +443,10 @@ class Trainer:
             loss = F.mse_loss(pred, target)
         if distill:
             loss = loss + NEIGHBOUR_DISTILL * distill_loss
+        return self.optimise(loss)
+
+    def optimise(self, loss) -> float:
+        """One optimiser step on ``loss`` (fp16 loss scaling where the device uses it); the loss as a float."""
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -556,9 +560,13 @@ class Trainer:
                   "final_loss": meta["final_loss"], "distilled_prompts": list(self.distill_prompts)},
         )
 
+    def check_input(self) -> None:
+        """Refuse unusable input before anything is changed (a slider trainer checks its own)."""
+        dataset.check_count(self.req.images)
+
     def run(self) -> Output:
         req = self.req
-        dataset.check_count(req.images)  # before anything is changed
+        self.check_input()  # before anything is changed
         resume = None
         if req.resume:
             resume = checkpoint.latest(self.ckpt_dir)

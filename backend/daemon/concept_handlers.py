@@ -100,6 +100,7 @@ def _import(daemon, msg: ConceptAction) -> dict:
         base_arch=hints["base_arch"], text_encoder=hints["text_encoder"],
         trigger_embedding=hints["trigger_embedding"], source="imported",
         imported_from=filename, layout=hints["layout"], modules=hints["modules"],
+        **({"slider": hints["slider"]} if hints.get("slider") else {}),   # an exported slider stays a slider
     )
     concept = library.save(msg.name, tensors, meta)
     notes = []

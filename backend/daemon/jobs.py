@@ -35,8 +35,9 @@ def image_bytes(request: Any) -> int:
         img = getattr(request, name, None)
         if img is not None:
             total += len(img.data)
-    for img in getattr(request, "images", None) or ():
-        total += len(img.data)
+    for name in ("images", "images_high"):   # images_high: a slider's picture pairs
+        for img in getattr(request, name, None) or ():
+            total += len(img.data)
     for unit in getattr(request, "control", None) or ():   # control layers hold a picture each
         if getattr(unit, "image", None) is not None:
             total += len(unit.image.data)

@@ -11,14 +11,15 @@ Problems an artist can fix are typed errors naming the list entry
 (``concepts[1]``: unknown name, listed twice, made for another architecture);
 a concept trained on another model of the same architecture is used with a
 warning in the result, as is one whose trigger word the prompt lacks (when the
-caller passes the prompt).
+caller passes the prompt).  A Concept Slider (metadata ``slider``) takes a
+signed weight in ``SLIDER_WEIGHT_RANGE``; outside it is a typed error.
 """
 from __future__ import annotations
 
 import re
 from typing import List, Optional, Tuple
 
-from impasto.protocol.messages import ErrorCode
+from impasto.protocol.messages import SLIDER_WEIGHT_RANGE, ErrorCode
 
 from .errors import EngineError
 
@@ -42,6 +43,11 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
             raise EngineError(ErrorCode.BAD_FIELD, f"{field}: concept {name!r} is listed twice", field)
         seen.add(name)
         info = library.get(name, field)
+        if isinstance(info.meta.get("slider"), dict):   # a Concept Slider: signed weight, -3..+3
+            lo, hi = SLIDER_WEIGHT_RANGE
+            if not lo <= weight <= hi:
+                raise EngineError(ErrorCode.BAD_FIELD, f"{field}.weight: {weight:g} is outside slider {name!r}'s "
+                                  f"range {lo:+g}..{hi:+g}", f"{field}.weight")
         if weight == 0:
             continue  # weight 0: not even loaded, the job runs on the bare base model
         resident = adapters.ensure_loaded(loaded, info, library.load_weights, field)

@@ -25,6 +25,7 @@ JOB_RUNNERS: Dict[str, Union[str, Callable]] = {
     "img2img": "impasto.backend.engine.img2img:run",
     "edit": "impasto.backend.engine.edit:run",
     "train": "impasto.backend.concepts.train:run_train",
+    "train_slider": "impasto.backend.concepts.slider_train:run_train_slider",
 }
 
 

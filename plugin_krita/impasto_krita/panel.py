@@ -26,6 +26,7 @@ from .placement import PlacementError, plan_layers
 from .planning import CanvasSnapshot, JobPlan, Settings
 from .qt import QtCore, QtGui, QtWidgets, Qt, Signal, rgba_qimage
 from .session import ConnectionState, Session, SessionListener
+from .sliders import is_slider, slider_row
 from .wording import describe_exception
 
 PREVIEW_SIDE = 256
@@ -175,6 +176,10 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         for c in concepts:
             name = str(c.get("name", ""))
             if not name:
+                continue
+            if is_slider(c):   # a Concept Slider: a -3..+3 slider row (sliders.py)
+                self.concept_rows[name] = slider_row(c, saved.get(name, {}), self._form_changed)
+                self.concepts_section.form.addRow(*self.concept_rows[name])
                 continue
             trigger = c.get("trigger") or ""
             check = QtWidgets.QCheckBox(f"{name}  ({trigger})" if trigger else name)

@@ -165,6 +165,20 @@ def main():
         check("concept in the request", panel.read_form().active_concepts() == [("mycat", 0.75)],
               panel.read_form().active_concepts())
         rows["mycat"][0].setChecked(False)
+    # a Concept Slider listed by the daemon is a -3..+3 slider row; off 0 it reaches the request, signed
+    panel.state_changed(dataclasses.replace(real_state, concepts=[
+        {"name": "mycat", "trigger": "sks"},
+        {"name": "bigger", "trigger": "", "slider": {"mode": "text", "negative": "a small shape",
+                                                     "positive": "a big shape"}}]))
+    rows = panel.concept_rows
+    check("slider row", "bigger" in rows and rows["bigger"][1].slider.maximum() == 60
+          and rows["bigger"][1].low.text() == "a small shape" and not rows["bigger"][0].isChecked(), sorted(rows))
+    if "bigger" in rows:
+        rows["bigger"][1].setValue(-1.5)
+        check("slider in the request", panel.read_form().active_concepts() == [("bigger", -1.5)],
+              panel.read_form().active_concepts())
+        rows["bigger"][1].setValue(0.0)
+        check("slider at 0 is off", panel.read_form().active_concepts() == [], panel.read_form().active_concepts())
     # knobs left unset show, and use, the model's recommendation (the daemon's listing carries it)
     starter = {"name": "starter", "native_size": 64,
                "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}

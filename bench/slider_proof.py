@@ -1,0 +1,388 @@
+"""Proof on the starter model: an image-pair SIZE slider and a TEXT slider between two colour words.
+
+Both are trained through the engine exactly as the daemon runs a ``TrainSlider`` job
+(``backend/concepts/slider_train.py``), then judged on generated pictures:
+
+* **size** (visual slider): pairs rendered from the starter's own domain
+  (``backend/starter/domain.py``) that differ only in the shape's circumradius - 0.22
+  of the side (low end) vs 0.36 (high end), the domain's range - for the *training*
+  colour/shape/background combinations; judged on *held-out* combinations
+  (``domain.eval_combos``) at weights -1.5 ... +1.5:
+
+  * per prompt, Spearman's rho between the weight and the foreground area (the
+    asked-colour component's share of the picture, mean over the seeds) - target >= 0.9;
+  * colours and shape kind right (``detector.judge``: the strict per-family judges of
+    ``backend/starter/judges.py``) over every picture at every weight - target >= 90 %,
+    next to the base model's own rate on the same prompts and seeds (weight 0 = the base);
+
+* **colour** (text slider, no pictures): target "a red ...", positive "a yellow ...",
+  negative "a magenta ..." (preserve phrases: shape + background), judged on every
+  shape x background prompt at weights -1.5 ... +1.5: the foreground's mean hue
+  (degrees from red; magenta -60, yellow +60) must not go down as the weight goes up
+  (monotone, within 3 degrees) and must move (at least 30 degrees from -1.5 to +1.5) - per
+  prompt and seed, and Spearman's rho per prompt; also on held-out backgrounds (green, cyan)
+  that no training phrase names.
+
+The model: the currently shipped 64 px starter (``backend/assets/starter``) unless
+``--model``; a richer starter is being trained (issue 20), so these figures are an
+interim check of the recipe, to be measured again on it.
+
+Usage: python bench/slider_proof.py [--model DIR] [--steps N] [--seeds 2] [--threads 1] [--out DIR]
+         [--only size|colour] [--no-write]
+Writes bench/results/slider_proof.json (unless --no-write), and into --out the strips
+(``size_strip.png``, ``colour_strip.png``: one row per held-out prompt, weights -1.5 .. +1.5).
+"""
+from __future__ import annotations
+
+import argparse
+import colorsys
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench_home import temp_engine  # bench/ is on sys.path when a benchmark runs as a script
+
+WEIGHTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
+LOW_R, HIGH_R = 0.22, 0.36            # the domain's MIN_RADIUS / MAX_RADIUS
+HUES = {"magenta": -60.0, "red": 0.0, "yellow": 60.0}
+COLOUR_BGS = ("black", "white", "blue")
+HELD_OUT_BGS = ("green", "cyan")      # colour slider: backgrounds of no training phrase
+HUE_TOLERANCE = 3.0
+MIN_SWING = 30.0    # degrees from -1.5 to +1.5: a hue that does not move is not "monotone in the weight"
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho (average ranks for ties); 0 when either side is constant."""
+    def ranks(v):
+        v = np.asarray(v, dtype=float)
+        order = v.argsort(kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=float)
+        for val in np.unique(v):       # ties share their mean rank
+            idx = v == val
+            r[idx] = r[idx].mean()
+        return r
+    a, b = ranks(x), ranks(y)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# --------------------------------------------------------------------------- data
+
+
+def size_pairs(combos, seed: int, size: int) -> Tuple[List[Image.Image], List[Image.Image], List[str]]:
+    """One pair per combination: same shape, colours, centre and rotation; radius LOW_R vs HIGH_R."""
+    from impasto.backend.starter import domain as D
+
+    rng = np.random.default_rng(seed)
+    lows, highs, caps = [], [], []
+    for shape, fg, bg in combos:
+        scale = 0.9 if shape == "square" else 1.0          # as domain.sample_geometry keeps squares in line
+        r_hi = HIGH_R * scale
+        lo, hi = 0.06 + r_hi, 1.0 - 0.06 - r_hi
+        cx, cy = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
+        rot = 0.0 if shape == "circle" else float(rng.uniform(-15, 15))
+        lows.append(D.render_geometry(shape, fg, bg, size, (cx, cy, LOW_R * scale, rot)))
+        highs.append(D.render_geometry(shape, fg, bg, size, (cx, cy, r_hi, rot)))
+        caps.append(D.caption(shape, fg, bg))
+    return lows, highs, caps
+
+
+def wire(img):
+    from impasto.backend.engine.images import to_wire
+
+    return to_wire(img)
+
+
+def generate(engine, prompt: str, seed: int, concepts) -> Image.Image:
+    from impasto.protocol.messages import Generate
+
+    r = engine.run(Generate(job="b", prompt=prompt, seed=seed, steps=20, cfg_scale=5.0, width=64, height=64,
+                            sampler="ddim", model=engine.bench_model, concepts=list(concepts)))
+    im = r.images[0]
+    return Image.frombytes("RGBA", (im.width, im.height), im.data).convert("RGB")
+
+
+def fg_area(img, fg: str) -> float:
+    """Share of the picture in the asked foreground colour's largest component (0 when absent)."""
+    from impasto.backend.starter import detector
+
+    a = detector.analyse(img)
+    return float(a["fg_fraction"]) if a["fg"] == fg else 0.0
+
+
+def fg_hue(img) -> float:
+    """Mean foreground colour's hue in degrees from red (-180..180): pixels far from the border colour."""
+    a = np.asarray(img, dtype=np.float32)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    bg = np.median(border, axis=0)
+    dist = np.sqrt(((a - bg) ** 2).sum(-1))
+    mask = dist > 120
+    if not mask.any():
+        return float("nan")
+    r, g, b = (a[mask].mean(0) / 255.0).tolist()
+    h = colorsys.rgb_to_hsv(r, g, b)[0] * 360.0
+    return h - 360.0 if h > 180 else h
+
+
+def strip(rows: List[List[Image.Image]], path: Path) -> None:
+    w, h = rows[0][0].size
+    out = Image.new("RGB", (w * len(rows[0]) * 2, h * len(rows) * 2), "white")
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            out.paste(im.resize((w * 2, h * 2), Image.NEAREST), (j * w * 2, i * h * 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.save(path)
+
+
+# --------------------------------------------------------------------------- the two proofs
+
+
+def train(engine, req, log) -> Dict:
+    t0 = time.perf_counter()
+    r = engine.run(req)
+    took = time.perf_counter() - t0
+    log(f"{req.name}: {r.steps_run} steps in {took:.1f} s (final loss {r.info.get('final_loss')})")
+    return {"steps": r.steps_run, "train_s": round(r.timings.get("train", took), 2), "job_s": round(took, 2),
+            "step_median_s": r.info.get("step_median_s"), "final_loss": r.info.get("final_loss"),
+            "batch": r.info.get("batch")}
+
+
+def size_proof(engine, args, log, out: Path) -> Dict:
+    from impasto.backend.starter import detector, domain as D
+    from impasto.protocol.messages import TrainSlider
+
+    train_combos = D.train_combos()
+    rng = np.random.default_rng(args.data_seed)
+    pick = [train_combos[i] for i in rng.choice(len(train_combos), args.pairs, replace=False)]
+    lows, highs, caps = size_pairs(pick, args.data_seed, 64)
+    req = TrainSlider(job="size", name="size", mode="images", images=[wire(i) for i in lows],
+                      images_high=[wire(i) for i in highs], captions=caps, steps=args.steps or 0,
+                      learning_rate=args.lr, rank=args.rank,
+                      model=engine.bench_model, sample_every=0, checkpoint_every=0, preview=False, seed=0)
+    training = train(engine, req, log)
+    held = D.eval_combos()
+    by_shape = {s: [c for c in held if c[0] == s] for s in D.SHAPES}
+    prompts = [D.caption(*c) for s in D.SHAPES for c in by_shape[s][:args.prompts_per_shape]]
+    rows, strips = [], []
+    all_right, base_right, n_pictures = 0, 0, 0
+    # per weight: pictures with colours (fg + bg) right, shape right, both right
+    judged = {w: {"colours": 0, "shape": 0, "all": 0, "n": 0} for w in WEIGHTS}
+    rhos = []
+    kept, kept_n = 0, 0     # slider pictures right where the base model's (same prompt and seed) is right
+    for prompt in prompts:
+        shape, fg, bg = D.parse_caption(prompt)
+        areas = {w: [] for w in WEIGHTS}
+        right = 0
+        row_pics = []
+        for seed in range(args.seeds):
+            verdicts = {}
+            for w in WEIGHTS:
+                img = generate(engine, prompt, seed, [("size", w)] if w else [])
+                areas[w].append(fg_area(img, fg))
+                verdict = detector.judge(img, prompt)
+                ok = verdict["all"]
+                verdicts[w] = ok
+                right += ok
+                j = judged[w]
+                j["colours"] += verdict["fg"] and verdict["bg"]
+                j["shape"] += verdict["shape"]
+                j["all"] += ok
+                j["n"] += 1
+                if w == 0:
+                    base_right += ok
+                if seed == 0:
+                    row_pics.append(img)
+            if verdicts[0.0]:
+                kept += sum(verdicts[w] for w in WEIGHTS if w != 0)
+                kept_n += len(WEIGHTS) - 1
+        strips.append(row_pics)
+        means = [statistics.fmean(areas[w]) for w in WEIGHTS]
+        rho = spearman(WEIGHTS, means)
+        rhos.append(rho)
+        all_right += right
+        n_pictures += args.seeds * len(WEIGHTS)
+        rows.append([prompt] + [f"{100 * m:.1f}" for m in means] + [f"{rho:.2f}",
+                                                                   f"{100 * right / (args.seeds * len(WEIGHTS)):.0f}%"])
+        log(f"size {prompt}: areas {[round(m, 3) for m in means]} rho {rho:.2f} right {right}")
+    strip(strips, out / "size_strip.png")
+    return {
+        "training": training, "pairs": args.pairs, "prompts": prompts,
+        "spearman": [round(r, 4) for r in rhos], "spearman_min": round(min(rhos), 4),
+        "spearman_median": round(statistics.median(rhos), 4),
+        "prompts_rho_ge_0_9": sum(r >= 0.9 for r in rhos),
+        "right_share": round(all_right / n_pictures, 4),
+        "base_right_share": round(base_right / (len(prompts) * args.seeds), 4),
+        "by_weight": {f"{w:+g}": {k: (round(v / j["n"], 4) if k != "n" else v) for k, v in j.items()}
+                      for w, j in judged.items()},
+        "kept_where_base_right": round(kept / kept_n, 4) if kept_n else None, "kept_pictures": kept_n,
+        "colours_right_share": round(sum(j["colours"] for j in judged.values()) / n_pictures, 4),
+        "shape_right_share": round(sum(j["shape"] for j in judged.values()) / n_pictures, 4),
+        "rows": rows,
+    }
+
+
+def colour_proof(engine, args, log, out: Path) -> Dict:
+    from impasto.backend.starter import domain as D
+    from impasto.protocol.messages import TrainSlider
+
+    preserve = [f"{s} on a {bg} background" for s in D.SHAPES for bg in COLOUR_BGS]
+    req = TrainSlider(job="colour", name="warmth", mode="text", target="a red", positive="a yellow",
+                      negative="a magenta", preserve=preserve, steps=args.steps or 0, model=engine.bench_model,
+                      learning_rate=args.lr, rank=args.rank,
+                      sample_every=0, checkpoint_every=0, preview=False, seed=0)
+    training = train(engine, req, log)
+    held_out = [f"{s} on a {bg} background" for s in D.SHAPES for bg in HELD_OUT_BGS]
+    rows, strips, rhos = [], [], []
+    monotone, series = 0, 0
+    held_monotone, held_series, held_rhos = 0, 0, []
+    for tail in preserve + held_out:
+        prompt = f"a red {tail}"
+        is_held = tail in held_out
+        hues = {w: [] for w in WEIGHTS}
+        row_pics = []
+        mono_here = 0
+        for seed in range(args.seeds):
+            seq = []
+            for w in WEIGHTS:
+                img = generate(engine, prompt, seed, [("warmth", w)] if w else [])
+                h = fg_hue(img)
+                seq.append(h)
+                hues[w].append(h)
+                if seed == 0:
+                    row_pics.append(img)
+            ok = (all(np.isfinite(seq)) and all(b >= a - HUE_TOLERANCE for a, b in zip(seq, seq[1:]))
+                  and seq[-1] - seq[0] >= MIN_SWING)
+            mono_here += ok
+        means = [statistics.fmean(hues[w]) for w in WEIGHTS]
+        rho = spearman(WEIGHTS, means)
+        if is_held:
+            held_monotone += mono_here
+            held_series += args.seeds
+            held_rhos.append(rho)
+        else:
+            monotone += mono_here
+            series += args.seeds
+            rhos.append(rho)
+            strips.append(row_pics)
+        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" for m in means]
+                    + [f"{rho:.2f}", f"{mono_here}/{args.seeds}"])
+        log(f"colour {prompt}: hues {[round(m) for m in means]} rho {rho:.2f} monotone {mono_here}/{args.seeds}")
+    strip(strips, out / "colour_strip.png")
+    return {
+        "training": training, "prompts": [f"a red {t}" for t in preserve],
+        "hue_reference": HUES, "monotone_series": monotone, "series": series,
+        "monotone_share": round(monotone / series, 4),
+        "spearman": [round(r, 4) for r in rhos], "spearman_median": round(statistics.median(rhos), 4),
+        "spearman_min": round(min(rhos), 4), "rows": rows,
+        "held_out_prompts": [f"a red {t}" for t in held_out], "held_out_monotone_series": held_monotone,
+        "held_out_series": held_series, "held_out_spearman": [round(r, 4) for r in held_rhos],
+        "held_out_spearman_min": round(min(held_rhos), 4),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=None, help="default: the installed starter model")
+    ap.add_argument("--steps", type=int, default=0, help="0: the TrainSlider default (the model's / paper's)")
+    ap.add_argument("--lr", type=float, default=0.0, help="0: the TrainSlider default")
+    ap.add_argument("--rank", type=int, default=0, help="0: the TrainSlider default")
+    ap.add_argument("--caption-dropout", type=float, default=None,
+                    help="research: slider_train.CAPTION_DROPOUT for the picture pairs (default: the trainer's)")
+    ap.add_argument("--pairs", type=int, default=24, help="size slider: picture pairs (training combinations)")
+    ap.add_argument("--prompts-per-shape", type=int, default=3, help="size slider: held-out prompts per shape")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", choices=("size", "colour"), default=None)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/slider_proof"))
+    ap.add_argument("--no-write", action="store_true", help="do not write bench/results/slider_proof.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from impasto.backend.concepts import slider_train
+
+    if args.caption_dropout is not None:
+        slider_train.CAPTION_DROPOUT = args.caption_dropout
+    made = temp_engine("slider-proof-", args.model, tiny_fallback=False)
+    if made is None:
+        print("no starter model installed: nothing to prove on", file=sys.stderr)
+        return 2
+    work, engine, model = made
+    engine.bench_model = model.name
+
+    def log(text):
+        print(text, flush=True)
+
+    figures: Dict = {"model": str(model), "weights": list(WEIGHTS)}
+    try:
+        if args.only in (None, "size"):
+            figures["size"] = size_proof(engine, args, log, args.out)
+        if args.only in (None, "colour"):
+            figures["colour"] = colour_proof(engine, args, log, args.out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    tables = {}
+    head = [f"{w:+g}" for w in WEIGHTS]
+    if "size" in figures:
+        s = figures["size"]
+        tables["size"] = {
+            "caption": f"Image-pair size slider ({s['pairs']} pairs, {s['training']['steps']} steps, "
+                       f"{s['training']['train_s']} s training): foreground area (% of the picture, mean of "
+                       f"{args.seeds} seeds) per held-out prompt and weight; colours + shape right over all weights.",
+            "columns": ["held-out prompt"] + head + ["Spearman", "right"], "rows": s["rows"]}
+        tables["size_summary"] = {"columns": ["figure", "value", "target"], "rows": [
+            ["prompts with Spearman >= 0.9", f"{s['prompts_rho_ge_0_9']}/{len(s['prompts'])}", "all"],
+            ["Spearman, median / min", f"{s['spearman_median']:.2f} / {s['spearman_min']:.2f}", ">= 0.9"],
+            ["colours + shape right, slider at -1.5..+1.5", f"{100 * s['right_share']:.1f}%", ">= 90%"],
+            ["colours + shape right, base model (weight 0)", f"{100 * s['base_right_share']:.1f}%", "baseline"],
+            ["colours right (fg + bg), slider at -1.5..+1.5", f"{100 * s['colours_right_share']:.1f}%", ">= 90%"],
+            ["shape kind right, slider at -1.5..+1.5", f"{100 * s['shape_right_share']:.1f}%", ">= 90%"],
+            ["both right at weight != 0 where the base model's picture (same prompt, seed) is right",
+             f"{100 * (s['kept_where_base_right'] or 0):.1f}% of {s['kept_pictures']}", "(reported)"],
+        ]}
+        tables["size_by_weight"] = {
+            "caption": "Size slider, judged per weight over the held-out prompts and seeds (weight 0 = the base "
+                       "model): share with colours right, shape kind right, both.",
+            "columns": ["weight", "colours right", "shape right", "both right", "pictures"],
+            "rows": [[k, f"{100 * v['colours']:.0f}%", f"{100 * v['shape']:.0f}%", f"{100 * v['all']:.0f}%", v["n"]]
+                     for k, v in s["by_weight"].items()]}
+    if "colour" in figures:
+        c = figures["colour"]
+        tables["colour"] = {
+            "caption": f"Text slider 'a magenta' <-> 'a yellow' on 'a red ...' ({c['training']['steps']} steps, "
+                       f"{c['training']['train_s']} s training): mean foreground hue in degrees from red "
+                       f"(magenta -60, yellow +60), mean of {args.seeds} seeds.",
+            "columns": ["prompt"] + head + ["Spearman", "monotone seeds"], "rows": c["rows"]}
+        tables["colour_summary"] = {"columns": ["figure", "value", "target"], "rows": [
+            ["hue monotone in the weight, >= 30 deg from -1.5 to +1.5 (prompt x seed series)",
+             f"{c['monotone_series']}/{c['series']}", "all"],
+            ["... on held-out backgrounds (green, cyan: no training phrase)",
+             f"{c['held_out_monotone_series']}/{c['held_out_series']}", "(reported)"],
+            ["Spearman, median / min", f"{c['spearman_median']:.2f} / {c['spearman_min']:.2f}", "(reported)"],
+        ]}
+    if not args.no_write:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from results_io import write_result
+
+        write_result("slider_proof", figures, baseline="the base model (slider weight 0) on the same prompts and "
+                     "seeds", seeds=list(range(args.seeds)), threads=torch.get_num_threads(),
+                     settings={"steps": args.steps, "lr": args.lr, "rank": args.rank, "pairs": args.pairs,
+                               "caption_dropout": slider_train.CAPTION_DROPOUT,
+                               "prompts_per_shape": args.prompts_per_shape,
+                               "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
+                               "cfg": 5.0},
+                     tables=tables, notes=["interim: the currently shipped 64 px starter; the starter is being "
+                                           "retrained (issue 20) and the figures are to be measured again on it"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
