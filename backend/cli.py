@@ -285,8 +285,12 @@ def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.J
     rec = recommendation(args) if settings.unset() or document is None else None
     if document is None:   # text to image with no --size: the model's native size
         document = (rec.native_size, rec.native_size)
+    from impasto.backend import cli_control  # --control layers: read for the job's window
+
     try:
-        return planner.plan_job(document, settings, action, window, rgba, mask, recommendation=rec)
+        controls = cli_control.controls_for(args, document, window)
+        return planner.plan_job(document, settings, action, window, rgba, mask, recommendation=rec,
+                                controls=controls, control_model=getattr(args, "control_model", "") or "")
     except PlanError as exc:
         raise CliError(exc.message + where_to_set(exc.field, CLI_WORDS)) from None
 
@@ -364,12 +368,19 @@ def cmd_models(args) -> int:
     print(f"models folder: {reply.models_dir}")
     if not reply.models:
         print("no models installed: put a diffusers folder or an SD1.5 / SDXL .safetensors file there")
-        return EXIT_OK
     for m in reply.models:
         mark = "*" if m["name"] == reply.default else " "
         state = "" if m["supported"] else f"  (unusable: {'; '.join(m['notes'])})"
         print(f"{mark} {m['name']:<24} {m.get('family', m['arch']):<6} {m['arch']:<14} {m['format']:<12} {m['path']}{state}")
         print(f"  {'':<24} {Recommendation.from_model(m).label()}, native {m.get('native_size', '?')} px")
+    controls = getattr(reply, "controls", None) or []
+    if controls:
+        print("control models (--control ... --control-model NAME):")
+    for c in controls:
+        state = "" if c.get("supported", True) else f"  (unusable: {'; '.join(c.get('notes', []))})"
+        kind = "ControlNet" if c.get("kind") == "controlnet" else "T2I-Adapter"
+        print(f"  {c['name']:<24} {c.get('family', '?'):<6} {kind:<12} controls {c.get('controls', 'any'):<9} "
+              f"{c.get('format', '')} {c.get('path', '')}{state}")
     return EXIT_OK
 
 
@@ -476,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_picture", default=None, metavar="PICTURE",
                    help="re-run the settings a picture carries (A1111 'parameters'); options given override them")
     cli_p2p.add_arguments(p)
+    from impasto.backend.cli_control import add_options as add_control_options
+
+    add_control_options(p)
     p.set_defaults(func=cmd_generate)
 
     for register in EXTRA_COMMANDS:

@@ -186,6 +186,8 @@ def cmd_edit(args) -> int:
 
 
 def register(sub, add_common) -> None:
+    from impasto.backend.cli_control import add_options as add_control_options
+
     p = sub.add_parser("img2img", help="rework a whole picture at a denoising strength",
                        description="Rework IMAGE guided by PROMPT. The result has IMAGE's size.")
     p.add_argument("image", help="picture file (any format and mode Pillow reads)")
@@ -193,6 +195,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--strength", type=_strength, default=DEFAULTS.strength,
                    help=f"denoising strength 0..1: 0 keeps the picture, 1 repaints it fully "
                         f"(default {DEFAULTS.strength:g})")
+    add_control_options(p)
     p.set_defaults(func=cmd_img2img)
 
     p = sub.add_parser("edit", help="repaint the masked part of a picture (inpainting)",
@@ -219,6 +222,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--patch", default=None, metavar="PNG",
                    help="also write the changed region as an RGBA PNG (alpha = feathered mask) and print "
                         "where it goes")
+    add_control_options(p)
     p.set_defaults(func=cmd_edit)
 
 

@@ -29,7 +29,7 @@ from impasto.protocol.errors import PlanError  # noqa: F401 (the canvas's caller
 from impasto.protocol.messages import Generate, Result
 from impasto.protocol.settings import Recommendation
 
-from . import qt_images
+from . import control_layers, qt_images
 from .document import Document
 from .settings import GenerationSettings
 from .staging import Candidate
@@ -101,7 +101,8 @@ def plan(doc: Document, s: GenerationSettings, mode: str,
     mask = np.ascontiguousarray(mask_arr[rect.top():rect.bottom() + 1, rect.left():rect.right() + 1]).tobytes() \
         if box is not None else None
     s = s.resolved(recommendation)         # a staged result records what was sent, not "model default"
-    core = planner.plan_job(size, s, mode, window, rgba, mask, box)
+    core = planner.plan_job(size, s, mode, window, rgba, mask, box,
+                            controls=control_layers.controls_for(doc, window))
     preview = rect
     if core.kind == "edit" and not s.whole_picture:
         reach = region.expand(box, region.feather_reach(s.grow, s.mask_blur), size)

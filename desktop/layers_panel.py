@@ -86,6 +86,9 @@ class LayersPanel(QWidget):
         self._thumbs.setInterval(400)
         self._thumbs.timeout.connect(self.refresh)
         self.set_document(doc)
+        from . import control_layers  # "Control…": mark the active layer as a control layer
+
+        self.control_button = control_layers.attach(self)
 
     def set_document(self, doc: Document) -> None:
         if self.doc is not None:

@@ -36,7 +36,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
 from ..protocol.settings import Recommendation  # noqa: E402
-from . import daemon_link, geometry, jobs, pixels, results, save_result  # noqa: E402
+from . import control_layer, daemon_link, geometry, jobs, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
 from .geometry import Rect  # noqa: E402
@@ -146,6 +146,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
             proc.add_int_argument("width", "_Width", "0: the image's width (512 without an image)", 0, 8192, 0, RW)
             proc.add_int_argument("height", "Hei_ght", "0: the image's height (512 without an image)", 0, 8192, 0,
                                   RW)
+            control_layer.add_arguments(proc, _choice)
             _add_results(proc)
         elif name in (PROC_REFINE, PROC_INPAINT):
             proc.set_image_types("RGB*, GRAY*")
@@ -168,6 +169,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
                     name)
                 _add_common(proc)
                 _add_edit(proc, 1.0, "blur")
+            control_layer.add_arguments(proc, _choice)
             _add_results(proc)
         elif name == PROC_SAVE:
             from . import gimp_save
@@ -403,13 +405,14 @@ def _insert(image, plans, action: str, prompt: str, anchor, tag=None):
 
 def run_generate(procedure, image, drawables, config, interactive: bool):
     if interactive and not _dialog(procedure, config, "Impasto: Generate",
-                                   [COMMON_FIELDS, SAMPLING_FIELDS, ["width", "height"]]):
+                                   [COMMON_FIELDS, SAMPLING_FIELDS, ["width", "height"], control_layer.FIELDS]):
         return _cancelled(procedure)
     fields = with_recommendation(jobs.JobFields.from_config(config.get_property))
     usable = image is not None and image.get_base_type() != Gimp.ImageBaseType.INDEXED
     size = (image.get_width(), image.get_height()) if usable else None
     width, height = geometry.generate_size(size, fields.width, fields.height)
-    request = jobs.txt2img_request(fields, width, height)
+    request = jobs.txt2img_request(fields, width, height,
+                                   control=control_layer.read(config, Rect(0, 0, width, height)) if usable else None)
     outcome = run_job(request, "Impasto: generating", interactive)
 
     def place(result: Result):
@@ -440,7 +443,8 @@ def _source(image, drawables, fields_merged: bool):
 def _edit_form(procedure, image, config, interactive: bool, title: str):
     """The Refine / Inpaint dialog (when interactive), then (fields, sample merged?, selection or None); None: cancelled."""
     if interactive and not _dialog(procedure, config, title,
-                                   [COMMON_FIELDS, ["strength"] + SAMPLING_FIELDS, EDIT_FIELDS[1:]]):
+                                   [COMMON_FIELDS, ["strength"] + SAMPLING_FIELDS, EDIT_FIELDS[1:],
+                                    control_layer.FIELDS]):
         return None
     return (with_recommendation(jobs.JobFields.from_config(config.get_property)),
             bool(config.get_property("sample-merged")),
@@ -453,13 +457,15 @@ def run_refine(procedure, image, drawables, config, interactive: bool):
         return _cancelled(procedure)
     fields, merged, selection = form
     if selection is not None:
-        return _edit(procedure, image, drawables, fields, merged, selection, "refine", interactive)
+        return _edit(procedure, image, drawables, fields, merged, selection, "refine", interactive,
+                     lambda region: control_layer.read(config, region))
     layer, read = _source(image, drawables, merged)
     region = gp.drawable_rect(layer).intersect(gp.image_rect(image)) if layer else gp.image_rect(image)
     if region.empty:
         raise gp.GimpInputError("the layer lies outside the canvas: nothing to refine")
     source = read(region)
-    request = jobs.img2img_request(fields, Image(region.width, region.height, source))
+    request = jobs.img2img_request(fields, Image(region.width, region.height, source),
+                                   control=control_layer.read(config, region))
     outcome = run_job(request, "Impasto: refining", interactive)
 
     def place(result: Result):
@@ -478,11 +484,12 @@ def run_inpaint(procedure, image, drawables, config, interactive: bool):
     if selection is None:
         raise gp.GimpInputError("nothing is selected: select the area to inpaint first (Select > Rectangle, "
                                 "Free Select, Fuzzy Select …)")
-    return _edit(procedure, image, drawables, fields, merged, selection, "inpaint", interactive)
+    return _edit(procedure, image, drawables, fields, merged, selection, "inpaint", interactive,
+                 lambda region: control_layer.read(config, region))
 
 
 def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, selection: Rect, action: str,
-          interactive: bool):
+          interactive: bool, read_control=None):
     """The "only masked" loop shared by Refine (with a selection) and Inpaint."""
     canvas = gp.image_rect(image)
     selection = selection.intersect(canvas)
@@ -496,7 +503,7 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
         raise gp.GimpInputError("the selection is empty (fully transparent): select the area to repaint")
     request = jobs.edit_request(fields, Image(sent.width, sent.height, source),
                                 Image(sent.width, sent.height, mask, "gray8"), canvas=canvas, sent=sent,
-                                action=action)
+                                action=action, control=read_control(sent) if read_control else None)
     outcome = run_job(request, f"Impasto: {action}", interactive)
 
     def place(result: Result):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import List, Optional, Tuple
 
 from ..protocol import planner
+from ..protocol.control import ControlLayer
 from ..protocol.errors import PlanError
 from ..protocol.messages import Generate, Image, Limits, ProtocolError, check_name
 from ..protocol.settings import Recommendation, Settings
@@ -25,6 +26,7 @@ from .geometry import Rect
 
 _S = Settings()
 MODEL_DEFAULT = "default"           # the sampler choice that means "the model's recommendation"
+CONTROL_NONE = "none"               # the control type that means "no control layer"
 
 #: GIMP's integer arguments are 32-bit: seeds the artist types fit there.
 MAX_SEED = 2**31 - 1
@@ -58,6 +60,12 @@ class JobFields:
     # Generate
     width: int = 0                      # 0: the image's width (512 with no image)
     height: int = 0
+    # the control layer's settings (the layer itself is a GIMP argument of its own: ``control-layer``)
+    control_type: str = CONTROL_NONE    # "none": no control layer, else a CONTROL_TYPES name
+    control_strength: float = 1.0
+    control_start: float = 0.0
+    control_end: float = 1.0
+    control_model: str = ""             # "": the installed control model that fits
     # the chosen model's recommendation (from the daemon's model listing), set by the plug-in before planning
     recommendation: Optional[Recommendation] = None
 
@@ -90,6 +98,24 @@ class JobFields:
                      whole_picture=bool(self.whole_picture), preview=bool(self.preview),
                      colour_match=bool(self.colour_match))
         return s.set_concepts(parse_concepts(self.concepts))
+
+    def control(self) -> Optional[ControlLayer]:
+        """The dialog's control layer settings (None: "none" chosen)."""
+        if not self.control_type or self.control_type == CONTROL_NONE:
+            return None
+        return ControlLayer(type=self.control_type, strength=float(self.control_strength),
+                            start=float(self.control_start), end=float(self.control_end),
+                            model=self.control_model.strip())
+
+    def controls(self, pixels: Optional[bytes]) -> list:
+        """The planner's ``controls``: the control layer with its RGBA8 pixels read for the job's window."""
+        layer = self.control()
+        if layer is None:
+            return []
+        if pixels is None:
+            raise PlanError("Control layer: choose the layer whose pixels steer the picture (or set the control "
+                            "type to none).", "control")
+        return [(layer, pixels)]
 
 
 def parse_concepts(text: str) -> List[Tuple[str, float]]:
@@ -126,14 +152,17 @@ def _with_id(plan: planner.JobPlan) -> Generate:
     return plan.request
 
 
-def txt2img_request(f: JobFields, width: int, height: int, limits: Optional[Limits] = None) -> Generate:
+def txt2img_request(f: JobFields, width: int, height: int, limits: Optional[Limits] = None,
+                    control: Optional[bytes] = None) -> Generate:
     return _with_id(planner.plan_job((int(width), int(height)), f.to_settings(), planner.GENERATE, limits=limits,
-                                     recommendation=f.recommendation))
+                                     recommendation=f.recommendation, controls=f.controls(control)))
 
 
-def img2img_request(f: JobFields, image: Image, limits: Optional[Limits] = None) -> Generate:
+def img2img_request(f: JobFields, image: Image, limits: Optional[Limits] = None,
+                    control: Optional[bytes] = None) -> Generate:
     return _with_id(planner.plan_job((image.width, image.height), f.to_settings(), planner.REFINE,
-                                     rgba=image.data, limits=limits, recommendation=f.recommendation))
+                                     rgba=image.data, limits=limits, recommendation=f.recommendation,
+                                     controls=f.controls(control)))
 
 
 def edit_window(f: JobFields, canvas: Rect, selection: Rect, action: str = planner.INPAINT) -> Rect:
@@ -147,7 +176,8 @@ def edit_window(f: JobFields, canvas: Rect, selection: Rect, action: str = plann
 
 
 def edit_request(f: JobFields, image: Image, mask: Image, limits: Optional[Limits] = None,
-                 canvas: Optional[Rect] = None, sent: Optional[Rect] = None, action: str = planner.INPAINT) -> Generate:
+                 canvas: Optional[Rect] = None, sent: Optional[Rect] = None, action: str = planner.INPAINT,
+                 control: Optional[bytes] = None) -> Generate:
     """The planner's edit of the picture ``sent`` (the whole ``image`` by default) of a ``canvas``-sized image."""
     sent = sent or Rect(0, 0, image.width, image.height)
     canvas = canvas or sent
@@ -157,7 +187,8 @@ def edit_request(f: JobFields, image: Image, mask: Image, limits: Optional[Limit
                         f"{image.width}x{image.height}", "mask")
     window = (sent.x - canvas.x, sent.y - canvas.y, sent.right - canvas.x, sent.bottom - canvas.y)
     return _with_id(planner.plan_job((canvas.width, canvas.height), f.to_settings(), action, window, image.data,
-                                     mask.data, limits=limits, recommendation=f.recommendation))
+                                     mask.data, limits=limits, recommendation=f.recommendation,
+                                     controls=f.controls(control)))
 
 
 def layer_name(action: str, prompt: str, seed: int, limit: int = 40) -> str:

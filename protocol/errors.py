@@ -50,7 +50,7 @@ CLI = HostWords(models="see `impasto models`", concepts="drop it from --concept 
     ("cfg_scale", "--cfg"), ("steps", "--steps"), ("batch_size", "--batch"), ("seed", "--seed"),
     ("strength", "--strength"), ("mask_blur", "--mask-blur"), ("grow", "--grow"), ("padding", "--padding"),
     ("sampler", "--sampler"), ("width", "--size"), ("height", "--size"), ("fill", "--fill"), ("model", "--model"),
-    ("concepts", "--concept"), ("negative_prompt", "--negative")))
+    ("concepts", "--concept"), ("negative_prompt", "--negative"), ("control", "--control")))
 
 
 def where_to_set(field: str, host: HostWords = HostWords()) -> str:
@@ -84,6 +84,9 @@ def describe_field(message: str, field: str, host: HostWords = HostWords()) -> s
     """A validation message with the field named in an artist's words (and the host's control for it)."""
     base = field.split("[")[0].split(".")[0] if field not in FIELD_WORDS else field
     word = "concept" if field.startswith("concepts") else FIELD_WORDS.get(field) or FIELD_WORDS.get(base)
+    if field.startswith("control[") and "]" in field:   # control[1].strength -> control layer 2 strength
+        index, _, knob = field[len("control["):].partition("]")
+        word = f"control layer {int(index) + 1 if index.isdigit() else index}" + knob.replace(".", " ")
     if word and message.startswith(field + ":"):
         message = word + message[len(field):]
     if field in _SIZE_FIELDS and not host.fields:

@@ -171,6 +171,8 @@ class Generate:
     padding: int = 32                    # "only masked" context around the mask, px
     whole_picture: bool = False
     colour_match: bool = True            # shift the inpainted colours to meet the surroundings at the seam
+    # control layers (ControlNet / T2I-Adapter units), each with its own image at the job's picture size
+    control: List["ControlUnit"] = field(default_factory=list)
     # Prompt-to-Prompt: repaint the picture of ``p2p.source_prompt`` at this seed with ``prompt`` instead
     p2p: Optional["PromptEdit"] = None
 
@@ -179,6 +181,33 @@ class Generate:
         if self.init_image is None:
             return "txt2img"
         return "img2img" if self.mask is None else "edit"
+
+
+# what a control unit's image is turned into before the control model sees it ("raw": as it is)
+CONTROL_TYPES = ("raw", "canny", "scribble", "softedge", "lineart", "depth", "pose")
+MAX_CONTROL_UNITS = 4
+
+
+@dataclass
+class ControlUnit:
+    """One control layer of a job: a picture steering the composition through a control model.
+
+    ``type`` is the preprocessor the daemon runs on ``image`` (``raw``: the
+    image already is the control map); ``model`` names a control model from
+    the models folder ("": the one installed that fits the base model and the
+    type).  ``strength`` scales the model's residuals (0: the unit is left
+    out, bit-identical to no unit); ``start`` / ``end`` are the fractions of
+    the schedule it acts on.  ``image`` is at the job's picture size (the
+    window an "only masked" edit sends), any other size is resized with a
+    warning when its aspect is close.
+    """
+
+    type: str = "raw"
+    image: Optional[Image] = None
+    model: str = ""
+    strength: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
 
 
 @dataclass
@@ -427,6 +456,7 @@ class Models:
     models: List[Dict[str, object]] = field(default_factory=list)
     default: str = ""
     models_dir: str = ""
+    controls: List[Dict[str, object]] = field(default_factory=list)   # control models (ControlNet, T2I-Adapter)
 
 
 @dataclass
@@ -553,6 +583,7 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
     for i, pair in enumerate(msg.concepts):
         check_name(pair[0], f"concepts[{i}]")
         _check_range(f"concepts[{i}].weight", pair[1], -4.0, 4.0)
+    _validate_control(msg, limits)
     if msg.p2p is not None:
         _validate_p2p(msg)
     if msg.init_image is None:
@@ -580,6 +611,30 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
     _check_range("padding", msg.padding, 0, 2048)
     if not isinstance(msg.colour_match, bool):
         raise _bad("colour_match", f"must be true or false, not {msg.colour_match!r}")
+
+
+def _validate_control(msg: Generate, limits: Limits) -> None:
+    """Each control unit: a known type, an image within the caps, strength 0..2, 0 <= start < end <= 1."""
+    if len(msg.control) > MAX_CONTROL_UNITS:
+        raise _bad("control", f"{len(msg.control)} control units: at most {MAX_CONTROL_UNITS}")
+    if msg.control and getattr(msg, "p2p", None) is not None:
+        raise _bad("control", "a Prompt-to-Prompt edit repaints its original picture as it was made: control "
+                              "layers are not applied to it (leave them out)")
+    for i, unit in enumerate(msg.control):
+        name = f"control[{i}]"
+        if unit.type not in CONTROL_TYPES:
+            raise _bad(f"{name}.type", f"{unit.type!r} is not one of {', '.join(CONTROL_TYPES)}")
+        if unit.image is None:
+            raise _bad(f"{name}.image", "a control unit needs an image")
+        unit.image.check(f"{name}.image")
+        _check_size(f"{name}.image.width", unit.image.width, f"{name}.image.height", unit.image.height, limits)
+        if unit.model:
+            check_name(unit.model, f"{name}.model")
+        _check_range(f"{name}.strength", unit.strength, 0.0, 2.0)
+        _check_range(f"{name}.start", unit.start, 0.0, 1.0)
+        _check_range(f"{name}.end", unit.end, 0.0, 1.0)
+        if unit.start >= unit.end:
+            raise _bad(f"{name}.end", f"the range {unit.start:g}..{unit.end:g} is empty: start must be before end")
 
 
 # Prompt-to-Prompt: how far an edit may stray from the original prompt, and the re-weighting range

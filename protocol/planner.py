@@ -29,8 +29,9 @@ from what was read.  Standard library only (vendored into Krita and GIMP).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
+from .control import ControlLayer, describe as describe_controls, units_for
 from .errors import PlanError, describe_field
 from .messages import Generate, Image, Limits, ProtocolError, validate_job
 from .region import Box, mask_box, send_window
@@ -103,14 +104,17 @@ def request_fields(settings: Settings, recommendation: Optional[Recommendation] 
 
 def plan_job(document: Tuple[int, int], settings: Settings, action: str, window: Optional[Box] = None,
              rgba: Optional[bytes] = None, mask: Optional[bytes] = None, selection: Optional[Box] = None,
-             limits: Optional[Limits] = None, recommendation: Optional[Recommendation] = None) -> JobPlan:
+             limits: Optional[Limits] = None, recommendation: Optional[Recommendation] = None,
+             controls: Sequence[Tuple[ControlLayer, bytes]] = (), control_model: str = "") -> JobPlan:
     """Build and check the request; raises :class:`PlanError` with a sentence and the field to fix.
 
     ``window`` is what :func:`window_for` returned (the whole document when
     omitted), ``rgba`` the document's RGBA8 pixels inside it, ``mask`` the
     selection's gray8 values inside it (None: no selection) and
     ``selection`` the selection's box on the document (found from ``mask``
-    when omitted).
+    when omitted).  ``controls`` are the control layers with their RGBA8
+    pixels read for the same window (:mod:`.control`); ``control_model``
+    names the control model of every layer that names none.
     """
     dw, dh = document
     window = window or (0, 0, dw, dh)
@@ -130,6 +134,7 @@ def plan_job(document: Tuple[int, int], settings: Settings, action: str, window:
         bx0, by0, bx1, by1 = mask_box(mask, w, h)  # type: ignore[arg-type,misc]
         selection = (bx0 + x0, by0 + y0, bx1 + x0, by1 + y0)
     common = request_fields(settings, recommendation)
+    common["control"] = units_for(controls, window, control_model)
     if kind == "txt2img":
         request = Generate(width=dw, height=dh, **common)
         label = f"Generate ({dw}×{dh})"
@@ -145,6 +150,7 @@ def plan_job(document: Tuple[int, int], settings: Settings, action: str, window:
             colour_match=bool(settings.colour_match), width=w, height=h, **common)
         sx0, sy0, sx1, sy1 = selection  # type: ignore[misc]
         label = f"{action_label(action, settings, True)} ({sx1 - sx0}×{sy1 - sy0} at {sx0},{sy0})"
+    label += describe_controls(request.control)
     check(request, limits)
     return JobPlan(action, kind, request, window, (dw, dh), selection if kind == "edit" else None, label)
 

@@ -44,12 +44,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    """A models folder holding the tiny model as ``tiny``."""
+    """A models folder holding the tiny model as ``tiny`` (and a random ControlNet for it, ``tiny-scribble``)."""
     pytest.importorskip("torch")
     from impasto.backend.tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("models")
     build_tiny_model(root / "tiny")
+    from impasto.backend.tooling.tiny_model import build_tiny_controlnet  # control layers (issue 16)
+
+    build_tiny_controlnet(root / "controlnet" / "tiny-scribble", root / "tiny", controls="scribble")
     return root
 
 

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from impasto.protocol import codec
 from impasto.protocol.messages import (
-    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, Generate, Hello, Image, ListConcepts, ListModels, PromptEdit,
-    ProtocolError, Shutdown, StatusRequest, Train, TrainSlider,
+    PROTOCOL_VERSION, Blob, Cancel, ConceptAction, ControlUnit, Generate, Hello, Image, ListConcepts, ListModels,
+    PromptEdit, ProtocolError, Shutdown, StatusRequest, Train, TrainSlider,
 )
 
 # --------------------------------------------------------------------------- seeds: one valid message per shape
@@ -42,6 +42,8 @@ def base_messages(job: str) -> List[Any]:
         Generate(job=job, prompt="a red circle", model="tiny", width=32, height=32, steps=1, sampler="ddim"),
         Generate(job=job, prompt="a red circle", model="tiny", steps=1, init_image=_img(16, 16), strength=0.5),
         Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), mask=_img(16, 16, "gray8")),
+        Generate(job=job, prompt="x", model="tiny", steps=1, width=16, height=16,
+                 control=[ControlUnit("scribble", _img(16, 16), "", 0.8, 0.1, 0.9), ControlUnit("raw", _img(8, 8))]),
         Generate(job=job, prompt="a blue circle", model="tiny", width=32, height=32, steps=1, seed=3,
                  p2p=PromptEdit(source_prompt="a red circle", reweight_word="blue", reweight=2.0)),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
@@ -118,6 +120,13 @@ def generate(rng: random.Random, index: int) -> FuzzMessage:
     frames = codec.encode(msg)
     header = json.loads(frames[0])
     label = msg.TYPE
+    units = header.get("control") if isinstance(header.get("control"), list) else []
+    if units and rng.random() < 0.5:  # control units: mutate inside one (type, strength, range, image, model)
+        unit = rng.choice(units)
+        k = rng.choice(["type", "strength", "start", "end", "image", "model", "zzz"])
+        unit[k] = rng.choice([_random_value(rng), rng.choice(_NASTY_STRINGS), float("nan"), -1, 2.5, 1.0,
+                              "depth", "pose", "blur"])
+        label += f" control.{k}=?"
     for _ in range(rng.randrange(1, 4)):
         op = rng.randrange(9)
         keys = [k for k in header if k not in ("v", "type")]

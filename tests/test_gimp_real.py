@@ -407,6 +407,17 @@ def test_generate_into_the_image_and_into_a_new_image(gimp):
     assert new["new_image"]["layers"][0]["name"] == "Impasto generate: a red fox (seed 9)"
 
 
+def test_generate_with_a_control_layer_chosen_in_the_dialog(gimp):
+    steered, missing = gimp.step(8), gimp.step(9)
+    assert steered["procedure"] == "impasto-generate" and steered["status"] == "success", (steered, gimp.context())
+    assert steered["layer_name"].startswith("Impasto generate")
+    plain = gimp.raw("generate_layer.rgba", *IMAGE, 4)              # same prompt, seed and size, no control
+    guided = gimp.raw("control_generate_layer.rgba", *IMAGE, 4)
+    assert (plain != guided).mean() > 0.05                           # the unit reached the daemon and steered
+    assert missing["status"] != "success" and missing["layers_added"] == 0
+    assert "control layer" in missing["error"].lower(), missing
+
+
 def test_interactive_dialogs_and_progress_window(gimp_ui):
     """Settings, Generate and Inpaint run INTERACTIVE through GIMP's procedure dialogs (OK pressed with X
     events), the progress window fed through GLib.idle_add from the worker thread, then the layers; a

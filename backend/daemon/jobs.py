@@ -38,6 +38,9 @@ def image_bytes(request: Any) -> int:
     for name in ("images", "images_high"):   # images_high: a slider's picture pairs
         for img in getattr(request, name, None) or ():
             total += len(img.data)
+    for unit in getattr(request, "control", None) or ():   # control layers hold a picture each
+        if getattr(unit, "image", None) is not None:
+            total += len(unit.image.data)
     return total
 
 

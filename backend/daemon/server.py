@@ -373,12 +373,14 @@ class Daemon:
                                     version=VERSION, **snap))
 
     def _on_models(self, identity: bytes, msg: ListModels) -> None:
+        from impasto.backend.engine.control_models import scan as scan_controls
         from impasto.backend.engine.models import ModelRegistry
 
         registry = ModelRegistry(self.models_dir)
         entries = registry.scan()
         self._send(identity, Models(ref=msg.ref, models=[e.to_dict() for e in entries],
-                                    default=registry.default_name(entries), models_dir=str(registry.models_dir)))
+                                    default=registry.default_name(entries), models_dir=str(registry.models_dir),
+                                    controls=[e.to_dict() for e in scan_controls(registry.models_dir)]))
 
     def _on_job(self, identity: bytes, msg: Any) -> None:
         validate_job(msg, self.limits)

@@ -7,6 +7,7 @@ it does: txt2img, img2img and the blended inpaint loop are diffusers' own.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Dict, List, Tuple
 
@@ -25,8 +26,14 @@ def generators(seeds: List[int]) -> List[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
 
-def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, float], **kwargs: Any) -> Tuple[torch.Tensor, int]:
-    """Run ``pipe`` to latents; returns (latents, steps actually run)."""
+def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, float], control=None,
+            **kwargs: Any) -> Tuple[torch.Tensor, int]:
+    """Run ``pipe`` to latents; returns (latents, steps actually run).
+
+    ``control`` (a :class:`.control.BoundControl`, from :func:`.control.bind`)
+    is the named point where control units join: it wraps the UNet for this
+    call and learns the step count from the step-end callback.
+    """
     scheduler = make_scheduler(sampler, loaded.scheduler_config)
     pipe.scheduler = scheduler
     tap = X0Tap(scheduler)
@@ -40,6 +47,8 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
         if cuda:  # "step i done" means done: no CPU run-ahead in progress events and it/s figures
             torch.cuda.synchronize(loaded.choice.device)
         state["steps"] = hooks.steps_done = i + 1
+        if control is not None:
+            control.step_done(i + 1)
         if state["first"] is None:
             state["first"] = time.perf_counter() - t0
         hooks.check()
@@ -51,7 +60,8 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
         return {}
 
     hooks.check()
-    with torch.inference_mode():
+    attached = control.attached(pipe) if control is not None else contextlib.nullcontext()
+    with torch.inference_mode(), attached:
         out = pipe(output_type="latent", callback_on_step_end=on_step_end, **kwargs)
     timings["denoise"] = time.perf_counter() - t0
     if state["first"] is not None:

@@ -45,6 +45,7 @@ from impasto.protocol.messages import ErrorCode, Generate
 
 from . import colour_match, masks
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
+from .control import bind
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
 from .errors import EngineError
@@ -124,7 +125,7 @@ def _region_rgb(canvas: np.ndarray, box, size: Tuple[int, int]) -> np.ndarray:
 
 def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarray, req: Generate,
                     seeds: List[int], num_steps: int, hooks: JobHooks, timings: Dict[str, float],
-                    info: Dict[str, object]) -> Tuple[List[Image.Image], int]:
+                    info: Dict[str, object], control=None) -> Tuple[List[Image.Image], int]:
     """Diffuse one region (``rgb`` at diffusion size): (decoded images, steps run)."""
     pipe = loaded.inpaint
     dev, dtype, vae = loaded.choice.device, loaded.choice.dtype, pipe.vae
@@ -151,7 +152,7 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
         masked_latents = torch.zeros_like(original)
     timings["encode"] = time.perf_counter() - t0
     out, steps = denoise(
-        pipe, loaded, req.sampler, hooks, timings,
+        pipe, loaded, req.sampler, hooks, timings, control=control,
         image=start, mask_image=Image.fromarray(pixel_cells, "L"), masked_image_latents=masked_latents,
         height=h, width=w, strength=req.strength, num_inference_steps=num_steps,
         generator=generators(seeds), **prompt_kwargs(req, len(seeds), pipe), **loaded.size_conditioning(w, h),
@@ -197,7 +198,8 @@ def edit_pictures(loaded, image: Picture, mask: Picture, req: Generate, seeds: L
     info["regenerated_cells"] = int(cells.sum())
     timings["prepare"] = time.perf_counter() - t0
 
-    decoded, steps = _denoise_region(loaded, rgb, weight, cells, req, seeds, num_steps, hooks, timings, info)
+    decoded, steps = _denoise_region(loaded, rgb, weight, cells, req, seeds, num_steps, hooks, timings, info,
+                                     control=bind(hooks, region.size, region.box))
 
     t0 = time.perf_counter()
     alpha = prepared.crop((fx0, fy0, fx1, fy1), "feathered")

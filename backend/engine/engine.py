@@ -18,11 +18,12 @@ import torch
 
 from impasto.protocol.messages import ErrorCode, Generate, Limits, Result, validate_job
 
-from . import concepts
+from . import concepts, control
 from .device import DeviceChoice, pick_device
 from .errors import EngineError
 from .gpu import oom_guard, peak_memory, reset_peak_memory
 from .hooks import JobHooks
+from .control_models import ControlStore
 from .models import ModelEntry, ModelRegistry
 from .pipelines import LoadedModel
 from .runners import JOB_RUNNERS, build_result, runner_for  # noqa: F401 (JOB_RUNNERS re-exported: the seam)
@@ -37,6 +38,7 @@ class Engine:
         self.choice = device or pick_device()
         self.limits = limits or Limits()
         self.loaded: Optional[LoadedModel] = None
+        self.controls = ControlStore(self.registry.models_dir)  # control models, resident once loaded
         self._stamp, self._loaded_as_default = None, False
 
     # ------------------------------------------------------------------ models
@@ -96,7 +98,10 @@ class Engine:
                 concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
                 for note in prompt_notes(loaded, req):
                     hooks.warn(note)
+                hooks.control = control.prepare(self, loaded, req, hooks)
             out = runner(self, loaded, req, hooks)
+            if hooks.control is not None:
+                out.info["control"] = hooks.control.describe()
         result = build_result(out)
         result.job = req.job
         result.timings["model"] = round(t_load, 6)

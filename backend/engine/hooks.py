@@ -64,6 +64,7 @@ class JobHooks:
     preview_every: int = 1
     warnings: list = field(default_factory=list)
     steps_done: int = 0          # denoise (or training) steps that ran, kept by the loops
+    control: Optional[object] = None  # the job's prepared control units (:mod:`.control`), set by Engine.run
     on_warning: Callable[[str], None] = _unheard
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from PIL import Image
 
 from . import native
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
+from .control import bind
 from .denoise import decode, denoise, generators
 from .encoding import encode_rgb
 from .gpu import configure_vae
@@ -71,7 +72,8 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     latents = encode_rgb(pipe.vae, np.asarray(rgb), loaded.choice.device, loaded.choice.dtype)
     latents = latents.repeat(len(seeds), 1, 1, 1)
     timings["encode"] = time.perf_counter() - t0
-    out, steps = denoise(pipe, loaded, req.sampler, hooks, timings, image=latents, strength=req.strength,
+    out, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (dw, dh)),
+                         image=latents, strength=req.strength,
                          num_inference_steps=num_steps, generator=generators(seeds),
                          **prompt_kwargs(req, len(seeds), pipe), **loaded.size_conditioning(dw, dh))
     info["latent_shape"] = list(out.shape)

@@ -252,6 +252,28 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
     entry.recommended = _recommended(extra)
 
 
+def control_kind(header: dict):
+    """(kind, layout) when a safetensors header is a control model's (ControlNet / T2I-Adapter), else None."""
+    keys = [k for k in header if k != "__metadata__"]
+    if any(k.startswith("control_model.") for k in keys):
+        return "controlnet", "ldm"
+    if any(k.startswith("controlnet_cond_embedding.") for k in keys) and any(
+            k.startswith("controlnet_down_blocks.") for k in keys):
+        return "controlnet", "diffusers"
+    if any(k.startswith("adapter.conv_in.") for k in keys) and any(k.startswith("adapter.body.") for k in keys):
+        return "t2i_adapter", "diffusers"
+    return None
+
+
+def is_control_file(path: Path) -> bool:
+    """Whether a ``.safetensors`` file is a control model (the base-model scan leaves it to control_models)."""
+    try:
+        header = _safetensors_header(path)
+    except Exception:
+        return False
+    return isinstance(header, dict) and control_kind(header) is not None
+
+
 class ModelRegistry:
     """Scans the models folder on demand (cheap) and resolves names."""
 
@@ -274,7 +296,8 @@ class ModelRegistry:
                 if child.is_dir() and (child / "model_index.json").is_file():
                     found.append(inspect_diffusers(child))
                 elif child.is_file() and child.suffix == ".safetensors":
-                    found.append(inspect_single_file(child))
+                    if not is_control_file(child):  # control models are listed on their own (control_models.py)
+                        found.append(inspect_single_file(child))
         return found
 
     def default_name(self, entries: Optional[List[ModelEntry]] = None) -> str:

@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import native
 from .common import diffusion_size, job_seeds, prompt_kwargs
+from .control import bind
 from .denoise import decode, denoise, generators
 from .gpu import configure_vae
 from .hooks import JobHooks
@@ -72,7 +73,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
         kwargs.update(image=Image.new("RGB", (w, h), (127, 127, 127)), mask_image=Image.new("L", (w, h), 255),
                       strength=1.0)
     kwargs.update(loaded.size_conditioning(w, h))
-    latents, steps = denoise(pipe, loaded, req.sampler, hooks, timings, **kwargs)
+    latents, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (w, h)), **kwargs)
     images = decode(pipe, latents, timings)
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):

@@ -149,6 +149,117 @@ def build_tiny_sdxl(path: Path, seed: int = 0, inpaint: bool = False, sample_siz
     return path
 
 
+def build_tiny_controlnet(path: Path, base: Path, seed: int = 0, controls: str = "", scale: float = 0.05) -> Path:
+    """A random ControlNet for the tiny model in ``base`` (SD1.5 or SDXL shape), as a diffusers folder.
+
+    ``ControlNetModel.from_unet`` copies the base UNet's encoder; its zero
+    convolutions (and the condition embedding's last convolution) are then
+    filled with small random values, so the random model visibly steers a
+    picture (a zero-initialised one would change nothing).  ``controls`` is
+    written to ``impasto.json`` (what the model controls).
+    """
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    path = Path(path)
+    unet = UNet2DConditionModel.from_pretrained(str(Path(base) / "unet"))
+    torch.manual_seed(seed)
+    net = ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        zero = list(net.controlnet_down_blocks) + [net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]
+        for conv in zero:
+            conv.weight.normal_(0.0, scale)
+            conv.bias.normal_(0.0, scale)
+    net.save_pretrained(str(path), safe_serialization=True)
+    if controls:
+        (path / "impasto.json").write_text(json.dumps({"control": controls}), encoding="utf-8")
+    return path
+
+
+def build_tiny_t2i_adapter(path: Path, base: Path, seed: int = 0, controls: str = "") -> Path:
+    """A random T2I-Adapter whose features fit the tiny model in ``base`` (SD1.5: ``full_adapter``, SDXL:
+    ``full_adapter_xl``), as a diffusers folder."""
+    from diffusers import T2IAdapter
+
+    path = Path(path)
+    cfg = json.loads((Path(base) / "unet" / "config.json").read_text(encoding="utf-8"))
+    xl = cfg.get("addition_embed_type") == "text_time"
+    torch.manual_seed(seed)
+    adapter = T2IAdapter(in_channels=3, channels=list(cfg["block_out_channels"]), num_res_blocks=1,
+                         downscale_factor=16 if xl else 8, adapter_type="full_adapter_xl" if xl else "full_adapter")
+    adapter.save_pretrained(str(path), safe_serialization=True)
+    if controls:
+        (path / "impasto.json").write_text(json.dumps({"control": controls}), encoding="utf-8")
+    return path
+
+
+def build_tiny_depth_estimator(path: Path, seed: int = 0) -> Path:
+    """A random transformers DPT depth estimator (a few hundred KB), as a models folder's ``annotators/depth``."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    cfg = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37, image_size=64,
+                    patch_size=16, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                    backbone_out_indices=[0, 1, 2, 3], head_in_index=-1)
+    DPTForDepthEstimation(cfg).save_pretrained(str(path))
+    DPTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(str(path))
+    return path
+
+
+def controlnet_to_ldm(state_dict) -> dict:
+    """diffusers ``ControlNetModel`` keys -> the original ``control_model.*`` single-file layout.
+
+    The encoder half is named as the UNet's (:func:`..engine.single_file.unet_to_ldm`); the zero
+    convolutions are ``zero_convs.i.0`` / ``middle_block_out.0`` and the condition embedding is
+    ``input_hint_block`` (convolutions at even indices, SiLUs between, the last at 14).
+    """
+    import re
+
+    from impasto.backend.engine.single_file import UNET_PREFIX, unet_to_ldm
+
+    encoder, out = {}, {}
+    for key, value in state_dict.items():
+        if m := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(weight|bias)", key):
+            out[f"zero_convs.{m.group(1)}.0.{m.group(2)}"] = value
+        elif key.startswith("controlnet_mid_block."):
+            out["middle_block_out.0." + key.split(".", 1)[1]] = value
+        elif key.startswith("controlnet_cond_embedding.conv_in."):
+            out["input_hint_block.0." + key.rsplit(".", 1)[1]] = value
+        elif m := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(weight|bias)", key):
+            out[f"input_hint_block.{2 * (int(m.group(1)) + 1)}.{m.group(2)}"] = value
+        elif key.startswith("controlnet_cond_embedding.conv_out."):
+            out["input_hint_block.14." + key.rsplit(".", 1)[1]] = value
+        else:
+            encoder[key] = value
+    layers = 1 + max(int(re.match(r"down_blocks\.\d+\.resnets\.(\d+)", k).group(1))
+                     for k in encoder if re.match(r"down_blocks\.\d+\.resnets\.", k))
+    for key, value in unet_to_ldm(encoder, layers).items():
+        out[key[len(UNET_PREFIX):]] = value
+    return {"control_model." + k: v for k, v in out.items()}
+
+
+def write_control_single_file(folder: Path, out: Path, layout: str = "ldm", sidecar: bool = True) -> Path:
+    """A control model folder as one ``.safetensors`` (``ldm``: ``control_model.*`` keys; ``diffusers``:
+    the folder's own keys), with its ``config.json`` in a ``NAME.config/`` sidecar (a tiny model is no
+    stock architecture)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder, out = Path(folder), Path(out)
+    state = load_file(str(next(folder.glob("*.safetensors"))))
+    if layout == "ldm":
+        state = controlnet_to_ldm(state)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    if sidecar:
+        side = out.with_name(out.stem + ".config")
+        side.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / "config.json", side / "config.json")
+        if (folder / "impasto.json").is_file():
+            shutil.copy(folder / "impasto.json", side / "impasto.json")
+    return out
+
+
 if __name__ == "__main__":  # pragma: no cover
     import sys
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ...protocol import notices
 from ...protocol.messages import Limits
-from . import planning
+from . import control_layers, planning
 from .config import ConnectionConfig, SettingsStore, load_connection, save_connection, split_command
 from .krita_host import document_format, prepare_layer
 from .prompt_edit import attach as attach_prompt_edit
@@ -77,6 +77,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         self._loading = False
         self._build()
         self.edit_prompt = attach_prompt_edit(self)   # "Edit prompt" on a result (prompt_edit.py)
+        self.control_box = control_layers.attach(self)
         self._load_form(self.settings)
         self._save_timer = QtCore.QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -358,7 +359,8 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
             raw, fmt, rgba = self.host.read_pixels(doc, read.window)
         window_sel = crop(selection, width, read.window, 1) if (read.mask_info and selection is not None) else None
         snapshot = CanvasSnapshot(width, height, read.window, raw, fmt, window_sel, read.mask_info,
-                                  getattr(doc, "name", lambda: "")(), rgba)
+                                  getattr(doc, "name", lambda: "")(), rgba,
+                                  controls=self.control_box.read(doc, read.window))
         doc_fmt = document_format(doc)
         limits = self.limits
         rec = self.recommendation()

@@ -81,6 +81,8 @@ class CanvasSnapshot:
     mask_info: Optional[MaskInfo] = None
     name: str = ""
     rgba: Optional[bytes] = None      # set when the host already has RGBA8 (Krita's own conversion)
+    # control layers: (ControlLayer, raw bytes of the layer inside ``window``, its PixelFormat)
+    controls: list = field(default_factory=list)
 
     def rgba8(self) -> bytes:
         if self.rgba is None:
@@ -159,7 +161,8 @@ def plan_job(snapshot: CanvasSnapshot, settings: "Settings", limits: Optional[An
     core = planner.plan_job((snapshot.canvas_width, snapshot.canvas_height), settings, action,
                             _box(snapshot.window), rgba, snapshot.selection if has_sel else None,
                             _box(mask_info.bounds) if has_sel else None, limits,  # type: ignore[union-attr]
-                            recommendation=recommendation)
+                            recommendation=recommendation,
+                            controls=[(layer, to_rgba8(raw, fmt)) for layer, raw, fmt in snapshot.controls])
     return JobPlan(core.kind, core.request, snapshot.window, snapshot.canvas_width, snapshot.canvas_height,
                    mask_info if core.kind == "edit" else None, snapshot.selection if core.kind == "edit" else None,
                    core.label)

@@ -214,6 +214,8 @@ def main():
 
     # 6. Generate into the image, and with no image open (a new image).
     step, ret = run("impasto-generate", image, [paint], **P["generate"])
+    if ret and ret[1] is not None:
+        dump("generate_layer.rgba", read(ret[1], "R'G'B'A u8"))
     REPORT["layers_after_generate"] = describe(image)
     step, ret = run("impasto-generate", None, [], **P["generate_new_image"])
     if ret and ret[0] is not None:
@@ -239,6 +241,16 @@ def main():
         reopened.delete()
     except Exception:
         REPORT["errors"].append(traceback.format_exc())
+
+    # 7. Generate steered by a control layer chosen in the dialog (the paint layer, read in the image's window)
+    step, ret = run("impasto-generate", image, [paint], **dict(P["generate"], control_layer=paint,
+                                                              control_type="scribble", control_strength=0.9))
+    if ret and ret[1] is not None:
+        step["layer_name"] = ret[1].get_name()
+        dump("control_generate_layer.rgba", read(ret[1], "R'G'B'A u8"))
+    count = len(image.get_layers())
+    step, _ = run("impasto-generate", image, [paint], **dict(P["generate"], control_type="canny"))
+    step["layers_added"] = len(image.get_layers()) - count   # a control type with no layer: a sentence, no layer
 
     dump("paint_after.rgba", read(paint, "R'G'B'A u8"))
     dump("paint_mask_after.gray", read(paint.get_mask(), "Y u8"))

@@ -37,6 +37,10 @@ class FakeDoc:
         self.bgra = bytes([60, 120, 180, 255]) * (w * h)
         self.selection = None
         self.layers = []
+        self.nodes = []
+
+    def topLevelNodes(self):  # noqa: N802
+        return list(self.nodes)
 
     def width(self):
         return self.w
@@ -57,9 +61,48 @@ class FakeDoc:
         return "sRGB-elle-V2-srgbtrc.icc"
 
 
+class FakeNode:
+    """A paint layer as krita.Node shows it (BGRA8 pixels, a unique id)."""
+
+    def __init__(self, name, w, h, bgra):
+        self._name, self.w, self.bgra = name, w, bgra
+        self.reads = []
+
+    def name(self):
+        return self._name
+
+    def type(self):
+        return "paintlayer"
+
+    def childNodes(self):  # noqa: N802
+        return []
+
+    def uniqueId(self):  # noqa: N802
+        class Uid:
+            def toString(inner):  # noqa: N805
+                return "{" + self._name + "-uid}"
+        return Uid()
+
+    def colorModel(self):  # noqa: N802
+        return "RGBA"
+
+    def colorDepth(self):  # noqa: N802
+        return "U8"
+
+    def colorProfile(self):  # noqa: N802
+        return "sRGB-elle-V2-srgbtrc.icc"
+
+    def pixelData(self, x, y, w, h):  # noqa: N802
+        from impasto_krita.plugin_krita.impasto_krita.masks import crop
+
+        self.reads.append((x, y, w, h))
+        return crop(self.bgra, self.w, (x, y, w, h), 4)
+
+
 class FakeHost:
     def __init__(self, doc):
         self.doc = doc
+        self.windows = []
 
     def active_document(self):
         return self.doc
@@ -80,6 +123,7 @@ class FakeHost:
         from impasto_krita.plugin_krita.impasto_krita.masks import crop
         from impasto_krita.plugin_krita.impasto_krita.pixels import RGBA8
 
+        self.windows.append(tuple(window))
         return crop(doc.bgra, doc.w, window, 4), RGBA8, None
 
     def add_layers(self, doc, prepared):
@@ -202,6 +246,27 @@ def main():
         check("patch around the selection", 4 <= p.x <= 12 and 2 <= p.y <= 10 and p.x + p.width >= 30,
               (p.x, p.y, p.width, p.height))
         check("layer pixels are BGRA for Krita", doc.layers[1].data == swap_red_blue(p.rgba))
+    # a control layer: picked in the docker, read in the job's window, a control unit in the request
+    sketch = bytearray(bytes([255, 255, 255, 255]) * (48 * 40))
+    for y in range(8, 30):
+        sketch[(y * 48 + 20) * 4:(y * 48 + 24) * 4] = bytes([0, 0, 0, 255]) * 4
+    node = FakeNode("sketch", 48, 40, bytes(sketch))
+    doc.nodes = [node]
+    row = panel.control_box.add()
+    row.layer_combo.refresh()
+    check("control layer listed", row.layer_combo.count() == 1 and row.layer_combo.currentText() == "sketch",
+          row.layer_combo.count())
+    row.strength.setValue(0.8)
+    count = panel.outcome_count
+    panel.generate()
+    wait(app, lambda: panel.outcome_count > count, 180)
+    info = getattr(panel.last_result, "info", {}) or {}
+    control = info.get("control") or [{}]
+    check("control unit ran", panel.outcome == "layers" and control[0].get("model") == "tiny-scribble"
+          and control[0].get("strength") == 0.8 and control[0].get("type") == "scribble", (panel.last_message, info))
+    check("control layer read in the job's window", node.reads and node.reads[-1] == panel.host.windows[-1],
+          (node.reads, panel.host.windows))
+    panel.control_box.remove(row)
     check("preview shown", panel.preview.pixmap() is not None and not panel.preview.pixmap().isNull())
     # issue 19: a daemon warning shows while the job runs (a 40x12 picture is painted at the native area)
     said = []
