@@ -1,4 +1,4 @@
-"""Helpers every job runner shares: seeds, prompt arguments, sizes, the "nothing to do" note.
+"""Helpers every job runner shares: seeds, prompt arguments, sizes and the size note, the "nothing to do" note.
 
 They lived in whichever runner first needed them (``prompt_kwargs`` in
 img2img, ``diffusion_size`` in txt2img), which made the runners import each
@@ -60,3 +60,19 @@ def diffusion_size(width: int, height: int, loaded) -> Tuple[int, int]:
         width, height = width * scale, height * scale
     mult = loaded.base.vae_scale_factor
     return round_to(width, mult), round_to(height, mult)
+
+
+def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = False, small: bool = False) -> str:
+    """What the artist is told when the picture was not painted at the size they asked for."""
+    side = loaded.entry.native_size
+    if bucketed:
+        why = "the nearest aspect bucket at the model's native area"
+    elif small:
+        why = "the asked size is under a quarter of the model's native area, too small for it to compose a " \
+              "picture; same aspect at the native area"
+    elif loaded.entry.max_size and max(width, height) > loaded.entry.max_size:
+        why = f"this model paints at most {loaded.entry.max_size} px"
+    else:
+        why = "the model works in multiples of 8 px"
+    return (f"size changed: painted at {w}x{h} ({why}; native {side}x{side}) and resized to "
+            f"{width}x{height}")

@@ -302,7 +302,7 @@ def plan_edit(pipe, source: str, target: str, reweight_word: str, reweight: floa
 
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
     """Paint ``req.prompt`` as an edit of ``req.p2p.source_prompt``'s picture at ``req.seed``."""
-    from .txt2img import size_note
+    from .common import size_note
 
     edit = req.p2p
     if req.seed < 0:

@@ -22,12 +22,12 @@ def picture_size(width: int, height: int, loaded) -> Tuple[int, int]:
     """The diffusion size for a whole picture (img2img, ``whole_picture`` edits).
 
     Its own size rounded to 8 and capped by ``max_size`` when set
-    (:func:`.txt2img.diffusion_size`); a picture smaller than the model's
+    (:func:`.common.diffusion_size`); a picture smaller than the model's
     native area is scaled *up* to that area first - a 100x80 sprite diffused
     at 104x80 by a 512-px model comes out as mush, and a VAE cannot encode
     much below 8x8 latents' worth of pixels at all.
     """
-    from .txt2img import diffusion_size
+    from .common import diffusion_size
 
     native = loaded.entry.native_size
     if native and width * height < native * native:

@@ -16,7 +16,7 @@ from typing import Dict
 from PIL import Image
 
 from . import native
-from .common import diffusion_size, job_seeds, prompt_kwargs
+from .common import diffusion_size, job_seeds, prompt_kwargs, size_note  # noqa: F401  (size_note: also imported from here)
 from .control import bind
 from .denoise import decode, denoise, generators
 from .gpu import configure_vae
@@ -25,22 +25,6 @@ from .images import to_rgba_array
 from .runners import Output
 
 __all__ = ["run", "diffusion_size"]
-
-
-def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = False, small: bool = False) -> str:
-    """What the artist is told when the picture was not painted at the size they asked for."""
-    side = loaded.entry.native_size
-    if bucketed:
-        why = "the nearest aspect bucket at the model's native area"
-    elif small:
-        why = "the asked size is under a quarter of the model's native area, too small for it to compose a " \
-              "picture; same aspect at the native area"
-    elif loaded.entry.max_size and max(width, height) > loaded.entry.max_size:
-        why = f"this model paints at most {loaded.entry.max_size} px"
-    else:
-        why = "the model works in multiples of 8 px"
-    return (f"size changed: painted at {w}x{h} ({why}; native {side}x{side}) and resized to "
-            f"{width}x{height}")
 
 
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
