@@ -38,7 +38,8 @@ from .settings import GenerationSettings
 
 SAMPLER_LABELS = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
+    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM", "euler_trailing": "Euler trailing (Lightning)",
+    "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD",
 }
 FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
                "noise": "Noise"}

@@ -22,7 +22,9 @@ from typing import ClassVar, Dict, List, Optional, Tuple
 # 2: no file paths on the wire (concept import/export carry the file's bytes), authenticated transport
 PROTOCOL_VERSION = 2
 
-SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm")
+SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm",
+            # few-step models (SDXL-Lightning, SD/SDXL-Turbo, Hyper-SD, TCD LoRAs): trailing timesteps
+            "euler_trailing", "euler_a_trailing", "ddim_trailing", "tcd")
 FILL_MODES = ("original", "blur", "neutral", "noise")
 PRIORITIES = ("back", "front")
 TRAIN_METHODS = ("lora", "custom_diffusion")

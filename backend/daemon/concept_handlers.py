@@ -101,6 +101,11 @@ def _import(daemon, msg: ConceptAction) -> dict:
         trigger_embedding=hints["trigger_embedding"], source="imported",
         imported_from=filename, layout=hints["layout"], modules=hints["modules"],
     )
+    from impasto.backend.engine.fewstep import for_lora
+
+    preset = for_lora([msg.name, filename.rsplit(".", 1)[0]] + list(hints.get("titles", [])))
+    if preset:   # an LCM-LoRA, Hyper-SD or Lightning LoRA: its sampler, steps and CFG travel in the listing
+        meta["recommended"] = preset
     concept = library.save(msg.name, tensors, meta)
     notes = []
     if not trigger:
