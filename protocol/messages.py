@@ -173,6 +173,9 @@ class Generate:
     padding: int = 32                    # "only masked" context around the mask, px
     whole_picture: bool = False
     colour_match: bool = True            # shift the inpainted colours to meet the surroundings at the seam
+    # live painting (docs/live.md): a repaint after a stroke.  The daemon keeps its prompt's text embeddings,
+    # and a newer live job of the same client supersedes it (queued: cancelled; running: stopped) - newest wins
+    live: bool = False
 
     @property
     def kind(self) -> str:
@@ -471,6 +474,12 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
     for i, pair in enumerate(msg.concepts):
         check_name(pair[0], f"concepts[{i}]")
         _check_range(f"concepts[{i}].weight", pair[1], -4.0, 4.0)
+    if not isinstance(msg.live, bool):
+        raise _bad("live", f"must be true or false, not {msg.live!r}")
+    if msg.live and msg.init_image is None:
+        raise _bad("live", "a live job repaints the canvas: it needs an init_image")
+    if msg.live and msg.batch_size != 1:
+        raise _bad("live", f"a live job paints one picture, not a batch of {msg.batch_size}")
     if msg.init_image is None:
         _check_size("width", msg.width, "height", msg.height, limits)
         if msg.mask is not None:

@@ -42,6 +42,7 @@ def base_messages(job: str) -> List[Any]:
         Generate(job=job, prompt="a red circle", model="tiny", width=32, height=32, steps=1, sampler="ddim"),
         Generate(job=job, prompt="a red circle", model="tiny", steps=1, init_image=_img(16, 16), strength=0.5),
         Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), mask=_img(16, 16, "gray8")),
+        Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), strength=0.5, live=True),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
         ConceptAction(ref="r5", action="rename", name="fz-a", new_name="fz-b"),
         ConceptAction(ref="r6", action="delete", name="fz-a"),

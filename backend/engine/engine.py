@@ -38,6 +38,7 @@ class Engine:
         self.limits = limits or Limits()
         self.loaded: Optional[LoadedModel] = None
         self._stamp, self._loaded_as_default = None, False
+        self.loads = 0     # models loaded so far: a live session must never reload (result.info["model_loads"])
 
     # ------------------------------------------------------------------ models
 
@@ -61,6 +62,7 @@ class Engine:
             self.loaded = None
         try:
             self.loaded = LoadedModel(entry, self.choice, self.registry.models_dir)
+            self.loads += 1
         except EngineError:
             raise
         except Exception as exc:
@@ -106,6 +108,7 @@ class Engine:
         result.info.setdefault("device", self.choice.describe())
         result.info.setdefault("torch_threads", torch.get_num_threads())  # benchmarks compare like with like
         result.info.setdefault("fast_path", loaded.fast.describe())
+        result.info.setdefault("model_loads", self.loads)
         peak = peak_memory(self.choice)
         if peak is not None:
             result.info.setdefault("peak_vram_bytes", peak)
