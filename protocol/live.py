@@ -41,7 +41,7 @@ from .planner import REFINE, JobPlan, plan_job, window_for
 from .region import Box
 from .settings import Recommendation, Settings
 
-DEBOUNCE_S = 0.12        # a pause this long ends a stroke burst (krita-ai-diffusion waits about as long)
+DEBOUNCE_S = 0.05        # stroke ends closer than this are one burst (hosts call stroke() on pen-up)
 
 
 class Debounce:
@@ -103,6 +103,7 @@ class LiveUpdate:
     result: Result
     stroke_to_result_s: float           # the last stroke the job saw -> its result arrived
     job_index: int                      # the session's n-th submitted job
+    stroke_at: float = 0.0              # when that stroke ended (the session's clock): hosts time their paint
 
 
 @dataclass
@@ -216,7 +217,7 @@ class LiveSession:
             if newest and self.on_error is not None:
                 self.on_error(event)
             return
-        self.on_result(LiveUpdate(plan, event, latency, index))
+        self.on_result(LiveUpdate(plan, event, latency, index, stroke_at))
 
     @property
     def busy(self) -> bool:
