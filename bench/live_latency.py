@@ -109,7 +109,7 @@ def run_size(client, size: int, args) -> dict:
     rec = Recommendation.for_model(models.models, "starter", models.default)
     settings = Settings(prompt=PROMPT, model="starter", steps=STEPS, strength=STRENGTH, seed=SEED)
     canvas = Canvas(size, SEED + size)
-    latencies, arrivals = [], []
+    latencies, arrivals, sends, engine = [], [], [], []
     painted = threading.Event()
 
     def read_plan(session):
@@ -119,6 +119,8 @@ def run_size(client, size: int, args) -> dict:
         canvas.paint(update.result.images[0])
         latencies.append(time.monotonic() - update.stroke_at)
         arrivals.append(update.stroke_to_result_s)
+        sends.append(update.submitted_at - update.stroke_at)
+        engine.append(update.result.timings.get("total", 0.0))
         painted.set()
 
     # warm-up (model resident, prompt embeddings cached, first-call costs paid), then the baseline
@@ -127,7 +129,7 @@ def run_size(client, size: int, args) -> dict:
         warm.repaint_now().wait(timeout=120)
     time.sleep(0.1)
     warm.close()
-    latencies.clear(), arrivals.clear()
+    latencies.clear(), arrivals.clear(), sends.clear(), engine.clear()
     baseline = []
     for i in range(args.strokes):
         canvas.stroke()
@@ -149,7 +151,7 @@ def run_size(client, size: int, args) -> dict:
         time.sleep(args.gap)
     time.sleep(0.3)
     iso = dict(session.stats.as_dict())
-    iso_lat, iso_arr = list(latencies), list(arrivals)
+    iso_lat, iso_arr, iso_send, iso_eng = list(latencies), list(arrivals), list(sends), list(engine)
     session.close()
 
     # rapid strokes: newest wins
@@ -178,6 +180,8 @@ def run_size(client, size: int, args) -> dict:
                                                   "n": len(iso_lat)},
                      "stroke_to_result_arrival_s": {"median": statistics.median(iso_arr),
                                                     "p95": pct(iso_arr, 0.95)},
+                     "stroke_to_job_sent_s": {"median": statistics.median(iso_send), "p95": pct(iso_send, 0.95)},
+                     "engine_total_s": {"median": statistics.median(iso_eng), "p95": pct(iso_eng, 0.95)},
                      "ratio_median_over_baseline": statistics.median(iso_lat) / statistics.median(baseline)},
         "rapid": {**rapid, "gap_s": args.rapid_gap, "last_stroke_to_paint_s": last_wait,
                   "client_jobs_pending_seen_max": max(queue_seen) if queue_seen else 0},
@@ -218,7 +222,9 @@ def main(argv=None) -> int:
                       f"p95 {c['isolated']['stroke_to_paint_s']['p95'] * 1000:.1f} ms "
                       f"(baseline submit->result {c['baseline_submit_to_result_s']['median'] * 1000:.1f} ms); "
                       f"rapid: {c['rapid']['strokes']} strokes -> {c['rapid']['submitted']} jobs sent, "
-                      f"{c['rapid']['painted']} painted, {c['rapid']['cancelled']} cancelled", flush=True)
+                      f"{c['rapid']['painted']} painted, {c['rapid']['cancelled']} cancelled; isolated: stroke->sent "
+                      f"{c['isolated']['stroke_to_job_sent_s']['median'] * 1000:.1f} ms, engine "
+                      f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms", flush=True)
     finally:
         daemon.stop()
     rows, rrows = [], []

@@ -50,6 +50,7 @@ from .layers import Layer
 from .layers_panel import LayersPanel
 from .settings import GenerationSettings
 from .staging import StagingArea
+from .live import LiveController
 from .staging_bar import StagingBar
 from .tools import TOOL_CLASSES, BrushSettings, Tool
 
@@ -90,6 +91,7 @@ class MainWindow(FileMenu, QMainWindow):
 
         self.panel = GenerationPanel()
         self.controller = GenerationController(link, self.panel, self.view, self.staging, lambda: self.doc, self)
+        self.live = LiveController(link, self.panel, self.view, lambda: self.doc, self)   # desktop/live.py
         self.concepts = ConceptsPanel(link)
         self.layers_panel = LayersPanel(self.doc)
         self.history_view = QUndoView(self.doc.undo)
@@ -178,6 +180,13 @@ class MainWindow(FileMenu, QMainWindow):
         self.a_discard = A("&Discard candidate", self.staging.discard_current)
         self.a_next = A("&Next candidate", self.staging.next)
         self.a_prev = A("&Previous candidate", self.staging.previous)
+        self.a_live = A("&Live painting", lambda: self.live.set_enabled(self.a_live.isChecked()), "Ctrl+Shift+L",
+                        "Every stroke repaints the picture (img2img at the live model's settings)")
+        self.a_live.setCheckable(True)
+        self.a_keep_live = A("&Keep live picture", self.live.keep, "Ctrl+Shift+K", "Copy the live picture into a layer")
+        self.a_discard_live = A("Discard live picture", self.live.discard)
+        self.live.changed.connect(lambda: self.a_live.setChecked(self.live.enabled))
+        self.live.status.connect(lambda text, _error: self.statusBar().showMessage(text, 5000))
         self.a_start_daemon = A("&Start the daemon", self.link.start_daemon)
         self.a_autostart = A("Start the daemon &automatically", lambda: setattr(
             self.link, "autostart", self.a_autostart.isChecked()))
@@ -206,7 +215,7 @@ class MainWindow(FileMenu, QMainWindow):
             m.addSeparator() if a is None else m.addAction(a)
         m = mb.addMenu("&Generate")
         for a in (self.a_generate, self.a_refine, self.a_inpaint, self.a_cancel, None, self.a_accept,
-                  self.a_discard, self.a_next, self.a_prev):
+                  self.a_discard, self.a_next, self.a_prev, None, self.a_live, self.a_keep_live, self.a_discard_live):
             m.addSeparator() if a is None else m.addAction(a)
         m = mb.addMenu("&Daemon")
         m.addAction(self.a_start_daemon)
@@ -477,6 +486,7 @@ class MainWindow(FileMenu, QMainWindow):
             event.ignore()
             return
         self.controller.cancel_all()
+        self.live.set_enabled(False)
         self.link.close()
         event.accept()
 

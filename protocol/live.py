@@ -41,7 +41,7 @@ from .planner import REFINE, JobPlan, plan_job, window_for
 from .region import Box
 from .settings import Recommendation, Settings
 
-DEBOUNCE_S = 0.05        # stroke ends closer than this are one burst (hosts call stroke() on pen-up)
+DEBOUNCE_S = 0.03        # stroke ends closer than this are one burst (hosts call stroke() on pen-up)
 
 
 class Debounce:
@@ -104,6 +104,7 @@ class LiveUpdate:
     stroke_to_result_s: float           # the last stroke the job saw -> its result arrived
     job_index: int                      # the session's n-th submitted job
     stroke_at: float = 0.0              # when that stroke ended (the session's clock): hosts time their paint
+    submitted_at: float = 0.0           # when the job was sent (the session's clock)
 
 
 @dataclass
@@ -186,15 +187,16 @@ class LiveSession:
             stroke_at = self._last_stroke if self._last_stroke is not None else self.clock()
         if stale is not None and not stale.done:
             stale.cancel()
+        sent_at = self.clock()
         job = self.client.submit(plan.request,
-                                 on_event=lambda ev: self._on_event(ev, plan, index, stroke_at))
+                                 on_event=lambda ev: self._on_event(ev, plan, index, stroke_at, sent_at))
         with self._lock:
             if self._index == index:
                 self._pending = job
             self.stats.submitted += 1
         return job
 
-    def _on_event(self, event: Any, plan: JobPlan, index: int, stroke_at: float) -> None:
+    def _on_event(self, event: Any, plan: JobPlan, index: int, stroke_at: float, sent_at: float) -> None:
         if not isinstance(event, (Result, Error, Cancelled)):
             return
         with self._lock:
@@ -217,7 +219,7 @@ class LiveSession:
             if newest and self.on_error is not None:
                 self.on_error(event)
             return
-        self.on_result(LiveUpdate(plan, event, latency, index, stroke_at))
+        self.on_result(LiveUpdate(plan, event, latency, index, stroke_at, sent_at))
 
     @property
     def busy(self) -> bool:
