@@ -34,7 +34,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
 from ..protocol.settings import Recommendation  # noqa: E402
-from . import daemon_link, geometry, jobs, pixels, results  # noqa: E402
+from . import daemon_link, geometry, jobs, live, pixels, results  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
 from .geometry import Rect  # noqa: E402
@@ -122,7 +122,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
     """Registers the procedures; each run is a fresh process started by GIMP."""
 
     def do_query_procedures(self):
-        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS]
+        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, live.PROC_REPAINT, PROC_SETTINGS]
 
     def do_set_i18n(self, name):
         return False
@@ -165,6 +165,16 @@ class ImpastoPlugIn(Gimp.PlugIn):
                 _add_common(proc)
                 _add_edit(proc, 1.0, "blur")
             _add_results(proc)
+        elif name == live.PROC_REPAINT:   # live painting on demand (live.py)
+            proc.set_image_types("RGB*, GRAY*")
+            proc.set_sensitivity_mask(ANY_IMAGE)
+            proc.set_menu_label("Repaint _Now")
+            proc.set_documentation(
+                "Repaint the picture (or the selection) as live painting does, into the 'Impasto live' layer",
+                "No dialog: the last values (give it a shortcut and press it after each stroke). The live layer is "
+                "replaced at every press; rename it to keep it, delete it to discard it.", name)
+            _add_common(proc)
+            _add_edit(proc, 0.5, "original")
         elif name == PROC_SETTINGS:
             proc.set_image_types("*")
             proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
@@ -195,7 +205,8 @@ class ImpastoPlugIn(Gimp.PlugIn):
         try:
             if name == PROC_SETTINGS:
                 return run_settings(procedure, config, interactive)
-            runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint}[name]
+            runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint,
+                      live.PROC_REPAINT: run_repaint_now}[name]
             return runner(procedure, image, list(drawables or []), config, interactive)
         except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError) as exc:
             return _error(procedure, _sentence(exc))
@@ -473,6 +484,44 @@ def _edit(procedure, image, drawables, fields: jobs.JobFields, merged: bool, sel
     def place(result: Result):
         plans = results.edit_layers(result, sent, mask)
         return image, _insert(image, plans, action, fields.prompt, layer)
+
+    return _finish(procedure, outcome, place)
+
+
+# --------------------------------------------------------------------------- Repaint Now (live painting)
+
+
+def run_repaint_now(procedure, image, drawables, config, interactive: bool):
+    """The live job now, no dialog; the picture replaces the 'Impasto live' layer (one undo group)."""
+    fields = with_recommendation(jobs.JobFields.from_config(config.get_property))
+    old = [layer for layer in image.get_layers() if layer.get_name() == live.LIVE_LAYER]
+    for layer in old:                    # never repaint the last repaint
+        layer.set_visible(False)
+    try:
+        plan, sent, mask = live.repaint_request(
+            fields, gp.image_rect(image), geometry.selection_rect(gp.selection_bounds(image)),
+            live.session_seed(fields.seed, image.get_id()), lambda r: gp.read_visible(image, r),
+            lambda r: gp.read_selection(image, r))
+    finally:
+        for layer in old:
+            layer.set_visible(True)
+    plan.request.job = f"gimp-live-{image.get_id()}-{GLib.get_monotonic_time()}"
+    outcome = run_job(plan.request, "Impasto: repainting", False)
+
+    def place(result: Result):
+        lplans = (results.edit_layers(result, sent, mask) if mask is not None
+                  else results.refine_layers(result, sent, None))
+        with _UndoGroup(image):
+            for layer in old:
+                image.remove_layer(layer)
+            first = None
+            for lp in lplans[:1]:
+                first = gp.new_layer(image, live.LIVE_LAYER, lp.place, lp.rgba)
+                gp.insert_above(image, first, None)
+                if lp.mask is not None:
+                    gp.add_mask(first, lp.mask)
+        Gimp.displays_flush()
+        return image, first
 
     return _finish(procedure, outcome, place)
 
