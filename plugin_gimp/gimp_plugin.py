@@ -1,4 +1,4 @@
-"""The GIMP 3 plug-in: four procedures under Filters > Impasto (runs inside GIMP only).
+"""The GIMP 3 plug-in: five procedures under Filters > Impasto (runs inside GIMP only).
 
 * **Generate** - text to image: new layers in the open image (covering it by
   default), or a new image when none is open.
@@ -6,6 +6,8 @@
   selection only ("only masked", the result masked by the selection).
 * **Inpaint Selection** - repaint the selection (denoising strength 1 by
   default), context from "only masked" padding around it.
+* **Repaint Now** - live painting on demand (GIMP has no stroke event): the
+  client core's live job, into one "Impasto live" layer (``live.py``).
 * **Settings** - daemon endpoint, auto-start, daemon command, transport.
 
 Every run reads GIMP pixels on the main thread, sends one typed request, and
@@ -17,7 +19,7 @@ progress window with the daemon's live preview and a Cancel button, while
 the network waits happen on a worker thread.
 
 Over 500 lines on purpose: GIMP registers procedures from one ``Gimp.PlugIn``
-class, so the four procedures' declarations (arguments, menus, defaults) live
+class, so the procedures' declarations (arguments, menus, defaults) live
 together here; planning, pixels, dialogs and the job flow are in their own
 modules (``jobs.py``, ``gimp_pixels.py``, ``gimp_ui.py``, ``job_runner.py``).
 """
