@@ -16,8 +16,10 @@ Two runs per canvas size (256 and 512 px):
 * **isolated strokes** (``--strokes``, spaced ``--gap`` s apart, longer than a
   job): every stroke gets its own picture; median and p95 latency;
 * **rapid strokes** (``--rapid`` strokes ``--rapid-gap`` s apart, faster than
-  a job): newest wins; jobs submitted / painted / cancelled vs strokes, and the
-  latency from the *last* stroke to the last picture.
+  a job), under both policies of the client core (``cancel``: a stroke
+  cancels the pending job; ``finish``: the running job finishes, the newest
+  plan waits): jobs sent / painted (during the flurry and in all) / cancelled
+  vs strokes, and the latency from the *last* stroke to the last picture.
 
 Baseline, same run, same daemon, same threads: the same img2img request sent
 *without* ``live`` and waited for (submit -> result, no debounce, no paint) -
@@ -154,24 +156,32 @@ def run_size(client, size: int, args) -> dict:
     iso_lat, iso_arr, iso_send, iso_eng = list(latencies), list(arrivals), list(sends), list(engine)
     session.close()
 
-    # rapid strokes: newest wins
-    latencies.clear(), arrivals.clear()
-    session = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED).run_timer()
-    queue_seen = []
-    for i in range(args.rapid):
-        canvas.stroke()
-        session.stroke()
-        time.sleep(args.rapid_gap)
-        if i % 10 == 0:
-            queue_seen.append(len(client.status().jobs))
-    t_last = time.monotonic()
-    deadline = t_last + 30
-    while (session.busy or session.debounce.pending) and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.3)
-    rapid = dict(session.stats.as_dict())
-    last_wait = latencies[-1] if latencies else None
-    session.close()
+    # rapid strokes: newest wins, under each policy of the client core
+    rapid = {}
+    for policy in ("cancel", "finish"):
+        latencies.clear(), arrivals.clear()
+        session = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED,
+                              policy=policy).run_timer()
+        queue_seen = []
+        t0 = time.monotonic()
+        for i in range(args.rapid):
+            canvas.stroke()
+            session.stroke()
+            time.sleep(args.rapid_gap)
+            if i % 10 == 0:
+                queue_seen.append(len(client.status().jobs))
+        painted_during = session.stats.painted
+        flurry_s = time.monotonic() - t0
+        deadline = time.monotonic() + 30
+        while (session.busy or session.debounce.pending or session._waiting is not None) \
+                and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.3)
+        rapid[policy] = {**session.stats.as_dict(), "gap_s": args.rapid_gap, "flurry_s": round(flurry_s, 3),
+                         "painted_during_flurry": painted_during,
+                         "last_stroke_to_paint_s": latencies[-1] if latencies else None,
+                         "client_jobs_pending_seen_max": max(queue_seen) if queue_seen else 0}
+        session.close()
     return {
         "size": size,
         "baseline_submit_to_result_s": {"median": statistics.median(baseline), "p95": pct(baseline, 0.95),
@@ -183,8 +193,7 @@ def run_size(client, size: int, args) -> dict:
                      "stroke_to_job_sent_s": {"median": statistics.median(iso_send), "p95": pct(iso_send, 0.95)},
                      "engine_total_s": {"median": statistics.median(iso_eng), "p95": pct(iso_eng, 0.95)},
                      "ratio_median_over_baseline": statistics.median(iso_lat) / statistics.median(baseline)},
-        "rapid": {**rapid, "gap_s": args.rapid_gap, "last_stroke_to_paint_s": last_wait,
-                  "client_jobs_pending_seen_max": max(queue_seen) if queue_seen else 0},
+        "rapid": rapid,
         "raw": {"baseline_s": [round(x, 5) for x in baseline], "isolated_s": [round(x, 5) for x in iso_lat]},
     }
 
@@ -221,8 +230,10 @@ def main(argv=None) -> int:
                 print(f"{size}px: stroke->paint median {c['isolated']['stroke_to_paint_s']['median'] * 1000:.1f} ms "
                       f"p95 {c['isolated']['stroke_to_paint_s']['p95'] * 1000:.1f} ms "
                       f"(baseline submit->result {c['baseline_submit_to_result_s']['median'] * 1000:.1f} ms); "
-                      f"rapid: {c['rapid']['strokes']} strokes -> {c['rapid']['submitted']} jobs sent, "
-                      f"{c['rapid']['painted']} painted, {c['rapid']['cancelled']} cancelled; isolated: stroke->sent "
+                      f"rapid (cancel): {c['rapid']['cancel']['strokes']} strokes -> {c['rapid']['cancel']['submitted']} "
+                      f"jobs sent, {c['rapid']['cancel']['painted']} painted, {c['rapid']['cancel']['cancelled']} "
+                      f"cancelled; (finish): {c['rapid']['finish']['submitted']} sent, "
+                      f"{c['rapid']['finish']['painted']} painted; isolated: stroke->sent "
                       f"{c['isolated']['stroke_to_job_sent_s']['median'] * 1000:.1f} ms, engine "
                       f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms", flush=True)
     finally:
@@ -234,18 +245,24 @@ def main(argv=None) -> int:
                      f"{iso['stroke_to_paint_s']['median'] * 1000:.1f}", f"{iso['stroke_to_paint_s']['p95'] * 1000:.1f}",
                      f"{base['median'] * 1000:.1f}", f"{iso['ratio_median_over_baseline']:.2f}",
                      f"{iso['submitted']} / {iso['strokes']}"])
-        last = rap["last_stroke_to_paint_s"]
-        rrows.append([f"{c['size']}²", rap["strokes"], f"{rap['gap_s'] * 1000:.0f}", rap["submitted"], rap["painted"],
-                      rap["cancelled"], rap["stale_results"], f"{last * 1000:.1f}" if last is not None else "–"])
+        for policy, r in rap.items():
+            last = r["last_stroke_to_paint_s"]
+            rrows.append([f"{c['size']}²", policy, r["strokes"], f"{r['gap_s'] * 1000:.0f}", r["submitted"],
+                          r["painted_during_flurry"], r["painted"], r["cancelled"], r["stale_results"],
+                          f"{last * 1000:.1f}" if last is not None else "–"])
     tables = {
         "isolated": {"caption": f"Stroke end → picture painted, strokes {args.gap * 1000:.0f} ms apart (each gets a "
                                 f"picture); debounce {args.debounce * 1000:.0f} ms included. Stand-in model: the "
                                 f"shipped 64 px starter at {STEPS} steps, strength {STRENGTH}.",
                      "columns": ["canvas", "strokes", "median ms", "p95 ms", "baseline median ms",
                                  "median / baseline", "jobs / strokes"], "rows": rows},
-        "rapid": {"caption": "Strokes faster than jobs: newest wins (jobs sent, painted and cancelled vs strokes).",
-                  "columns": ["canvas", "strokes", "gap ms", "jobs sent", "painted", "cancelled",
-                              "stale results dropped", "last stroke → picture ms"], "rows": rrows},
+        "rapid": {"caption": "Strokes faster than jobs, under the client core's two policies: `cancel` (a new "
+                             "stroke cancels the pending job: the default, newest wins at once) and `finish` (the "
+                             "running job finishes, the newest plan waits for it). Jobs sent, pictures painted "
+                             "during the flurry and in all, cancelled jobs, vs strokes.",
+                  "columns": ["canvas", "policy", "strokes", "gap ms", "jobs sent", "painted during flurry",
+                              "painted", "cancelled", "stale results dropped", "last stroke → picture ms"],
+                  "rows": rrows},
     }
     if not args.no_write:
         path = results_io.write_result(

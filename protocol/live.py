@@ -19,6 +19,11 @@ die:
   live jobs when a newer one arrives, so nothing queues even before the
   cancel lands).  A result that is not the newest job's is never painted.
   There is never a backlog: at most one live job of a session is pending.
+  With ``policy="finish"`` a running job is left to finish and the newest
+  plan waits (replacing any older waiting one) until it does: still no
+  backlog, and an artist who never stops painting still sees a picture every
+  job's time - under ``"cancel"`` strokes faster than a job starve the canvas
+  until they pause (bench/live_latency.py measures both).
 
 The host supplies ``read_plan()`` (reads its pixels on its UI thread and
 calls :func:`plan_live`) and ``on_result(update)`` (called on the client's
@@ -41,6 +46,7 @@ from .planner import REFINE, JobPlan, plan_job, window_for
 from .region import Box
 from .settings import Recommendation, Settings
 
+POLICIES = ("cancel", "finish")
 DEBOUNCE_S = 0.03        # stroke ends closer than this are one burst (hosts call stroke() on pen-up)
 
 
@@ -115,11 +121,13 @@ class LiveStats:
     cancelled: int = 0                  # stale jobs the daemon reported cancelled
     stale_results: int = 0              # stale jobs that finished anyway (never painted)
     errors: int = 0
+    deferred: int = 0                   # "finish": plans that waited for the running job (the newest is sent)
     latencies: List[float] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, Any]:
         return {"strokes": self.strokes, "submitted": self.submitted, "painted": self.painted,
-                "cancelled": self.cancelled, "stale_results": self.stale_results, "errors": self.errors}
+                "cancelled": self.cancelled, "stale_results": self.stale_results, "errors": self.errors,
+                "deferred": self.deferred}
 
 
 class LiveSession:
@@ -127,7 +135,12 @@ class LiveSession:
 
     def __init__(self, client: Any, read_plan: Callable[["LiveSession"], Optional[JobPlan]],
                  on_result: Callable[[LiveUpdate], None], on_error: Optional[Callable[[Error], None]] = None,
-                 debounce: float = DEBOUNCE_S, seed: int = -1, clock: Callable[[], float] = time.monotonic):
+                 debounce: float = DEBOUNCE_S, seed: int = -1, clock: Callable[[], float] = time.monotonic,
+                 policy: str = "cancel"):
+        if policy not in POLICIES:
+            raise ValueError(f"policy {policy!r} is not one of {', '.join(POLICIES)}")
+        self.policy = policy
+        self._waiting: Optional[JobPlan] = None   # "finish": the newest plan, sent when the running job ends
         self.client = client
         self.read_plan = read_plan
         self.on_result = on_result
@@ -177,10 +190,15 @@ class LiveSession:
     # ------------------------------------------------------------------ newest wins
 
     def submit(self, plan: JobPlan) -> Any:
-        """Send ``plan`` as the newest live job, cancelling the stale one."""
+        """Send ``plan`` as the newest live job, cancelling the stale one (``"finish"``: None while one runs,
+        the plan waits for it)."""
         plan.request.live = True
         plan.request.job = ""
         with self._lock:
+            if self.policy == "finish" and self._pending is not None and not self._pending.done:
+                self._waiting = plan
+                self.stats.deferred += 1
+                return None
             stale, self._pending = self._pending, None
             self._index += 1
             index = self._index
@@ -203,6 +221,10 @@ class LiveSession:
             newest = index == self._index
             if newest:
                 self._pending = None
+            waiting, self._waiting = (self._waiting, None) if newest else (None, self._waiting)
+        if waiting is not None and not self._stop.is_set():   # "finish": the newest plan goes now
+            self.submit(waiting)
+        with self._lock:
             if isinstance(event, Cancelled):
                 self.stats.cancelled += 1
                 return
@@ -261,7 +283,7 @@ class LiveSession:
             self._thread.join(2.0)
             self._thread = None
         with self._lock:
-            pending, self._pending = self._pending, None
+            pending, self._pending, self._waiting = self._pending, None, None
             self._index += 1           # whatever still arrives is stale
         if cancel and pending is not None:
             pending.cancel()

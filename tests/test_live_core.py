@@ -140,3 +140,35 @@ def test_repaint_now_skips_the_debounce(client):
     assert job.wait(timeout=60).steps_run > 0 and done.wait(5)
     assert session.stats.submitted == 1 and len(painted) == 1
     session.close()
+
+
+def test_finish_policy_keeps_painting_while_strokes_never_stop(client):
+    """policy="finish": the running job finishes, the newest plan waits (replacing older waiting ones):
+    nothing is cancelled, nothing queues, and pictures keep coming during a long flurry."""
+    reads, painted = [], []
+    s = Settings(prompt="a red circle", model="tiny", steps=20, sampler="euler", cfg_scale=5.0, strength=1.0)
+    version = {"n": 0}
+
+    def read_plan(session):
+        version["n"] += 1
+        reads.append(version["n"])
+        return plan_live((32, 32), s, session.seed, rgba=_canvas(32, 32, shade=version["n"]))
+
+    session = LiveSession(client, read_plan, painted.append, debounce=0.0, seed=9, policy="finish")
+    seen = []
+    for i in range(12):
+        session.stroke()
+        session.tick(session.clock() + 1)
+        seen.append(len(client.status().jobs))
+        time.sleep(0.03)
+    deadline = time.monotonic() + 60
+    while (session.busy or session._waiting is not None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    st = session.stats
+    assert st.cancelled == 0 and st.stale_results == 0, st.as_dict()
+    assert 2 <= st.submitted < 12 and st.deferred >= 1 and st.painted == st.submitted, st.as_dict()
+    assert max(seen) <= 1, seen                       # one live job at a time in the daemon
+    assert painted[-1].plan.request.init_image.data == _canvas(32, 32, shade=12)   # the newest read is painted
+    with pytest.raises(ValueError):
+        LiveSession(client, read_plan, painted.append, policy="latest")
