@@ -139,3 +139,25 @@ def test_sdxl_live_jobs_cache_both_encoders_and_paint_the_same_bits(tmp_path):
         a, b = xl.run(live_job("x1", **kw)), xl.run(live_job("x2", **kw))
         assert (a.info["prompt_cache"], b.info["prompt_cache"]) == ("miss", "hit")
         assert a.images[0].data == b.images[0].data == xl.run(live_job("x3", live=False, **kw)).images[0].data
+
+
+def test_the_cache_key_follows_the_active_concepts(engine, tiny_model, tmp_path, monkeypatch):
+    """A concept can change the text encoder (a text-encoder LoRA, a trigger embedding): embeddings cached
+    with one set of concepts are never reused for another."""
+    from impasto.backend.concepts.library import ConceptLibrary, new_meta
+    from impasto.backend.tooling.tiny_lora import write_lcm_lora
+    from impasto.backend.concepts import lora_io
+
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "home"))
+    path = write_lcm_lora(tiny_model, tmp_path / "l.safetensors")
+    tensors, hints = lora_io.read_lora_file(path)
+    ConceptLibrary().save("cache-key", tensors, new_meta(source="imported", rank=hints["rank"], base_arch="sd15"))
+    plain = engine.run(live_job("k1", prompt="a green star"))
+    assert plain.info["prompt_cache"] == "miss"
+    on = engine.run(live_job("k2", prompt="a green star", concepts=[("cache-key", 1.0)]))
+    assert on.info["prompt_cache"] == "miss"                    # another adapter set: another key
+    assert engine.run(live_job("k3", prompt="a green star", concepts=[("cache-key", 1.0)])).info["prompt_cache"] == "hit"
+    half = engine.run(live_job("k4", prompt="a green star", concepts=[("cache-key", 0.5)]))
+    assert half.info["prompt_cache"] == "miss"                  # another weight: another key
+    back = engine.run(live_job("k5", prompt="a green star"))
+    assert back.info["prompt_cache"] == "hit" and back.images[0].data == plain.images[0].data
