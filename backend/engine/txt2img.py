@@ -48,7 +48,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
         info["native"] = bucket
     info["diffusion_size"] = [w, h]
     kwargs = dict(num_inference_steps=req.steps, width=w, height=h, generator=generators(seeds),
-                  **prompt_kwargs(req, len(seeds), loaded.txt2img, loaded, info))
+                  **prompt_kwargs(req, len(seeds), loaded.txt2img))
     pipe = loaded.txt2img
     if configure_vae(pipe.vae, w, h):
         info["vae_tiled"] = True
