@@ -293,6 +293,7 @@ class MainWindow(FileMenu, QMainWindow):
         self.link.models_changed.connect(self.panel.set_models)
         self.concepts.use_requested.connect(self._use_concept)
         self.concepts.concepts_listed.connect(self.panel.set_concept_names)
+        self.concepts.concepts_listed.connect(lambda _names: self.panel.set_concept_listing(self.concepts.concepts))
         self.layers_panel.use_settings_requested.connect(self._reuse_layer_settings)
         self.layers_panel.mask_action.connect(self.mask_action)
         self.view.brush_size_step.connect(self._step_brush_size)

@@ -109,3 +109,29 @@ def test_a_flurry_of_strokes_runs_fewer_jobs_and_paints_the_newest(window):
     assert stats.painted >= 2 and w.live.candidate.job  # a real result
     assert headless.pump(5, lambda: w.live.session._pending is None)
     assert w.live.session._index == last
+
+
+def test_a_few_step_lora_in_the_concepts_becomes_the_panels_model_default(qapp):
+    """The canvas's "model default" follows a few-step LoRA switched on in the concepts (the daemon's
+    concept listing carries its preset), and goes back when it is removed."""
+    from types import SimpleNamespace
+
+    from impasto.desktop.generation_panel import GenerationPanel
+
+    panel = GenerationPanel()
+    panel.set_models(SimpleNamespace(default="sd15", models=[
+        {"name": "sd15", "native_size": 512, "recommended": {"scheduler": "DDIMScheduler", "steps": 25,
+                                                             "guidance_scale": 6.0}}]))
+    panel.set_concept_names(["cat", "lcm-lora-sdv1-5"])
+    panel.set_concept_listing([{"name": "cat"}, {"name": "lcm-lora-sdv1-5", "recommended": {
+        "sampler": "lcm", "steps": 4, "cfg_scale": 1.0, "preset": "LCM-LoRA"}}])
+    assert (panel.recommendation().sampler, panel.recommendation().steps) == ("ddim", 25)
+    row = panel.add_concept("lcm-lora-sdv1-5", 1.0)
+    rec = panel.recommendation()
+    assert (rec.sampler, rec.steps, rec.cfg_scale) == ("lcm", 4, 1.0)
+    assert panel.sampler.itemText(0) == "model default (LCM, 4, 1.0, LCM-LoRA)"
+    row.weight.setValue(0.0)                                   # off: the model's own again
+    assert panel.recommendation().sampler == "ddim" and panel.sampler.itemText(0).startswith("model default (DDIM")
+    row.weight.setValue(1.0)
+    panel._remove_concept(row)
+    assert panel.recommendation().sampler == "ddim"
