@@ -289,6 +289,9 @@ def with_recommendation(fields: "jobs.JobFields") -> "jobs.JobFields":
     try:
         reply = client.models(timeout=10)
         fields.recommendation = Recommendation.for_model(reply.models, fields.model, reply.default)
+        if fields.concepts.strip():   # a few-step LoRA in the concepts brings its own settings (docs/live.md)
+            fields.recommendation = fields.recommendation.with_concepts(client.concepts(timeout=10).concepts,
+                                                                        jobs.parse_concepts(fields.concepts))
     except Exception:  # noqa: BLE001
         pass
     finally:
