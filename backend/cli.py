@@ -199,6 +199,8 @@ def recommendation(args) -> Recommendation:
             print(f"note: {note}", file=sys.stderr)
         rec = args._recommendation = Recommendation.for_model(reply.models, getattr(args, "model", "") or "",
                                                               reply.default)
+        if getattr(args, "concept", None):   # a few-step LoRA (LCM-LoRA, Lightning...) brings its own settings
+            rec = args._recommendation = rec.with_concepts(job_client(args).concepts().concepts, args.concept)
         args._model_name = (getattr(args, "model", "") or reply.default)
     return rec
 

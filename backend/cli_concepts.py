@@ -206,6 +206,10 @@ def cmd_import(args) -> int:
     concept = done.info.get("concept", {})
     print(f"imported {path.name} as {args.name!r} ({done.info.get('layout')} keys, rank {concept.get('rank')}, "
           f"trigger {concept.get('trigger') or '-'!r})")
+    rec = concept.get("recommended")
+    if isinstance(rec, dict) and rec.get("preset"):   # a few-step LoRA (backend/engine/fewstep_presets.json)
+        print(f"few-step LoRA ({rec['preset']}): with it on, unset settings become {rec.get('sampler')}, "
+              f"{rec.get('steps')} steps, CFG {rec.get('cfg_scale')}")
     for n in done.info.get("notes", []):
         print(f"note: {n}", file=sys.stderr)
     return 0

@@ -40,7 +40,8 @@ from .slider_widgets import SlidersBox
 
 SAMPLER_LABELS = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
+    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM", "euler_trailing": "Euler trailing (Lightning)",
+    "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD",
 }
 FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
                "noise": "Noise"}
@@ -262,7 +263,10 @@ class GenerationPanel(QWidget):
     def recommendation(self) -> Recommendation:
         """What the chosen model recommends for the knobs left at "model default"."""
         name = self.model.currentData() or self._default_model
-        return self._recommendations.get(name, Recommendation())
+        rec = self._recommendations.get(name, Recommendation())
+        # a few-step LoRA on in the concepts (LCM-LoRA, Lightning...) brings its own settings (docs/live.md)
+        active = [(n, w) for n, w in (r.value() for r in self._concept_rows) if n]
+        return rec.with_concepts(getattr(self, "_concept_listing", []), active)
 
     def _show_recommendation(self, *_args) -> None:
         rec = self.recommendation()
@@ -334,6 +338,11 @@ class GenerationPanel(QWidget):
         self.model.blockSignals(False)
         self._show_recommendation()
 
+    def set_concept_listing(self, entries: List[dict]) -> None:
+        """The daemon's concept listing (a few-step LoRA's ``recommended`` settings ride on it)."""
+        self._concept_listing = list(entries)
+        self._show_recommendation()
+
     def set_concept_names(self, names: List[str]) -> None:
         self._concept_names = list(names)
         for row in self._concept_rows:
@@ -353,14 +362,18 @@ class GenerationPanel(QWidget):
     def add_concept(self, name: str, weight: float = 1.0) -> ConceptRow:
         row = ConceptRow(self._concept_names, name, weight)
         row.removed.connect(self._remove_concept)
+        row.name.currentTextChanged.connect(self._show_recommendation)   # a few-step LoRA changes "model default"
+        row.weight.valueChanged.connect(self._show_recommendation)
         self._concept_rows.append(row)
         self._concepts_layout.insertWidget(self._concepts_layout.count() - 1, row)
+        self._show_recommendation()
         return row
 
     def _remove_concept(self, row: ConceptRow) -> None:
         self._concept_rows.remove(row)
         row.setParent(None)
         row.deleteLater()
+        self._show_recommendation()
 
     def insert_trigger(self, trigger: str) -> None:
         """Add a concept's trigger word to the prompt unless it is already there."""

@@ -50,6 +50,7 @@ from .layers import Layer
 from .layers_panel import LayersPanel
 from .settings import GenerationSettings
 from .staging import StagingArea
+from .live import LiveController
 from .staging_bar import StagingBar
 from .prompt_edit import PromptEditor
 from .tools import TOOL_CLASSES, BrushSettings, Tool
@@ -91,6 +92,7 @@ class MainWindow(FileMenu, QMainWindow):
 
         self.panel = GenerationPanel()
         self.controller = GenerationController(link, self.panel, self.view, self.staging, lambda: self.doc, self)
+        self.live = LiveController(link, self.panel, self.view, lambda: self.doc, self)   # desktop/live.py
         self.concepts = ConceptsPanel(link)
         self.layers_panel = LayersPanel(self.doc)
         self.history_view = QUndoView(self.doc.undo)
@@ -180,6 +182,13 @@ class MainWindow(FileMenu, QMainWindow):
         self.a_discard = A("&Discard candidate", self.staging.discard_current)
         self.a_next = A("&Next candidate", self.staging.next)
         self.a_prev = A("&Previous candidate", self.staging.previous)
+        self.a_live = A("&Live painting", lambda: self.live.set_enabled(self.a_live.isChecked()), "Ctrl+Shift+L",
+                        "Every stroke repaints the picture (img2img at the live model's settings)")
+        self.a_live.setCheckable(True)
+        self.a_keep_live = A("&Keep live picture", self.live.keep, "Ctrl+Shift+K", "Copy the live picture into a layer")
+        self.a_discard_live = A("Discard live picture", self.live.discard)
+        self.live.changed.connect(lambda: self.a_live.setChecked(self.live.enabled))
+        self.live.status.connect(lambda text, _error: self.statusBar().showMessage(text, 5000))
         self.a_start_daemon = A("&Start the daemon", self.link.start_daemon)
         self.a_autostart = A("Start the daemon &automatically", lambda: setattr(
             self.link, "autostart", self.a_autostart.isChecked()))
@@ -208,7 +217,7 @@ class MainWindow(FileMenu, QMainWindow):
             m.addSeparator() if a is None else m.addAction(a)
         m = mb.addMenu("&Generate")
         for a in (self.a_generate, self.a_refine, self.a_inpaint, self.a_cancel, None, self.a_accept,
-                  self.a_discard, self.a_next, self.a_prev):
+                  self.a_discard, self.a_next, self.a_prev, None, self.a_live, self.a_keep_live, self.a_discard_live):
             m.addSeparator() if a is None else m.addAction(a)
         m = mb.addMenu("&Daemon")
         m.addAction(self.a_start_daemon)
@@ -287,6 +296,7 @@ class MainWindow(FileMenu, QMainWindow):
         self.concepts.use_requested.connect(self._use_concept)
         self.concepts.concepts_listed.connect(self.panel.set_concept_names)
         self.concepts.concepts_info.connect(self.panel.set_concepts_info)
+        self.concepts.concepts_listed.connect(lambda _names: self.panel.set_concept_listing(self.concepts.concepts))
         self.layers_panel.use_settings_requested.connect(self._reuse_layer_settings)
         self.layers_panel.mask_action.connect(self.mask_action)
         self.view.brush_size_step.connect(self._step_brush_size)
@@ -480,6 +490,7 @@ class MainWindow(FileMenu, QMainWindow):
             event.ignore()
             return
         self.controller.cancel_all()
+        self.live.set_enabled(False)
         self.link.close()
         event.accept()
 

@@ -1,4 +1,4 @@
-"""The GIMP 3 plug-in: four procedures under Filters > Impasto (runs inside GIMP only).
+"""The GIMP 3 plug-in: five procedures under Filters > Impasto (runs inside GIMP only).
 
 * **Generate** - text to image: new layers in the open image (covering it by
   default), or a new image when none is open.
@@ -6,6 +6,8 @@
   selection only ("only masked", the result masked by the selection).
 * **Inpaint Selection** - repaint the selection (denoising strength 1 by
   default), context from "only masked" padding around it.
+* **Repaint Now** - live painting on demand (GIMP has no stroke event): the
+  client core's live job, into one "Impasto live" layer (``live.py``).
 * **Settings** - daemon endpoint, auto-start, daemon command, transport.
 * **Save Result** - the selected result layer as a PNG carrying its A1111
   parameters (each new layer keeps them; ``gimp_save.py``).
@@ -19,7 +21,7 @@ progress window with the daemon's live preview and a Cancel button, while
 the network waits happen on a worker thread.
 
 Over 500 lines on purpose: GIMP registers procedures from one ``Gimp.PlugIn``
-class, so the four procedures' declarations (arguments, menus, defaults) live
+class, so the procedures' declarations (arguments, menus, defaults) live
 together here; planning, pixels, dialogs and the job flow are in their own
 modules (``jobs.py``, ``gimp_pixels.py``, ``gimp_ui.py``, ``job_runner.py``).
 """
@@ -36,7 +38,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
 from ..protocol.settings import Recommendation  # noqa: E402
-from . import control_layer, daemon_link, geometry, jobs, pixels, results, save_result  # noqa: E402
+from . import control_layer, daemon_link, geometry, jobs, live, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
 from .geometry import Rect  # noqa: E402
@@ -52,7 +54,8 @@ RW = GObject.ParamFlags.READWRITE
 
 SAMPLER_LABELS = {
     "default": "Model default (its impasto.json)", "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few steps)",
+    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few steps)", "euler_trailing": "Euler trailing (Lightning)",
+    "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD (few steps)",
 }
 FILL_LABELS = {
     "original": "Original (keep what is there)", "blur": "Blur (smeared surroundings)",
@@ -126,7 +129,7 @@ class ImpastoPlugIn(Gimp.PlugIn):
     """Registers the procedures; each run is a fresh process started by GIMP."""
 
     def do_query_procedures(self):
-        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, PROC_SETTINGS, PROC_SAVE]
+        return [PROC_GENERATE, PROC_REFINE, PROC_INPAINT, live.PROC_REPAINT, PROC_SETTINGS, PROC_SAVE]
 
     def do_set_i18n(self, name):
         return False
@@ -175,6 +178,16 @@ class ImpastoPlugIn(Gimp.PlugIn):
             from . import gimp_save
 
             gimp_save.declare(proc)
+        elif name == live.PROC_REPAINT:   # live painting on demand (live.py)
+            proc.set_image_types("RGB*, GRAY*")
+            proc.set_sensitivity_mask(ANY_IMAGE)
+            proc.set_menu_label("Repaint _Now")
+            proc.set_documentation(
+                "Repaint the picture (or the selection) as live painting does, into the 'Impasto live' layer",
+                "No dialog: the last values (give it a shortcut and press it after each stroke). The live layer is "
+                "replaced at every press; rename it to keep it, delete it to discard it.", name)
+            _add_common(proc)
+            _add_edit(proc, 0.5, "original")
         elif name == PROC_SETTINGS:
             proc.set_image_types("*")
             proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
@@ -207,7 +220,8 @@ class ImpastoPlugIn(Gimp.PlugIn):
                 return run_settings(procedure, config, interactive)
             if name == PROC_SAVE:
                 return run_save(procedure, image, list(drawables or []), config, interactive)
-            runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint}[name]
+            runner = {PROC_GENERATE: run_generate, PROC_REFINE: run_refine, PROC_INPAINT: run_inpaint,
+                      live.PROC_REPAINT: run_repaint_now}[name]
             return runner(procedure, image, list(drawables or []), config, interactive)
         except (ProtocolError, gp.GimpInputError, plugin_settings.SettingsError, ValueError, OSError) as exc:
             return _error(procedure, _sentence(exc))
@@ -297,6 +311,9 @@ def with_recommendation(fields: "jobs.JobFields") -> "jobs.JobFields":
         note = daemon_link.models_note(settings, reply)
         if note:
             Gimp.message(f"Impasto: {note}")
+        if fields.concepts.strip():   # a few-step LoRA in the concepts brings its own settings (docs/live.md)
+            fields.recommendation = fields.recommendation.with_concepts(client.concepts(timeout=10).concepts,
+                                                                        jobs.parse_concepts(fields.concepts))
     except Exception:  # noqa: BLE001
         pass
     finally:
@@ -530,6 +547,44 @@ def run_save(procedure, image, drawables, config, interactive: bool):
     if interactive:
         Gimp.message(f"Impasto: saved {path} with its parameters")
     return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, None)
+
+
+# --------------------------------------------------------------------------- Repaint Now (live painting)
+
+
+def run_repaint_now(procedure, image, drawables, config, interactive: bool):
+    """The live job now, no dialog; the picture replaces the 'Impasto live' layer (one undo group)."""
+    fields = with_recommendation(jobs.JobFields.from_config(config.get_property))
+    old = [layer for layer in image.get_layers() if layer.get_name() == live.LIVE_LAYER]
+    for layer in old:                    # never repaint the last repaint
+        layer.set_visible(False)
+    try:
+        plan, sent, mask = live.repaint_request(
+            fields, gp.image_rect(image), geometry.selection_rect(gp.selection_bounds(image)),
+            live.session_seed(fields.seed, image.get_id()), lambda r: gp.read_visible(image, r),
+            lambda r: gp.read_selection(image, r))
+    finally:
+        for layer in old:
+            layer.set_visible(True)
+    plan.request.job = f"gimp-live-{image.get_id()}-{GLib.get_monotonic_time()}"
+    outcome = run_job(plan.request, "Impasto: repainting", False)
+
+    def place(result: Result):
+        lplans = (results.edit_layers(result, sent, mask) if mask is not None
+                  else results.refine_layers(result, sent, None))
+        with _UndoGroup(image):
+            for layer in old:
+                image.remove_layer(layer)
+            first = None
+            for lp in lplans[:1]:
+                first = gp.new_layer(image, live.LIVE_LAYER, lp.place, lp.rgba)
+                gp.insert_above(image, first, None)
+                if lp.mask is not None:
+                    gp.add_mask(first, lp.mask)
+        Gimp.displays_flush()
+        return image, first
+
+    return _finish(procedure, outcome, place)
 
 
 # --------------------------------------------------------------------------- Settings

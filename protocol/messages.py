@@ -22,7 +22,9 @@ from typing import ClassVar, Dict, List, Optional, Tuple
 # 2: no file paths on the wire (concept import/export carry the file's bytes), authenticated transport
 PROTOCOL_VERSION = 2
 
-SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm")
+SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm",
+            # few-step models (SDXL-Lightning, SD/SDXL-Turbo, Hyper-SD, TCD LoRAs): trailing timesteps
+            "euler_trailing", "euler_a_trailing", "ddim_trailing", "tcd")
 FILL_MODES = ("original", "blur", "neutral", "noise")
 PRIORITIES = ("back", "front")
 TRAIN_METHODS = ("lora", "custom_diffusion")
@@ -175,6 +177,9 @@ class Generate:
     control: List["ControlUnit"] = field(default_factory=list)
     # Prompt-to-Prompt: repaint the picture of ``p2p.source_prompt`` at this seed with ``prompt`` instead
     p2p: Optional["PromptEdit"] = None
+    # live painting (docs/live.md): a repaint after a stroke.  The daemon keeps its prompt's text embeddings,
+    # and a newer live job of the same client supersedes it (queued: cancelled; running: stopped) - newest wins
+    live: bool = False
 
     @property
     def kind(self) -> str:
@@ -586,6 +591,12 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
     _validate_control(msg, limits)
     if msg.p2p is not None:
         _validate_p2p(msg)
+    if not isinstance(msg.live, bool):
+        raise _bad("live", f"must be true or false, not {msg.live!r}")
+    if msg.live and msg.init_image is None:
+        raise _bad("live", "a live job repaints the canvas: it needs an init_image")
+    if msg.live and msg.batch_size != 1:
+        raise _bad("live", f"a live job paints one picture, not a batch of {msg.batch_size}")
     if msg.init_image is None:
         _check_size("width", msg.width, "height", msg.height, limits)
         if msg.mask is not None:

@@ -176,7 +176,7 @@ def _read_concepts(value: Any) -> Optional[List[Dict[str, Any]]]:
 SCHEDULER_SAMPLERS = {
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "EulerDiscreteScheduler": "euler",
     "EulerAncestralDiscreteScheduler": "euler_a", "DPMSolverMultistepScheduler": "dpmpp_2m",
-    "LCMScheduler": "lcm",
+    "LCMScheduler": "lcm", "TCDScheduler": "tcd",
 }
 
 
@@ -194,6 +194,7 @@ class Recommendation:
     cfg_scale: float = _G.cfg_scale
     native_size: int = 512
     from_model_file: bool = False
+    preset: str = ""                      # a few-step preset's name ("SDXL-Lightning", "LCM-LoRA"), when one applied
 
     @classmethod
     def from_model(cls, entry: Optional[Dict[str, Any]]) -> "Recommendation":
@@ -215,6 +216,8 @@ class Recommendation:
         cfg = rec.get("cfg_scale", rec.get("guidance_scale"))
         if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) and cfg > 0:
             out.cfg_scale, out.from_model_file = float(cfg), True
+        if isinstance(rec.get("preset"), str):
+            out.preset = rec["preset"]
         return out
 
     @classmethod
@@ -226,11 +229,37 @@ class Recommendation:
                 return cls.from_model(entry)
         return cls()
 
+    def with_concepts(self, concepts: Any, active: Any) -> "Recommendation":
+        """This recommendation under the job's concepts: a few-step LoRA's own settings win.
+
+        ``concepts`` is the daemon's concept listing (dicts), ``active`` the job's
+        ``(name, weight)`` pairs.  An LCM-LoRA, Hyper-SD or Lightning LoRA at a
+        weight above 0 carries a ``recommended`` block (the daemon's presets);
+        with it on, unset knobs become its sampler / steps / CFG, not the base
+        model's 20 steps at CFG 7, which would burn the picture.  The first such
+        concept in the job's order wins.
+        """
+        by_name = {c.get("name"): c for c in concepts or [] if isinstance(c, dict)}
+        for name, weight in active or []:
+            entry = by_name.get(name)
+            if not entry or not isinstance(weight, (int, float)) or weight <= 0:
+                continue
+            rec = entry.get("recommended")
+            if isinstance(rec, dict) and rec:
+                out = Recommendation.from_model({"recommended": rec, "native_size": self.native_size})
+                if out.from_model_file:
+                    out.preset = str(rec.get("preset", "")) or name
+                    return out
+        return self
+
     def label(self) -> str:
         """``model default (DDIM, 20, 5.0)``: the words help texts and panels show for "unset"."""
+        preset = f", {self.preset}" if self.preset else ""   # "model default (LCM, 4, 1.0, LCM-LoRA)"
         return f"model default ({SAMPLER_LABELS_SHORT.get(self.sampler, self.sampler)}, {self.steps}, " \
-               f"{self.cfg_scale:.1f})"
+               f"{self.cfg_scale:.1f}{preset})"
 
 
 SAMPLER_LABELS_SHORT = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
-                        "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM"}
+                        "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
+                        "euler_trailing": "Euler trailing", "euler_a_trailing": "Euler a trailing",
+                        "ddim_trailing": "DDIM trailing", "tcd": "TCD"}

@@ -46,6 +46,7 @@ def base_messages(job: str) -> List[Any]:
                  control=[ControlUnit("scribble", _img(16, 16), "", 0.8, 0.1, 0.9), ControlUnit("raw", _img(8, 8))]),
         Generate(job=job, prompt="a blue circle", model="tiny", width=32, height=32, steps=1, seed=3,
                  p2p=PromptEdit(source_prompt="a red circle", reweight_word="blue", reweight=2.0)),
+        Generate(job=job, prompt="x", model="tiny", steps=1, init_image=_img(16, 16), strength=0.5, live=True),
         Train(job=job, name="fz-concept", images=[_img(16, 16)], trigger="zwx", steps=1, model="tiny"),
         TrainSlider(job=job, name="fz-slider", target="a shape", positive="a big shape", negative="a small shape",
                     preserve=["on blue"], steps=1, base_pictures=1, model="tiny"),

@@ -134,6 +134,12 @@ class ConceptInfo:
         out["name"] = self.name
         out["path"] = str(self.path)
         out["samples"] = [str(p) for p in self.sample_paths()]
+        if "recommended" not in out and self.meta.get("source") == "imported":   # imported before presets: by name
+            from impasto.backend.engine.fewstep import for_lora
+
+            preset = for_lora([self.name, str(self.meta.get("imported_from", "")).rsplit(".", 1)[0]])
+            if preset:
+                out["recommended"] = preset
         try:
             out["size_bytes"] = self.weights_path.stat().st_size
         except OSError:

@@ -345,9 +345,16 @@ def _lora_from(tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> Tuple[
         hints["trigger"] = bundled_word or _trigger_from_kohya_tags(meta)
     hints["trigger_embedding"] = vectors is not None
     hints["slider"] = slider_from_header(meta)
+    hints["titles"] = fewstep_titles(meta)   # names the file gives itself (an LCM-LoRA's preset, fewstep.py)
     if vectors is not None:
         lib[KEY] = vectors
     return lib, hints
+
+
+def fewstep_titles(meta: Dict[str, str]):
+    from impasto.backend.engine.fewstep import titles
+
+    return titles(meta)
 
 
 def _trigger_from_kohya_tags(meta: Dict[str, str]) -> str:

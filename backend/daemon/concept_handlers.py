@@ -102,6 +102,11 @@ def _import(daemon, msg: ConceptAction) -> dict:
         imported_from=filename, layout=hints["layout"], modules=hints["modules"],
         **({"slider": hints["slider"]} if hints.get("slider") else {}),   # an exported slider stays a slider
     )
+    from impasto.backend.engine.fewstep import for_lora
+
+    preset = for_lora([msg.name, filename.rsplit(".", 1)[0]] + list(hints.get("titles", [])))
+    if preset:   # an LCM-LoRA, Hyper-SD or Lightning LoRA: its sampler, steps and CFG travel in the listing
+        meta["recommended"] = preset
     concept = library.save(msg.name, tensors, meta)
     notes = []
     if not trigger:

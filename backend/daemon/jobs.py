@@ -170,6 +170,25 @@ class JobTable:
                 running.cancel.set()
             return queued, running
 
+    def supersede_live(self, client: bytes) -> Tuple[List[JobRecord], Optional[JobRecord]]:
+        """A new live job from ``client`` makes its older live jobs stale (newest wins, never a backlog).
+
+        Returns (its queued live jobs, now out of the queue and flagged; its running live job, flagged
+        to stop at the next step).  Other jobs of the client (a Generate it waits for) are untouched.
+        """
+        with self._lock:
+            q = self._queues.get(client)
+            stale = [r for r in (q or ()) if getattr(r.request, "live", False)]
+            for rec in stale:
+                self._remove_queued(rec)
+                rec.cancel.set()
+            running = self._running
+            if running is None or running.client != client or not getattr(running.request, "live", False):
+                running = None
+            else:
+                running.cancel.set()
+            return stale, running
+
     def clients(self) -> List[bytes]:
         """Clients with pending (queued or running) jobs."""
         with self._lock:

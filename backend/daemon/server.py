@@ -388,6 +388,11 @@ class Daemon:
         rec = JobRecord(client=identity, request=msg, client_name=self._client_name(identity))
         if self.table.get(rec.key) is not None:
             raise ProtocolError(ErrorCode.DUPLICATE_JOB, f"job {msg.job!r} is already queued or running", "job")
+        if getattr(msg, "live", False):   # newest wins: this client's older live jobs are stale
+            stale, _running = self.table.supersede_live(identity)
+            for old in stale:
+                self.table.forget(old.key)
+                self._send(identity, Cancelled(job=old.request.job))
         # accepted goes out before the worker can possibly emit progress
         position = self.table.add(rec, front=(msg.priority == "front"))
         self._send(identity, Accepted(job=msg.job, position=position))

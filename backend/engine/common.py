@@ -16,8 +16,11 @@ def job_seeds(req) -> List[int]:
     return [base + i for i in range(req.batch_size)]
 
 
-def prompt_kwargs(req, batch: int, pipe=None) -> Dict[str, object]:
+def prompt_kwargs(req, batch: int, pipe=None, loaded=None, info=None) -> Dict[str, object]:
     """The prompt, negative prompt and CFG scale for a batch, as the pipelines take them.
+
+    A live job (``req.live``) takes the embeddings of an unchanged prompt from
+    :mod:`.prompt_cache` (``info["prompt_cache"]`` says hit or miss).
 
     A prompt with weights (``(word:1.3)``, ``[word]``, ``BREAK``...) or longer
     than one 75-token chunk goes to ``pipe`` as embeddings built by
@@ -26,6 +29,10 @@ def prompt_kwargs(req, batch: int, pipe=None) -> Dict[str, object]:
     """
     from . import prompts
 
+    if getattr(req, "live", False) and pipe is not None and loaded is not None:
+        from . import prompt_cache
+
+        return prompt_cache.prompt_kwargs(pipe, loaded, req, batch, info if info is not None else {})
     if pipe is not None and prompts.needed(pipe, req.prompt, req.negative_prompt):
         return dict(guidance_scale=req.cfg_scale,
                     **prompts.embeddings(pipe, req.prompt, req.negative_prompt, batch))

@@ -155,7 +155,7 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
         pipe, loaded, req.sampler, hooks, timings, control=control,
         image=start, mask_image=Image.fromarray(pixel_cells, "L"), masked_image_latents=masked_latents,
         height=h, width=w, strength=req.strength, num_inference_steps=num_steps,
-        generator=generators(seeds), **prompt_kwargs(req, len(seeds), pipe), **loaded.size_conditioning(w, h),
+        generator=generators(seeds), **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(w, h),
     )
     info["latent_shape"] = list(out.shape)
     return decode(pipe, out, timings), steps

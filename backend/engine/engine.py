@@ -40,6 +40,7 @@ class Engine:
         self.loaded: Optional[LoadedModel] = None
         self.controls = ControlStore(self.registry.models_dir)  # control models, resident once loaded
         self._stamp, self._loaded_as_default = None, False
+        self.loads = 0     # models loaded so far: a live session must never reload (result.info["model_loads"])
 
     # ------------------------------------------------------------------ models
 
@@ -63,6 +64,7 @@ class Engine:
             self.loaded = None
         try:
             self.loaded = LoadedModel(entry, self.choice, self.registry.models_dir)
+            self.loads += 1
         except EngineError:
             raise
         except Exception as exc:
@@ -112,6 +114,7 @@ class Engine:
         result.info.setdefault("device", self.choice.describe())
         result.info.setdefault("torch_threads", torch.get_num_threads())  # benchmarks compare like with like
         result.info.setdefault("fast_path", loaded.fast.describe())
+        result.info.setdefault("model_loads", self.loads)
         peak = peak_memory(self.choice)
         if peak is not None:
             result.info.setdefault("peak_vram_bytes", peak)

@@ -75,7 +75,7 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     out, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (dw, dh)),
                          image=latents, strength=req.strength,
                          num_inference_steps=num_steps, generator=generators(seeds),
-                         **prompt_kwargs(req, len(seeds), pipe), **loaded.size_conditioning(dw, dh))
+                         **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(dw, dh))
     info["latent_shape"] = list(out.shape)
     images = decode(pipe, out, timings)
     t0 = time.perf_counter()

@@ -28,6 +28,8 @@ log = logging.getLogger("impasto.models")
 from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F401 (re-exported)
 from impasto.protocol.messages import check_name, ProtocolError
 
+from . import fewstep
+
 STARTER_NAME = "starter"
 
 
@@ -133,6 +135,9 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         concept_training=concept_training_defaults(extra, path),
         recommended=_recommended(extra),
     )
+    if not entry.recommended:   # a few-step model (LCM, Turbo, Lightning...) recognised by name / scheduler
+        entry.recommended = fewstep.for_diffusers_folder(
+            path, _read_json(path / "scheduler" / "scheduler_config.json")) or {}
     return entry
 
 
@@ -215,6 +220,8 @@ def inspect_single_file(path: Path) -> ModelEntry:
     else:
         entry.supported = False
         entry.notes.append("not a Stable Diffusion checkpoint")
+    if entry.supported and not entry.recommended:   # SD-Turbo, SDXL-Lightning... by file name or title
+        entry.recommended = fewstep.for_single_file(path, header.get("__metadata__")) or {}
     return entry
 
 

@@ -16,6 +16,7 @@ from diffusers import (
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     LCMScheduler,
+    TCDScheduler,
 )
 
 from impasto.protocol.messages import SAMPLERS, ErrorCode
@@ -33,6 +34,12 @@ SAMPLER_TABLE: Dict[str, Tuple[type, Dict[str, Any]]] = {
     "dpmpp_2m_karras": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
                                                       "use_karras_sigmas": True}),
     "lcm": (LCMScheduler, {}),
+    # few-step distilled models step at the *end* of each interval ("trailing", as their model cards say):
+    # the default "leading" spacing never reaches t=999 and leaves a 1-4 step model grey
+    "euler_trailing": (EulerDiscreteScheduler, {"timestep_spacing": "trailing"}),
+    "euler_a_trailing": (EulerAncestralDiscreteScheduler, {"timestep_spacing": "trailing"}),
+    "ddim_trailing": (DDIMScheduler, {"timestep_spacing": "trailing"}),
+    "tcd": (TCDScheduler, {}),
 }
 assert tuple(SAMPLER_TABLE) == SAMPLERS, "protocol and engine must agree on sampler names"
 

@@ -324,7 +324,10 @@ class DockerForm:
         state = getattr(self, "state", None)
         if state is None:
             return Recommendation()
-        return Recommendation.for_model(state.models, self.model_combo.currentData() or "", state.default_model)
+        rec = Recommendation.for_model(state.models, self.model_combo.currentData() or "", state.default_model)
+        # a few-step LoRA ticked in the concepts (LCM-LoRA, Lightning...) brings its own settings (docs/live.md)
+        active = [(n, w.value()) for n, (check, w) in getattr(self, "concept_rows", {}).items() if check.isChecked()]
+        return rec.with_concepts(state.concepts, active)
 
     def show_recommendation(self) -> None:
         rec = self.recommendation()

@@ -20,6 +20,7 @@ from . import control_layers, planning
 from .config import ConnectionConfig, SettingsStore, load_connection, save_connection, split_command
 from .krita_host import document_format, prepare_layer
 from .prompt_edit import attach as attach_prompt_edit
+from .live import KritaLive
 from .form import STATUS_COLOURS, DockerForm, _select_data  # noqa: F401 (_select_data: the test drivers use it)
 from .masks import crop
 from .placement import PlacementError, plan_layers
@@ -78,6 +79,8 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         self._build()
         self.edit_prompt = attach_prompt_edit(self)   # "Edit prompt" on a result (prompt_edit.py)
         self.control_box = control_layers.attach(self)
+        self.live = KritaLive(self)   # live painting (live.py): its row goes above the preview it shows in
+        self.layout().insertWidget(self.layout().indexOf(self.preview), self.live.row())
         self._load_form(self.settings)
         self._save_timer = QtCore.QTimer(self)
         self._save_timer.setSingleShot(True)
@@ -417,4 +420,5 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         for t in (self._save_timer, self._canvas_timer, self._alive_timer):
             t.stop()
         self._save_form()
+        self.live.set_enabled(False)
         self.session.close()

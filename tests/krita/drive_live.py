@@ -1,0 +1,86 @@
+"""Runs inside real Krita (``kritarunner -s drive_live -f main``): live painting in the docker.
+
+Reuses ``drive_plugin``'s host, documents and report, and adds one scenario:
+live mode on a real Krita document against a real daemon - the first
+picture, a stroke repainting it, a flurry of strokes where the newest wins,
+a live job inside a selection (an "only masked" edit of its window), Keep
+adding the picture as a layer, Discard, and switching off.
+"""
+from __future__ import annotations
+
+import time
+
+import drive_plugin as dp
+from drive_plugin import check, make_document, select, set_form, wait_for
+
+
+def _paint(doc, x, y, w, h, colour):
+    layer = next(n for n in dp.layer_nodes(doc) if n.name() == "painting")   # the opaque one (on the background)
+    layer.setPixelData(bytes(colour) * (w * h), x, y, w, h)
+    doc.refreshProjection()
+    doc.waitForDone()
+
+
+def scenario_live(ctx):
+    krita, app, panel, host = ctx["krita"], ctx["qt"], ctx["panel"], ctx["host"]
+    set_form(panel, model="tiny", strength=60, steps=3, seed=7, prompt="a red circle")
+    doc, _rgba = make_document(krita, "live", 128, 128)
+    host.doc = doc
+    live = panel.live
+    check("live: switches on", live.set_enabled(True) and live.enabled, panel.last_message)
+    check("live: the first picture arrives", wait_for(app, lambda: live.last is not None, 90), panel.last_message)
+    stats = live.session.stats
+    first = live.last.result.images[0].data if live.last else b""
+    painted = stats.painted
+    _paint(doc, 4, 4, 20, 6, (0, 0, 255, 255))                      # a stroke (BGRA: red)
+    check("live: a stroke repaints", wait_for(app, lambda: stats.painted > painted, 90), stats.as_dict())
+    check("live: the picture changed with the stroke",
+          live.last is not None and live.last.result.images[0].data != first)
+    check("live: the job was a live img2img of the canvas",
+          live.last is not None and live.last.plan.kind == "img2img" and live.last.plan.request.live
+          and not live.last.plan.request.preview)
+    # a flurry: strokes faster than jobs
+    strokes_before, sent_before = stats.strokes, stats.submitted
+    for i in range(8):
+        _paint(doc, 4 + i * 6, 40, 5, 5, (0, 200, 0, 255))
+        dp.pump(app, 0.1)
+    settle = lambda: not live.session.busy and not live.session.debounce.pending  # noqa: E731
+    check("live: the flurry settles", wait_for(app, settle, 120), stats.as_dict())
+    dp.pump(app, 0.3)
+    strokes, sent = stats.strokes - strokes_before, stats.submitted - sent_before
+    check("live: strokes were seen", strokes >= 4, stats.as_dict())
+    check("live: every job sent ended (painted, cancelled or dropped)",
+          stats.painted + stats.cancelled + stats.stale_results + stats.errors == stats.submitted, stats.as_dict())
+    check("live: the picture shown is the newest job's",
+          live.last is not None and live.last.job_index == live.session._index, stats.as_dict())
+    ctx["report"]["info"]["live_flurry"] = {"strokes": strokes, "sent": sent, **stats.as_dict()}
+    # inside a selection: an only-masked edit of the selection's window
+    select(doc, 80, 80, 16, 16)
+    painted = stats.painted
+    _paint(doc, 84, 84, 8, 8, (255, 0, 0, 255))
+    check("live: a stroke in a selection repaints", wait_for(app, lambda: stats.painted > painted
+                                                              and live.last.plan.kind == "edit", 90), stats.as_dict())
+    req = live.last.plan.request if live.last else None
+    check("live: only the selection's window was sent",
+          req is not None and req.mask is not None and req.init_image.width * req.init_image.height < 128 * 128,
+          req and (req.init_image.width, req.init_image.height))
+    # keep: a real layer
+    layers = len(dp.layer_nodes(doc))
+    nodes = live.keep()
+    doc.waitForDone()
+    check("live: Keep adds one layer", len(nodes) == 1 and len(dp.layer_nodes(doc)) == layers + 1,
+          [n.name() for n in dp.layer_nodes(doc)])
+    check("live: the kept layer is named as live", bool(nodes) and nodes[0].name().startswith("Live"))
+    wait_for(app, lambda: live.last is not None, 60)
+    live.discard()
+    check("live: Discard drops the picture", live.last is None)
+    live.set_enabled(False)
+    check("live: switches off", not live.enabled and live.session is None)
+    doc.close()
+
+
+dp.SCENARIOS["live"] = scenario_live
+
+
+def main(*args):
+    dp.main(*args)

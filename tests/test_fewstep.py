@@ -1,0 +1,210 @@
+"""Few-step models and LoRAs get their own sampler, steps and CFG without the artist knowing them.
+
+The preset table (backend/engine/fewstep_presets.json) is matched on what the
+loader sees; the model / concept listing carries the result as
+``recommended``; the client core's "model default" turns unset knobs into it;
+the engine runs the job with that sampler.  Tiny random models of the real
+shapes stand in for the downloads: a tiny SDXL single file named like
+SDXL-Lightning, a tiny SD folder named like SD-Turbo, one whose scheduler is
+LCM's, and a tiny LCM-LoRA-shaped LoRA imported into a real daemon.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from impasto.protocol.settings import Recommendation, Settings
+
+
+# --------------------------------------------------------------------------- the table (no torch)
+
+
+@pytest.mark.parametrize("names,kind,expected", [
+    (["sdxl_lightning_4step"], "model", ("euler_trailing", 4, 1.0, "SDXL-Lightning")),
+    (["sdxl_lightning_8step_lora"], "lora", ("euler_trailing", 8, 1.0, "SDXL-Lightning")),
+    (["SDXL-Lightning-2-step"], "lora", ("euler_trailing", 2, 1.0, "SDXL-Lightning")),
+    (["Hyper-SD15-8steps-lora"], "lora", ("ddim_trailing", 8, 1.0, "Hyper-SD")),
+    (["Hyper-SDXL-12steps-CFG-lora"], "lora", ("ddim_trailing", 12, 5.0, "Hyper-SD with CFG")),
+    (["Hyper-SDXL-1step-lora"], "lora", ("tcd", 1, 1.0, "Hyper-SD 1 step (TCD)")),
+    (["lcm-lora-sdv1-5"], "lora", ("lcm", 4, 1.0, "LCM-LoRA")),
+    (["my style", "pytorch_lora_weights", "LCM_LoRA_SDXL"], "lora", ("lcm", 4, 1.0, "LCM-LoRA")),
+    (["TCD-SDXL-LoRA"], "lora", ("tcd", 4, 1.0, "TCD")),
+    (["sd_xl_turbo_1.0_fp16"], "model", ("euler_a_trailing", 1, 1.0, "SDXL-Turbo")),
+    (["sd-turbo"], "model", ("euler_a_trailing", 1, 1.0, "SD-Turbo")),
+    (["dreamshaperXL_turboDpmppSDE"], "model", ("euler_a", 6, 2.0, "Turbo fine-tune")),
+])
+def test_presets_recognise_few_step_names(names, kind, expected):
+    from impasto.backend.engine import fewstep
+
+    got = fewstep.match(names, kind)
+    assert got is not None, names
+    assert (got["sampler"], got["steps"], got["cfg_scale"], got["preset"]) == expected
+    assert got["matched"].startswith("name ")
+
+
+@pytest.mark.parametrize("names,kind", [
+    (["v1-5-pruned-emaonly"], "model"), (["starter"], "model"), (["juggernautXL_v9"], "model"),
+    (["my-cat"], "lora"), (["sd_xl_base_1.0"], "model"),
+    (["sd_xl_turbo"], "lora"),                                 # a turbo checkpoint's name never makes a LoRA few-step
+])
+def test_ordinary_names_get_no_preset(names, kind):
+    from impasto.backend.engine import fewstep
+
+    assert fewstep.match(names, kind) is None
+
+
+def test_a_nonsense_step_count_falls_back_to_the_familys_default():
+    from impasto.backend.engine import fewstep
+
+    assert fewstep.match(["lightning-0-step"], "lora")["steps"] == 4
+    assert fewstep.match(["sdxl_lightning_4step"], "lora")["steps"] == 4
+    assert fewstep.match(["sdxl_lightning_2step"], "lora")["steps"] == 2
+
+
+def test_scheduler_class_and_title_metadata_are_read():
+    from impasto.backend.engine import fewstep
+
+    assert fewstep.match(["dreamy"], "model", "LCMScheduler")["sampler"] == "lcm"
+    assert fewstep.match(["dreamy"], "model", "TCDScheduler")["sampler"] == "tcd"
+    assert fewstep.match(["dreamy"], "model", "EulerDiscreteScheduler") is None
+    meta = {"ss_output_name": "Hyper-SD15-4steps-lora", "ss_base_model_version": "sd_v1"}
+    got = fewstep.for_lora(["renamed-by-artist", "download (3)"], meta)
+    assert got["steps"] == 4 and got["sampler"] == "ddim_trailing"
+
+
+def test_client_core_takes_a_few_step_loras_recommendation_over_the_models():
+    base = Recommendation.from_model({"name": "sd15", "native_size": 512,
+                                      "recommended": {"scheduler": "DDIMScheduler", "steps": 25, "cfg_scale": 6.0}})
+    listing = [{"name": "cat", "trigger": "zwx"},
+               {"name": "lcm-lora-sdv1-5", "recommended": {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0,
+                                                           "preset": "LCM-LoRA"}}]
+    on = base.with_concepts(listing, [("cat", 0.8), ("lcm-lora-sdv1-5", 1.0)])
+    assert (on.sampler, on.steps, on.cfg_scale, on.preset) == ("lcm", 4, 1.0, "LCM-LoRA")
+    assert on.native_size == 512
+    assert on.label() == "model default (LCM, 4, 1.0, LCM-LoRA)"
+    # weight 0 (or left out) keeps the model's own
+    assert base.with_concepts(listing, [("lcm-lora-sdv1-5", 0.0)]) is base
+    assert base.with_concepts(listing, [("cat", 1.0)]) is base
+    # an artist's own choice still wins over the preset
+    s = Settings(steps=6).resolved(on)
+    assert (s.sampler, s.steps, s.cfg_scale) == ("lcm", 6, 1.0)
+
+
+# --------------------------------------------------------------------------- models folder + engine (torch)
+
+
+@pytest.fixture(scope="module")
+def fewstep_models(tmp_path_factory):
+    from impasto.backend.engine import single_file as sf
+    from impasto.backend.tooling.tiny_model import build_tiny_model, build_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("fewstep-models")
+    work = tmp_path_factory.mktemp("fewstep-work")
+    build_tiny_model(root / "sd-turbo", seed=1)
+    build_tiny_model(root / "dreamy", seed=2)
+    cfg_path = root / "dreamy" / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["_class_name"] = "LCMScheduler"             # an LCM-distilled checkpoint (LCM_Dreamshaper's layout)
+    cfg_path.write_text(json.dumps(cfg))
+    build_tiny_model(root / "lightning-but-told", seed=3)   # impasto.json always wins over a preset
+    (root / "lightning-but-told" / "impasto.json").write_text(json.dumps(
+        {"recommended": {"scheduler": "DDIMScheduler", "steps": 12, "guidance_scale": 3.0}}))
+    build_tiny_sdxl(work / "xl", seed=4)
+    sf.write_single_file(work / "xl", root / "sdxl_lightning_4step.safetensors")
+    return root
+
+
+def test_model_listing_carries_the_presets(fewstep_models):
+    from impasto.backend.engine.models import ModelRegistry
+
+    entries = {e.name: e.to_dict() for e in ModelRegistry(fewstep_models).scan()}
+    light = entries["sdxl_lightning_4step"]
+    assert light["format"] == "single_file" and light["family"] == "sdxl"
+    rec = Recommendation.for_model(list(entries.values()), "sdxl_lightning_4step")
+    assert (rec.sampler, rec.steps, rec.cfg_scale, rec.preset) == ("euler_trailing", 4, 1.0, "SDXL-Lightning")
+    assert rec.label() == "model default (Euler trailing, 4, 1.0, SDXL-Lightning)"
+    turbo = Recommendation.for_model(list(entries.values()), "sd-turbo")
+    assert (turbo.sampler, turbo.steps) == ("euler_a_trailing", 1)
+    dreamy = Recommendation.for_model(list(entries.values()), "dreamy")
+    assert (dreamy.sampler, dreamy.steps, dreamy.cfg_scale) == ("lcm", 4, 1.0)
+    assert entries["dreamy"]["recommended"]["matched"] == "scheduler LCMScheduler"
+    told = Recommendation.for_model(list(entries.values()), "lightning-but-told")
+    assert (told.sampler, told.steps, told.cfg_scale, told.preset) == ("ddim", 12, 3.0, "")
+
+
+def test_trailing_samplers_start_at_the_last_timestep():
+    """Why the presets name trailing samplers: leading spacing never starts a 1-4 step run at pure noise."""
+    from impasto.backend.engine.samplers import make_scheduler
+
+    cfg = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+           "steps_offset": 1, "timestep_spacing": "leading"}
+    for trailing, plain in (("euler_trailing", "euler"), ("euler_a_trailing", "euler_a"), ("ddim_trailing", "ddim")):
+        t, p = make_scheduler(trailing, cfg), make_scheduler(plain, cfg)
+        t.set_timesteps(4)
+        p.set_timesteps(4)
+        assert int(t.timesteps[0]) == 999, trailing
+        assert int(p.timesteps[0]) < 999, plain
+    tcd = make_scheduler("tcd", cfg)
+    tcd.set_timesteps(4)
+    assert len(tcd.timesteps) == 4
+
+
+def _resolved_request(models, name, **extra):
+    from impasto.protocol.messages import Generate
+    from impasto.protocol.planner import request_fields
+
+    rec = Recommendation.for_model(models, name)
+    fields = request_fields(Settings(prompt="a red circle", model=name, seed=5, preview=False), rec)
+    return Generate(job="fs", width=64, height=64, **{**fields, **extra})
+
+
+def test_engine_runs_few_step_models_at_their_presets(fewstep_models):
+    from impasto.backend.engine import Engine
+    from impasto.protocol.messages import Image
+
+    engine = Engine(fewstep_models)
+    models = [e.to_dict() for e in engine.models()]
+    req = _resolved_request(models, "sdxl_lightning_4step")
+    assert (req.sampler, req.steps, req.cfg_scale) == ("euler_trailing", 4, 1.0)
+    res = engine.run(req)
+    assert res.steps_run == 4 and len(set(res.images[0].data)) > 20
+    # img2img on SD-Turbo at its one step: strength 0.5 still runs one step (the floor), not zero
+    req = _resolved_request(models, "sd-turbo", init_image=Image(64, 64, bytes(range(256)) * 64, "rgba8"),
+                            strength=0.5)
+    assert (req.sampler, req.steps) == ("euler_a_trailing", 1)
+    res = engine.run(req)
+    assert res.steps_run == 1 and res.info["schedule_steps"] == 2
+    req = _resolved_request(models, "dreamy")
+    res = engine.run(req)
+    assert req.sampler == "lcm" and res.steps_run == 4
+
+
+# --------------------------------------------------------------------------- an LCM-LoRA through a real daemon
+
+
+def test_an_imported_lcm_lora_brings_its_settings(client, tiny_model, tmp_path):
+    """Import a LoRA of LCM-LoRA's shape under LCM-LoRA's own (uninformative) file name; the concept
+    listing carries its preset and a job planned with it on runs LCM at 4 steps, CFG 1."""
+    from impasto.backend.tooling.tiny_lora import write_lcm_lora
+    from impasto.protocol.messages import Blob
+    from impasto.protocol.planner import plan_job
+
+    path = write_lcm_lora(tiny_model, tmp_path / "pytorch_lora_weights.safetensors")
+    done = client.concept_action("import", "lcm-lora-tiny", file=Blob(path.read_bytes()),
+                                 filename=path.name)
+    assert done.info["concept"]["recommended"]["preset"] == "LCM-LoRA"
+    assert done.info["concept"]["modules"] > 20          # every attention, ff, conv and time projection
+    listing = client.concepts().concepts
+    models = client.models()
+    rec = Recommendation.for_model(models.models, "tiny", models.default)
+    assert rec.sampler != "lcm"
+    settings = Settings(prompt="a red circle", model="tiny", seed=3, preview=False).set_concepts(
+        [("lcm-lora-tiny", 1.0)])
+    rec = rec.with_concepts(listing, settings.active_concepts())
+    plan = plan_job((32, 32), settings, "generate", recommendation=rec)
+    assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("lcm", 4, 1.0)
+    res = client.submit(plan.request).wait(timeout=120)
+    assert res.steps_run == 4
+    client.concept_action("delete", "lcm-lora-tiny")
