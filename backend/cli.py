@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from impasto.protocol import launcher, notices, planner, prompt_edit
+from impasto.protocol.control import parameters_extra as control_parameters
 from impasto.protocol.errors import CLI as CLI_WORDS
 from impasto.protocol.errors import PlanError, describe_error, where_to_set
 from impasto.protocol.parameters import format_parameters, parse_parameters
@@ -231,7 +232,8 @@ def picture_parameters(args, request, seed: int, size) -> str:
     s.set_concepts(request.concepts)
     model = request.model or getattr(args, "_model_name", "") or ""
     denoising = request.strength if request.init_image is not None else None
-    return format_parameters(s, seed, size, model, denoising, extra=prompt_edit.parameters_extra(request) or None)
+    extra = {**prompt_edit.parameters_extra(request), **control_parameters(request.control)}
+    return format_parameters(s, seed, size, model, denoising, extra=extra or None)
 
 
 def save_result(result: Result, out: Optional[str], args=None) -> List[Path]:

@@ -130,3 +130,17 @@ def describe(units: Optional[Sequence[ControlUnit]]) -> str:
     if not units:
         return ""
     return " + " + ", ".join(f"{u.type} {u.strength:g}" for u in units)
+
+
+def parameters_extra(units: Sequence[ControlUnit]) -> Dict[str, str]:
+    """The ``ControlNet N`` entries A1111 writes into a saved picture's parameters, one per unit that acted.
+
+    Civitai and A1111 readers show them, so a picture says which control
+    steered it (type, model, weight, range).  The control images are not in
+    the text: ``--from`` re-runs the prompt and settings, not the drawing.
+    A unit at strength 0 is left out, as it was left out of the job.
+    """
+    acting = [u for u in units if u.strength]
+    return {f"ControlNet {i}": (f"Module: {u.type}, Model: {u.model or 'auto'}, Weight: {u.strength:g}, "
+                                f"Guidance Start: {u.start:g}, Guidance End: {u.end:g}")
+            for i, u in enumerate(acting)}

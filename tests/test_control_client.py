@@ -15,7 +15,9 @@ import pytest
 from PIL import Image as PILImage
 
 from impasto.protocol import planner
-from impasto.protocol.control import ControlLayer, parse_spec, window_pixels
+from impasto.protocol.control import ControlLayer, parameters_extra, parse_spec, window_pixels
+from impasto.protocol.messages import ControlUnit
+from impasto.protocol.parameters import format_parameters, parse_parameters
 from impasto.protocol.errors import PlanError
 from impasto.protocol.region import crop_bytes
 from impasto.protocol.settings import Settings
@@ -32,6 +34,18 @@ def test_parse_spec():
 
 def _doc(w, h, seed):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 4), dtype=np.uint8).tobytes()
+
+
+def test_parameters_name_each_acting_unit_and_still_parse():
+    units = [ControlUnit("lineart", None, "cn-lines", 0.75, 0.1, 0.8), ControlUnit("canny", None, "", 0.0)]
+    extra = parameters_extra(units)
+    assert extra == {"ControlNet 0": "Module: lineart, Model: cn-lines, Weight: 0.75, Guidance Start: 0.1, "
+                                     "Guidance End: 0.8"}
+    text = format_parameters(Settings(prompt="a red star", steps=20, sampler="ddim", cfg_scale=5.0), 7, (128, 128),
+                             "starter", extra=extra)
+    parsed = parse_parameters(text)
+    assert parsed.settings.prompt == "a red star" and parsed.settings.seed == 7 and parsed.size == (128, 128)
+    assert parsed.values["ControlNet 0"] == extra["ControlNet 0"]
 
 
 def test_txt2img_sends_the_whole_layer_and_checks_values():
@@ -120,6 +134,12 @@ def test_cli_lists_control_models_and_paints_with_them(control_daemon):
     assert out.returncode == 0, out.stderr
     a, b, c = (np.asarray(PILImage.open(p)) for p in (plain, steered, zero))
     assert np.array_equal(a, c) and (a != b).mean() > 0.05
+    # the saved pictures say which control steered them, as A1111 writes it (a unit at strength 0 did not act)
+    steered_text = PILImage.open(steered).info["parameters"]
+    assert ('ControlNet 0: "Module: scribble, Model: auto, Weight: 1, Guidance Start: 0, Guidance End: 1"'
+            in steered_text), steered_text
+    assert 'ControlNet 1: "Module: canny, Model: auto, Weight: 0.5,' in steered_text
+    assert "ControlNet" not in PILImage.open(zero).info["parameters"]
 
     # img2img and edit take control layers too (the edit's is cut to the window the planner sends)
     src, mask = root / "src.png", root / "mask.png"
