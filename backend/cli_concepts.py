@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 from impasto.protocol import ProtocolError
+from impasto.protocol.atomic import write_atomic
 from impasto.protocol.messages import TRAIN_FALLBACKS, TRAIN_METHODS, Image as WireImage, Train
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -79,20 +80,20 @@ def _train_file(name: str) -> Path:
     return impasto_home() / "train-settings" / f"{name}.json"
 
 
-def remember_training(args) -> None:
-    """Write the options of a training that starts (atomically), for a later ``--resume``."""
-    import os
-
-    path = _train_file(args.name)
-    data = {k: getattr(args, k) for k in TRAIN_KEYS}
-    data["images"] = str(Path(args.images).expanduser().resolve())
+def keep_settings(path: Path, data: dict) -> None:
+    """Write a starting training's options to ``path`` (atomically) for a later ``--resume``; a note if it can't."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=1).encode("utf-8"))
     except OSError as exc:
         print(f"note: the training's settings could not be kept for --resume ({exc})", file=sys.stderr)
+
+
+def remember_training(args) -> None:
+    """Write the options of a training that starts, for a later ``--resume``."""
+    data = {k: getattr(args, k) for k in TRAIN_KEYS}
+    data["images"] = str(Path(args.images).expanduser().resolve())
+    keep_settings(_train_file(args.name), data)
 
 
 def recall_training(args) -> None:

@@ -16,7 +16,6 @@ sub-command but ``serve`` this is a protocol client: no torch here.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Tuple
@@ -47,13 +46,7 @@ def _remember(args) -> None:
     for k in ("pairs", "low", "high"):
         if data[k]:
             data[k] = str(Path(data[k]).expanduser().resolve())
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        print(f"note: the training's settings could not be kept for --resume ({exc})", file=sys.stderr)
+    _concepts.keep_settings(path, data)
 
 
 def _recall(args) -> None:

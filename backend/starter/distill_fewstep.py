@@ -69,6 +69,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from impasto.protocol.atomic import write_atomic
+
+from .train import atomic_save
+
 ADAPTER = "lcm"
 OUT_NAME = "starter-lcm-lora.safetensors"
 CARD_NAME = "distill.json"
@@ -271,11 +275,9 @@ def train(args) -> Dict[str, object]:
         f"steps {state['step']} -> {args.steps}")
 
     def save_checkpoint():
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"lora": lora_state(unet), "optimizer": opt.state_dict(), "state": state, "settings": settings,
-                    "model": str(model_dir.resolve()), "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "py_rng": random.getstate()}, tmp)
-        os.replace(tmp, ckpt)
+        atomic_save({"lora": lora_state(unet), "optimizer": opt.state_dict(), "state": state, "settings": settings,
+                     "model": str(model_dir.resolve()), "numpy_rng": rng.bit_generator.state,
+                     "torch_rng": torch.get_rng_state(), "py_rng": random.getstate()}, ckpt)
 
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else math.inf
     t_run = time.monotonic()
@@ -346,9 +348,7 @@ def train(args) -> Dict[str, object]:
         card["evaluation"] = evaluate(pipe, args.eval, args.seed, size)
     elif args.eval:
         card["evaluation"] = "not run: the scenes domain is judged by backend/starter/scenes_eval.py"
-    tmp = out / (CARD_NAME + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, out / CARD_NAME)
+    write_atomic(out / CARD_NAME, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
     log(f"wrote {path} and {out / CARD_NAME}")
     return card
 

@@ -43,15 +43,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .train import atomic_save
+
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class EMA:
