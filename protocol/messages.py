@@ -709,6 +709,19 @@ def _validate_p2p(msg: Generate) -> None:
         raise _bad("prompt", "the new prompt is the original and no word is re-weighted: there is nothing to edit")
 
 
+def _check_training_knobs(msg, limits: Limits) -> None:
+    """The knobs every training job has (concept and slider): 0 = the model's or the trainer's default."""
+    if msg.steps != 0:
+        _check_range("steps", msg.steps, 1, limits.max_train_steps)
+    if msg.rank != 0:
+        _check_range("rank", msg.rank, 1, 128)
+    if msg.learning_rate != 0:
+        _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
+    _check_range("resolution", msg.resolution, 0, 2048)
+    _check_range("sample_every", msg.sample_every, 0, 100000)
+    _check_range("checkpoint_every", msg.checkpoint_every, 0, 100000)
+
+
 def _validate_train(msg: Train, limits: Limits) -> None:
     check_name(msg.name, "name")
     if not msg.trigger.strip():
@@ -724,16 +737,8 @@ def _validate_train(msg: Train, limits: Limits) -> None:
         img.check(f"images[{i}]")
     if msg.captions and len(msg.captions) != len(msg.images):
         raise _bad("captions", f"{len(msg.captions)} captions for {len(msg.images)} images")
-    if msg.steps != 0:
-        _check_range("steps", msg.steps, 1, limits.max_train_steps)
-    if msg.rank != 0:
-        _check_range("rank", msg.rank, 1, 128)
-    if msg.learning_rate != 0:
-        _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
+    _check_training_knobs(msg, limits)
     _check_range("class_images", msg.class_images, 0, 500)
-    _check_range("resolution", msg.resolution, 0, 2048)
-    _check_range("sample_every", msg.sample_every, 0, 100000)
-    _check_range("checkpoint_every", msg.checkpoint_every, 0, 100000)
 
 
 def check_slider_weight(value: float, field_name: str = "weight") -> float:
@@ -773,12 +778,4 @@ def _validate_train_slider(msg: TrainSlider, limits: Limits) -> None:
     _check_range("preserve", len(msg.preserve), 0, 256)
     if msg.guidance != 0:
         _check_range("guidance", msg.guidance, 0.01, 20.0)
-    if msg.steps != 0:
-        _check_range("steps", msg.steps, 1, limits.max_train_steps)
-    if msg.rank != 0:
-        _check_range("rank", msg.rank, 1, 128)
-    if msg.learning_rate != 0:
-        _check_range("learning_rate", msg.learning_rate, 1e-7, 1e-1)
-    _check_range("resolution", msg.resolution, 0, 2048)
-    _check_range("sample_every", msg.sample_every, 0, 100000)
-    _check_range("checkpoint_every", msg.checkpoint_every, 0, 100000)
+    _check_training_knobs(msg, limits)
