@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import statistics
 import time
 import types
 from typing import Dict, List, Sequence, Tuple
@@ -296,31 +295,19 @@ class SliderTrainer(train.Trainer):
         self.hooks.progress(self.step, s.steps, None, None, "samples")
         pictures = self.samples(len(SAMPLE_WEIGHTS))
         self.timings["samples"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lib = library.ConceptLibrary()
-        replaced = lib.find(s.name) is not None
         meta = library.new_meta(
             trigger="", class_noun="", method="lora", rank=s.rank, steps=self.step, learning_rate=s.learning_rate,
             resolution=self.resolution, images=len(s.images), base_model=loaded.entry.name,
             base_fingerprint=loaded.fingerprint, base_arch=loaded.entry.arch, text_encoder=False,
             trigger_embedding=False, source="trained", seed=s.seed,
             slider=slider_meta(s, len(s.images)), sample_weights=list(SAMPLE_WEIGHTS),
-            final_loss=round(statistics.fmean(self.losses[-20:]), 6) if self.losses else None,
-            train_seconds=round(self.timings.get("train", 0.0), 3),
+            final_loss=self.final_loss(), train_seconds=round(self.timings.get("train", 0.0), 3),
         )
-        info = lib.save(s.name, self.adapter_tensors(), meta, pictures, replace=True)
-        if replaced:
-            self.warnings.append(f"the earlier concept {s.name!r} was replaced")
-        checkpoint.clear(self.ckpt_dir)
-        self.timings["save"] = time.perf_counter() - t0
-        self.hooks.progress(self.step, s.steps, None, None, "saved")
-        step_median = statistics.median(self.step_times) if self.step_times else 0.0
+        info = self.store(s.name, s.steps, meta, pictures)
         return Output(
             images=[to_rgba_array(p) for p in pictures], seeds=[s.seed] * len(pictures), steps=self.step,
             timings=dict(self.timings),
-            info={"concept": info.to_wire(), "sample_weights": list(SAMPLE_WEIGHTS),
-                  "steps_this_run": len(self.step_times), "resumed_from": self.resumed_from, "batch": self.batch,
-                  "step_median_s": round(step_median, 6), "final_loss": meta["final_loss"]},
+            info={"concept": info.to_wire(), "sample_weights": list(SAMPLE_WEIGHTS), **self.run_info(meta)},
         )
 
     @property

@@ -533,32 +533,44 @@ class Trainer:
         self.hooks.progress(self.step, req.steps, None, None, "samples")
         pictures = self.samples(FINAL_SAMPLES)
         self.timings["samples"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lib = library.ConceptLibrary()
-        replaced = lib.find(req.name) is not None
         meta = library.new_meta(
             trigger=self.trigger, class_noun=self.class_noun, method=req.method, rank=req.rank, steps=self.step,
             learning_rate=req.learning_rate, resolution=self.resolution, images=len(self.pictures),
             captions=self.captions, prior_preservation=self.prior, class_images=len(self.class_pictures),
             base_model=loaded.entry.name, base_fingerprint=loaded.fingerprint, base_arch=loaded.entry.arch,
             text_encoder=self.text_encoder_lora, trigger_embedding=self.trigger_emb, source="trained", seed=req.seed,
-            final_loss=round(statistics.fmean(self.losses[-20:]), 6) if self.losses else None,
-            train_seconds=round(self.timings.get("train", 0.0), 3),
+            final_loss=self.final_loss(), train_seconds=round(self.timings.get("train", 0.0), 3),
         )
-        info = lib.save(req.name, self.adapter_tensors(), meta, pictures, replace=True)
-        if replaced:
-            self.warnings.append(f"the earlier concept {req.name!r} was replaced")
-        checkpoint.clear(self.ckpt_dir)
-        self.timings["save"] = time.perf_counter() - t0
-        self.hooks.progress(self.step, req.steps, None, None, "saved")
-        step_median = statistics.median(self.step_times) if self.step_times else 0.0
+        info = self.store(req.name, req.steps, meta, pictures)
         return Output(
             images=[to_rgba_array(p) for p in pictures], seeds=[req.seed + i for i in range(len(pictures))],
             steps=self.step, timings=dict(self.timings),
-            info={"concept": info.to_wire(), "steps_this_run": len(self.step_times),
-                  "resumed_from": self.resumed_from, "batch": self.batch, "step_median_s": round(step_median, 6),
-                  "final_loss": meta["final_loss"], "distilled_prompts": list(self.distill_prompts)},
+            info={"concept": info.to_wire(), **self.run_info(meta), "distilled_prompts": list(self.distill_prompts)},
         )
+
+    def final_loss(self):
+        """The mean loss of the last 20 steps (None before any step): what the summary and the concept report."""
+        return round(statistics.fmean(self.losses[-20:]), 6) if self.losses else None
+
+    def store(self, name: str, total_steps: int, meta: dict, pictures):
+        """Save the trained adapter as the library's concept ``name`` (one of that name is replaced, with a
+        warning), then drop the checkpoint."""
+        t0 = time.perf_counter()
+        lib = library.ConceptLibrary()
+        replaced = lib.find(name) is not None
+        info = lib.save(name, self.adapter_tensors(), meta, pictures, replace=True)
+        if replaced:
+            self.warnings.append(f"the earlier concept {name!r} was replaced")
+        checkpoint.clear(self.ckpt_dir)
+        self.timings["save"] = time.perf_counter() - t0
+        self.hooks.progress(self.step, total_steps, None, None, "saved")
+        return info
+
+    def run_info(self, meta: dict) -> dict:
+        """How this run went, for the result's info (the CLI's summary reads it)."""
+        step_median = statistics.median(self.step_times) if self.step_times else 0.0
+        return {"steps_this_run": len(self.step_times), "resumed_from": self.resumed_from, "batch": self.batch,
+                "step_median_s": round(step_median, 6), "final_loss": meta["final_loss"]}
 
     def check_input(self) -> None:
         """Refuse unusable input before anything is changed (a slider trainer checks its own)."""
