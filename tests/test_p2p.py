@@ -299,3 +299,19 @@ def test_starter_reweighting_the_colour_word_grows_its_area(tmp_path):
         reds = [red_fraction(seed, f) for f in (0.0, 0.5, 1.0, 2.0, 4.0)]
         assert all(b > a for a, b in zip(reds, reds[1:])), (seed, reds)
         assert reds[-1] - reds[2] > 0.03, (seed, reds)     # x4 vs plain: +0.05-0.07 of the picture measured
+
+
+def test_an_edit_paints_at_the_size_its_original_was_painted(sd_engine):
+    """One size rule with txt2img (``common.picture_size``): below a quarter of the native area both go native."""
+    native = sd_engine.model("tiny").entry.native_size
+    side = max(8, native // 4)
+    plain_hooks, edit_hooks = JobHooks(), JobHooks()
+    plain = sd_engine.run(Generate(job="s", model="tiny", prompt=SRC, seed=5, steps=2, width=side, height=side,
+                                   sampler="ddim", cfg_scale=5.0), plain_hooks)
+    edit = sd_engine.run(Generate(job="t", model="tiny", prompt=DST, seed=5, steps=2, width=side, height=side,
+                                  sampler="ddim", cfg_scale=5.0, p2p=PromptEdit(source_prompt=SRC)), edit_hooks)
+    assert plain.info["diffusion_size"] == edit.info["diffusion_size"] != [side, side]
+    assert plain.info["native"] == edit.info["native"]
+    assert [w for w in plain_hooks.warnings if w.startswith("size changed")] == \
+        [w for w in edit_hooks.warnings if w.startswith("size changed")] != []
+    assert (edit.images[0].width, edit.images[0].height) == (side, side)

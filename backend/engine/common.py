@@ -83,3 +83,29 @@ def size_note(w: int, h: int, width: int, height: int, loaded, bucketed: bool = 
         why = "the model works in multiples of 8 px"
     return (f"size changed: painted at {w}x{h} ({why}; native {side}x{side}) and resized to "
             f"{width}x{height}")
+
+
+def picture_size(req, loaded, hooks, info: Dict[str, object]) -> Tuple[int, int]:
+    """The size a text-to-image picture is diffused at, said to the artist before the first step.
+
+    One rule for txt2img and its Prompt-to-Prompt edits (an edit repaints its
+    original at the size the original was painted): the model's multiple of 8
+    and ``max_size``, SDXL's aspect buckets, and the model's native area for
+    a size under a quarter of it.  ``info`` gets ``native`` and ``diffusion_size``.
+    """
+    from . import native
+
+    w, h = diffusion_size(req.width, req.height, loaded)
+    bucket = native.plan(req.width, req.height, loaded.family, loaded.entry.native_size,
+                         loaded.base.vae_scale_factor)
+    small = None
+    if bucket is None:
+        small = native.area_plan(req.width, req.height, loaded.entry.native_size, loaded.base.vae_scale_factor,
+                                 loaded.entry.max_size, diffused=(w, h))
+    if bucket is not None or small is not None:
+        w, h = (bucket or small)["generated"]   # type: ignore[index]
+        info["native"] = bucket or small
+    info["diffusion_size"] = [w, h]
+    if (w, h) != (req.width, req.height):
+        hooks.warn(size_note(w, h, req.width, req.height, loaded, bucket is not None, small is not None))
+    return w, h

@@ -48,8 +48,8 @@ from PIL import Image
 
 from impasto.protocol.messages import ErrorCode
 
-from . import native, prompts
-from .common import diffusion_size, job_seeds
+from . import prompts
+from .common import job_seeds, picture_size
 from .denoise import decode, denoise, generators
 from .errors import EngineError
 from .gpu import configure_vae
@@ -302,8 +302,6 @@ def plan_edit(pipe, source: str, target: str, reweight_word: str, reweight: floa
 
 def run(engine, loaded, req, hooks: JobHooks) -> Output:
     """Paint ``req.prompt`` as an edit of ``req.p2p.source_prompt``'s picture at ``req.seed``."""
-    from .common import size_note
-
     edit = req.p2p
     if req.seed < 0:
         raise EngineError(ErrorCode.BAD_FIELD, "seed: Prompt-to-Prompt repaints a picture from its own seed: give "
@@ -315,13 +313,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     pairs = len(seeds)
     timings: Dict[str, float] = {}
     info: Dict[str, object] = {}
-    w, h = diffusion_size(req.width, req.height, loaded)
-    bucket = native.plan(req.width, req.height, loaded.family, loaded.entry.native_size,
-                         loaded.base.vae_scale_factor)
-    if bucket is not None:
-        w, h = bucket["generated"]
-        info["native"] = bucket
-    info["diffusion_size"] = [w, h]
+    w, h = picture_size(req, loaded, hooks, info)   # the size its original was painted at
     pipe = loaded.txt2img
     t0 = time.perf_counter()
     kwargs, n_chunks = _prompt_kwargs(pipe, edit.source_prompt, req.prompt, req.negative_prompt, pairs,
@@ -342,7 +334,6 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
-        hooks.warnings.append(size_note(w, h, req.width, req.height, loaded, bucket is not None))
     timings["resize"] = time.perf_counter() - t0
     info["p2p"] = {"source_prompt": edit.source_prompt, "cross_steps": cross_steps, "self_steps": self_steps,
                    "tokens_kept": tmap.kept, "tokens_swapped": tmap.swapped, "tokens_new": tmap.new,

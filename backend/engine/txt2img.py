@@ -15,8 +15,7 @@ from typing import Dict
 
 from PIL import Image
 
-from . import native
-from .common import diffusion_size, job_seeds, prompt_kwargs, size_note  # noqa: F401  (size_note: also imported from here)
+from .common import diffusion_size, job_seeds, picture_size, prompt_kwargs  # noqa: F401  (diffusion_size: exported)
 from .control import bind
 from .denoise import decode, denoise, generators
 from .gpu import configure_vae
@@ -35,19 +34,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     seeds = job_seeds(req)
     timings: Dict[str, float] = {}
     info: Dict[str, object] = {}
-    w, h = diffusion_size(req.width, req.height, loaded)
-    bucket = native.plan(req.width, req.height, loaded.family, loaded.entry.native_size,
-                         loaded.base.vae_scale_factor)
-    small = None
-    if bucket is None:
-        small = native.area_plan(req.width, req.height, loaded.entry.native_size, loaded.base.vae_scale_factor,
-                                 loaded.entry.max_size, diffused=(w, h))
-    if bucket is not None or small is not None:
-        w, h = (bucket or small)["generated"]   # type: ignore[index]
-        info["native"] = bucket or small
-    info["diffusion_size"] = [w, h]
-    if (w, h) != (req.width, req.height):      # said before the first step, not only in the result
-        hooks.warn(size_note(w, h, req.width, req.height, loaded, bucket is not None, small is not None))
+    w, h = picture_size(req, loaded, hooks, info)   # said before the first step, not only in the result
     kwargs = dict(num_inference_steps=req.steps, width=w, height=h, generator=generators(seeds),
                   **prompt_kwargs(req, len(seeds), loaded.txt2img))
     pipe = loaded.txt2img
