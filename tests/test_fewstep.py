@@ -344,3 +344,50 @@ def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_
             assert alone.info.get("model_loads") == live.info.get("model_loads")   # never reloaded
     finally:
         d.stop()
+
+
+def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starter_with_lora, tmp_path, monkeypatch):
+    """The offscreen canvas on a daemon whose starter ships its LCM-LoRA: the artist picks nothing but the
+    starter and switches live painting on; the live jobs carry the LoRA at LCM, 4 steps, CFG 1 and paint."""
+    pytest.importorskip("PySide6")
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from conftest import DaemonProcess
+
+    from impasto.desktop import headless
+    from impasto.desktop.connection import DaemonLink
+    from impasto.desktop.document import Document
+    from impasto.desktop.main_window import MainWindow
+
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "client"))
+    headless.application()
+    empty = tmp_path / "models"
+    empty.mkdir()
+    d = DaemonProcess(empty, tmp_path / "home", env_extra={"IMPASTO_STARTER_DIR": str(starter_with_lora)}).start()
+    try:
+        with headless.DialogRecorder({"ask_save_changes": "discard", "confirm": True}):
+            link = DaemonLink(d.endpoint, poll_ms=250, autostart=False, ping_timeout=0.6)
+            w = MainWindow(link, Document(64, 64))
+            w.show()
+            link.start()
+            assert headless.pump(90, lambda: link.connected and w.panel.model.findData("starter") >= 0)
+            w.panel.model.setCurrentIndex(w.panel.model.findData("starter"))
+            w.panel.prompt.setPlainText("a red circle")
+            w.panel.strength.setValue(0.6)
+            w.panel.set_seed(5)
+            assert w.panel.recommendation().live_concept == "starter-lcm-lora"
+            plans = []
+            read = w.live._read_plan
+            w.live._read_plan = lambda session: plans.append(read(session)) or plans[-1]
+            w.a_live.trigger()
+            assert headless.pump(90, lambda: w.live.candidate is not None)
+            req = plans[-1].request
+            assert req.live and list(req.concepts) == [("starter-lcm-lora", 1.0)]
+            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+            assert w.panel.settings().concepts == []          # the artist's form is untouched
+            w.live.set_enabled(False)
+            w.close()
+            headless.pump(0.05)
+    finally:
+        d.stop()
