@@ -343,7 +343,10 @@ def train(args) -> Dict[str, object]:
     save_checkpoint()
     unet.eval()
     lora_on(unet, True)
-    path = export(out, unet, model_dir, state, settings, domain)
+    path = export(out, unet, model_dir, state, settings, domain, args.dtype)
+    from safetensors.torch import load_file
+
+    load_lora_state(unet, {k: v.float() for k, v in load_file(str(path)).items()})   # judge what was written
     card = {"method": "LCM distillation into a LoRA (see the module doc for why not ADD)",
             "command": "python -m impasto.backend.starter.distill_fewstep " + " ".join(sys.argv[1:]),
             "model": str(model_dir), "domain": domain, "settings": settings, "steps_done": state["step"],
@@ -360,14 +363,15 @@ def train(args) -> Dict[str, object]:
     return card
 
 
-def export(out: Path, unet, model_dir: Path, state, settings, domain: str) -> Path:
+def export(out: Path, unet, model_dir: Path, state, settings, domain: str, dtype: str = "float16") -> Path:
     """The LoRA as a ``.safetensors`` file with library keys and the metadata an import reads."""
     from safetensors.torch import save_file
 
     from impasto.backend.engine.models import ModelEntry
     from impasto.backend.engine.pipelines import model_fingerprint
 
-    tensors = lora_state(unet)
+    # half precision on disk (half the package; the engine casts adapters to the model's dtype on load)
+    tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in lora_state(unet).items()}
     entry = ModelEntry(name=model_dir.name, path=str(model_dir), format="diffusers", arch="sd15")
     meta = {"ss_output_name": "starter-lcm-lora", "impasto_method": "lora",
             "impasto_base_model": "starter" if model_dir.name == "starter" else model_dir.name,
@@ -507,6 +511,8 @@ def parse_args(argv=None):
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval", type=int, default=48,
                     help="held-out prompts to judge at the end (0: none); scenes domain: prompts per kind")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default="float16",
+                    help="the exported file's precision (the checkpoint stays float32)")
     ap.add_argument("--eval-kinds", default="one,plain,two", help="scenes domain: kinds of held-out prompts")
     ap.add_argument("--eval-only", action="store_true",
                     help="judge the LoRA in --out (no training; --work untouched) and rewrite distill.json's "
@@ -523,7 +529,7 @@ def eval_only(args) -> Dict[str, object]:
 
     torch.set_num_threads(args.threads)
     model_dir, out = Path(args.model), Path(args.out)
-    tensors = load_file(str(out / OUT_NAME))
+    tensors = {k: v.float() for k, v in load_file(str(out / OUT_NAME)).items()}   # the shipped file's values
     rank = int(next(v.shape[0] for k, v in tensors.items() if "lora_A" in k))
     pipe = load(model_dir)
     add_lora(pipe.unet, rank, args.seed)
