@@ -155,10 +155,16 @@ def run_size(client, size: int, args) -> dict:
     time.sleep(0.1)
     warm.close()
     latencies.clear(), arrivals.clear(), sends.clear(), engine.clear()
-    baseline, reference = [], []
-    # the reference: the starter alone at the live step count with its own sampler and CFG (LoRA off)
-    alone = replace(settings, steps=STEPS, sampler=rec.sampler, cfg_scale=rec.cfg_scale).set_concepts(
-        [(rec.live_concept, 0.0)] if rec.live_concept else [])
+    baseline = []
+    # references (LoRA off): the starter alone at the live step count with its own sampler and CFG (what live
+    # painting ran before the few-step starter); with its LoRA's sampler and CFG (the adapter's own cost)
+    off = [(rec.live_concept, 0.0)] if rec.live_concept else []
+    refs = {f"starter alone, {rec.sampler} {STEPS}, CFG {rec.cfg_scale:g}":
+            replace(settings, steps=STEPS, sampler=rec.sampler, cfg_scale=rec.cfg_scale).set_concepts(off)}
+    if rec.live is not None:
+        refs[f"starter alone, {rec.live.sampler} {STEPS}, CFG {rec.live.cfg_scale:g}"] = replace(
+            settings, steps=STEPS, sampler=rec.live.sampler, cfg_scale=rec.live.cfg_scale).set_concepts(off)
+    reference = {k: [] for k in refs} if args.reference else {}
     for i in range(args.strokes):
         canvas.stroke()
         plan = plan_live((size, size), settings, SEED, rgba=canvas.read(), recommendation=rec)
@@ -169,12 +175,12 @@ def run_size(client, size: int, args) -> dict:
         t0 = time.monotonic()
         client.submit(plan.request).wait(timeout=120)
         baseline.append(time.monotonic() - t0)
-        if args.reference:
-            ref = plan_live((size, size), alone, SEED, rgba=canvas.read(), recommendation=rec).request
+        for name, series in reference.items():
+            ref = plan_live((size, size), refs[name], SEED, rgba=canvas.read(), recommendation=rec).request
             ref.live = False
             t0 = time.monotonic()
             client.submit(ref).wait(timeout=120)
-            reference.append(time.monotonic() - t0)
+            series.append(time.monotonic() - t0)
 
     # isolated strokes: each gets a picture
     session = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED).run_timer()
@@ -221,10 +227,8 @@ def run_size(client, size: int, args) -> dict:
         "size": size, "model": what, "live_job": job,
         "baseline_submit_to_result_s": {"median": statistics.median(baseline), "p95": pct(baseline, 0.95),
                                         "n": len(baseline)},
-        "reference_starter_alone_submit_to_result_s": (
-            {"median": statistics.median(reference), "p95": pct(reference, 0.95), "n": len(reference),
-             "what": f"the starter alone (LoRA off), {STEPS} steps of {rec.sampler}, CFG {rec.cfg_scale:g}"}
-            if reference else None),
+        "references_submit_to_result_s": {name: {"median": statistics.median(xs), "p95": pct(xs, 0.95),
+                                                 "n": len(xs)} for name, xs in reference.items()},
         "isolated": {**iso, "stroke_to_paint_s": {"median": statistics.median(iso_lat), "p95": pct(iso_lat, 0.95),
                                                   "n": len(iso_lat)},
                      "stroke_to_result_arrival_s": {"median": statistics.median(iso_arr),
@@ -234,7 +238,7 @@ def run_size(client, size: int, args) -> dict:
                      "ratio_median_over_baseline": statistics.median(iso_lat) / statistics.median(baseline)},
         "rapid": rapid,
         "raw": {"baseline_s": [round(x, 5) for x in baseline], "isolated_s": [round(x, 5) for x in iso_lat],
-                "reference_s": [round(x, 5) for x in reference]},
+                "references_s": {k: [round(x, 5) for x in xs] for k, xs in reference.items()}},
     }
 
 
@@ -281,18 +285,18 @@ def main(argv=None) -> int:
                       f"{c['rapid']['finish']['painted']} painted; isolated: stroke->sent "
                       f"{c['isolated']['stroke_to_job_sent_s']['median'] * 1000:.1f} ms, engine "
                       f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms"
-                      + (f"; starter alone {c['reference_starter_alone_submit_to_result_s']['median'] * 1000:.1f} ms"
-                         if c["reference_starter_alone_submit_to_result_s"] else ""), flush=True)
+                      + "".join(f"; {k}: {v['median'] * 1000:.1f} ms"
+                                for k, v in c["references_submit_to_result_s"].items()), flush=True)
     finally:
         daemon.stop()
     rows, rrows = [], []
     for c in cases:
         iso, base, rap = c["isolated"], c["baseline_submit_to_result_s"], c["rapid"]
-        ref = c["reference_starter_alone_submit_to_result_s"]
+        refs = c["references_submit_to_result_s"]
         rows.append([f"{c['size']}²", iso["stroke_to_paint_s"]["n"],
                      f"{iso['stroke_to_paint_s']['median'] * 1000:.1f}", f"{iso['stroke_to_paint_s']['p95'] * 1000:.1f}",
                      f"{base['median'] * 1000:.1f}", f"{iso['ratio_median_over_baseline']:.2f}",
-                     f"{ref['median'] * 1000:.1f}" if ref else "–",
+                     "; ".join(f"{k}: {v['median'] * 1000:.1f}" for k, v in refs.items()) or "–",
                      f"{iso['submitted']} / {iso['strokes']}"])
         for policy, r in rap.items():
             last = r["last_stroke_to_paint_s"]
@@ -303,10 +307,10 @@ def main(argv=None) -> int:
         "isolated": {"caption": f"Stroke end → picture painted, strokes {args.gap * 1000:.0f} ms apart (each gets a "
                                 f"picture); debounce {args.debounce * 1000:.0f} ms included. Model: "
                                 f"{cases[0]['model'] if cases else '?'}. Baseline: the same request without `live`, "
-                                f"submit → result; starter alone: {STEPS} steps of its own sampler and CFG, LoRA off, "
-                                f"submit → result.",
+                                f"submit → result; starter alone: LoRA off, the same request at {STEPS} steps of "
+                                f"its own sampler and CFG (and of the LoRA's), submit → result.",
                      "columns": ["canvas", "strokes", "median ms", "p95 ms", "baseline median ms",
-                                 "median / baseline", "starter alone median ms", "jobs / strokes"], "rows": rows},
+                                 "median / baseline", "starter alone, median ms", "jobs / strokes"], "rows": rows},
         "rapid": {"caption": "Strokes faster than jobs, under the client core's two policies: `cancel` (a new "
                              "stroke cancels the pending job: the default, newest wins at once) and `finish` (the "
                              "running job finishes, the newest plan waits for it). Jobs sent, pictures painted "
