@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     if not isinstance(ev, dict) or "runs" not in ev:
         raise SystemExit(f"{args.card}: no scenes evaluation in this card")
     notes = list(args.note)
+    if ev.get("command"):
+        notes.append(f"evaluation (of the written file, after training): {ev['command']}")
     if args.load_at_start is None:
         notes.append("the load average in the machine line was read when this file was written, after the run")
     settings = {**card["settings"], "model": card["model"], "domain": card["domain"], "steps_done": card["steps_done"],
