@@ -200,6 +200,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=0,
                     help="encode this many samples once (WORK/pool.pt, reused) and train on batches drawn from "
                          "them; 0: draw and encode fresh samples every step")
+    ap.add_argument("--base-name", default="",
+                    help="the model name it is made for (impasto.json base_model; default: starter for the "
+                         "shipped starter, else the base folder's name)")
     ap.add_argument("--fp16-export", action="store_true", help="save the weights in float16 (half the size)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -249,7 +252,8 @@ def main(argv=None) -> int:
     pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(base), args.seed) \
         if args.pool else None
     meta = {
-        "control": "scribble", "family": "sd15", "base_model": "starter", "base_dir": base.name,
+        "control": "scribble", "family": "sd15", "base_model": args.base_name or (
+            "starter" if args.base is None else base.name), "base_dir": base.name,
         "base_unet": file_digest(next((base / "unet").glob("*.safetensors"))) if any((base / "unet").glob(
             "*.safetensors")) else "?", "native_size": size, "domain": domain,
         "description": "Impasto starter control model: a rough drawing (outline or silhouette, white on black "
