@@ -159,9 +159,11 @@ class Domain:
             from impasto.backend.starter import scenes as SC
 
             ev = SC.eval_triples()
+            pick = np.random.default_rng(20261201)     # fixed before any run: colours spread, not the list's first
             out = []
             for fam in FAM.TRAIN_FAMILIES:
-                for f, fg, bg in [t for t in ev if t[0] == fam][: self.per_shape]:
+                mine = [t for t in ev if t[0] == fam]
+                for f, fg, bg in [mine[i] for i in pick.permutation(len(mine))[: self.per_shape]]:
                     out.append((f"a {fg} {f} on a {bg} background", f, fg, bg))
             return out
         from impasto.backend.starter import domain as D
