@@ -120,9 +120,15 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def vae_digest(base: Path) -> str:
-    files = sorted((Path(base) / "vae").glob("*.safetensors")) or sorted((Path(base) / "vae").glob("*.bin"))
-    return file_digest(files[0]) if files else "?"
+def vae_digest(vae) -> str:
+    """A digest of the VAE's weights (not of its file: a re-export of the same weights matches)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(vae.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int, chunk: int = 64) -> dict:
@@ -203,6 +209,9 @@ def main(argv=None) -> int:
     ap.add_argument("--base-name", default="",
                     help="the model name it is made for (impasto.json base_model; default: starter for the "
                          "shipped starter, else the base folder's name)")
+    ap.add_argument("--t-sampling", choices=("uniform", "cubic"), default="cubic",
+                    help="timesteps: uniform, or cubic (t = (1 - u^3) T: more of the noisy steps where the layout "
+                         "is decided, as the T2I-Adapter paper trains structure conditions)")
     ap.add_argument("--fp16-export", action="store_true", help="save the weights in float16 (half the size)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
@@ -249,7 +258,7 @@ def main(argv=None) -> int:
     n_params = sum(p.numel() for p in params)
     log(f"ControlNet of {base.name}: {n_params} trainable parameters, {size} px, {domain}, batch {args.batch}, "
         f"device {device}")
-    pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(base), args.seed) \
+    pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(vae), args.seed) \
         if args.pool else None
     meta = {
         "control": "scribble", "family": "sd15", "base_model": args.base_name or (
@@ -260,6 +269,7 @@ def main(argv=None) -> int:
                        "after the scribble preprocessor) places the shape",
         "training": {"command": "python -m impasto.backend.starter.train_control " + " ".join(argv or sys.argv[1:]),
                      "seed": args.seed, "batch": args.batch, "lr": args.lr, "params": n_params, "pool": args.pool,
+                     "t_sampling": args.t_sampling,
                      "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
     }
 
@@ -291,7 +301,12 @@ def main(argv=None) -> int:
             enc = torch.where(drop[:, None, None].to(device), empty.expand_as(enc), enc)
         cond = torch.from_numpy(maps).permute(0, 3, 1, 2).float().div(255.0).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=gen).to(device)
+        T = sched.config.num_train_timesteps
+        if args.t_sampling == "cubic":
+            u = torch.rand(args.batch, generator=gen)
+            t = ((1.0 - u ** 3) * T).long().clamp_(0, T - 1).to(device)
+        else:
+            t = torch.randint(0, T, (args.batch,), generator=gen).to(device)
         xt = sched.add_noise(x0, noise, t)
         down, mid = net(xt, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
         pred = unet(xt, t, encoder_hidden_states=enc, down_block_additional_residuals=down,
