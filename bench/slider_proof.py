@@ -355,8 +355,11 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
             ok = (all(np.isfinite(seq)) and all(b >= a - HUE_TOLERANCE for a, b in zip(seq, seq[1:]))
                   and seq[-1] - seq[0] >= MIN_SWING)
             mono_here += ok
-        means = [statistics.fmean(hues[w]) for w in WEIGHTS]
-        rho = spearman(WEIGHTS, means)
+        # a picture with no foreground far from the border colour has no hue (nan): its series is not monotone,
+        # the mean is over the seeds that have one, and rho over the weights that have a mean
+        means = [float(np.nanmean(hues[w])) if np.isfinite(hues[w]).any() else float("nan") for w in WEIGHTS]
+        ok_w = [i for i, m in enumerate(means) if np.isfinite(m)]
+        rho = spearman([WEIGHTS[i] for i in ok_w], [means[i] for i in ok_w]) if len(ok_w) > 2 else 0.0
         if is_held:
             held_monotone += mono_here
             held_series += args.seeds
@@ -366,9 +369,11 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
             series += args.seeds
             rhos.append(rho)
             strips.append(row_pics)
-        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" for m in means]
+        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" if np.isfinite(m) else "n/a"
+                                                                     for m in means]
                     + [f"{rho:.2f}", f"{mono_here}/{args.seeds}"])
-        log(f"colour {prompt}: hues {[round(m) for m in means]} rho {rho:.2f} monotone {mono_here}/{args.seeds}")
+        log(f"colour {prompt}: hues {[round(m) if np.isfinite(m) else None for m in means]} rho {rho:.2f} "
+            f"monotone {mono_here}/{args.seeds}")
     strip(strips, out / "colour_strip.png")
     return {
         "training": training, "prompts": [f"a red {t}" for t in preserve],
