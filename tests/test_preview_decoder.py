@@ -65,10 +65,9 @@ def test_trained_decoder_previews_are_within_the_colour_bound_and_the_linear_map
 def test_live_previews_of_held_out_prompts_are_within_the_colour_bound(starter):
     """The x0 predictions the engine previews at every step of real generations, not just encodings."""
     from impasto.backend.engine.preview import fit_latent_rgb
-    from impasto.backend.starter import domain
 
     path, vae = starter
-    x0 = tp.live_x0_latents(domain.eval_combos()[-4:], 12, 77)
+    x0 = tp.live_x0_latents(tp.domain_prompts(path, 4, 77, held_out=True), 12, 77)
     trained = choose_previewer(path, vae, torch.device("cpu"), torch.float32, "sd15")
     linear = LinearPreviewer(fit_latent_rgb(vae, torch.device("cpu"), torch.float32))
     err_trained, err_linear = tp.preview_colour_error(trained, vae, x0), tp.preview_colour_error(linear, vae, x0)
