@@ -127,10 +127,11 @@ def test_preview_tracks_the_final_image_on_a_trained_vae():
     eng = Engine()
     previews = []
     hooks = JobHooks(want_preview=True, progress=lambda s, t, p=None, l=None, st="": previews.append(p))
-    res = eng.run(Generate(job="p", model="starter", prompt="a red circle on a blue background", width=64,
-                           height=64, steps=12, sampler="ddim", cfg_scale=5.0, seed=1), hooks)
+    side = eng.model("starter").entry.native_size   # the starter's own size: 128 px
+    res = eng.run(Generate(job="p", model="starter", prompt="a red circle on a blue background", width=side,
+                           height=side, steps=12, sampler="ddim", cfg_scale=5.0, seed=1), hooks)
     final = arr(res.images[0])[..., :3].astype(float)
-    last = np.asarray(previews[-1].convert("RGB").resize((64, 64))).astype(float)
+    last = np.asarray(previews[-1].convert("RGB").resize((side, side))).astype(float)
     corr = np.corrcoef(final.ravel(), last.ravel())[0, 1]
     colour_err = np.abs(final.mean(axis=(0, 1)) - last.mean(axis=(0, 1))).max()
     pixel_err = np.abs(final - last).mean()

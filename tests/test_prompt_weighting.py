@@ -255,11 +255,12 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
 
     assert starter_dir() is not None, "the starter model is not installed"
     engine = Engine(models_dir=tmp_path, device=CPU)   # empty folder: the built-in starter
+    side = engine.model("starter").entry.native_size
     reds, blues = [], []
     for seed in range(4):
         row = []
         for p in WEIGHTED:
-            res = engine.run(Generate(job="w", model="starter", prompt=p, width=64, height=64, steps=20,
+            res = engine.run(Generate(job="w", model="starter", prompt=p, width=side, height=side, steps=20,
                                       sampler="ddim", cfg_scale=5.0, seed=seed), JobHooks())
             row.append(colour_fractions(np.asarray(from_wire(res.images[0]))))
         reds.append([r for r, _ in row])
