@@ -14,12 +14,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import machine  # noqa: E402  (import first: records the load at start)
+
+import torch  # noqa: E402
+
+
+KIND_NAMES = {"one": "one object, size + place", "plain": "one object, plain", "two": "two objects"}
+COLUMNS = ("all", "family", "colour", "bg", "place", "size", "count")
+
+
+def table(report) -> dict:
+    """The page's table: per kind, the share right per attribute, and the generator's (the judge's ceiling)."""
+    pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
+    rows = []
+    for kind, r in report["kinds"].items():
+        m, g = r["model"], r["generator_ceiling"]
+        cells = [pct(m[k]) if not (kind == "plain" and k in ("place", "size")) else "(n/a)" for k in COLUMNS]
+        rows.append([f"{KIND_NAMES.get(kind, kind)} ({r['prompts']} prompts)", *cells, pct(g["all"])])
+    return {"caption": f"{report['label'] or report['model']}: held-out (family, colour, background) triples, "
+                       f"{report['size']} px, {report['sampler']} {report['steps']} steps, CFG {report['cfg']:g}, "
+                       f"one seed per prompt ({report['seed']}..), strict judges; a plain prompt's place and size "
+                       "are not asked.",
+            "columns": ["kind", "all right", "family", "colour", "background", "place", "size", "count",
+                        "generator (judge ceiling)"],
+            "rows": rows}
 
 
 def main(argv=None):
@@ -44,7 +67,7 @@ def main(argv=None):
     info = json.loads((args.model / "impasto.json").read_text()) if (args.model / "impasto.json").exists() else {}
     size = int(info.get("native_size", SC.NATIVE_SIZE))
     report = {"bench": "starter_scenes_eval", "command": "python bench/starter_scenes_eval.py " + " ".join(argv or sys.argv[1:]),
-              "machine": f"{platform.machine()} CPU, shared 2 cores, no GPU", "torch_threads": args.threads,
+              "machine": None, "torch_threads": args.threads,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": str(args.model),
               "label": args.label, "training": info.get("training", {}), "size": size, "sampler": "ddim",
               "steps": args.steps, "cfg": args.cfg, "seed": args.seed, "kinds": {}}
@@ -62,9 +85,15 @@ def main(argv=None):
         shown += imgs[:8]
     if args.grid and shown:
         save_grid(shown, args.grid, cols=8)
+    report["machine"] = machine()
+    report["seeds"] = list(range(args.seed, args.seed + args.n))
+    report["baseline"] = "generator_ceiling: the same scenes rendered by the generator, judged the same way"
+    report["tables"] = {"main": table(report)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        from impasto.protocol.atomic import write_atomic
+
+        write_atomic(args.json, (json.dumps(report, indent=2) + "\n").encode())
     print(json.dumps(report, indent=2))
     return report
 

@@ -239,12 +239,24 @@ def _crop(latents: torch.Tensor, targets: torch.Tensor, idx: torch.Tensor, side:
 
 
 def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: int = 3000, batch: int = 16,
-          lr: float = 2e-3, seed: int = TRAIN_SEED, log=print, crop: int = 8) -> Tuple[TinyPreviewDecoder, dict]:
+          lr: float = 2e-3, seed: int = TRAIN_SEED, log=print, crop: int = 8,
+          cache: Path = None) -> Tuple[TinyPreviewDecoder, dict]:
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
     t0 = time.perf_counter()
-    latents = training_latents(vae, scenes, seed, model_dir=model_dir)
-    targets = full_decode(vae, latents)
+    key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "seed": seed,
+           "unet": _weights_fingerprint(Path(model_dir) / "unet")}
+    pairs = torch.load(cache, weights_only=True) if cache and Path(cache).is_file() else None
+    if pairs is not None and pairs.get("key") == json.dumps(key, sort_keys=True):
+        latents, targets = pairs["latents"], pairs["targets"]
+        log(f"{len(latents)} pairs from {cache}")
+    else:
+        latents = training_latents(vae, scenes, seed, model_dir=model_dir)
+        targets = full_decode(vae, latents)
+        if cache:  # the data stage is most of the time: a rerun with other knobs skips it
+            tmp = Path(str(cache) + ".tmp")
+            torch.save({"key": json.dumps(key, sort_keys=True), "latents": latents, "targets": targets}, tmp)
+            os.replace(tmp, cache)
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
     model = TinyPreviewDecoder(latents.shape[1])
@@ -275,14 +287,18 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     return model, info
 
 
-def vae_fingerprint(model_dir: Path) -> str:
-    """sha256 (first 16 hex) of the VAE weights a decoder was trained to copy: a retrained VAE shows."""
+def _weights_fingerprint(folder: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for p in sorted((Path(model_dir) / "vae").glob("*.safetensors")):
+    for p in sorted(Path(folder).glob("*.safetensors")):
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
+
+
+def vae_fingerprint(model_dir: Path) -> str:
+    """sha256 (first 16 hex) of the VAE weights a decoder was trained to copy: a retrained VAE shows."""
+    return _weights_fingerprint(Path(model_dir) / "vae")
 
 
 def held_out_latents(vae, count: int = 48, seed: int = 4321, model_dir: Path = None) -> torch.Tensor:
@@ -328,12 +344,16 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--scenes", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the training pairs in this file; a rerun for the same weights reuses them")
     ap.add_argument("--crop", type=int, default=8,
                     help="train on random CROP x CROP latent windows (8: the 64 px starter's whole latent)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model_dir = args.model or starter_path()
-    model, info = train(model_dir, args.minutes, args.scenes, args.steps, crop=args.crop)
+    model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, crop=args.crop,
+                        cache=args.cache)
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
     return 0
