@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import machine  # noqa: E402  (import first: records the load at start)
+import results_io  # noqa: E402  (import first: records the load at start)
 
 import torch  # noqa: E402
 
@@ -91,7 +91,7 @@ def main(argv=None):
         shown += imgs[:8]
     if args.grid and shown:
         save_grid(shown, args.grid, cols=8)
-    report["machine"] = machine()
+    report["machine"] = results_io.machine(results_io._START_LOAD)
     report["seeds"] = list(range(args.seed, args.seed + args.n))
     report["baseline"] = ("generator_ceiling: the same scenes rendered by the generator, judged the same way; "
                           "vae_round_trip_ceiling: those pictures encoded and decoded by the model's own VAE (the "
