@@ -345,6 +345,7 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--scenes", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the training pairs in this file; a rerun for the same weights reuses them")
     ap.add_argument("--crop", type=int, default=8,
@@ -352,7 +353,7 @@ def main(argv: List[str] = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model_dir = args.model or starter_path()
-    model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, crop=args.crop,
+    model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, lr=args.lr, crop=args.crop,
                         cache=args.cache)
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
