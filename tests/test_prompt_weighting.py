@@ -268,7 +268,9 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
     reds, blues = np.array(reds), np.array(blues)
     assert (np.diff(reds, axis=1) > 0).all(), reds          # red grows with its weight, every seed
     assert (np.diff(blues, axis=1) < 0).all(), blues        # at the background's expense
-    assert np.median(reds[:, 3] - reds[:, 1]) > 0.05, reds  # (red:1.6) vs plain: ~+0.09 of the picture
+    # (red:1.6) vs plain: +0.026 of the picture (median, seeds 0-3) on the 128 px scenes starter, where the
+    # object covers ~0.23-0.29 of it (2026-12-01; the old 64 px starter: +0.09)
+    assert np.median(reds[:, 3] - reds[:, 1]) > 0.015, reds
 
 
 # --------------------------------------------------------------------------- through the daemon
