@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -259,6 +260,7 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
             os.replace(tmp, cache)
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
+    train_t0 = time.perf_counter()
     model = TinyPreviewDecoder(latents.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max_steps, pct_start=0.05)
@@ -282,7 +284,8 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     info = {"command": COMMAND, "vae_sha256": vae_fingerprint(model_dir), "seed": seed, "pairs": len(latents), "steps": step, "batch": batch, "lr": lr,
             "latent_window": crop, "native_size": int(targets.shape[-1]),
             "params": model.param_count(), "final_train_l1_levels": round(loss_ema * 127.5, 2),
-            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), "threads": torch.get_num_threads(),
+            "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
+            "training_minutes": round((time.perf_counter() - train_t0) / 60, 2), "threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     return model, info
 
@@ -342,7 +345,7 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped starter)")
     ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock cap on the training loop")
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--scenes", type=int, default=1500)
+    ap.add_argument("--scenes", type=int, default=600, help="rendered training scenes (128 px: ~1.4 s each under load)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -355,6 +358,7 @@ def main(argv: List[str] = None) -> int:
     model_dir = args.model or starter_path()
     model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, lr=args.lr, crop=args.crop,
                         cache=args.cache)
+    info["command"] = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
     return 0
