@@ -123,7 +123,8 @@ def run_scenes(args, engine: Engine) -> dict:
             shown += [base.convert("RGB"), rgb]
     summary = {k: v / args.n for k, v in tally.items()}
     summary["txt2img_baseline"] = {k: v / args.n for k, v in baseline.items()}
-    summary.update(example=SC.caption(cases[0][1]), n=args.n, domain="scenes", outside_bit_identical=outside_exact / args.n, sampler=args.sampler,
+    summary.update(example=SC.caption(cases[0][1]), n=args.n, domain="scenes",
+                   outside_bit_identical=outside_exact / args.n, sampler=args.sampler,
                    steps=args.steps, cfg=args.cfg, median_edit_s=float(np.median(times)),
                    edit_s=[round(t, 4) for t in times], outside_exact=outside_exact)
     if args.grid:
@@ -186,7 +187,8 @@ def main() -> None:
     s = run_scenes(args, engine) if dom == "scenes" else run_shapes(args, engine)
     pct = lambda v: f"{100 * v:.1f} %"  # noqa: E731
     print(f"{args.n} masked edits ({dom}, {args.sampler}, {args.steps} steps, CFG {args.cfg}, {SIZE} px):")
-    print("  " + ", ".join(f"{k} {pct(v)}" for k, v in s.items() if isinstance(v, float) and k not in ("median_edit_s", "cfg")))
+    shown = {k: v for k, v in s.items() if isinstance(v, float) and k not in ("median_edit_s", "cfg")}
+    print("  " + ", ".join(f"{k} {pct(v)}" for k, v in shown.items()))
     if dom == "scenes":
         print("  txt2img baseline: " + ", ".join(f"{k} {pct(v)}" for k, v in s["txt2img_baseline"].items()))
     print(f"  median edit time {s['median_edit_s'] * 1000:.0f} ms")

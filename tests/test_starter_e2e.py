@@ -79,7 +79,9 @@ def floor_for(rate: float, n: int) -> int:
 
 
 def measured_rates():
-    path = __import__("pathlib").Path(__file__).resolve().parent.parent / "bench" / "results" / "starter_scenes_eval.json"
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "results" / "starter_scenes_eval.json"
     return json.loads(path.read_text())["kinds"]
 
 
@@ -125,7 +127,8 @@ def test_masked_edit_follows_the_new_prompt_and_keeps_the_rest(starter_daemon):
     m = side // 8
     mask[m:side - m, m:side - m] = 255
     req = Generate(prompt=prompt, steps=20, sampler="ddim", cfg_scale=5.0, seed=2,
-                   init_image=WireImage(side, side, base.tobytes()), mask=WireImage(side, side, mask.tobytes(), "gray8"),
+                   init_image=WireImage(side, side, base.tobytes()),
+                   mask=WireImage(side, side, mask.tobytes(), "gray8"),
                    strength=1.0, mask_blur=4, fill="neutral", whole_picture=True)
     with Client(starter_daemon.endpoint) as c:
         res = c.submit(req).wait(300)

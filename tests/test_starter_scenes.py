@@ -64,7 +64,8 @@ def test_parse_caption_is_the_inverse_of_caption():
     sc = SC.parse_caption("a small red pentagon on the left and a big white oval at the top right on a blue background")
     assert sc.bg == "blue" and [(o.size, o.fg, o.family, o.place) for o in sc.objects] == [
         ("small", "red", "pentagon", "left"), ("big", "white", "oval", "top right")]
-    for bad in ("a red pentagon", "a red pentagon on a teal background", "a red pentagon somewhere on a blue background",
+    for bad in ("a red pentagon", "a red pentagon on a teal background",
+                "a red pentagon somewhere on a blue background",
                 "three red dogs on a blue background"):
         try:
             SC.parse_caption(bad)

@@ -218,7 +218,8 @@ def training_latents(vae, scenes: int, seed: int, generations: int = 48, model_d
     parts = [mean, sampled, noisy, blend]
     if generations:
         prompts = domain_prompts(model_dir, generations, seed + 4)
-        parts += [live_x0_latents(prompts, 20, seed + 5, model_dir=model_dir)] * 2  # twice: the previews that matter most
+        # twice: the previews that matter most
+        parts += [live_x0_latents(prompts, 20, seed + 5, model_dir=model_dir)] * 2
     return torch.cat(parts)
 
 
