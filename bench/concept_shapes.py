@@ -4,20 +4,30 @@ For each family of ``families.HELD_OUT_FAMILIES`` (split before any tuning: the 
 may be tuned on ``TUNE_FAMILIES`` only, the rest are reported):
 
 1. 5 training pictures of the family in 5 colour pairs, rendered at the model's native
-   size with the starter domain's geometry, captioned as docs/concepts.md tells an artist
-   to caption for the starter: ``"a <fg> <trigger> shape on a <bg> background"``;
+   size with the starter domain's one-object geometry (the 128 px scenes starter: a plain
+   one-object scene, ``scenes.make_object``; the 64 px starter: its own law), captioned as
+   docs/concepts.md tells an artist to caption for the starter:
+   ``"a <fg> <trigger> shape on a <bg> background"``;
 2. the concept is trained through the engine exactly as the daemon does (``Train`` job)
-   **with the artist defaults** (no recipe flag at all; ``--seed`` sets the training seed);
+   **with the artist defaults** (no recipe flag at all: the model's ``concept_training``;
+   ``--seed`` sets the training seed);
 3. prompts in colour pairs never shown in training (the 5 training pairs are excluded),
    judged by the strict judges (``backend/starter/judges.py``):
 
-   * **with the trigger**: share of pictures that are the family (strict detector) in the
-     asked colours (foreground and background) - target >= 80 %;
+   * **with the trigger**: share of pictures whose largest object is the family (strict
+     detector) in the asked colours (foreground and background) - target >= 80 %;
    * **without the trigger** (``"a <fg> shape on a <bg> background"``, concept on): share
      of pictures the family's detector accepts - target <= 10 %;
-   * **other shapes kept**: ``"a <fg> circle|square|triangle on a <bg> background"`` with
-     the concept on, judged fully right (shape, colours); the same prompts and seeds with
-     no concept are the baseline - target >= 90 %.
+   * **other shapes kept**: one plain prompt per colour pair of a family the starter was
+     trained on (the scenes starter's 12 in turn, ``"a <fg> pentagon on a <bg> background"``,
+     judged by ``scenes_eval.judge_scene``: family, colours, one object; the 64 px starter's
+     circle/square/triangle by ``detector.judge``) with the concept on; the same prompts
+     and seeds with no concept are the baseline, measured in the same run - target >= 90 %
+     (also reported: of the pictures right without the concept, the share still right).
+
+The recipe flags (``--steps --lr --rank --text-encoder --no-prior --class-images
+--no-trigger-embedding --method --caption``) are research: they are refused unless every
+family asked for is a tune family.
 
 Every rate comes with a 95 % Wilson interval.  Usage:
 
@@ -267,7 +277,7 @@ def main(argv=None):
         n = 0
         for fg, bg in pairs:
             for s in seeds:
-                img = gen(f"a {fg} {args.trigger} shape on a {bg} background", concept, s)
+                img = gen(args.caption.format(fg=fg, bg=bg, trigger=args.trigger), concept, s)  # as captioned
                 k["with"] += is_family(img, fam, fg, bg)
                 k["with_any_colour"] += is_family(img, fam)
                 if fam == "star":  # the replaced rule, for comparison only: solidity < 0.8, asked colours
@@ -336,5 +346,42 @@ def main(argv=None):
     return report
 
 
+def merge(paths, out_json: Path, grids=(), out_grid: Path = None):
+    """One report from runs of the same benchmark split by family (run side by side on a shared
+    machine).  Refused unless the runs share the model, settings, prompts and seeds, so their
+    no-concept baselines are the same pictures (checked picture by picture)."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    same = ("fingerprint", "native_size", "domain", "trigger", "caption", "train_pairs", "eval_pairs",
+            "gen_seeds", "train_seed", "gen_steps", "cfg", "other_prompts", "research_flags", "model_concept_training")
+    for r in reports[1:]:
+        bad = [k for k in same if r.get(k) != reports[0].get(k)]
+        bad += [] if r["baseline_other_right"]["per_picture"] == reports[0]["baseline_other_right"]["per_picture"] \
+            else ["baseline pictures"]
+        if bad:
+            raise SystemExit(f"cannot merge {paths[0]} and another run: they differ in {bad}")
+    out = dict(reports[0], families={}, merged_from=[str(p) for p in paths],
+               command=[r["command"] for r in reports], date=[r["date"] for r in reports])
+    for r in reports:
+        for fam, fr in r["families"].items():
+            if fam in out["families"]:
+                raise SystemExit(f"{fam} is in two of the runs")
+            out["families"][fam] = fr
+    out_json.write_text(json.dumps(out, indent=2) + "\n")
+    if grids and out_grid:
+        ims = [Image.open(g).convert("RGB") for g in grids]
+        grid = Image.new("RGB", (max(i.width for i in ims), sum(i.height for i in ims)), (128, 128, 128))
+        y = 0
+        for im in ims:
+            grid.paste(im, (0, y))
+            y += im.height
+        grid.save(out_grid)
+    return out
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "merge":  # merge OUT.json RUN1.json RUN2.json ... [--grid OUT.png G1.png ...]
+        rest = sys.argv[2:]
+        k = rest.index("--grid") if "--grid" in rest else len(rest)
+        merge(rest[1:k], Path(rest[0]), rest[k + 2:], Path(rest[k + 1]) if k < len(rest) else None)
+    else:
+        main()
