@@ -137,6 +137,17 @@ def other_prompts(pairs, domain: str):
     return out
 
 
+def save_grid(rows, size: int, path: Path) -> None:
+    """One row per family: its 5 training pictures, 7 with the trigger, 4 without."""
+    cols = max(len(r) for r in rows)
+    grid = Image.new("RGB", (cols * size, len(rows) * size), (128, 128, 128))
+    for r, row in enumerate(rows):
+        for c, im in enumerate(row):
+            grid.paste(im, (c * size, r * size))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+
+
 def main(argv=None):
     from impasto.backend.starter import families as FAM
 
@@ -330,14 +341,8 @@ def main(argv=None):
         if args.json:  # partial results survive an interrupted run
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.grid and grid_rows:
-        cols = max(len(r) for r in grid_rows)
-        grid = Image.new("RGB", (cols * size, len(grid_rows) * size), (128, 128, 128))
-        for r, row in enumerate(grid_rows):
-            for c, im in enumerate(row):
-                grid.paste(im, (c * size, r * size))
-        args.grid.parent.mkdir(parents=True, exist_ok=True)
-        grid.save(args.grid)
+        if args.grid:
+            save_grid(grid_rows, size, args.grid)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({f: {kk: fr[kk] for kk in ("with_trigger", "without_trigger", "other_kept")}
