@@ -137,6 +137,14 @@ def other_prompts(pairs, domain: str):
     return out
 
 
+def colours_right(img, fg: str, bg: str) -> bool:
+    """The picture's background and its largest object's colour are the asked ones (no shape judged)."""
+    from impasto.backend.starter import judges as J
+
+    bgd, objs = J.find_objects(img)
+    return bgd == bg and bool(objs) and objs[0].fg == fg
+
+
 def save_grid(rows, size: int, path: Path) -> None:
     """One row per family: its 5 training pictures, 7 with the trigger, 4 without."""
     cols = max(len(r) for r in rows)
@@ -281,7 +289,7 @@ def main(argv=None):
         res = engine.run(req)
         wall = time.perf_counter() - t0
         concept = [(fam, 1.0)]
-        k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0, "legacy": 0}
+        k = {"with": 0, "without": 0, "other": 0, "with_any_colour": 0, "legacy": 0, "colours": 0}
         ious.clear()
         row_with, row_without = [], []
         t1 = time.perf_counter()
@@ -291,6 +299,7 @@ def main(argv=None):
                 img = gen(args.caption.format(fg=fg, bg=bg, trigger=args.trigger), concept, s)  # as captioned
                 k["with"] += is_family(img, fam, fg, bg)
                 k["with_any_colour"] += is_family(img, fam)
+                k["colours"] += colours_right(img, fg, bg)
                 if fam == "star":  # the replaced rule, for comparison only: solidity < 0.8, asked colours
                     a = analyse(img)
                     k["legacy"] += a["solidity"] < 0.80 and a["fg"] == fg and a["bg"] == bg
@@ -313,6 +322,7 @@ def main(argv=None):
             "split": "tune" if fam in FAM.TUNE_FAMILIES else "report",
             "with_trigger": {"k": k["with"], "n": n, "rate": round(k["with"] / n, 4), "ci95": wilson(k["with"], n)},
             "with_trigger_any_colour": round(k["with_any_colour"] / n, 4),
+            "with_trigger_colours_right": {"k": k["colours"], "n": n, "rate": round(k["colours"] / n, 4)},
             "with_trigger_own_iou": list(ious),  # the family detector's template fit per picture
             **({"with_trigger_legacy_solidity_rule": {"k": k["legacy"], "n": n, "rate": round(k["legacy"] / n, 4),
                                                        "ci95": wilson(k["legacy"], n)}} if fam == "star" else {}),
