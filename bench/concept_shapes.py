@@ -274,7 +274,10 @@ def main(argv=None):
               "other_prompts": [f"a {fg} {f} on a {bg} background" for (f, fg, bg), _ in others],
               "baseline_other_right": {"k": base_right, "n": len(others), "rate": round(base_right / len(others), 4),
                                        "ci95": wilson(base_right, len(others)), "per_picture": base_ok},
-              "baseline_seconds": round(base_s, 1), "families": {}}
+              "baseline_seconds": round(base_s, 1), "seeds": seeds,
+              "baseline": "the same prompts without the trigger, and the other shapes' prompts with the concept off "
+                          "(same seeds, same run)",
+              "families": {}}
     grid_rows = []
     for fam in families:
         pics = [render_family(fam, fg, bg, size, 100 + i, domain) for i, (fg, bg) in enumerate(TRAIN_PAIRS)]
