@@ -377,8 +377,10 @@ def merge(paths, out_json: Path, grids=(), out_grid: Path = None):
             else ["baseline pictures"]
         if bad:
             raise SystemExit(f"cannot merge {paths[0]} and another run: they differ in {bad}")
-    out = dict(reports[0], families={}, merged_from=[str(p) for p in paths],
-               command=[r["command"] for r in reports], date=[r["date"] for r in reports])
+    merge_cmd = "python bench/concept_shapes.py merge " + " ".join(map(str, [out_json, *paths]))
+    out = dict(reports[0], families={}, merged_from=[str(p) for p in paths], run_commands=[r["command"] for r in reports],
+               run_dates=[r["date"] for r in reports], date=max(r["date"] for r in reports),
+               command=" ; ".join([r["command"] for r in reports] + [merge_cmd]) + "  (the runs side by side)")
     for r in reports:
         for fam, fr in r["families"].items():
             if fam in out["families"]:
