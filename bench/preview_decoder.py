@@ -7,9 +7,9 @@ Issue 19 item 4's targets: colour error of a preview vs the full VAE decode of t
 (mean absolute, 0-255) <= 10 on the starter, at <= 5 ms per preview on CPU.
 
 Both previewers get the same latents in the same run: the starter VAE's encodings of scenes the
-decoder never trained on (held-out colour x shape combinations and the never-trained star).  The
-error is measured on what a client receives (the RGBA preview image, resized to the decode's
-64 px) against the full decode quantised to 8 bits.  Time per preview is the whole previewer call
+decoder never trained on (held-out colour x shape combinations and shapes no starter stage saw).
+The error is measured on what a client receives (the RGBA preview image, resized to the decode's
+size) against the full decode quantised to 8 bits.  Time per preview is the whole previewer call
 (network or matrix + the PIL image), median over every scene, one torch thread, CPU; the full
 VAE decode of the same latents is timed too, as the cost a preview avoids.
 """
@@ -63,9 +63,9 @@ def main(argv=None) -> int:
     assert trained.kind == "trained", "the starter has no trained preview decoder: run tooling/train_preview"
     err = {"linear": tp.preview_colour_error(linear, vae, latents, full),
            "trained": tp.preview_colour_error(trained, vae, latents, full)}
-    from impasto.backend.starter import domain
-
-    x0 = tp.live_x0_latents(domain.eval_combos()[:args.prompts], args.steps, SEED, samplers=("euler_a",))
+    dom, side = tp.model_domain(path)
+    x0 = tp.live_x0_latents(tp.domain_prompts(path, args.prompts, SEED, held_out=True), args.steps, SEED,
+                            samplers=("euler_a",))
     err["x0_linear"] = tp.preview_colour_error(linear, vae, x0)
     err["x0_trained"] = tp.preview_colour_error(trained, vae, x0)
     with torch.no_grad():
@@ -98,9 +98,12 @@ def main(argv=None) -> int:
         seeds=[SEED] + [SEED + i for i in range(args.prompts)], baseline="the linear latent->RGB map and the full VAE decode, same latents, same run",
         settings={"scenes": args.scenes, "repeats": args.repeats, "prompts": args.prompts, "steps": args.steps,
                   "x0_seeds": f"{SEED}..{SEED + args.prompts - 1}", "model": "starter", "device": "cpu",
-                  "latents": "VAE encoder mean of held-out domain scenes (eval_combos + star), 64 px"},
+                  "domain": dom, "native_size": side,
+                  "latents": f"VAE encoder mean of held-out {dom} scenes (held-out combinations + never-trained "
+                             f"shapes), {side} px"},
         tables={"main": {
-            "caption": f"Starter model, {args.scenes} held-out scenes (8x8x4 latents, 64 px decode), CPU, "
+            "caption": f"Starter model ({dom} domain), {args.scenes} held-out scenes ({side // 8}x{side // 8}x4 "
+                       f"latents, {side} px decode), CPU, "
                        f"1 torch thread; live previews: the x0 prediction at every step of {args.prompts} "
                        f"generations of held-out prompts ({args.steps} steps, euler_a, CFG 5); "
                        "colour error = mean absolute difference of the preview image a client "

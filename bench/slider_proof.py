@@ -23,9 +23,16 @@ Both are trained through the engine exactly as the daemon runs a ``TrainSlider``
   prompt and seed, and Spearman's rho per prompt; also on held-out backgrounds (green, cyan)
   that no training phrase names.
 
-The model: the currently shipped 64 px starter (``backend/assets/starter``) unless
-``--model``; a richer starter is being trained (issue 20), so these figures are an
-interim check of the recipe, to be measured again on it.
+On the 128 px scenes starter (issue 20; its ``impasto.json`` says ``"domain": "scenes"``)
+the size pairs are plain one-object scenes of its training (family, colour, background)
+triples at the two ends of the domain's plain radius (``scenes.PLAIN_RADIUS``: 0.16 and
+0.30 of the side), captioned as the starter's plain captions ("a red pentagon on a blue
+background"); the held-out prompts are plain prompts of the scenes split's held-out triples
+(``scenes.eval_triples``), ``--prompts-per-shape`` per family; a picture is right when the
+strict judges (``scenes_eval.judge_scene``: family by template fit, colour, background) say
+so, and the area is the asked colour's largest component.  On the 64 px starter: as above.
+
+The model: the installed starter (``backend/assets/starter``) unless ``--model``.
 
 Usage: python bench/slider_proof.py [--model DIR] [--steps N] [--seeds 2] [--threads 1] [--out DIR]
          [--only size|colour] [--no-write]
@@ -96,6 +103,91 @@ def size_pairs(combos, seed: int, size: int) -> Tuple[List[Image.Image], List[Im
     return lows, highs, caps
 
 
+def scene_size_pairs(triples, seed: int, size: int) -> Tuple[List[Image.Image], List[Image.Image], List[str]]:
+    """Scenes domain: one plain scene per triple, the object at the plain radius's low vs high end."""
+    from impasto.backend.starter import scenes as SC
+
+    lo_r, hi_r = SC.PLAIN_RADIUS
+    rng = np.random.default_rng(seed)
+    lows, highs, caps = [], [], []
+    for fam, fg, bg in triples:
+        lo, hi = hi_r + 0.04, 1.0 - hi_r - 0.04
+        cx, cy = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
+        rot = SC._rot(fam, rng)
+        for r, out in ((lo_r, lows), (hi_r, highs)):
+            out.append(SC.render(SC.Scene(bg, [SC.Obj(fam, fg, None, None, cx, cy, r, rot)]), size))
+        caps.append(SC.caption(SC.Scene(bg, [SC.Obj(fam, fg, None, None, cx, cy, lo_r, rot)])))
+    return lows, highs, caps
+
+
+def colour_area(img, fg: str) -> float:
+    """Share of the picture in the asked colour's largest 4-connected component (palette labels)."""
+    from impasto.backend.starter import judges as J
+    from impasto.backend.starter.domain import COLOR_NAMES
+
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    comps = J.components(J._labels(a) == COLOR_NAMES.index(fg))
+    return float(comps[0].mean()) if comps else 0.0
+
+
+class Domain:
+    """What the proof needs of the base model's domain: pairs, held-out prompts, the judge, the area."""
+
+    def __init__(self, engine, model: Path, prompts_per_shape: int):
+        from impasto.backend.starter.train_control import base_domain
+
+        self.name = base_domain(model)
+        self.size = engine.model(engine.bench_model).entry.native_size
+        self.per_shape = prompts_per_shape
+
+    def pairs(self, n: int, seed: int):
+        rng = np.random.default_rng(seed)
+        if self.name == "scenes":
+            from impasto.backend.starter import scenes as SC
+
+            tri = SC.train_triples()
+            return scene_size_pairs([tri[i] for i in rng.choice(len(tri), n, replace=False)], seed, self.size)
+        from impasto.backend.starter import domain as D
+
+        combos = D.train_combos()
+        return size_pairs([combos[i] for i in rng.choice(len(combos), n, replace=False)], seed, self.size)
+
+    def held_out(self) -> List[Tuple[str, str, str, str]]:
+        """(prompt, shape, fg, bg) of the held-out prompts."""
+        if self.name == "scenes":
+            from impasto.backend.starter import families as FAM
+            from impasto.backend.starter import scenes as SC
+
+            ev = SC.eval_triples()
+            pick = np.random.default_rng(20261201)     # fixed before any run: colours spread, not the list's first
+            out = []
+            for fam in FAM.TRAIN_FAMILIES:
+                mine = [t for t in ev if t[0] == fam]
+                for f, fg, bg in [mine[i] for i in pick.permutation(len(mine))[: self.per_shape]]:
+                    out.append((f"a {fg} {f} on a {bg} background", f, fg, bg))
+            return out
+        from impasto.backend.starter import domain as D
+
+        held = D.eval_combos()
+        return [(D.caption(*c), *c) for s in D.SHAPES for c in [c for c in held if c[0] == s][: self.per_shape]]
+
+    def judge(self, img, shape: str, fg: str, bg: str) -> Dict[str, bool]:
+        if self.name == "scenes":
+            from impasto.backend.starter import scenes as SC
+            from impasto.backend.starter import scenes_eval as SE
+
+            v = SE.judge_scene(np.asarray(img), SC.Scene(bg, [SC.Obj(shape, fg, None, None, 0.5, 0.5, 0.2, 0.0)]))
+            res = {"shape": v["family"], "fg": v["colour"], "bg": v["bg"]}
+            res["all"] = all(res.values())
+            return res
+        from impasto.backend.starter import detector
+
+        return detector.judge(img, f"a {fg} {shape} on a {bg} background")
+
+    def area(self, img, fg: str) -> float:
+        return colour_area(img, fg) if self.name == "scenes" else fg_area(img, fg)
+
+
 def wire(img):
     from impasto.backend.engine.images import to_wire
 
@@ -105,7 +197,8 @@ def wire(img):
 def generate(engine, prompt: str, seed: int, concepts) -> Image.Image:
     from impasto.protocol.messages import Generate
 
-    r = engine.run(Generate(job="b", prompt=prompt, seed=seed, steps=20, cfg_scale=5.0, width=64, height=64,
+    size = engine.bench_size
+    r = engine.run(Generate(job="b", prompt=prompt, seed=seed, steps=20, cfg_scale=5.0, width=size, height=size,
                             sampler="ddim", model=engine.bench_model, concepts=list(concepts)))
     im = r.images[0]
     return Image.frombytes("RGBA", (im.width, im.height), im.data).convert("RGB")
@@ -157,29 +250,24 @@ def train(engine, req, log) -> Dict:
 
 
 def size_proof(engine, args, log, out: Path) -> Dict:
-    from impasto.backend.starter import detector, domain as D
     from impasto.protocol.messages import TrainSlider
 
-    train_combos = D.train_combos()
-    rng = np.random.default_rng(args.data_seed)
-    pick = [train_combos[i] for i in rng.choice(len(train_combos), args.pairs, replace=False)]
-    lows, highs, caps = size_pairs(pick, args.data_seed, 64)
+    dom = engine.bench_domain
+    lows, highs, caps = dom.pairs(args.pairs, args.data_seed)
     req = TrainSlider(job="size", name="size", mode="images", images=[wire(i) for i in lows],
                       images_high=[wire(i) for i in highs], captions=caps, steps=args.steps or 0,
                       learning_rate=args.lr, rank=args.rank,
                       model=engine.bench_model, sample_every=0, checkpoint_every=0, preview=False, seed=0)
     training = train(engine, req, log)
-    held = D.eval_combos()
-    by_shape = {s: [c for c in held if c[0] == s] for s in D.SHAPES}
-    prompts = [D.caption(*c) for s in D.SHAPES for c in by_shape[s][:args.prompts_per_shape]]
+    held = dom.held_out()[: args.limit_prompts or None]
+    prompts = [h[0] for h in held]
     rows, strips = [], []
     all_right, base_right, n_pictures = 0, 0, 0
     # per weight: pictures with colours (fg + bg) right, shape right, both right
     judged = {w: {"colours": 0, "shape": 0, "all": 0, "n": 0} for w in WEIGHTS}
     rhos = []
     kept, kept_n = 0, 0     # slider pictures right where the base model's (same prompt and seed) is right
-    for prompt in prompts:
-        shape, fg, bg = D.parse_caption(prompt)
+    for prompt, shape, fg, bg in held:
         areas = {w: [] for w in WEIGHTS}
         right = 0
         row_pics = []
@@ -187,8 +275,8 @@ def size_proof(engine, args, log, out: Path) -> Dict:
             verdicts = {}
             for w in WEIGHTS:
                 img = generate(engine, prompt, seed, [("size", w)] if w else [])
-                areas[w].append(fg_area(img, fg))
-                verdict = detector.judge(img, prompt)
+                areas[w].append(dom.area(img, fg))
+                verdict = dom.judge(img, shape, fg, bg)
                 ok = verdict["all"]
                 verdicts[w] = ok
                 right += ok
@@ -215,7 +303,8 @@ def size_proof(engine, args, log, out: Path) -> Dict:
         log(f"size {prompt}: areas {[round(m, 3) for m in means]} rho {rho:.2f} right {right}")
     strip(strips, out / "size_strip.png")
     return {
-        "training": training, "pairs": args.pairs, "prompts": prompts,
+        "training": training, "pairs": args.pairs, "prompts": prompts, "domain": dom.name, "size": dom.size,
+        "pair_captions": caps,
         "spearman": [round(r, 4) for r in rhos], "spearman_min": round(min(rhos), 4),
         "spearman_median": round(statistics.median(rhos), 4),
         "prompts_rho_ge_0_9": sum(r >= 0.9 for r in rhos),
@@ -241,10 +330,14 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
                       sample_every=0, checkpoint_every=0, preview=False, seed=0)
     training = train(engine, req, log)
     held_out = [f"{s} on a {bg} background" for s in D.SHAPES for bg in HELD_OUT_BGS]
+    if args.limit_prompts:
+        preserve_eval, held_out = preserve[: args.limit_prompts], held_out[: args.limit_prompts]
+    else:
+        preserve_eval = preserve
     rows, strips, rhos = [], [], []
     monotone, series = 0, 0
     held_monotone, held_series, held_rhos = 0, 0, []
-    for tail in preserve + held_out:
+    for tail in preserve_eval + held_out:
         prompt = f"a red {tail}"
         is_held = tail in held_out
         hues = {w: [] for w in WEIGHTS}
@@ -262,8 +355,11 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
             ok = (all(np.isfinite(seq)) and all(b >= a - HUE_TOLERANCE for a, b in zip(seq, seq[1:]))
                   and seq[-1] - seq[0] >= MIN_SWING)
             mono_here += ok
-        means = [statistics.fmean(hues[w]) for w in WEIGHTS]
-        rho = spearman(WEIGHTS, means)
+        # a picture with no foreground far from the border colour has no hue (nan): its series is not monotone,
+        # the mean is over the seeds that have one, and rho over the weights that have a mean
+        means = [float(np.nanmean(hues[w])) if np.isfinite(hues[w]).any() else float("nan") for w in WEIGHTS]
+        ok_w = [i for i, m in enumerate(means) if np.isfinite(m)]
+        rho = spearman([WEIGHTS[i] for i in ok_w], [means[i] for i in ok_w]) if len(ok_w) > 2 else 0.0
         if is_held:
             held_monotone += mono_here
             held_series += args.seeds
@@ -273,9 +369,11 @@ def colour_proof(engine, args, log, out: Path) -> Dict:
             series += args.seeds
             rhos.append(rho)
             strips.append(row_pics)
-        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" for m in means]
+        rows.append([prompt + (" (held out)" if is_held else "")] + [f"{m:+.0f}" if np.isfinite(m) else "n/a"
+                                                                     for m in means]
                     + [f"{rho:.2f}", f"{mono_here}/{args.seeds}"])
-        log(f"colour {prompt}: hues {[round(m) for m in means]} rho {rho:.2f} monotone {mono_here}/{args.seeds}")
+        log(f"colour {prompt}: hues {[round(m) if np.isfinite(m) else None for m in means]} rho {rho:.2f} "
+            f"monotone {mono_here}/{args.seeds}")
     strip(strips, out / "colour_strip.png")
     return {
         "training": training, "prompts": [f"a red {t}" for t in preserve],
@@ -298,7 +396,11 @@ def main(argv=None) -> int:
     ap.add_argument("--caption-dropout", type=float, default=None,
                     help="research: slider_train.CAPTION_DROPOUT for the picture pairs (default: the trainer's)")
     ap.add_argument("--pairs", type=int, default=24, help="size slider: picture pairs (training combinations)")
-    ap.add_argument("--prompts-per-shape", type=int, default=3, help="size slider: held-out prompts per shape")
+    ap.add_argument("--prompts-per-shape", type=int, default=0,
+                    help="size slider: held-out prompts per shape (0: 3 on the 64 px starter, 1 per family on the "
+                         "scenes starter)")
+    ap.add_argument("--limit-prompts", type=int, default=0, help="mechanics checks: judge only this many prompts")
+    ap.add_argument("--result", default="slider_proof", help="bench/results/<name>.json")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -308,6 +410,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from impasto.backend.concepts import slider_train
+    from impasto.backend.engine.models import starter_dir
+    from impasto.backend.starter.train_control import base_domain
+
+    if not args.prompts_per_shape:
+        target = args.model or starter_dir()
+        args.prompts_per_shape = 1 if target is not None and base_domain(Path(target)) == "scenes" else 3
 
     if args.caption_dropout is not None:
         slider_train.CAPTION_DROPOUT = args.caption_dropout
@@ -317,6 +425,8 @@ def main(argv=None) -> int:
         return 2
     work, engine, model = made
     engine.bench_model = model.name
+    engine.bench_domain = Domain(engine, model, args.prompts_per_shape)
+    engine.bench_size = engine.bench_domain.size
 
     def log(text):
         print(text, flush=True)
@@ -372,15 +482,15 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from results_io import write_result
 
-        write_result("slider_proof", figures, baseline="the base model (slider weight 0) on the same prompts and "
+        write_result(args.result, figures, baseline="the base model (slider weight 0) on the same prompts and "
                      "seeds", seeds=list(range(args.seeds)), threads=torch.get_num_threads(),
                      settings={"steps": args.steps, "lr": args.lr, "rank": args.rank, "pairs": args.pairs,
                                "caption_dropout": slider_train.CAPTION_DROPOUT,
                                "prompts_per_shape": args.prompts_per_shape,
                                "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
                                "cfg": 5.0},
-                     tables=tables, notes=["interim: the currently shipped 64 px starter; the starter is being "
-                                           "retrained (issue 20) and the figures are to be measured again on it"])
+                     tables=tables, notes=[f"base model: {model} ({engine.bench_domain.name} domain, "
+                                           f"{engine.bench_size} px)"])
     return 0
 
 

@@ -1,11 +1,12 @@
 """Make the documentation screenshots: ``python -m impasto.desktop.screenshots --out docs``.
 
 Drives a real window (offscreen) against a running daemon with the starter
-model, as an artist would: generates a scene the starter knows ("a red
-circle on a blue background"), accepts it as a layer, paints a mask over the
-circle with the mask brush, inpaints it with another shape and grabs the
-window with the mask painted, mid-generation (live preview in place,
-progress bar) and with the result staged.  The pictures show what the
+model, as an artist would: generates a scene the starter knows ("a big red
+circle in the center and a small yellow triangle at the top left on a blue
+background"), accepts it as a layer, paints a mask over the circle with the
+mask brush, inpaints it with another shape and grabs the window with the mask
+painted, mid-generation (live preview in place, progress bar) and with the
+result staged.  The pictures show what the
 starter really paints - rerun this after the starter is retrained.
 
     IMPASTO_HOME=/tmp/x python -m impasto.backend.cli serve --endpoint tcp://127.0.0.1:7899 &
@@ -25,8 +26,10 @@ def main(argv=None) -> int:
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--out", default="docs")
     parser.add_argument("--model", default="starter")
-    parser.add_argument("--scene", default="a red circle on a blue background")
-    parser.add_argument("--prompt", default="a yellow triangle on a blue background")
+    parser.add_argument("--scene",
+                        default="a big red circle in the center and a small yellow triangle at the top left on a "
+                                "blue background")
+    parser.add_argument("--prompt", default="a big white square in the center on a blue background")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--size", type=int, default=384, help="canvas side, px")
     args = parser.parse_args(argv)

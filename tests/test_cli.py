@@ -209,7 +209,12 @@ def test_generation_far_from_native_size_says_what_it_did(daemon, tmp_path):
     r = impasto(daemon.env, "generate", "a red circle on a blue background", "-o", str(out), "--model", "starter",
                 "--size", "256x256", "--steps", "2", "--seed", "3", "--no-spawn", "-q")
     assert r.returncode == 0, r.stderr
-    assert "size changed: painted at 64x64" in r.stderr and "resized to 256x256" in r.stderr
+    import json
+
+    from impasto.backend.engine.models import starter_dir
+
+    side = json.loads((starter_dir() / "impasto.json").read_text())["native_size"]
+    assert f"size changed: painted at {side}x{side}" in r.stderr and "resized to 256x256" in r.stderr
 
 
 def test_daemon_log_records_each_job_and_each_refusal(daemon, tmp_path):

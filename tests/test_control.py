@@ -165,7 +165,7 @@ def test_sizes_resized_with_a_warning_or_refused(ceng):
 
 
 def test_depth_and_pose_say_which_weights_they_need(ceng):
-    for kind, word in (("depth", "depth estimator"), ("pose", "OpenPose")):
+    for kind, word in (("depth", "depth estimator"), ("pose", "ViTPose")):
         with pytest.raises(ProtocolError) as err:
             run(ceng, [ControlUnit(kind, strokes(), "cn-scribble")])
         assert word in err.value.message and "raw" in err.value.message and err.value.field == "control[0].type"
@@ -188,6 +188,23 @@ def test_depth_runs_with_an_estimator_in_the_models_folder(ceng, control_models)
         plain, _ = run(ceng, [])
         steered, r = run(ceng, [ControlUnit("depth", strokes(), "cn-scribble")])
         assert (plain != steered).mean() > 0.05 and r.info["control"][0]["type"] == "depth"
+    finally:
+        shutil.rmtree(control_models / "annotators")
+
+
+def test_pose_runs_with_an_estimator_in_the_models_folder(ceng, control_models, monkeypatch):
+    """``annotators/pose`` holding a (tiny random) ViTPose: pose units draw a skeleton map and steer."""
+    import shutil
+
+    from impasto.backend.engine import control_pose
+    from impasto.backend.tooling.tiny_model import build_tiny_pose_estimator
+
+    build_tiny_pose_estimator(control_models / "annotators" / "pose")
+    monkeypatch.setattr(control_pose, "MIN_SCORE", 0.0)      # a random estimator is never sure: draw what it finds
+    try:
+        plain, _ = run(ceng, [])
+        steered, r = run(ceng, [ControlUnit("pose", strokes(), "cn-scribble")])
+        assert (plain != steered).mean() > 0.05 and r.info["control"][0]["type"] == "pose"
     finally:
         shutil.rmtree(control_models / "annotators")
 

@@ -127,18 +127,19 @@ def test_preview_tracks_the_final_image_on_a_trained_vae():
     eng = Engine()
     previews = []
     hooks = JobHooks(want_preview=True, progress=lambda s, t, p=None, l=None, st="": previews.append(p))
-    res = eng.run(Generate(job="p", model="starter", prompt="a red circle on a blue background", width=64,
-                           height=64, steps=12, sampler="ddim", cfg_scale=5.0, seed=1), hooks)
+    side = eng.model("starter").entry.native_size   # the starter's own size: 128 px
+    res = eng.run(Generate(job="p", model="starter", prompt="a red circle on a blue background", width=side,
+                           height=side, steps=12, sampler="ddim", cfg_scale=5.0, seed=1), hooks)
     final = arr(res.images[0])[..., :3].astype(float)
-    last = np.asarray(previews[-1].convert("RGB").resize((64, 64))).astype(float)
+    last = np.asarray(previews[-1].convert("RGB").resize((side, side))).astype(float)
     corr = np.corrcoef(final.ravel(), last.ravel())[0, 1]
     colour_err = np.abs(final.mean(axis=(0, 1)) - last.mean(axis=(0, 1))).max()
     pixel_err = np.abs(final - last).mean()
-    # Measured 2026-12-01 with the starter's trained preview decoder (seeds 1-3): corr 0.998-0.999,
-    # mean-colour error 0.5-1.1 levels, per-pixel error 1.6-2.0 levels.  The linear map it replaced
-    # measured corr 0.966 and a mean-colour error of 58.5 levels, so these bounds fail with it:
-    # issue 19's 10 levels per pixel, and a mean colour within 4 levels.
-    assert corr > 0.99 and colour_err < 4 and pixel_err <= 10, (corr, colour_err, pixel_err)
+    # Measured 2026-12-01 on the 128 px scenes starter's trained preview decoder (seeds 1-3): corr 0.988-0.990,
+    # mean-colour error 0.7-1.8 levels, per-pixel error 4.1-4.7 levels.  The linear map measured corr
+    # 0.988-0.991 (the layout is right either way) but a mean-colour error of 54-62 and a per-pixel error of
+    # 56-57 levels, so the colour bounds fail with it: issue 19's 10 levels per pixel, a mean colour within 4.
+    assert corr > 0.98 and colour_err < 4 and pixel_err <= 10, (corr, colour_err, pixel_err)
     # ...and the colour points the right way: every channel in which the picture is far from grey
     # (blue up, green and red down for a red circle on blue) moves the preview the same way.
     dev_final = final.mean(axis=(0, 1)) - 128

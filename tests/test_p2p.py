@@ -8,7 +8,7 @@
 * with nothing injected (both fractions 0) the edit processors compute what
   diffusers' own do: the edit is the plain picture of the new prompt;
 * SD1.5 and SDXL, plain and weighted prompts of different chunk counts;
-* on the starter: swapping the colour word keeps the shape's mask where a
+* on the starter: swapping the colour word keeps the object's mask where a
   plain regeneration with the same seed does not (the benchmark,
   ``bench/p2p_edit.py``, measures the full held-out set).
 """
@@ -211,30 +211,38 @@ def test_an_inpainting_model_and_a_missing_seed_are_typed_errors(sd_engine, tmp_
 # --------------------------------------------------------------------------- the starter
 
 def test_starter_colour_swap_keeps_the_shape_where_a_plain_regeneration_does_not(tmp_path):
-    """Six held-out prompts: the edit keeps the original's mask (IoU >= 0.8) and takes the new colour."""
+    """Six held-out prompts: the edit keeps the original's object mask (IoU >= 0.8) and takes the new colour."""
     from impasto.backend.engine.models import starter_dir
-    from impasto.backend.starter import detector, domain
+    from impasto.backend.starter import judges as J
+    from impasto.backend.starter import scenes as SC
+    from impasto.backend.starter import scenes_eval as E
 
     assert starter_dir() is not None, "the starter model is not installed"
     engine = Engine(models_dir=tmp_path, device=CPU)
+    side = engine.model("starter").entry.native_size
 
     def paint(prompt, seed, edit=None):
-        res = engine.run(Generate(job="s", model="starter", prompt=prompt, width=64, height=64, steps=20,
+        res = engine.run(Generate(job="s", model="starter", prompt=prompt, width=side, height=side, steps=20,
                                   sampler="ddim", cfg_scale=5.0, seed=seed, p2p=edit), JobHooks())
         return pixels(res).astype(np.uint8)
+
+    def objects(img, bg):   # every pixel not of the background's palette colour
+        return J._labels(img.astype(np.float32)) != SC.COLOR_NAMES.index(bg)
 
     def iou(a, b):
         return (a & b).sum() / max(1, (a | b).sum())
 
     kept_edit = kept_plain = right = 0
-    for i, (shape, fg, bg) in enumerate(domain.eval_combos()[:6]):
-        new = [c for c in domain.COLOR_NAMES if c not in (fg, bg)][i % 6]
-        src, dst = domain.caption(shape, fg, bg), domain.caption(shape, new, bg)
-        mask = detector.analyse(paint(src, 100 + i))["mask"]
+    for i, scene in enumerate(E.prompt_scenes("plain", 6, seed=0)):   # held-out (family, colour, background)
+        o = scene.objects[0]
+        new = [c for c in SC.COLOR_NAMES if c not in (o.fg, scene.bg)][i % 6]
+        src, dst = SC.caption(scene), SC.caption(scene).replace(f"a {o.fg} ", f"a {new} ", 1)
+        mask = objects(paint(src, 100 + i), scene.bg)
         edited = paint(dst, 100 + i, PromptEdit(source_prompt=src))
-        kept_edit += iou(mask, detector.analyse(edited)["mask"]) >= 0.8
-        kept_plain += iou(mask, detector.analyse(paint(dst, 100 + i))["mask"]) >= 0.8
-        right += detector.judge(edited, dst)["all"]
+        kept_edit += iou(mask, objects(edited, scene.bg)) >= 0.8
+        kept_plain += iou(mask, objects(paint(dst, 100 + i), scene.bg)) >= 0.8
+        verdict = E.judge_scene(edited, SC.parse_caption(dst))
+        right += verdict["colour"] and verdict["bg"] and verdict["count"]
     assert kept_edit >= 5 and right >= 5, (kept_edit, right)
     assert kept_edit > kept_plain, (kept_edit, kept_plain)
 
@@ -288,17 +296,20 @@ def test_starter_reweighting_the_colour_word_grows_its_area(tmp_path):
 
     assert starter_dir() is not None, "the starter model is not installed"
     engine = Engine(models_dir=tmp_path, device=CPU)
+    side = engine.model("starter").entry.native_size
 
     def red_fraction(seed, factor):
         edit = PromptEdit(source_prompt=SRC, reweight_word="red", reweight=factor) if factor != 1 else None
-        a = pixels(engine.run(Generate(job="r", model="starter", prompt=SRC, width=64, height=64, steps=20,
+        a = pixels(engine.run(Generate(job="r", model="starter", prompt=SRC, width=side, height=side, steps=20,
                                        sampler="ddim", cfg_scale=5.0, seed=seed, p2p=edit), JobHooks()))
         return float(((a[..., 0] > 128) & (a[..., 1] < 100) & (a[..., 2] < 100)).mean())
 
     for seed in range(3):
         reds = [red_fraction(seed, f) for f in (0.0, 0.5, 1.0, 2.0, 4.0)]
         assert all(b > a for a, b in zip(reds, reds[1:])), (seed, reds)
-        assert reds[-1] - reds[2] > 0.03, (seed, reds)     # x4 vs plain: +0.05-0.07 of the picture measured
+        # x4 vs plain: +0.011-0.016 of the picture measured on the 128 px scenes starter (seeds 0-2, 2026-12-01;
+        # the object covers ~0.25-0.29 of it), a no-op re-weighting gives exactly 0
+        assert reds[-1] - reds[2] > 0.008, (seed, reds)
 
 
 def test_an_edit_paints_at_the_size_its_original_was_painted(sd_engine):

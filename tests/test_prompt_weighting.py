@@ -255,11 +255,12 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
 
     assert starter_dir() is not None, "the starter model is not installed"
     engine = Engine(models_dir=tmp_path, device=CPU)   # empty folder: the built-in starter
+    side = engine.model("starter").entry.native_size
     reds, blues = [], []
     for seed in range(4):
         row = []
         for p in WEIGHTED:
-            res = engine.run(Generate(job="w", model="starter", prompt=p, width=64, height=64, steps=20,
+            res = engine.run(Generate(job="w", model="starter", prompt=p, width=side, height=side, steps=20,
                                       sampler="ddim", cfg_scale=5.0, seed=seed), JobHooks())
             row.append(colour_fractions(np.asarray(from_wire(res.images[0]))))
         reds.append([r for r, _ in row])
@@ -267,7 +268,9 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
     reds, blues = np.array(reds), np.array(blues)
     assert (np.diff(reds, axis=1) > 0).all(), reds          # red grows with its weight, every seed
     assert (np.diff(blues, axis=1) < 0).all(), blues        # at the background's expense
-    assert np.median(reds[:, 3] - reds[:, 1]) > 0.05, reds  # (red:1.6) vs plain: ~+0.09 of the picture
+    # (red:1.6) vs plain: +0.026 of the picture (median, seeds 0-3) on the 128 px scenes starter, where the
+    # object covers ~0.23-0.29 of it (2026-12-01; the old 64 px starter: +0.09)
+    assert np.median(reds[:, 3] - reds[:, 1]) > 0.015, reds
 
 
 # --------------------------------------------------------------------------- through the daemon

@@ -1,8 +1,10 @@
-"""The starter's control-model tooling: procedural drawings, and the training script's mechanics (resume, export).
+"""The starter's control model: procedural drawings, the training script's mechanics, and the shipped model.
 
-The training runs a few steps on the tiny model (the real run is minutes to
-hours on the starter); what is checked is that it trains only the ControlNet,
-resumes where it stopped, and writes a folder the engine lists and uses.
+The training runs a few steps on the tiny model (the real run is minutes on the
+starter); what is checked is that it trains only the ControlNet, resumes where
+it stopped, and writes a folder the engine lists and uses.  Built-in control
+models (``assets/controlnet``) are found with no artist setup and offered only
+for the model they were made for; the shipped one fits the shipped starter.
 """
 from __future__ import annotations
 
@@ -59,3 +61,96 @@ def test_training_resumes_and_exports_a_control_model_the_engine_uses(tmp_path, 
     r = engine.run(Generate(job="t", prompt="a red circle", model="tiny", width=64, height=64, steps=2, seed=1,
                             sampler="ddim", control=[ControlUnit("scribble", Image(64, 64, layer.tobytes()))]))
     assert r.info["control"][0]["model"] == "tiny-drawn"
+
+
+def test_scene_drawings_follow_every_family_roughly_and_say_where_they_are():
+    from impasto.backend.starter import drawings as Dr
+    from impasto.backend.starter import families as FAM
+    from impasto.backend.starter import scenes as SC
+
+    rng = np.random.default_rng(11)
+    pics, maps, caps, drawn = Dr.sample_scenes(48, 128, rng)
+    assert pics.shape == maps.shape == (48, 128, 128, 3) and set(np.unique(maps)) <= {0, 255}
+    assert {d.filled for d in drawn} == {True, False}
+    assert any(" on the " in c or " at the " in c or " in the " in c for c in caps)   # size + place captions
+    assert any(c.split()[2] in FAM.TRAIN_FAMILIES for c in caps)                      # and plain ones
+    train = set(SC.train_triples())
+    for pic, m, d, cap in zip(pics, maps, drawn, caps):
+        (o,) = d.scene.objects
+        assert (o.family, o.fg, d.scene.bg) in train and cap == SC.caption(d.scene)
+        if o.place:                                    # the place word is where the drawing is
+            assert SC.place_of(*d.centre) == o.place
+        region = Dr.scene_drawn_region(d, 128)
+        shape = (pic != pic[0, 0]).any(-1)
+        iou = (region & shape).sum() / (region | shape).sum()
+        assert 0.8 < iou < 1.0, cap                   # rough (a wobble), but of this very shape and place
+        marks = m[..., 0] > 0
+        near = np.zeros_like(region)                   # every mark lies on or next to the drawn region
+        ys, xs = np.nonzero(region)
+        near[max(0, ys.min() - 3):ys.max() + 4, max(0, xs.min() - 3):xs.max() + 4] = True
+        assert marks.any() and not (marks & ~near).any(), cap
+    again = Dr.sample_scenes(48, 128, np.random.default_rng(11))[1]
+    assert np.array_equal(maps, again)
+
+
+def _tiny_builtin(tmp_path, monkeypatch, made_for: str):
+    from impasto.backend.engine import control_models
+    from impasto.backend.tooling.tiny_model import build_tiny_controlnet, build_tiny_model
+
+    models = tmp_path / "models"
+    base = build_tiny_model(models / "tiny")
+    shipped = tmp_path / "assets" / "controlnet"
+    build_tiny_controlnet(shipped / "tiny-drawn", base, controls="scribble")
+    meta = json.loads((shipped / "tiny-drawn" / "impasto.json").read_text())
+    (shipped / "tiny-drawn" / "impasto.json").write_text(json.dumps(dict(meta, base_model=made_for)))
+    monkeypatch.setattr(control_models, "builtin_dir", lambda: shipped)
+    return models
+
+
+def test_a_builtin_control_model_is_found_and_chosen_for_its_model_with_no_setup(tmp_path, monkeypatch):
+    from impasto.backend.engine import Engine
+    from impasto.backend.engine.control_models import scan, scan_all
+    from impasto.protocol.messages import ControlUnit, Generate, Image
+
+    models = _tiny_builtin(tmp_path, monkeypatch, "tiny")
+    assert scan(models) == []                       # nothing in the artist's models folder...
+    (entry,) = scan_all(models)                      # ...and the shipped one is listed
+    assert entry.builtin and entry.base_model == "tiny" and entry.controls == "scribble"
+    layer = np.full((64, 64, 4), 255, np.uint8)
+    layer[20:40, 20:24, :3] = 0
+    r = Engine(models).run(Generate(job="t", prompt="a red circle", model="tiny", width=64, height=64, steps=2,
+                                    seed=1, sampler="ddim", control=[ControlUnit("scribble",
+                                                                                 Image(64, 64, layer.tobytes()))]))
+    assert r.info["control"][0]["model"] == "tiny-drawn"
+
+
+def test_a_builtin_control_model_is_not_offered_for_another_model(tmp_path, monkeypatch):
+    import pytest
+
+    from impasto.backend.engine import Engine
+    from impasto.protocol.messages import ControlUnit, Generate, Image, ProtocolError
+
+    models = _tiny_builtin(tmp_path, monkeypatch, "starter")
+    layer = np.full((64, 64, 4), 255, np.uint8)
+    with pytest.raises(ProtocolError) as err:
+        Engine(models).run(Generate(job="t", prompt="a red circle", model="tiny", width=64, height=64, steps=2,
+                                    seed=1, sampler="ddim",
+                                    control=[ControlUnit("scribble", Image(64, 64, layer.tobytes()))]))
+    assert "no installed control model for scribble" in err.value.message
+
+
+def test_the_shipped_control_model_fits_the_shipped_starter():
+    from impasto.backend.engine.control_models import builtin_dir, scan_all
+    from impasto.backend.engine.models import starter_dir
+
+    shipped = [e for e in scan_all(builtin_dir().parent / "no-models-folder") if e.builtin]
+    (entry,) = [e for e in shipped if e.base_model == "starter"]
+    assert (entry.kind, entry.family, entry.controls, entry.supported) == ("controlnet", "sd15", "scribble", True)
+    cfg = json.loads((builtin_dir() / entry.name / "config.json").read_text())
+    unet = json.loads((starter_dir() / "unet" / "config.json").read_text())
+    assert cfg["block_out_channels"] == unet["block_out_channels"]
+    assert cfg["cross_attention_dim"] == unet["cross_attention_dim"]
+    meta = json.loads((builtin_dir() / entry.name / "impasto.json").read_text())
+    assert meta["native_size"] == json.loads((starter_dir() / "impasto.json").read_text())["native_size"]
+    size = sum(f.stat().st_size for f in (builtin_dir() / entry.name).iterdir())
+    assert size < 8 * 2 ** 20                       # small: float16 weights

@@ -75,28 +75,36 @@ def test_multi_object_scene_objects_found():
 
 
 def test_judges_accept_the_shipped_vae_round_trips():
-    """The best a starter can draw is its VAE's round trip of a clean picture: the judges
-    must accept (nearly) all of those, or they would score decoder blur as a wrong shape."""
-    import sys
-    from pathlib import Path
+    """The best a starter can draw is its VAE's round trip of a clean picture: the judges must accept
+    most of those at the plain size, or they would score decoder blur as a wrong shape.
 
+    The shipped 128 px starter's VAE (16x16x4 latents, 25.7 dB) blurs more than the old 64 px one's:
+    measured 2026-12-01 on 12 plain-size objects (radius 0.16-0.30 of the side) per family, 204 of 228
+    accepted (training families 132 of 144; every family at least 7 of 12).  The smaller sizes that
+    captions name ("small", "big": radius 0.09-0.19) lose more to the blur; their ceiling is
+    measured by ``bench/starter_scenes_eval.py`` (generator pictures through the VAE), not here."""
     import torch
     from diffusers import AutoencoderKL
     from PIL import Image
 
     from impasto.backend.starter import STARTER_DIR
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from concept_shapes import eval_pairs, render_family
+    from impasto.backend.starter import scenes as SC
 
     vae = AutoencoderKL.from_pretrained(str(STARTER_DIR / "vae")).eval()
+    side = vae.config.sample_size
+    g = np.random.default_rng(0)
+    names = SC.COLOR_NAMES
     ok = {}
     for fam in FAM.FAMILIES:
-        imgs = [render_family(fam, fg, bg, 64, 200 + i) for i, (fg, bg) in enumerate(eval_pairs(8))]
+        imgs = []
+        for _ in range(12):
+            fg, bg = g.choice(len(names), 2, replace=False)
+            imgs.append(SC.render(SC.Scene(names[bg], [SC.make_object(fam, names[fg], None, None, g)]), side))
         x = torch.from_numpy(np.stack([np.asarray(i) for i in imgs])).permute(0, 3, 1, 2).float() / 127.5 - 1
         with torch.no_grad():
             r = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         outs = [Image.fromarray(a) for a in ((r + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()]
         ok[fam] = sum(J.is_shape(im, fam) for im in outs)
-    assert min(ok.values()) >= 7, ok
-    assert sum(ok.values()) >= 0.97 * 8 * len(ok), ok
+    assert min(ok.values()) >= 6, ok
+    assert sum(ok.values()) >= 0.85 * 12 * len(ok), ok
+    assert sum(ok[f] for f in FAM.TRAIN_FAMILIES) >= 0.88 * 12 * len(FAM.TRAIN_FAMILIES), ok

@@ -52,3 +52,33 @@ def test_judge_catches_wrong_family_place_size_and_extra_object():
     one_of_two = SC.Scene(two.bg, two.objects[:1])
     res = E.judge_scene(SC.render(two), one_of_two)
     assert res["family"] and not res["count"] and not res["all"]
+
+
+def test_parse_caption_is_the_inverse_of_caption():
+    g = np.random.default_rng(11)
+    for _ in range(200):
+        sc = SC.sample_scene(g)
+        for generic in (False, True):
+            text = SC.caption(sc, generic=generic)
+            assert SC.caption(SC.parse_caption(text)) == text
+    sc = SC.parse_caption("a small red pentagon on the left and a big white oval at the top right on a blue background")
+    assert sc.bg == "blue" and [(o.size, o.fg, o.family, o.place) for o in sc.objects] == [
+        ("small", "red", "pentagon", "left"), ("big", "white", "oval", "top right")]
+    for bad in ("a red pentagon", "a red pentagon on a teal background",
+                "a red pentagon somewhere on a blue background",
+                "three red dogs on a blue background"):
+        try:
+            SC.parse_caption(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"parsed {bad!r}")
+
+
+def test_a_generic_caption_accepts_any_recognised_family_but_not_a_blob():
+    from impasto.backend.starter import judges as J
+
+    sc = E.prompt_scenes("plain", 1, seed=2)[0]
+    generic = SC.parse_caption(SC.caption(sc, generic=True))
+    assert E.judge_scene(SC.render(sc), generic)["all"]
+    blob = J._picture(J.blob_mask(128, np.random.default_rng(0), 0.3), fg=sc.objects[0].fg, bg=sc.bg)
+    assert not E.judge_scene(blob, generic)["family"]

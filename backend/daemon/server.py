@@ -373,7 +373,7 @@ class Daemon:
                                     version=VERSION, **snap))
 
     def _on_models(self, identity: bytes, msg: ListModels) -> None:
-        from impasto.backend.engine.control_models import scan as scan_controls
+        from impasto.backend.engine.control_models import scan_all as scan_controls
         from impasto.backend.engine.models import ModelRegistry
 
         registry = ModelRegistry(self.models_dir)

@@ -121,10 +121,11 @@ def choose_model(entries: List[ControlEntry], unit, loaded, field_name: str) -> 
         listing = ", ".join(e.name for e in usable) or "none installed"
         raise EngineError(ErrorCode.UNKNOWN_MODEL, f"{field_name}.model: control model {unit.model!r} is not "
                           f"installed (available: {listing})", f"{field_name}.model")
-    same_family = [e for e in usable if e.family == family]
+    same_family = [e for e in usable if e.family == family and e.made_for(base)]
     fitting = [e for e in same_family if e.fits(unit.type)]
     exact = [e for e in fitting if e.controls == unit.type]
-    pick = exact if len(exact) == 1 else fitting
+    own = [e for e in fitting if e.base_model == base]      # made for this very model (the starter's own)
+    pick = own if len(own) == 1 else exact if len(exact) == 1 else fitting
     if len(pick) == 1:
         return pick[0]
     if not pick:

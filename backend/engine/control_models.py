@@ -19,6 +19,14 @@ tensor shapes, never by loading weights) and what it *controls* (``impasto.json`
 ``"control"`` beside it, else a word of its name such as ``canny`` or
 ``scribble``, else ``any``).  :class:`ControlStore` keeps every control model a
 job used resident on the device, so switching between them costs no reads.
+
+Built in: control models shipped with Impasto for its own models live in
+``assets/controlnet/`` (the starter's drawing model, issue 16) and are listed
+with the models folder's (:func:`scan_all`; a models-folder model of the same
+name wins).  A model whose ``impasto.json`` names a ``base_model`` is made for
+that model only: it is offered automatically for it (first, when it is the one
+such model that fits) and never for another; naming it still works, the layer
+check guards the rest.
 """
 from __future__ import annotations
 
@@ -60,6 +68,12 @@ class ControlEntry:
     description: str = ""
     supported: bool = True
     notes: List[str] = field(default_factory=list)
+    base_model: str = ""        # impasto.json "base_model": made for that model only ("" any of its family)
+    builtin: bool = False       # shipped in assets/controlnet/
+
+    def made_for(self, model: str) -> bool:
+        """Whether automatic choice may offer this model for the base model named ``model``."""
+        return not self.base_model or self.base_model == model
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)
@@ -102,7 +116,7 @@ def inspect_folder(path: Path) -> Optional[ControlEntry]:
     family = _family_of_controlnet_config(cfg) if kind == CONTROLNET else _family_of_adapter_config(cfg)
     entry = ControlEntry(name=path.name, path=str(path), format="diffusers", kind=kind,
                          family=str(extra.get("family") or family), controls=_controls(path.name, extra),
-                         description=str(extra.get("description", "")))
+                         description=str(extra.get("description", "")), base_model=str(extra.get("base_model") or ""))
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         entry.supported = False
         entry.notes.append("the folder holds no weights file")
@@ -145,7 +159,7 @@ def inspect_file(path: Path) -> Optional[ControlEntry]:
         family = "sdxl" if any(k.startswith("add_embedding.") for k in keys) else "sd15"
     entry = ControlEntry(name=path.stem, path=str(path), format="single_file", kind=kind, layout=layout,
                          family=str(extra.get("family") or family), controls=_controls(path.stem, extra),
-                         description=str(extra.get("description", "")))
+                         description=str(extra.get("description", "")), base_model=str(extra.get("base_model") or ""))
     missing = _missing_bytes(path, header)
     if missing:
         entry.supported = False
@@ -198,6 +212,24 @@ def scan(models_dir: Path) -> List[ControlEntry]:
                 entry = inspect_file(child)
             if entry is not None and entry.name not in seen:
                 seen.add(entry.name)
+                found.append(entry)
+    return found
+
+
+def builtin_dir() -> Path:
+    """Where Impasto's own control models are shipped (``backend/assets/controlnet``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "controlnet"
+
+
+def scan_all(models_dir: Path) -> List[ControlEntry]:
+    """The models folder's control models, then the built-in ones whose names it does not use."""
+    found = scan(models_dir)
+    names = {e.name for e in found}
+    folder = builtin_dir()
+    if folder.is_dir():
+        for entry in scan(folder):
+            if entry.name not in names:
+                entry.builtin = True
                 found.append(entry)
     return found
 
@@ -279,7 +311,7 @@ class ControlStore:
         self.load_seconds: Dict[str, float] = {}
 
     def entries(self) -> List[ControlEntry]:
-        return scan(self.models_dir)
+        return scan_all(self.models_dir)
 
     def module(self, entry: ControlEntry, choice):
         try:

@@ -20,9 +20,12 @@ training maps are.
 ``depth`` runs a depth estimator the artist put in the models folder
 (``annotators/depth/``: a transformers depth-estimation folder such as
 Intel/dpt-hybrid-midas or Depth-Anything-V2-Small-hf; loaded once, kept),
-normalised to near = white, as MiDaS maps are.  ``pose`` needs OpenPose
-weights and code Impasto does not ship.  Without the weights both are a typed
-error saying which weights and where, or to send a map made elsewhere as ``raw``.
+normalised to near = white, as MiDaS maps are.  ``pose`` runs a ViTPose
+keypoint estimator the artist put in ``annotators/pose/`` (and, when present, a
+person detector in ``annotators/person/``) and draws the figures as the
+OpenPose skeleton maps pose ControlNets were trained on (:mod:`.control_pose`).
+Without the weights both are a typed error saying which weights and where, or
+to send a map made elsewhere as ``raw``.
 """
 from __future__ import annotations
 
@@ -155,8 +158,9 @@ PREPROCESSORS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
 NEEDS_WEIGHTS = {
     "depth": "a depth estimator (e.g. the transformers folder of Intel/dpt-hybrid-midas or "
              "depth-anything/Depth-Anything-V2-Small-hf)",
-    "pose": "an OpenPose body estimator (body_pose_model.pth and hand_pose_model.pth, as A1111's "
-            "ControlNet extension uses)",
+    "pose": "a ViTPose keypoint estimator (the transformers folder of e.g. usyd-community/vitpose-base-simple; "
+            "optionally a person detector such as PekingU/rtdetr_r50vd_coco_o365 in annotators/person for "
+            "several figures) to draw the OpenPose skeleton map",
 }
 
 
@@ -210,12 +214,17 @@ def preprocess(kind: str, rgba: np.ndarray, field: str, models_dir: Optional[Pat
         except Exception as exc:
             raise EngineError(ErrorCode.BAD_FIELD, f"{field}: the depth estimator in "
                               f"{estimator_dir(kind, models_dir)} failed: {exc}", field) from exc
+    if kind == "pose" and (estimator_dir(kind, models_dir) / "config.json").is_file():
+        from .control_pose import pose
+
+        try:
+            return pose(Image.fromarray(_flat_rgb(np.ascontiguousarray(rgba)), "RGB"),
+                        estimator_dir(kind, models_dir), estimator_dir("person", models_dir), device or "cpu")
+        except Exception as exc:
+            raise EngineError(ErrorCode.BAD_FIELD, f"{field}: the pose estimator in "
+                              f"{estimator_dir(kind, models_dir)} failed: {exc}", field) from exc
     if kind in NEEDS_WEIGHTS:
-        where = estimator_dir(kind, models_dir)
-        if kind == "depth":
-            fix = f"put one in {where}"
-        else:
-            fix = f"this daemon cannot run one yet (looked in {where})"
+        fix = f"put one in {estimator_dir(kind, models_dir)}"
         raise EngineError(ErrorCode.BAD_FIELD,
                           f"{field}: the {kind} preprocessor needs {NEEDS_WEIGHTS[kind]}: {fix}; or make the "
                           f"{kind} map with another tool and send it with type raw", field)

@@ -139,3 +139,125 @@ def sample(n: int, size: int, rng: np.random.Generator, combos=None, **geometry_
         captions.append(D.caption(shape, fg, bg))
         drawings.append(d)
     return np.stack(scenes), np.stack(maps), captions, drawings
+
+
+# ------------------------------------------------------------------ the scenes domain (128 px starter)
+# The richer starter (``scenes.py``) draws 12 families, some concave (chevron, hourglass) or made of
+# several parts (teardrop), so a drawing there is not a wobbled vertex list: the family's own mask
+# (``families.mask``, the renderer's definition) is warped radially around its centre by the same kind
+# of low-frequency tremor, and its boundary is stroked (or the warped mask filled).  That works for
+# every family alike and keeps the drawn region exactly the warped silhouette.
+
+_SCENE_SS = 2     # the scene drawings' supersampling (strokes are 1-3 px at 128 px)
+
+
+@dataclass
+class SceneDrawing:
+    scene: "object"                        # scenes.Scene of one object: the target picture and its caption
+    centre: Tuple[float, float]            # the drawn shape's centre (the scene's object's)
+    scale: float                           # the drawn size against the scene's (1: see make_scene_drawing)
+    wobble: Tuple[Tuple[int, float, float], ...]   # (frequency, amplitude, phase) of the radial tremor
+    filled: bool
+    width: float                           # stroke width as a fraction of the side
+    gap: Tuple[float, float, float]        # (x, y, radius) of a pen lift along the outline; radius 0: none
+
+
+def make_scene_drawing(scene, rng: np.random.Generator, filled_fraction: float = 0.35) -> SceneDrawing:
+    """A rough drawing of the one object of ``scene`` (see the section comment for what varies).
+
+    Unlike the 64 px drawings, the drawing is not shifted or scaled against the scene: the target
+    is the clean shape the rough drawing stands for (its wobble averages out), so training does not
+    learn a blur of "somewhere near the drawing" and the IoU with the drawn region measures how well
+    the model follows the drawing, not an offset it could never know.
+    """
+    o = scene.objects[0]
+    wob = [(f, float(rng.uniform(0.0, 0.035)), float(rng.uniform(0, 2 * math.pi))) for f in (2, 3, 5)]
+    wob += [(int(f), float(rng.uniform(0.0, 0.01)), float(rng.uniform(0, 2 * math.pi)))
+            for f in rng.integers(7, 14, 2)]
+    filled = bool(rng.random() < filled_fraction)
+    width = float(rng.uniform(1.0, 3.0)) / 128.0
+    gap = (0.0, 0.0, 0.0)
+    if not filled and rng.random() < 0.4:
+        a = float(rng.uniform(0, 2 * math.pi))
+        gap = (a, 0.0, float(rng.uniform(1.5, 4.0)) / 128.0)   # x holds the angle until resolved on the outline
+    return SceneDrawing(scene, (o.cx, o.cy), 1.0, tuple(wob), filled, width, gap)
+
+
+def _scene_mask(d: SceneDrawing, side: int) -> np.ndarray:
+    """The warped silhouette at ``side`` x ``side`` (boolean)."""
+    from . import families as FAM
+
+    o = d.scene.objects[0]
+    cx, cy = d.centre[0] * side, d.centre[1] * side
+    base = FAM.mask(o.family, side, cx, cy, o.r * d.scale * side, o.rot, supersample=2)
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float64) + 0.5
+    rx, ry = xs - cx, ys - cy
+    theta = np.arctan2(ry, rx)
+    w = np.zeros_like(theta)
+    for f, amp, ph in d.wobble:
+        w += amp * np.sin(f * theta + ph)
+    sx = np.clip(np.round(cx + rx / (1.0 + w) - 0.5), 0, side - 1).astype(np.int64)
+    sy = np.clip(np.round(cy + ry / (1.0 + w) - 0.5), 0, side - 1).astype(np.int64)
+    return base[sy, sx]
+
+
+def render_scene_drawing(d: SceneDrawing, size: int) -> np.ndarray:
+    """The drawing as a ``size`` x ``size`` x 3 uint8 map: white marks on black (binary)."""
+    from PIL import ImageFilter
+
+    S = size * _SCENE_SS
+    m = _scene_mask(d, S)
+    if d.filled:
+        marks = m
+    else:
+        img = Image.fromarray((m * 255).astype(np.uint8))
+        edge = m & ~(np.asarray(img.filter(ImageFilter.MinFilter(3))) > 0)
+        k = max(1, int(round(d.width * S)))
+        k += 1 - k % 2                                   # MaxFilter sizes are odd
+        marks = np.asarray(Image.fromarray((edge * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(k))) > 0
+        if d.gap[2] > 0:                                 # a pen lift where the ray at the gap's angle leaves the shape
+            ys, xs = np.nonzero(edge)
+            cx, cy = d.centre[0] * S, d.centre[1] * S
+            ang = np.arctan2(ys + 0.5 - cy, xs + 0.5 - cx)
+            i = int(np.argmin(np.abs(np.angle(np.exp(1j * (ang - d.gap[0])))))) if len(xs) else None
+            if i is not None:
+                yy, xx = np.mgrid[0:S, 0:S]
+                marks = marks & ((xx - xs[i]) ** 2 + (yy - ys[i]) ** 2 > (d.gap[2] * S) ** 2)
+    small = Image.fromarray((marks * 255).astype(np.uint8)).resize((size, size), Image.BOX)
+    arr = np.where(np.asarray(small) >= 96, 255, 0).astype(np.uint8)
+    return np.repeat(arr[..., None], 3, axis=2)
+
+
+def scene_drawn_region(d: SceneDrawing, size: int) -> np.ndarray:
+    """The region the drawing encloses (the warped silhouette) as a boolean ``size`` x ``size`` mask."""
+    m = _scene_mask(d, size * _SCENE_SS)
+    small = Image.fromarray((m * 255).astype(np.uint8)).resize((size, size), Image.BOX)
+    return np.asarray(small) >= 128
+
+
+def sample_scenes(n: int, size: int, rng: np.random.Generator, triples=None, plain_fraction: float = 0.4):
+    """``n`` one-object scenes of the 128 px domain and their drawings.
+
+    -> (pictures (n, size, size, 3) uint8, drawing maps (same shape), captions, SceneDrawings).
+    A scene's triple comes from ``triples`` (default: the starter's training triples); its caption is
+    the starter's own: plain ("a red pentagon on a blue background": any size, anywhere) in
+    ``plain_fraction`` of scenes, else with the size and place word that fit where the object is.
+    """
+    from . import scenes as SC
+
+    pool = list(SC.train_triples() if triples is None else triples)
+    pics, maps, caps, drawn = [], [], [], []
+    for _ in range(n):
+        fam, fg, bg = pool[int(rng.integers(len(pool)))]
+        if rng.random() < plain_fraction:
+            o = SC.make_object(fam, fg, None, None, rng)
+        else:
+            o = SC.make_object(fam, fg, "small" if rng.random() < 0.5 else "big",
+                               SC.PLACES[int(rng.integers(len(SC.PLACES)))], rng)
+        scene = SC.Scene(bg, [o])
+        d = make_scene_drawing(scene, rng)
+        pics.append(np.asarray(SC.render(scene, size)))
+        maps.append(render_scene_drawing(d, size))
+        caps.append(SC.caption(scene))
+        drawn.append(d)
+    return np.stack(pics), np.stack(maps), caps, drawn

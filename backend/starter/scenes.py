@@ -24,6 +24,7 @@ Everything is deterministic from a seed.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -145,6 +146,36 @@ def caption(scene: Scene, generic: bool = False) -> str:
     else:
         body = ", ".join(ph[:-1]) + " and " + ph[-1]
     return f"{body} on a {scene.bg} background"
+
+
+_PHRASE_PLACE = {v: k for k, v in _PLACE_PHRASE.items()}
+_CAPTION = re.compile(r"^(?P<objs>.+) on an? (?P<bg>[a-z]+) background$")
+
+
+def parse_caption(text: str) -> Scene:
+    """The scene a caption of this domain asks for (no geometry: ``cx``, ``cy``, ``r``, ``rot`` are 0).
+
+    The inverse of :func:`caption`, so a test or a judge can take a prompt as an artist typed it:
+    ``judge_scene(img, parse_caption("a small red circle on the left on a blue background"))``.
+    ValueError for a sentence outside the domain's pattern.
+    """
+    m = _CAPTION.match(" ".join(text.strip().lower().split()))
+    if not m or m.group("bg") not in COLORS:
+        raise ValueError(f"not a caption of the scenes domain: {text!r}")
+    objs = []
+    for phrase in re.split(r", | and ", m.group("objs")):
+        words = phrase.split()
+        if len(words) < 3 or words[0] not in ("a", "an"):
+            raise ValueError(f"not an object phrase: {phrase!r}")
+        words = words[1:]
+        size = words.pop(0) if words[0] in SIZES else None
+        if len(words) < 2 or words[0] not in COLORS:
+            raise ValueError(f"not an object phrase: {phrase!r}")
+        fg, family, rest = words[0], words[1], " ".join(words[2:])
+        if rest and rest not in _PHRASE_PLACE:
+            raise ValueError(f"unknown place in {phrase!r}")
+        objs.append(Obj(family, fg, size, _PHRASE_PLACE.get(rest), 0.0, 0.0, 0.0, 0.0))
+    return Scene(m.group("bg"), objs)
 
 
 # ------------------------------------------------------------------ geometry

@@ -90,6 +90,84 @@ def build_controlnet(unet, vae_factor: int, embed_channels):
     return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=channels)
 
 
+def base_domain(base: Path) -> str:
+    """``scenes`` for the 128 px scenes starter, ``shapes`` for the 64 px circle/square/triangle one."""
+    try:
+        meta = json.loads((Path(base) / "impasto.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "shapes"
+    return "scenes" if (meta.get("training") or {}).get("domain") == "scenes" else "shapes"
+
+
+def draw_batch(domain: str, n: int, size: int, rng: np.random.Generator):
+    """(pictures, drawing maps, captions) of ``n`` fresh training samples of the base model's domain."""
+    from . import drawings
+
+    if domain == "scenes":
+        pics, maps, caps, _ = drawings.sample_scenes(n, size, rng)
+    else:
+        pics, maps, caps, _ = drawings.sample(n, size, rng)
+    return pics, maps, caps
+
+
+def file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def vae_digest(vae) -> str:
+    """A digest of the VAE's weights (not of its file: a re-export of the same weights matches)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(vae.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int, chunk: int = 64) -> dict:
+    """Encode ``n`` training samples once (VAE latents, bit-packed drawings, captions); saved atomically.
+
+    Why: on a CPU the VAE encode and the rendering are ~40 % of a training step at 128 px; the
+    pool is made once (reused by a later run when the base's VAE is the same file) and a step then
+    costs only the ControlNet and UNet passes.  Samples come from their own seed stream
+    (``seed + 1``): training order is the training run's, evaluation's drawings another stream.
+    """
+    rng = np.random.default_rng(seed + 1)
+    lat, maps, caps = [], [], []
+    t0 = time.time()
+    for i in range(0, n, chunk):
+        pics, m, c = draw_batch(domain, min(chunk, n - i), size, rng)
+        with torch.no_grad():
+            x = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
+            lat.append(vae.encode(x).latent_dist.mean.cpu().half())
+        maps.append(np.packbits(m[..., 0] > 127, axis=-1))
+        caps += c
+        if (i // chunk) % 20 == 0:
+            log(f"pool {i + len(c)}/{n} ({time.time() - t0:.0f} s)")
+    pool = {"latents": torch.cat(lat), "maps": np.concatenate(maps), "captions": caps, "size": size,
+            "domain": domain, "vae": vae_id, "seed": seed, "n": n}
+    atomic_save(pool, path)
+    return pool
+
+
+def load_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int) -> dict:
+    if path.is_file():
+        pool = torch.load(path, map_location="cpu", weights_only=False)
+        if (pool.get("vae"), pool.get("domain"), pool.get("size"), pool.get("n"), pool.get("seed")) == \
+                (vae_id, domain, size, n, seed):
+            log(f"pool of {n} samples loaded from {path}")
+            return pool
+        log(f"{path} was made for another base / size / seed: building it again")
+    return build_pool(path, n, domain, size, vae, vae_id, seed)
+
+
 def export(out: Path, controlnet, args, meta: dict) -> None:
     """Write the diffusers folder + impasto.json to a temporary folder, then rename it into place."""
     out = Path(out)
@@ -108,8 +186,6 @@ def export(out: Path, controlnet, args, meta: dict) -> None:
 def main(argv=None) -> int:
     from impasto.backend.engine.models import starter_dir
 
-    from . import drawings
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="the ControlNet folder to write (a models folder's controlnet/NAME)")
     ap.add_argument("--work", default="/tmp/starter_control_work", help="checkpoint directory (resume from it)")
@@ -125,6 +201,18 @@ def main(argv=None) -> int:
     ap.add_argument("--embed-channels", default="16,16,32,32",
                     help="the condition embedding's widths (its length fixes the downscale: 4 -> /8)")
     ap.add_argument("--seed", type=int, default=4321)
+    ap.add_argument("--domain", choices=("auto", "shapes", "scenes"), default="auto",
+                    help="the drawings' domain (auto: the base model's, from its impasto.json)")
+    ap.add_argument("--pool", type=int, default=0,
+                    help="encode this many samples once (WORK/pool.pt, reused) and train on batches drawn from "
+                         "them; 0: draw and encode fresh samples every step")
+    ap.add_argument("--base-name", default="",
+                    help="the model name it is made for (impasto.json base_model; default: starter for the "
+                         "shipped starter, else the base folder's name)")
+    ap.add_argument("--t-sampling", choices=("uniform", "cubic"), default="cubic",
+                    help="timesteps: uniform, or cubic (t = (1 - u^3) T: more of the noisy steps where the layout "
+                         "is decided, as the T2I-Adapter paper trains structure conditions)")
+    ap.add_argument("--fp16-export", action="store_true", help="save the weights in float16 (half the size)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -141,6 +229,7 @@ def main(argv=None) -> int:
     size = int(json.loads((base / "impasto.json").read_text()).get("native_size", 64)) \
         if (base / "impasto.json").is_file() else unet.config.sample_size * 8
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    domain = base_domain(base) if args.domain == "auto" else args.domain
     net = build_controlnet(unet, factor, [int(c) for c in args.embed_channels.split(",")]).to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
@@ -167,13 +256,20 @@ def main(argv=None) -> int:
         empty = te(tok([""], padding="max_length", max_length=tok.model_max_length, return_tensors="pt")
                    .input_ids.to(device))[0]
     n_params = sum(p.numel() for p in params)
-    log(f"ControlNet of {base.name}: {n_params} trainable parameters, {size} px, batch {args.batch}, device {device}")
+    log(f"ControlNet of {base.name}: {n_params} trainable parameters, {size} px, {domain}, batch {args.batch}, "
+        f"device {device}")
+    pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(vae), args.seed) \
+        if args.pool else None
     meta = {
-        "control": "scribble", "family": "sd15", "base_model": base.name,
+        "control": "scribble", "family": "sd15", "base_model": args.base_name or (
+            "starter" if args.base is None else base.name), "base_dir": base.name,
+        "base_unet": file_digest(next((base / "unet").glob("*.safetensors"))) if any((base / "unet").glob(
+            "*.safetensors")) else "?", "native_size": size, "domain": domain,
         "description": "Impasto starter control model: a rough drawing (outline or silhouette, white on black "
                        "after the scribble preprocessor) places the shape",
         "training": {"command": "python -m impasto.backend.starter.train_control " + " ".join(argv or sys.argv[1:]),
-                     "seed": args.seed, "batch": args.batch, "lr": args.lr, "params": n_params,
+                     "seed": args.seed, "batch": args.batch, "lr": args.lr, "params": n_params, "pool": args.pool,
+                     "t_sampling": args.t_sampling,
                      "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
     }
 
@@ -187,10 +283,17 @@ def main(argv=None) -> int:
         if args.minutes and time.time() - t_start > args.minutes * 60:
             log(f"time budget reached at step {step}/{args.steps}")
             break
-        scenes, maps, captions, _ = drawings.sample(args.batch, size, rng)
+        if pool is not None:
+            idx = rng.integers(len(pool["captions"]), size=args.batch)
+            maps = np.unpackbits(pool["maps"][idx], axis=-1, count=size).astype(np.uint8)[..., None].repeat(3, -1) * 255
+            captions = [pool["captions"][i] for i in idx]
+            x0 = pool["latents"][torch.from_numpy(idx)].float().to(device) * scaling
+        else:
+            scenes, maps, captions = draw_batch(domain, args.batch, size, rng)
         with torch.no_grad():
-            x = torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-            x0 = vae.encode(x).latent_dist.mean * scaling
+            if pool is None:
+                x = torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+                x0 = vae.encode(x).latent_dist.mean * scaling
             ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
                       return_tensors="pt").input_ids.to(device)
             enc = te(ids)[0]
@@ -198,7 +301,12 @@ def main(argv=None) -> int:
             enc = torch.where(drop[:, None, None].to(device), empty.expand_as(enc), enc)
         cond = torch.from_numpy(maps).permute(0, 3, 1, 2).float().div(255.0).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=gen).to(device)
+        T = sched.config.num_train_timesteps
+        if args.t_sampling == "cubic":
+            u = torch.rand(args.batch, generator=gen)
+            t = ((1.0 - u ** 3) * T).long().clamp_(0, T - 1).to(device)
+        else:
+            t = torch.randint(0, T, (args.batch,), generator=gen).to(device)
         xt = sched.add_noise(x0, noise, t)
         down, mid = net(xt, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
         pred = unet(xt, t, encoder_hidden_states=enc, down_block_additional_residuals=down,
@@ -224,7 +332,9 @@ def main(argv=None) -> int:
     save()
     ema.copy_to(params)
     meta["training"].update(steps=step, final_loss=round(run_loss or 0.0, 5),
-                            date=time.strftime("%Y-%m-%d"))
+                            wall_minutes=round((time.time() - t_start) / 60, 1), date=time.strftime("%Y-%m-%d"))
+    if args.fp16_export:
+        net = net.half()
     export(Path(args.out), net, args, meta)
     log(f"wrote {args.out} after {step} steps")
     return 0

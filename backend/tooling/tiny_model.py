@@ -206,6 +206,36 @@ def build_tiny_depth_estimator(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def build_tiny_pose_estimator(path: Path, seed: int = 0) -> Path:
+    """A random transformers ViTPose (17 COCO keypoints, ~100 KB), as a models folder's ``annotators/pose``."""
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessorPil
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    backbone = VitPoseBackboneConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                     image_size=[64, 48], patch_size=[8, 8], out_indices=[2])
+    VitPoseForPoseEstimation(VitPoseConfig(backbone_config=backbone, use_simple_decoder=True, num_labels=17)
+                             ).save_pretrained(str(path))
+    VitPoseImageProcessorPil(size={"height": 64, "width": 48}).save_pretrained(str(path))
+    return path
+
+
+def build_tiny_person_detector(path: Path, seed: int = 0) -> Path:
+    """A random transformers DETR whose labels are ``person`` and ``cat``, as ``annotators/person``."""
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], out_features=["stage4"])
+    cfg = DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, d_model=16,
+                     encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+                     encoder_ffn_dim=16, decoder_ffn_dim=16, num_queries=5,
+                     id2label={0: "person", 1: "cat"}, label2id={"person": 0, "cat": 1})
+    DetrForObjectDetection(cfg).save_pretrained(str(path))
+    DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(str(path))
+    return path
+
+
 def controlnet_to_ldm(state_dict) -> dict:
     """diffusers ``ControlNetModel`` keys -> the original ``control_model.*`` single-file layout.
 

@@ -14,9 +14,11 @@ rendered picture, so a preview shows what the final image will show.  The
 latents are the encoder's mean plus variants a preview actually meets while an
 image forms: a posterior sample, the mean with noise added, blends of two
 scenes, and the x0 predictions of real generations (every step of 48 runs of
-training prompts: the engine's own previews, which no encoder produces).  Only the training colour x
-shape combinations are used (``domain.train_combos``); the test and the bench
-judge on held-out combinations and the never-trained star shape.
+training prompts: the engine's own previews, which no encoder produces).
+Scenes come from the model's own domain (``impasto.json``'s ``training.domain``:
+the 128 px ``scenes`` of ``starter/scenes.py``, or the old 64 px ``shapes``) and
+use training combinations only; the test and the bench judge on held-out
+combinations and on shapes no starter stage ever saw (the concept families).
 
 The result is written atomically to ``MODEL/preview_decoder.safetensors`` and
 ``impasto.json`` gets ``"preview_decoder": {...}`` (file name + provenance),
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -57,16 +60,89 @@ def load_vae(model_dir: Path):
     return vae.eval().requires_grad_(False)
 
 
+def model_domain(model_dir: Path) -> Tuple[str, int]:
+    """(domain, native size) of a starter folder: its ``impasto.json`` says which generator made it.
+
+    ``scenes`` is the richer 128 px domain (``starter/scenes.py``), ``shapes`` the old 64 px one
+    (``starter/domain.py``); a folder that says nothing is the old domain at its native size.
+    """
+    cfg_path = Path(model_dir or starter_path()) / "impasto.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    dom = (cfg.get("training") or {}).get("domain", "shapes")
+    return dom, int(cfg.get("native_size", 128 if dom == "scenes" else 64))
+
+
+def _to_tensor(imgs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(imgs, np.float32) / 127.5 - 1).permute(0, 3, 1, 2).contiguous()
+
+
 def render_scenes(combos: Sequence[Tuple[str, str, str]], count: int, seed: int, size: int = 64) -> torch.Tensor:
-    """``count`` domain scenes (random combos from ``combos``) as (N, 3, size, size) in [-1, 1]."""
+    """``count`` old-domain scenes (random combos from ``combos``) as (N, 3, size, size) in [-1, 1]."""
     from impasto.backend.starter import domain
 
     rng = np.random.default_rng(seed)
-    out = np.zeros((count, size, size, 3), np.float32)
+    out = np.zeros((count, size, size, 3), np.uint8)
     for i in range(count):
         shape, fg, bg = combos[int(rng.integers(len(combos)))]
-        out[i] = np.asarray(domain.render(shape, fg, bg, size, rng), np.float32) / 127.5 - 1
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        out[i] = np.asarray(domain.render(shape, fg, bg, size, rng))
+    return _to_tensor(out)
+
+
+def held_out_scenes(count: int, seed: int):
+    """Scenes-domain scenes no training stage drew: a held-out triple each, every other one with a
+    concept-benchmark family (star, plus, heart, ...) added, which no starter stage ever saw."""
+    from impasto.backend.starter import families as FAM
+    from impasto.backend.starter import scenes as SC
+
+    g = np.random.default_rng(seed)
+    ev = SC.eval_triples()
+    out = []
+    for i in range(count):
+        fam, fg, bg = ev[int(g.integers(len(ev)))]
+        if i % 2 == 0:
+            out.append(SC.Scene(bg, [SC.make_object(fam, fg, None, None, g)]))
+            continue
+        a = SC.make_object(fam, fg, "big", "left", g)
+        new_fg = [c for c in SC.COLOR_NAMES if c != bg][int(g.integers(len(SC.COLOR_NAMES) - 1))]
+        b = SC.make_object(FAM.HELD_OUT_FAMILIES[i % len(FAM.HELD_OUT_FAMILIES)], new_fg, "big", "right", g)
+        out.append(SC.Scene(bg, [a, b]))
+    return out
+
+
+def domain_pixels(model_dir: Path, count: int, seed: int, held_out: bool = False) -> torch.Tensor:
+    """Pictures of the model's own domain, training combinations (or held-out ones), at its native size."""
+    model_dir = model_dir or starter_path()
+    dom, size = model_domain(model_dir)
+    if dom == "scenes":
+        from impasto.backend.starter import scenes as SC
+
+        if held_out:
+            return _to_tensor(np.stack([np.asarray(SC.render(s, size)) for s in held_out_scenes(count, seed)]))
+        return _to_tensor(SC.sample_batch(count, size, seed)[0])
+    from impasto.backend.starter import domain
+
+    combos = domain.eval_combos() + domain.star_combos() if held_out else domain.train_combos()
+    return render_scenes(combos, count, seed, size)
+
+
+def domain_prompts(model_dir: Path, count: int, seed: int, held_out: bool = False) -> List[str]:
+    """Prompts of the model's domain: training captions, or held-out ones (never in training)."""
+    dom, _ = model_domain(model_dir)
+    if dom == "scenes":
+        from impasto.backend.starter import scenes as SC
+        from impasto.backend.starter import scenes_eval as E
+
+        if held_out:  # the prompt-following benchmark's three kinds, interleaved
+            per_kind = [E.prompt_scenes(kind, (count + 2) // 3, seed) for kind in ("plain", "one", "two")]
+            return [SC.caption(per_kind[i % 3][i // 3]) for i in range(count)]
+        return SC.sample_batch(count, 16, seed)[1]
+    from impasto.backend.starter import domain
+
+    combos = domain.eval_combos() if held_out else domain.train_combos()
+    g = np.random.default_rng(seed)
+    if held_out:
+        return [domain.caption(*combos[i % len(combos)]) for i in range(count)]
+    return [domain.caption(*combos[int(j)]) for j in g.integers(len(combos), size=count)]
 
 
 @torch.no_grad()
@@ -88,14 +164,15 @@ def full_decode(vae, latents: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     return torch.cat(out)
 
 
-def live_x0_latents(combos, steps: int, seed: int, samplers=("euler_a", "ddim"), model_dir: Path = None) -> torch.Tensor:
-    """The x0 predictions the engine previews during real generations (one per step), prompts = ``combos``.
+def live_x0_latents(prompts: Sequence[str], steps: int, seed: int, samplers=("euler_a", "ddim"),
+                    model_dir: Path = None) -> torch.Tensor:
+    """The x0 predictions the engine previews during real generations of ``prompts`` (one per step).
 
     Early ones are soft, off-domain mixes no encoder produces: the previews an artist sees first.
+    Painted at the model's native size, as an artist's "model default" would be.
     """
     from impasto.backend.engine import Engine
     from impasto.backend.engine.hooks import JobHooks
-    from impasto.backend.starter import domain
     from impasto.protocol.messages import Generate
 
     model = "starter"
@@ -110,6 +187,7 @@ def live_x0_latents(combos, steps: int, seed: int, samplers=("euler_a", "ddim"),
             os.environ.pop("IMPASTO_STARTER_DIR", None)
         else:
             os.environ["IMPASTO_STARTER_DIR"] = saved
+    side = loaded.entry.native_size or 64
     seen = []
     real = loaded.previewer
 
@@ -119,8 +197,8 @@ def live_x0_latents(combos, steps: int, seed: int, samplers=("euler_a", "ddim"),
 
     loaded.previewer = capture
     try:
-        for i, (shape, fg, bg) in enumerate(combos):
-            eng.run(Generate(job=f"x{i}", model=model, prompt=domain.caption(shape, fg, bg), width=64, height=64,
+        for i, prompt in enumerate(prompts):
+            eng.run(Generate(job=f"x{i}", model=model, prompt=prompt, width=side, height=side,
                              steps=steps, sampler=samplers[i % len(samplers)], cfg_scale=5.0, seed=seed + i),
                     JobHooks(want_preview=True))
     finally:
@@ -129,9 +207,7 @@ def live_x0_latents(combos, steps: int, seed: int, samplers=("euler_a", "ddim"),
 
 
 def training_latents(vae, scenes: int, seed: int, generations: int = 48, model_dir: Path = None) -> torch.Tensor:
-    from impasto.backend.starter import domain
-
-    pixels = render_scenes(domain.train_combos(), scenes, seed)
+    pixels = domain_pixels(model_dir, scenes, seed)
     mean = encode(vae, pixels)
     g = torch.Generator().manual_seed(seed + 1)
     sampled = encode(vae, pixels, sample=True, seed=seed + 2)
@@ -141,22 +217,51 @@ def training_latents(vae, scenes: int, seed: int, generations: int = 48, model_d
     blend = t * mean + (1 - t) * mean[torch.randperm(len(mean), generator=g)]
     parts = [mean, sampled, noisy, blend]
     if generations:
-        rng = np.random.default_rng(seed + 4)
-        combos = domain.train_combos()
-        picks = [combos[int(j)] for j in rng.integers(len(combos), size=generations)]
-        parts += [live_x0_latents(picks, 20, seed + 5, model_dir=model_dir)] * 2  # twice: the previews that matter most
+        prompts = domain_prompts(model_dir, generations, seed + 4)
+        # twice: the previews that matter most
+        parts += [live_x0_latents(prompts, 20, seed + 5, model_dir=model_dir)] * 2
     return torch.cat(parts)
 
 
+def _crop(latents: torch.Tensor, targets: torch.Tensor, idx: torch.Tensor, side: int, g: torch.Generator):
+    """The batch ``idx`` cut to one random ``side`` x ``side`` latent window (and its 8x picture window).
+
+    Why: the decoder is a few convolutions (it sees about 4 latent pixels around each one), so
+    windows teach it what whole pictures do at a fraction of the cost: a 128 px model's 16x16
+    latents train in 8x8 windows at the 64 px starter's cost per step.
+    """
+    h, w = latents.shape[-2:]
+    if side >= h and side >= w:
+        return latents[idx], targets[idx]
+    y = int(torch.randint(h - side + 1, (1,), generator=g))
+    x = int(torch.randint(w - side + 1, (1,), generator=g))
+    s = targets.shape[-1] // w
+    return (latents[idx, :, y:y + side, x:x + side],
+            targets[idx, :, y * s:(y + side) * s, x * s:(x + side) * s])
+
+
 def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: int = 3000, batch: int = 16,
-          lr: float = 2e-3, seed: int = TRAIN_SEED, log=print) -> Tuple[TinyPreviewDecoder, dict]:
+          lr: float = 2e-3, seed: int = TRAIN_SEED, log=print, crop: int = 8,
+          cache: Path = None) -> Tuple[TinyPreviewDecoder, dict]:
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
     t0 = time.perf_counter()
-    latents = training_latents(vae, scenes, seed, model_dir=model_dir)
-    targets = full_decode(vae, latents)
+    key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "seed": seed,
+           "unet": _weights_fingerprint(Path(model_dir) / "unet")}
+    pairs = torch.load(cache, weights_only=True) if cache and Path(cache).is_file() else None
+    if pairs is not None and pairs.get("key") == json.dumps(key, sort_keys=True):
+        latents, targets = pairs["latents"], pairs["targets"]
+        log(f"{len(latents)} pairs from {cache}")
+    else:
+        latents = training_latents(vae, scenes, seed, model_dir=model_dir)
+        targets = full_decode(vae, latents)
+        if cache:  # the data stage is most of the time: a rerun with other knobs skips it
+            tmp = Path(str(cache) + ".tmp")
+            torch.save({"key": json.dumps(key, sort_keys=True), "latents": latents, "targets": targets}, tmp)
+            os.replace(tmp, cache)
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
+    train_t0 = time.perf_counter()
     model = TinyPreviewDecoder(latents.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max_steps, pct_start=0.05)
@@ -166,7 +271,8 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     model.train()
     while step < max_steps and time.perf_counter() < deadline:
         idx = torch.randint(len(latents), (batch,), generator=g)
-        loss = (model(latents[idx]) - targets[idx]).abs().mean()
+        x, y = _crop(latents, targets, idx, crop, g)
+        loss = (model(x) - y).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -177,27 +283,31 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
             log(f"step {step}: L1 {loss_ema * 127.5:.2f} levels (0-255)")
     model.eval()
     info = {"command": COMMAND, "vae_sha256": vae_fingerprint(model_dir), "seed": seed, "pairs": len(latents), "steps": step, "batch": batch, "lr": lr,
+            "latent_window": crop, "native_size": int(targets.shape[-1]),
             "params": model.param_count(), "final_train_l1_levels": round(loss_ema * 127.5, 2),
-            "wall_minutes": round((time.perf_counter() - t0) / 60, 2), "threads": torch.get_num_threads(),
+            "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
+            "training_minutes": round((time.perf_counter() - train_t0) / 60, 2), "threads": torch.get_num_threads(),
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     return model, info
 
 
-def vae_fingerprint(model_dir: Path) -> str:
-    """sha256 (first 16 hex) of the VAE weights a decoder was trained to copy: a retrained VAE shows."""
+def _weights_fingerprint(folder: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for p in sorted((Path(model_dir) / "vae").glob("*.safetensors")):
+    for p in sorted(Path(folder).glob("*.safetensors")):
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
-def held_out_latents(vae, count: int = 48, seed: int = 4321) -> torch.Tensor:
-    """Scaled latents of scenes the decoder never saw: held-out combinations and the star shape."""
-    from impasto.backend.starter import domain
+def vae_fingerprint(model_dir: Path) -> str:
+    """sha256 (first 16 hex) of the VAE weights a decoder was trained to copy: a retrained VAE shows."""
+    return _weights_fingerprint(Path(model_dir) / "vae")
 
-    return encode(vae, render_scenes(domain.eval_combos() + domain.star_combos(), count, seed))
+
+def held_out_latents(vae, count: int = 48, seed: int = 4321, model_dir: Path = None) -> torch.Tensor:
+    """Scaled latents of scenes the decoder never saw: held-out combinations and never-trained shapes."""
+    return encode(vae, domain_pixels(model_dir or starter_path(), count, seed, held_out=True))
 
 
 def preview_colour_error(previewer, vae, latents: torch.Tensor, full: torch.Tensor = None) -> float:
@@ -236,12 +346,20 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped starter)")
     ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock cap on the training loop")
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--scenes", type=int, default=1500)
+    ap.add_argument("--scenes", type=int, default=600, help="rendered training scenes (128 px: ~1.4 s each under load)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep the training pairs in this file; a rerun for the same weights reuses them")
+    ap.add_argument("--crop", type=int, default=8,
+                    help="train on random CROP x CROP latent windows (8: the 64 px starter's whole latent)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model_dir = args.model or starter_path()
-    model, info = train(model_dir, args.minutes, args.scenes, args.steps)
+    model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, lr=args.lr, crop=args.crop,
+                        cache=args.cache)
+    info["command"] = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
     return 0
