@@ -376,7 +376,10 @@ def cmd_models(args) -> int:
         mark = "*" if m["name"] == reply.default else " "
         state = "" if m["supported"] else f"  (unusable: {'; '.join(m['notes'])})"
         print(f"{mark} {m['name']:<24} {m.get('family', m['arch']):<6} {m['arch']:<14} {m['format']:<12} {m['path']}{state}")
-        print(f"  {'':<24} {Recommendation.from_model(m).label()}, native {m.get('native_size', '?')} px")
+        rec = Recommendation.from_model(m)
+        print(f"  {'':<24} {rec.label()}, native {m.get('native_size', '?')} px")
+        if rec.live is not None:   # its own few-step LoRA shipped beside it (engine/bundled.py)
+            print(f"  {'':<24} live painting: few-step LoRA {rec.live_concept} ({rec.live.label()[len('model default '):]})")
     controls = getattr(reply, "controls", None) or []
     if controls:
         print("control models (--control ... --control-model NAME):")

@@ -137,6 +137,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gap", type=int, default=150, help="ms between strokes")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--starter", default=None, help="the starter folder the daemon uses (IMPASTO_STARTER_DIR)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -152,7 +153,9 @@ def main(argv=None) -> int:
     home = Path(tempfile.mkdtemp(prefix="impasto-live-ui-"))
     os.environ["IMPASTO_HOME"] = str(home / "client")
     daemon = DaemonProcess(Path(tempfile.mkdtemp(prefix="impasto-live-ui-models-")), home / "daemon",
-                           env_extra={"OMP_NUM_THREADS": str(args.threads)}).start()
+                           env_extra={"OMP_NUM_THREADS": str(args.threads),
+                                      **({"IMPASTO_STARTER_DIR": str(Path(args.starter).resolve())}
+                                         if args.starter else {})}).start()
     try:
         link = DaemonLink(daemon.endpoint, autostart=False, poll_ms=500)
         w = MainWindow(link, Document(args.size, args.size))
@@ -163,13 +166,20 @@ def main(argv=None) -> int:
         w.view.fit()
         w.panel.model.setCurrentIndex(w.panel.model.findData("starter"))
         w.panel.prompt.setPlainText("a red circle on a blue background")
-        w.panel.steps.setValue(4)
+        w.panel.steps.setValue(4)        # sampler and CFG left at "model default": the live job's own
         w.panel.strength.setValue(0.5)
         w.panel.set_seed(SEED)
         w.select_tool("brush")
         w.size_spin.setValue(24)
         off = run(w, False, args.strokes, args.gap)
         on = run(w, True, args.strokes, args.gap)
+        from impasto.protocol.live import live_job
+
+        s, rec = live_job(w.panel.settings(), SEED, w.panel.recommendation())
+        model = (f"the starter with its shipped LCM-LoRA ({rec.sampler}, {s.steps or rec.steps} steps, CFG "
+                 f"{rec.cfg_scale:g})" if any(c["name"] == w.panel.recommendation().live_concept
+                                            for c in s.concepts) else
+                 f"the starter alone ({rec.sampler}, 4 steps, CFG {rec.cfg_scale:g})")
         w.live.set_enabled(False)
         link.close()
     finally:
@@ -187,13 +197,14 @@ def main(argv=None) -> int:
                      f"{r['live_stats'].get('submitted', 0)} / {r['live_stats'].get('painted', 0)}" if r["live_stats"]
                      else "–"])
     table = {"caption": f"The canvas's UI thread while {args.strokes} brush strokes arrive {args.gap} ms apart on a "
-                        f"{args.size}² canvas (offscreen, the starter at 4 steps through a real daemon): how late a "
+                        f"{args.size}² canvas (offscreen, {model} through a real daemon): how late a "
                         "2 ms timer ticks (= how long an input event would wait), and the live controller's own "
                         "UI-thread work (median / max).",
              "columns": ["live painting", "strokes", "timer ticks", "late median ms", "late p99 ms", "late max ms",
                          "read + plan ms", "show picture ms", "jobs sent / painted"], "rows": rows}
     if not args.no_write:
-        results_io.write_result("live_canvas_ui", {"off": off, "on": on, "size": args.size},
+        results_io.write_result("live_canvas_ui", {"off": off, "on": on, "size": args.size, "model": model,
+                                                   "starter_dir": args.starter or "shipped"},
                                 baseline="the same strokes with live painting off, same window, process and run",
                                 seeds=[SEED], threads=args.threads, tables={"main": table},
                                 notes=["offscreen Qt (no compositor, no screen refresh); strokes are driven by Qt "

@@ -23,15 +23,21 @@ Two runs per canvas size (256 and 512 px):
 
 Baseline, same run, same daemon, same threads: the same img2img request sent
 *without* ``live`` and waited for (submit -> result, no debounce, no paint) -
-the "54 ms / 59 ms" figure of the issue.
+the "54 ms / 59 ms" figure of the issue.  Reference, same run: the starter
+alone at 4 DDIM steps, CFG 5 (its own sampler and guidance at the live step
+count: what live painting ran before the few-step starter), submit -> result.
 
-Stand-in model: the shipped 64 px *shapes starter* at 4 denoising steps (its
-DDIM and CFG 5 recommendation, strength 0.5; the starter paints at 64 px and
-upscales, so 256 and 512 differ only on the client and transfer side).  The
-few-step starter is trained after the starter retrain (issue 20); until then
-this is the stand-in the docs name.
+The model: the starter as the daemon finds it (``--starter DIR`` sets
+``IMPASTO_STARTER_DIR``).  When its listing carries a ``live`` block (its
+LCM-LoRA shipped beside it, ``backend/engine/bundled.py``) the live job is
+whatever the client core plans from the listing alone - the LoRA on, LCM,
+4 steps, CFG 1, strength 0.5; a starter without one (the old 64 px shapes
+starter) runs at 4 steps of its own DDIM and CFG 5 as before.  The starter
+paints at its native size (128 px for the scenes starter, 64 for the old
+one) and upscales, so 256 and 512 differ only on the client and transfer side.
 
 Usage: python bench/live_latency.py [--strokes 60] [--rapid 60] [--threads 1] [--debounce 0.05]
+       [--starter DIR]
 Writes bench/results/live_latency.json (``--no-write`` to only print).
 """
 from __future__ import annotations
@@ -101,15 +107,32 @@ class Canvas:
             self.live[:] = arr
 
 
-def run_size(client, size: int, args) -> dict:
-    from impasto.protocol.live import LiveSession, plan_live
-    from impasto.protocol.messages import Image
-    from impasto.protocol.planner import plan_job
+def live_model(client):
+    """(recommendation, settings, description) of the live job on the daemon's starter."""
     from impasto.protocol.settings import Recommendation, Settings
 
     models = client.models()
     rec = Recommendation.for_model(models.models, "starter", models.default)
-    settings = Settings(prompt=PROMPT, model="starter", steps=STEPS, strength=STRENGTH, seed=SEED)
+    entry = next((m for m in models.models if m.get("name") == "starter"), {})
+    native = entry.get("native_size")
+    if rec.live_concept:      # the few-step starter: the client core's plan from the listing alone
+        settings = Settings(prompt=PROMPT, model="starter", strength=STRENGTH, seed=SEED)
+        what = (f"the starter ({native} px) with its shipped LCM-LoRA ({rec.live_concept}), switched on by the "
+                f"client core: {rec.live.sampler}, {rec.live.steps} steps, CFG {rec.live.cfg_scale:g}, "
+                f"strength {STRENGTH}")
+    else:                     # no few-step LoRA: the starter's own sampler at few steps (the old stand-in)
+        settings = Settings(prompt=PROMPT, model="starter", steps=STEPS, strength=STRENGTH, seed=SEED)
+        what = (f"stand-in: the starter ({native} px, no few-step LoRA) at {STEPS} steps of its {rec.sampler}, "
+                f"CFG {rec.cfg_scale:g}, strength {STRENGTH}")
+    return rec, settings, what
+
+
+def run_size(client, size: int, args) -> dict:
+    from dataclasses import replace
+
+    from impasto.protocol.live import LiveSession, plan_live
+
+    rec, settings, what = live_model(client)
     canvas = Canvas(size, SEED + size)
     latencies, arrivals, sends, engine = [], [], [], []
     painted = threading.Event()
@@ -133,13 +156,31 @@ def run_size(client, size: int, args) -> dict:
     warm.close()
     latencies.clear(), arrivals.clear(), sends.clear(), engine.clear()
     baseline = []
+    # references (LoRA off): the starter alone at the live step count with its own sampler and CFG (what live
+    # painting ran before the few-step starter); with its LoRA's sampler and CFG (the adapter's own cost)
+    off = [(rec.live_concept, 0.0)] if rec.live_concept else []
+    refs = {f"starter alone, {rec.sampler} {STEPS}, CFG {rec.cfg_scale:g}":
+            replace(settings, steps=STEPS, sampler=rec.sampler, cfg_scale=rec.cfg_scale).set_concepts(off)}
+    if rec.live is not None:
+        refs[f"starter alone, {rec.live.sampler} {STEPS}, CFG {rec.live.cfg_scale:g}"] = replace(
+            settings, steps=STEPS, sampler=rec.live.sampler, cfg_scale=rec.live.cfg_scale).set_concepts(off)
+    reference = {k: [] for k in refs} if args.reference else {}
     for i in range(args.strokes):
         canvas.stroke()
-        plan = plan_job((size, size), settings, "refine", rgba=canvas.read(), recommendation=rec)
-        plan.request.seed = SEED
+        plan = plan_live((size, size), settings, SEED, rgba=canvas.read(), recommendation=rec)
+        plan.request.live = False          # the same request, without live: sent and waited for
+        if i == 0:
+            job = {k: getattr(plan.request, k) for k in ("sampler", "steps", "cfg_scale", "strength")}
+            job["concepts"] = [list(c) for c in plan.request.concepts]
         t0 = time.monotonic()
         client.submit(plan.request).wait(timeout=120)
         baseline.append(time.monotonic() - t0)
+        for name, series in reference.items():
+            ref = plan_live((size, size), refs[name], SEED, rgba=canvas.read(), recommendation=rec).request
+            ref.live = False
+            t0 = time.monotonic()
+            client.submit(ref).wait(timeout=120)
+            series.append(time.monotonic() - t0)
 
     # isolated strokes: each gets a picture
     session = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED).run_timer()
@@ -183,9 +224,11 @@ def run_size(client, size: int, args) -> dict:
                          "client_jobs_pending_seen_max": max(queue_seen) if queue_seen else 0}
         session.close()
     return {
-        "size": size,
+        "size": size, "model": what, "live_job": job,
         "baseline_submit_to_result_s": {"median": statistics.median(baseline), "p95": pct(baseline, 0.95),
                                         "n": len(baseline)},
+        "references_submit_to_result_s": {name: {"median": statistics.median(xs), "p95": pct(xs, 0.95),
+                                                 "n": len(xs)} for name, xs in reference.items()},
         "isolated": {**iso, "stroke_to_paint_s": {"median": statistics.median(iso_lat), "p95": pct(iso_lat, 0.95),
                                                   "n": len(iso_lat)},
                      "stroke_to_result_arrival_s": {"median": statistics.median(iso_arr),
@@ -194,7 +237,8 @@ def run_size(client, size: int, args) -> dict:
                      "engine_total_s": {"median": statistics.median(iso_eng), "p95": pct(iso_eng, 0.95)},
                      "ratio_median_over_baseline": statistics.median(iso_lat) / statistics.median(baseline)},
         "rapid": rapid,
-        "raw": {"baseline_s": [round(x, 5) for x in baseline], "isolated_s": [round(x, 5) for x in iso_lat]},
+        "raw": {"baseline_s": [round(x, 5) for x in baseline], "isolated_s": [round(x, 5) for x in iso_lat],
+                "references_s": {k: [round(x, 5) for x in xs] for k, xs in reference.items()}},
     }
 
 
@@ -208,6 +252,9 @@ def main(argv=None) -> int:
     ap.add_argument("--debounce", type=float, default=None, help="default: protocol/live.py's DEBOUNCE_S")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--starter", default=None, help="the starter folder the daemon uses (IMPASTO_STARTER_DIR)")
+    ap.add_argument("--no-reference", dest="reference", action="store_false",
+                    help="skip the starter-alone reference series")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     from impasto.protocol.live import DEBOUNCE_S
@@ -219,8 +266,10 @@ def main(argv=None) -> int:
 
     models = Path(tempfile.mkdtemp(prefix="impasto-live-models-"))
     home = Path(tempfile.mkdtemp(prefix="impasto-live-home-"))
-    daemon = DaemonProcess(models, home, env_extra={"OMP_NUM_THREADS": str(args.threads),
-                                                    "MKL_NUM_THREADS": str(args.threads)}).start()
+    env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    if args.starter:
+        env["IMPASTO_STARTER_DIR"] = str(Path(args.starter).resolve())
+    daemon = DaemonProcess(models, home, env_extra=env).start()
     cases = []
     try:
         with Client(daemon.endpoint) as client:
@@ -235,15 +284,19 @@ def main(argv=None) -> int:
                       f"cancelled; (finish): {c['rapid']['finish']['submitted']} sent, "
                       f"{c['rapid']['finish']['painted']} painted; isolated: stroke->sent "
                       f"{c['isolated']['stroke_to_job_sent_s']['median'] * 1000:.1f} ms, engine "
-                      f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms", flush=True)
+                      f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms"
+                      + "".join(f"; {k}: {v['median'] * 1000:.1f} ms"
+                                for k, v in c["references_submit_to_result_s"].items()), flush=True)
     finally:
         daemon.stop()
     rows, rrows = [], []
     for c in cases:
         iso, base, rap = c["isolated"], c["baseline_submit_to_result_s"], c["rapid"]
+        refs = c["references_submit_to_result_s"]
         rows.append([f"{c['size']}²", iso["stroke_to_paint_s"]["n"],
                      f"{iso['stroke_to_paint_s']['median'] * 1000:.1f}", f"{iso['stroke_to_paint_s']['p95'] * 1000:.1f}",
                      f"{base['median'] * 1000:.1f}", f"{iso['ratio_median_over_baseline']:.2f}",
+                     "; ".join(f"{k}: {v['median'] * 1000:.1f}" for k, v in refs.items()) or "–",
                      f"{iso['submitted']} / {iso['strokes']}"])
         for policy, r in rap.items():
             last = r["last_stroke_to_paint_s"]
@@ -252,10 +305,12 @@ def main(argv=None) -> int:
                           f"{last * 1000:.1f}" if last is not None else "–"])
     tables = {
         "isolated": {"caption": f"Stroke end → picture painted, strokes {args.gap * 1000:.0f} ms apart (each gets a "
-                                f"picture); debounce {args.debounce * 1000:.0f} ms included. Stand-in model: the "
-                                f"shipped 64 px starter at {STEPS} steps, strength {STRENGTH}.",
+                                f"picture); debounce {args.debounce * 1000:.0f} ms included. Model: "
+                                f"{cases[0]['model'] if cases else '?'}. Baseline: the same request without `live`, "
+                                f"submit → result; starter alone: LoRA off, the same request at {STEPS} steps of "
+                                f"its own sampler and CFG (and of the LoRA's), submit → result.",
                      "columns": ["canvas", "strokes", "median ms", "p95 ms", "baseline median ms",
-                                 "median / baseline", "jobs / strokes"], "rows": rows},
+                                 "median / baseline", "starter alone, median ms", "jobs / strokes"], "rows": rows},
         "rapid": {"caption": "Strokes faster than jobs, under the client core's two policies: `cancel` (a new "
                              "stroke cancels the pending job: the default, newest wins at once) and `finish` (the "
                              "running job finishes, the newest plan waits for it). Jobs sent, pictures painted "
@@ -266,14 +321,14 @@ def main(argv=None) -> int:
     }
     if not args.no_write:
         path = results_io.write_result(
-            "live_latency", {"cases": cases, "debounce_s": args.debounce, "model": "starter (64 px shapes, stand-in)",
+            "live_latency", {"cases": cases, "debounce_s": args.debounce,
+                             "model": cases[0]["model"] if cases else "", "starter_dir": args.starter or "shipped",
                              "steps": STEPS, "strength": STRENGTH},
             baseline="the same img2img request sent without `live` and waited for (submit -> result), same daemon, "
                      "same run, same threads",
             seeds=[SEED, SEED + 256, SEED + 512], threads=args.threads,
             settings={"prompt": PROMPT, "gap_s": args.gap, "rapid_gap_s": args.rapid_gap}, tables=tables,
-            notes=["the few-step starter does not exist yet (after the issue-20 retrain): the shipped starter at 4 "
-                   "steps stands in", "the canvas's own screen refresh and input handling are not part of this "
+            notes=["the canvas's own screen refresh and input handling are not part of this "
                    "figure (measured without a GUI)"],
             argv=sys.argv if argv is None else ["bench/live_latency.py", *argv])
         print("wrote", path)

@@ -1,7 +1,20 @@
 """Prompt-to-Prompt on the shipped starter: does swapping the colour word keep the shape where it was?
 
-For every held-out combination of the starter's split (``domain.eval_combos``:
-never seen in training) and ``--seeds`` seeds each, the original is painted
+The domain follows the starter the engine finds (``IMPASTO_STARTER_DIR`` or
+the shipped one): the 128 px scenes starter, or the old 64 px shapes starter.
+
+Scenes starter: ``--cases`` held-out prompts of the plain kind ("a red
+pentagon on a blue background", ``scenes_eval.prompt_scenes("plain")``: each
+on a (family, colour, background) triple never in a training scene), one seed
+each.  The shape's mask is the largest connected region of the asked colour
+(of the new colour in the edited pictures); colours, family and the rest are
+read by the strict judges (``scenes_eval.judge_scene``: "all right" is family,
+colour, background and nothing else big).
+
+Shapes starter: every held-out combination of the starter's split
+(``domain.eval_combos``: never seen in training) and ``--seeds`` seeds each.
+
+For each case the original is painted
 plainly ("a red circle on a blue background", seed s).  The colour word is
 then swapped for another colour (not the background's) two ways, from the
 same seed and settings:
@@ -23,7 +36,7 @@ in every step show what each part does.  Timings:
 median seconds of a plain job and of an edit (a batch of two with explicit
 attention), same run, one torch thread.
 
-Usage: python bench/p2p_edit.py [--seeds 2] [--steps 20] [--picture docs/p2p-edit.png]
+Usage: python bench/p2p_edit.py [--cases 68] [--seeds 2] [--steps 20] [--sweep] [--picture docs/p2p-edit.png]
 Writes bench/results/p2p_edit.json (``--no-result`` to skip).
 """
 from __future__ import annotations
@@ -44,6 +57,9 @@ from results_io import write_result  # noqa: E402  (first: it notes the load ave
 from impasto.backend.engine import Engine, JobHooks  # noqa: E402
 from impasto.backend.engine.images import from_wire  # noqa: E402
 from impasto.backend.starter import detector, domain  # noqa: E402
+from impasto.backend.starter import judges as J  # noqa: E402
+from impasto.backend.starter import scenes as SC  # noqa: E402
+from impasto.backend.starter import scenes_eval as SE  # noqa: E402
 from impasto.protocol.messages import Generate, PromptEdit  # noqa: E402
 
 IOU_KEPT = 0.8
@@ -57,20 +73,71 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def cases(n_seeds: int):
-    """(shape, fg, bg, new colour, seed) for every held-out combination and seed (deterministic)."""
-    out = []
-    rng = np.random.default_rng(SEED0)
-    for k, (shape, fg, bg) in enumerate(domain.eval_combos()):
-        for j in range(n_seeds):
-            choices = [c for c in domain.COLOR_NAMES if c not in (fg, bg)]
-            out.append((shape, fg, bg, str(rng.choice(choices)), SEED0 + k * n_seeds + j))
-    return out
+class ShapesCases:
+    """The old 64 px shapes starter: every held-out combination x ``n_seeds`` seeds."""
+
+    name = "shapes"
+
+    def __init__(self, n_seeds: int, n_cases: int = 0):
+        self.n_seeds = n_seeds
+        rng = np.random.default_rng(SEED0)
+        self.items = []
+        for k, (shape, fg, bg) in enumerate(domain.eval_combos()):
+            for j in range(n_seeds):
+                choices = [c for c in domain.COLOR_NAMES if c not in (fg, bg)]
+                new = str(rng.choice(choices))
+                self.items.append((domain.caption(shape, fg, bg), domain.caption(shape, new, bg),
+                                   (shape, fg, bg, new), SEED0 + k * n_seeds + j))
+        self.describe = (f"{len(self.items)} held-out cases ({len(domain.eval_combos())} combinations x {n_seeds} "
+                         f"seeds)")
+
+    @staticmethod
+    def mask(pic, case, which: str) -> np.ndarray:
+        return detector.analyse(pic)["mask"]
+
+    @staticmethod
+    def judge(pic, case, which: str):
+        _shape, fg, bg, new = case
+        prompt = domain.caption(_shape, fg if which == "src" else new, bg)
+        v = detector.judge(pic, prompt)
+        return {"colour": v["fg"], "all": v["all"]}
+
+
+class ScenesCases:
+    """The 128 px scenes starter: ``n_cases`` plain held-out prompts (held-out triples cycled), one seed each."""
+
+    name = "scenes"
+
+    def __init__(self, n_seeds: int, n_cases: int):
+        rng = np.random.default_rng(SEED0)
+        self.items = []
+        for k, scene in enumerate(SE.prompt_scenes("plain", n_cases, SEED0)):
+            o = scene.objects[0]
+            new = str(rng.choice([c for c in domain.COLOR_NAMES if c not in (o.fg, scene.bg)]))
+            edited = SC.Scene(scene.bg, [SC.Obj(**{**o.__dict__, "fg": new})])
+            self.items.append((SC.caption(scene), SC.caption(edited), (scene, edited), SEED0 + k))
+        self.describe = (f"{len(self.items)} held-out plain prompts (on {len({c[2][0].triples()[0] for c in self.items})} "
+                         f"held-out triples, one seed each)")
+
+    @staticmethod
+    def mask(pic, case, which: str) -> np.ndarray:
+        """The largest connected region of the object's colour (asked in the original / the edit)."""
+        scene = case[0] if which == "src" else case[1]
+        lab = J._labels(np.asarray(pic, dtype=np.float32)[..., :3])
+        comps = J.components(lab == domain.COLOR_NAMES.index(scene.objects[0].fg))
+        return comps[0] if comps else np.zeros(lab.shape, bool)
+
+    @staticmethod
+    def judge(pic, case, which: str):
+        v = SE.judge_scene(pic, case[0] if which == "src" else case[1])
+        return {"colour": v["colour"], "all": v["all"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=2, help="seeds per held-out combination")
+    ap.add_argument("--seeds", type=int, default=2, help="shapes starter: seeds per held-out combination")
+    ap.add_argument("--cases", type=int, default=68, help="scenes starter: held-out plain prompts (one seed each)")
+    ap.add_argument("--sweep", action="store_true", help="the whole word-map sweep (0.2 ... 1), not only 0.8 and 1")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", default="ddim")
     ap.add_argument("--cfg", type=float, default=5.0)
@@ -81,15 +148,18 @@ def main() -> None:
 
     torch.set_num_threads(1)
     engine = Engine(models_dir=Path(tempfile.mkdtemp()))   # an empty models folder: the shipped starter
+    starter = next(e for e in engine.models() if e.name == "starter")
+    side = int(starter.native_size)
+    cases = (ScenesCases if side >= SC.NATIVE_SIZE else ShapesCases)(args.seeds, args.cases)
 
     def paint(prompt: str, seed: int, edit=None):
         t0 = time.perf_counter()
-        res = engine.run(Generate(job="b", model="starter", prompt=prompt, width=64, height=64, steps=args.steps,
+        res = engine.run(Generate(job="b", model="starter", prompt=prompt, width=side, height=side, steps=args.steps,
                                   sampler=args.sampler, cfg_scale=args.cfg, seed=seed, p2p=edit), JobHooks())
         return np.asarray(from_wire(res.images[0]))[..., :3].copy(), time.perf_counter() - t0
 
     variants = {"plain": None}
-    for f in SWEEP:
+    for f in (SWEEP if args.sweep else (0.8, 1.0)):
         variants[f"p2p cross {f:g}, layout 0.4"] = (f, 0.4)
     variants["p2p cross 1, no layout"] = (1.0, 0.0)
     variants["p2p cross 0.8, layout 1"] = (0.8, 1.0)
@@ -99,36 +169,35 @@ def main() -> None:
     original_right = 0
     t_plain, t_edit = [], []
     strip = []
-    all_cases = cases(args.seeds)
-    for i, (shape, fg, bg, new, seed) in enumerate(all_cases):
-        src, dst = domain.caption(shape, fg, bg), domain.caption(shape, new, bg)
+    all_cases = cases.items
+    for i, (src, dst, case, seed) in enumerate(all_cases):
         original, _ = paint(src, seed)
-        original_right += detector.judge(original, src)["all"]
-        mask = detector.analyse(original)["mask"]
+        original_right += cases.judge(original, case, "src")["all"]
+        mask = cases.mask(original, case, "src")
         row = [original]
         for name, fractions in variants.items():
             edit = None if fractions is None else PromptEdit(source_prompt=src, cross_replace=fractions[0],
                                                              self_replace=fractions[1])
             pic, secs = paint(dst, seed, edit)
             (t_plain if edit is None else t_edit if name == main_variant else []).append(secs)
-            score = iou(mask, detector.analyse(pic)["mask"])
-            verdict = detector.judge(pic, dst)
+            score = iou(mask, cases.mask(pic, case, "dst"))
+            verdict = cases.judge(pic, case, "dst")
             t = tally[name]
             t["iou"].append(round(score, 4))
             t["kept"] += score >= IOU_KEPT
-            t["fg"] += verdict["fg"]
+            t["fg"] += verdict["colour"]
             t["all"] += verdict["all"]
             if name in ("plain", main_variant):
                 row.append(pic)
         if i % max(1, len(all_cases) // 8) == 0 and len(strip) < 8:
             strip.append((src, dst, row))
-        print(f"{i + 1}/{len(all_cases)} {src} -> {new}: plain IoU {tally['plain']['iou'][-1]:.2f}, "
+        print(f"{i + 1}/{len(all_cases)} {src} -> {dst}: plain IoU {tally['plain']['iou'][-1]:.2f}, "
               f"edit IoU {tally[main_variant]['iou'][-1]:.2f}", flush=True)
 
     n = len(all_cases)
     pct = lambda k: round(100.0 * k / n, 1)  # noqa: E731
     figures = {
-        "cases": n, "held_out_combinations": len(domain.eval_combos()), "seeds_per_combination": args.seeds,
+        "cases": n, "domain": cases.name, "size": side, "set": cases.describe,
         "originals_judged_right_pct": pct(original_right),
         "variants": {name: {"mask_kept_pct": pct(t["kept"]), "colour_right_pct": pct(t["fg"]),
                             "all_right_pct": pct(t["all"]), "median_iou": round(statistics.median(t["iou"]), 3),
@@ -143,9 +212,8 @@ def main() -> None:
         rows.append([name + (" (the default)" if name == main_variant else ""), f"{v['mask_kept_pct']} %", f"{v['median_iou']:.2f}", f"{v['colour_right_pct']} %",
                      f"{v['all_right_pct']} %"])
     main_table = {
-        "caption": (f"{n} held-out cases ({len(domain.eval_combos())} combinations x {args.seeds} seeds), colour word "
-                    f"swapped; mask kept = IoU >= {IOU_KEPT} with the original's; originals judged right: "
-                    f"{figures['originals_judged_right_pct']} %."),
+        "caption": (f"{cases.describe} at {side} px, colour word swapped; mask kept = IoU >= {IOU_KEPT} with the "
+                    f"original's; judged strictly; originals judged right: {figures['originals_judged_right_pct']} %."),
         "columns": ["new prompt painted as", "mask kept", "median IoU", "new colour right", "all right"],
         "rows": rows,
     }
@@ -157,13 +225,14 @@ def main() -> None:
                   f"{figures['edit_time_ratio_vs_plain']:.2f}"]],
     }
     if args.picture:
-        save_strip(strip, Path(args.picture))
+        save_strip(strip, Path(args.picture), side)
     if not args.no_result:
         write_result("p2p_edit", figures,
                      baseline="a plain regeneration: the new prompt as a text-to-image job at the same seed and "
                               "settings, same run",
-                     seeds=[c[4] for c in all_cases],
-                     settings={"model": "starter (shipped 64 px)", "steps": args.steps, "sampler": args.sampler,
+                     seeds=[c[3] for c in all_cases],
+                     settings={"model": f"starter ({starter.path}, {side} px, {cases.name} domain)",
+                               "steps": args.steps, "sampler": args.sampler,
                                "cfg": args.cfg, "iou_kept": IOU_KEPT, "self_replace_in_sweep": 0.4},
                      tables={"main": main_table, "time": time_table})
     for r in rows:
@@ -172,9 +241,9 @@ def main() -> None:
           f"(x{figures['edit_time_ratio_vs_plain']})")
 
 
-def save_strip(strip, path: Path, scale: int = 2) -> None:
+def save_strip(strip, path: Path, native: int = 64) -> None:
     """Rows of original | plain regeneration | Prompt-to-Prompt edit, with their prompts."""
-    side = 64 * scale
+    side = 128
     label_w = 300
     img = Image.new("RGB", (label_w + 3 * (side + 6), 18 + len(strip) * (side + 6)), (255, 255, 255))
     d = ImageDraw.Draw(img)
@@ -183,7 +252,8 @@ def save_strip(strip, path: Path, scale: int = 2) -> None:
     for i, (src, dst, pics) in enumerate(strip):
         y = 18 + i * (side + 6)
         d.text((4, y + side // 2 - 12), src, fill=(0, 0, 0))
-        d.text((4, y + side // 2 + 2), "-> " + dst.split(" ")[1], fill=(80, 80, 80))
+        new = [b for a, b in zip(src.split(), dst.split()) if a != b]
+        d.text((4, y + side // 2 + 2), "-> " + " ".join(new), fill=(80, 80, 80))
         for j, pic in enumerate(pics):
             img.paste(Image.fromarray(pic).resize((side, side), Image.NEAREST), (label_w + j * (side + 6), y))
     path.parent.mkdir(parents=True, exist_ok=True)

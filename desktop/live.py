@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from impasto.protocol import errors
-from impasto.protocol.live import DEBOUNCE_S, LiveSession, LiveUpdate, live_settings
+from impasto.protocol.live import DEBOUNCE_S, LiveSession, LiveUpdate, live_job
 from impasto.protocol.messages import Error
 
 from . import job_plans
@@ -112,8 +112,8 @@ class LiveController(QObject):
     # ------------------------------------------------------------------ the job (client core)
 
     def _read_plan(self, session: LiveSession):
-        s = live_settings(self.panel.settings(), session.seed)
-        plan = job_plans.plan(self.document(), s, "refine", self.panel.recommendation())
+        s, rec = live_job(self.panel.settings(), session.seed, self.panel.recommendation())
+        plan = job_plans.plan(self.document(), s, "refine", rec)
         plan.request.live = True
         return plan
 

@@ -6,7 +6,8 @@ die:
 
 * **The job.**  :func:`plan_live` is the planner's ``refine`` at the live
   model's settings (unset knobs: the model's - or a few-step LoRA's -
-  recommendation), one picture, one seed kept for the whole session (a new
+  recommendation; a model that ships its own few-step LoRA, like the
+  starter, gets it switched on: :func:`live_job`), one picture, one seed kept for the whole session (a new
   random seed per stroke would make the picture flicker), previews off (the
   result *is* the preview), ``live`` set on the wire.  With a selection it is
   the planner's "only masked" edit: only the selection's window is read and
@@ -85,6 +86,28 @@ def live_settings(settings: Settings, seed: int) -> Settings:
     return out
 
 
+def live_job(settings: Settings, seed: int,
+             recommendation: Optional[Recommendation] = None) -> Tuple[Settings, Optional[Recommendation]]:
+    """(settings, recommendation) of a live job: :func:`live_settings`, plus the model's own few-step LoRA.
+
+    A model that ships one (the starter's LCM-LoRA: the listing's ``live`` block,
+    :attr:`Recommendation.live_concept`) gets it switched on at weight 1 and its
+    sampler / steps / CFG for the knobs left unset - live painting is fast with no
+    setup.  Left alone when the artist listed that concept themselves (on, off or
+    at another weight: their choice) or already switched on another few-step LoRA
+    (``recommendation`` then comes from :meth:`Recommendation.with_concepts` and
+    carries no ``live_concept``).
+    """
+    out = live_settings(settings, seed)
+    rec = recommendation
+    if rec is None or not rec.live_concept or rec.live is None:
+        return out, rec
+    if any(c.get("name") == rec.live_concept for c in out.concepts):
+        return out, rec.with_concepts([], out.active_concepts())
+    out.concepts.append({"name": rec.live_concept, "weight": 1.0, "enabled": True})
+    return out, replace(rec.live)
+
+
 def window_for_live(document: Tuple[int, int], selection: Optional[Box], settings: Settings) -> Box:
     """What a live job reads: the whole canvas, or the selection's "only masked" window."""
     return window_for(document, selection, settings, REFINE)
@@ -93,8 +116,9 @@ def window_for_live(document: Tuple[int, int], selection: Optional[Box], setting
 def plan_live(document: Tuple[int, int], settings: Settings, seed: int, window: Optional[Box] = None,
               rgba: Optional[bytes] = None, mask: Optional[bytes] = None, selection: Optional[Box] = None,
               recommendation: Optional[Recommendation] = None) -> JobPlan:
-    """One live job (the planner's refine, at the live settings, ``live`` on the wire)."""
-    plan = plan_job(document, live_settings(settings, seed), REFINE, window=window, rgba=rgba, mask=mask,
+    """One live job (the planner's refine, at the live settings (:func:`live_job`), ``live`` on the wire)."""
+    settings, recommendation = live_job(settings, seed, recommendation)
+    plan = plan_job(document, settings, REFINE, window=window, rgba=rgba, mask=mask,
                     selection=selection, recommendation=recommendation)
     plan.request.live = True
     plan.label = "Live: " + plan.label

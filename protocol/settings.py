@@ -195,6 +195,10 @@ class Recommendation:
     native_size: int = 512
     from_model_file: bool = False
     preset: str = ""                      # a few-step preset's name ("SDXL-Lightning", "LCM-LoRA"), when one applied
+    # the model's own few-step LoRA (the listing's ``live`` block, backend/engine/bundled.py): its concept name
+    # and what it recommends; live painting switches it on by itself (protocol/live.py ``live_job``)
+    live_concept: str = ""
+    live: Optional["Recommendation"] = None
 
     @classmethod
     def from_model(cls, entry: Optional[Dict[str, Any]]) -> "Recommendation":
@@ -204,6 +208,13 @@ class Recommendation:
         native = entry.get("native_size")
         if isinstance(native, int) and not isinstance(native, bool) and native > 0:
             out.native_size = native
+        live = entry.get("live")
+        if isinstance(live, dict) and isinstance(live.get("concept"), str) and live["concept"] \
+                and isinstance(live.get("recommended"), dict):
+            own = cls.from_model({"recommended": live["recommended"], "native_size": out.native_size})
+            if own.from_model_file:
+                own.preset = own.preset or live["concept"]
+                out.live_concept, out.live = live["concept"], own
         rec = entry.get("recommended")
         if not isinstance(rec, dict):
             return out
@@ -241,6 +252,9 @@ class Recommendation:
         """
         by_name = {c.get("name"): c for c in concepts or [] if isinstance(c, dict)}
         for name, weight in active or []:
+            if name and name == self.live_concept and self.live is not None and isinstance(weight, (int, float)) \
+                    and weight > 0:
+                return replace(self.live)        # the model's own few-step LoRA, named by hand
             entry = by_name.get(name)
             if not entry or not isinstance(weight, (int, float)) or weight <= 0:
                 continue

@@ -55,3 +55,35 @@ def test_distillation_resumes_bit_exactly_and_exports_an_lcm_lora(tiny_model, tm
     plain = engine.run(Generate(job="e", prompt="a red circle", model="tiny", sampler="lcm", steps=4, cfg_scale=1.0,
                                 width=32, height=32, seed=1))
     assert res.steps_run == 4 and res.images[0].data != plain.images[0].data
+
+
+def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline(tiny_model, tmp_path):
+    """``--eval-only`` reloads the exported LoRA and judges it on the scenes starter's held-out prompts: every run
+    on the same prompts and seeds, pooled rates the prompt-weighted mean of the kinds, ratios over the baseline of
+    the same run, and the judge is scenes_eval's (a judge that always says yes would put 'all' at 100 %)."""
+    import json
+
+    from impasto.backend.starter import scenes as SC
+    from impasto.backend.starter import scenes_eval as E
+    from impasto.backend.starter.distill_fewstep import CARD_NAME, main, train
+
+    train(_args(tiny_model, tmp_path, 2))
+    main(["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--work", str(tmp_path / "unused"),
+          "--eval-only", "--domain", "scenes", "--eval", "2", "--eval-kinds", "one,plain", "--threads", "1"])
+    card = json.loads((tmp_path / "out" / CARD_NAME).read_text())
+    assert card["steps_done"] == 2 and not (tmp_path / "unused").exists()     # eval only: no training state
+    ev = card["evaluation"]
+    assert ev["kinds"] == ["one", "plain"] and ev["prompts_per_kind"] == 2
+    assert ev["examples"]["plain"] == SC.caption(E.prompt_scenes("plain", 2, ev["seed"])[0])
+    runs = ev["runs"]
+    assert set(runs) == {"base_ddim_20_cfg5", "base_ddim_4_cfg5", "base_lcm_4_cfg1", "lcm_lora_1_cfg1",
+                         "lcm_lora_2_cfg1", "lcm_lora_4_cfg1"}
+    base = runs["base_ddim_20_cfg5"]
+    for run in runs.values():
+        for attr, rate in run["pooled"].items():
+            assert rate == pytest.approx(sum(run["kinds"][k][attr] for k in ev["kinds"]) / 2, abs=1e-4)
+        want = None if not base["pooled"]["all"] else round(run["pooled"]["all"] / base["pooled"]["all"], 3)
+        assert run["ratio_all"] == want
+    assert ev["target"]["ratio_all"] == runs["lcm_lora_4_cfg1"]["ratio_all"]
+    # a random tiny model paints no held-out scene right: the strict judge says so
+    assert all(run["pooled"]["all"] == 0.0 for run in runs.values())

@@ -208,3 +208,186 @@ def test_an_imported_lcm_lora_brings_its_settings(client, tiny_model, tmp_path):
     res = client.submit(plan.request).wait(timeout=120)
     assert res.steps_run == 4
     client.concept_action("delete", "lcm-lora-tiny")
+
+
+# --------------------------------------------------------------------------- the starter's own LCM-LoRA (live painting)
+
+
+LIVE_ENTRY = {"name": "starter", "native_size": 64,
+              "recommended": {"scheduler": "DDIMScheduler", "steps": 20, "guidance_scale": 5.0},
+              "live": {"concept": "starter-lcm-lora",
+                       "recommended": {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0, "preset": "LCM-LoRA"}}}
+
+
+def test_live_job_switches_the_models_own_few_step_lora_on():
+    """A model whose listing has a ``live`` block: a live job gets its LoRA at weight 1 and its settings for the
+    knobs left unset; an artist's own choice (the concept listed at any weight, another few-step LoRA on,
+    steps typed in) wins; a model without one is untouched."""
+    from impasto.protocol.live import live_job, plan_live
+
+    rec = Recommendation.from_model(LIVE_ENTRY)
+    assert (rec.sampler, rec.steps, rec.live_concept) == ("ddim", 20, "starter-lcm-lora")
+    settings = Settings(prompt="a red circle", model="starter", strength=0.5)
+    rgba = bytes(64 * 64 * 4)
+    plan = plan_live((64, 64), settings, 11, rgba=rgba, recommendation=rec)
+    req = plan.request
+    assert req.live and req.seed == 11 and req.preview is False
+    assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+    assert list(req.concepts) == [("starter-lcm-lora", 1.0)]
+    assert settings.concepts == []                                   # the artist's form is not changed
+    # the artist listed it at weight 0: left off, the model's own 20 DDIM steps
+    off = Settings(prompt="a red circle", model="starter").set_concepts([("starter-lcm-lora", 0.0)])
+    req = plan_live((64, 64), off, 11, rgba=rgba, recommendation=rec).request
+    assert (req.sampler, req.steps, list(req.concepts)) == ("ddim", 20, [("starter-lcm-lora", 0.0)])
+    # ... at weight 0.5: their weight, the LoRA's settings
+    half = Settings(prompt="a red circle", model="starter").set_concepts([("starter-lcm-lora", 0.5)])
+    req = plan_live((64, 64), half, 11, rgba=rgba, recommendation=rec).request
+    assert (req.sampler, req.steps, list(req.concepts)) == ("lcm", 4, [("starter-lcm-lora", 0.5)])
+    # another few-step LoRA on: the panels pass rec.with_concepts(...), which wins; nothing is added
+    mine = Settings(prompt="a red circle", model="starter").set_concepts([("my-hyper", 1.0)])
+    listing = [{"name": "my-hyper", "recommended": {"sampler": "ddim_trailing", "steps": 8, "cfg_scale": 1.0,
+                                                   "preset": "Hyper-SD"}}]
+    req = plan_live((64, 64), mine, 11, rgba=rgba,
+                    recommendation=rec.with_concepts(listing, mine.active_concepts())).request
+    assert (req.sampler, req.steps, list(req.concepts)) == ("ddim_trailing", 8, [("my-hyper", 1.0)])
+    # knobs the artist set stay theirs
+    six = Settings(prompt="a red circle", model="starter", steps=6)
+    req = live_job(six, 11, rec)
+    assert req[0].steps == 6 and req[1].steps == 4 and req[0].concepts[-1]["name"] == "starter-lcm-lora"
+    # named by hand in a normal job, the concept brings the same settings (CLI --concept, the panels' rows)
+    assert rec.with_concepts([], [("starter-lcm-lora", 1.0)]).sampler == "lcm"
+    # a model without a shipped LoRA: unchanged
+    plain = Recommendation.from_model({k: v for k, v in LIVE_ENTRY.items() if k != "live"})
+    req = plan_live((64, 64), settings, 11, rgba=rgba, recommendation=plain).request
+    assert (req.sampler, req.steps, list(req.concepts)) == ("ddim", 20, [])
+
+
+@pytest.fixture
+def starter_with_lora(tiny_model, tmp_path):
+    """A starter folder (the tiny model) with an LCM-LoRA-shaped file beside it, as backend/assets ships them."""
+    import shutil
+
+    from impasto.backend.tooling.tiny_lora import write_lcm_lora
+
+    assets = tmp_path / "assets"
+    shutil.copytree(tiny_model, assets / "starter")
+    write_lcm_lora(tiny_model, assets / "starter-lcm-lora.safetensors", seed=4)
+    return assets / "starter"
+
+
+def test_the_model_listing_offers_the_lora_shipped_beside_a_model(starter_with_lora, tmp_path, monkeypatch):
+    from impasto.backend.engine.models import ModelRegistry
+    from impasto.backend.tooling.tiny_lora import write_lcm_lora
+
+    monkeypatch.setenv("IMPASTO_STARTER_DIR", str(starter_with_lora))
+    models = tmp_path / "models"
+    models.mkdir()
+    import shutil
+
+    shutil.copytree(starter_with_lora, models / "mine")
+    write_lcm_lora(starter_with_lora, models / "mine-lcm-lora.safetensors")
+    (models / "other-lcm-lora.safetensors").write_bytes(b"not a model folder's")   # no folder 'other'
+    entries = {e.name: e for e in ModelRegistry(models).scan()}
+    live = entries["starter"].live
+    assert live["concept"] == "starter-lcm-lora" and live["file"].endswith("assets/starter-lcm-lora.safetensors")
+    assert {k: live["recommended"][k] for k in ("sampler", "steps", "cfg_scale", "preset")} == \
+        {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0, "preset": "LCM-LoRA"}
+    assert entries["mine"].live["concept"] == "mine-lcm-lora"
+    assert "mine-lcm-lora" not in entries                       # a folder's own LoRA is not listed as a model
+    assert entries["other-lcm-lora"].supported is False         # a stray file is still reported as before
+    assert Recommendation.from_model(entries["starter"].to_dict()).live_concept == "starter-lcm-lora"
+    # a damaged file is not offered (and nothing raises)
+    (starter_with_lora.parent / "starter-lcm-lora.safetensors").write_bytes(b"\x00" * 5)
+    assert {e.name: e for e in ModelRegistry(models).scan()}["starter"].live == {}
+    (starter_with_lora.parent / "starter-lcm-lora.safetensors").unlink()
+    assert {e.name: e for e in ModelRegistry(models).scan()}["starter"].live == {}
+
+
+def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_with_lora, tmp_path):
+    """A real daemon whose starter has its LCM-LoRA beside it: the live job the client core plans from the
+    model listing alone runs the LoRA at LCM, 4 steps, CFG 1 - the same bits as naming the concept by hand,
+    other bits than the starter alone - with an empty concept library."""
+    from conftest import DaemonProcess
+
+    from impasto.protocol import Client
+    from impasto.protocol.live import plan_live
+    from impasto.protocol.planner import plan_job
+
+    empty = tmp_path / "models"
+    empty.mkdir()
+    d = DaemonProcess(empty, tmp_path / "home", env_extra={"IMPASTO_STARTER_DIR": str(starter_with_lora)}).start()
+    try:
+        with Client(d.endpoint) as client:
+            models = client.models()
+            rec = Recommendation.for_model(models.models, "starter", models.default)
+            assert rec.live_concept == "starter-lcm-lora" and client.concepts().concepts == []
+            rgba = bytes(range(256)) * 64
+            settings = Settings(prompt="a red circle", model="starter", strength=0.6)
+            plan = plan_live((64, 64), settings, 5, rgba=rgba, recommendation=rec)
+            assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("lcm", 4, 1.0)
+            live = client.submit(plan.request).wait(timeout=120)
+            assert live.images and not any("concept" in w for w in live.warnings), live.warnings
+            # the same job with the concept named by hand (no live flag): the same bits
+            by_hand = Settings(prompt="a red circle", model="starter", strength=0.6, seed=5,
+                               preview=False).set_concepts([("starter-lcm-lora", 1.0)])
+            req = plan_job((64, 64), by_hand, "refine", rgba=rgba,
+                           recommendation=rec.with_concepts([], by_hand.active_concepts())).request
+            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+            same = client.submit(req).wait(timeout=120)
+            assert same.images[0].data == live.images[0].data
+            # switched off by the artist (weight 0): the starter alone paints other bits
+            off = Settings(prompt="a red circle", model="starter", strength=0.6, sampler="lcm", steps=4,
+                           cfg_scale=1.0).set_concepts([("starter-lcm-lora", 0.0)])
+            alone = client.submit(plan_live((64, 64), off, 5, rgba=rgba, recommendation=rec).request).wait(
+                timeout=120)
+            assert alone.images[0].data != live.images[0].data
+            assert alone.info.get("model_loads") == live.info.get("model_loads")   # never reloaded
+    finally:
+        d.stop()
+
+
+def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starter_with_lora, tmp_path, monkeypatch):
+    """The offscreen canvas on a daemon whose starter ships its LCM-LoRA: the artist picks nothing but the
+    starter and switches live painting on; the live jobs carry the LoRA at LCM, 4 steps, CFG 1 and paint."""
+    pytest.importorskip("PySide6")
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from conftest import DaemonProcess
+
+    from impasto.desktop import headless
+    from impasto.desktop.connection import DaemonLink
+    from impasto.desktop.document import Document
+    from impasto.desktop.main_window import MainWindow
+
+    monkeypatch.setenv("IMPASTO_HOME", str(tmp_path / "client"))
+    headless.application()
+    empty = tmp_path / "models"
+    empty.mkdir()
+    d = DaemonProcess(empty, tmp_path / "home", env_extra={"IMPASTO_STARTER_DIR": str(starter_with_lora)}).start()
+    try:
+        with headless.DialogRecorder({"ask_save_changes": "discard", "confirm": True}):
+            link = DaemonLink(d.endpoint, poll_ms=250, autostart=False, ping_timeout=0.6)
+            w = MainWindow(link, Document(64, 64))
+            w.show()
+            link.start()
+            assert headless.pump(90, lambda: link.connected and w.panel.model.findData("starter") >= 0)
+            w.panel.model.setCurrentIndex(w.panel.model.findData("starter"))
+            w.panel.prompt.setPlainText("a red circle")
+            w.panel.strength.setValue(0.6)
+            w.panel.set_seed(5)
+            assert w.panel.recommendation().live_concept == "starter-lcm-lora"
+            plans = []
+            read = w.live._read_plan
+            w.live._read_plan = lambda session: plans.append(read(session)) or plans[-1]
+            w.a_live.trigger()
+            assert headless.pump(90, lambda: w.live.candidate is not None)
+            req = plans[-1].request
+            assert req.live and list(req.concepts) == [("starter-lcm-lora", 1.0)]
+            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+            assert w.panel.settings().concepts == []          # the artist's form is untouched
+            w.live.set_enabled(False)
+            w.close()
+            headless.pump(0.05)
+    finally:
+        d.stop()

@@ -13,6 +13,8 @@ a concept trained on another model of the same architecture is used with a
 warning in the result, as is one whose trigger word the prompt lacks (when the
 caller passes the prompt).  A Concept Slider (metadata ``slider``) takes a
 signed weight in ``SLIDER_WEIGHT_RANGE``; outside it is a typed error.
+A model's own few-step LoRA shipped beside it (``bundled.py``: the starter's
+LCM-LoRA) is found by its name before the library.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
     from impasto.backend.concepts import adapters
     from impasto.backend.concepts.library import ConceptLibrary
 
+    from . import bundled
+
     st = adapters.state_for(loaded)
     if not concepts:
         if st.resident or st.active:
@@ -42,7 +46,8 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
         if name in seen:
             raise EngineError(ErrorCode.BAD_FIELD, f"{field}: concept {name!r} is listed twice", field)
         seen.add(name)
-        info = library.get(name, field)
+        own = bundled.concept_for(loaded.entry, name)   # the model's shipped few-step LoRA (live painting)
+        info = own if own is not None else library.get(name, field)
         if isinstance(info.meta.get("slider"), dict):   # a Concept Slider: signed weight, -3..+3
             lo, hi = SLIDER_WEIGHT_RANGE
             if not lo <= weight <= hi:
@@ -50,7 +55,8 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
                                   f"range {lo:+g}..{hi:+g}", f"{field}.weight")
         if weight == 0:
             continue  # weight 0: not even loaded, the job runs on the bare base model
-        resident = adapters.ensure_loaded(loaded, info, library.load_weights, field)
+        resident = adapters.ensure_loaded(loaded, info, bundled.load_weights if own is not None
+                                          else library.load_weights, field)
         weights[resident.adapter] = float(weight)
         order[resident.adapter] = info.id
         if resident.trigger_note:

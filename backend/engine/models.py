@@ -28,7 +28,7 @@ log = logging.getLogger("impasto.models")
 from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F401 (re-exported)
 from impasto.protocol.messages import check_name, ProtocolError
 
-from . import fewstep
+from . import bundled, fewstep
 
 STARTER_NAME = "starter"
 
@@ -52,6 +52,9 @@ class ModelEntry:
     # impasto.json "recommended" (steps, guidance_scale, scheduler): what clients use for knobs left unset
     # (read by impasto.protocol.settings.Recommendation)
     recommended: Dict[str, Any] = field(default_factory=dict)
+    # a few-step LoRA shipped beside a diffusers folder (``MODEL-lcm-lora.safetensors``): the model's live
+    # mode uses it with no setup - {"concept", "recommended", "file"} (bundled.py)
+    live: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def family(self) -> str:
@@ -293,15 +296,22 @@ class ModelRegistry:
         if starter is not None:
             entry = inspect_diffusers(starter)
             entry.name, entry.builtin = STARTER_NAME, True
+            entry.live = bundled.live_block(starter, entry.name)
             found.append(entry)
         if self.models_dir.is_dir():
-            for child in sorted(self.models_dir.iterdir()):
+            children = sorted(self.models_dir.iterdir())
+            folders = {c.name for c in children if c.is_dir()}
+            for child in children:
                 try:
                     check_name(child.stem if child.is_file() else child.name)
                 except ProtocolError:
                     continue  # a name we could not address safely over the wire
                 if child.is_dir() and (child / "model_index.json").is_file():
-                    found.append(inspect_diffusers(child))
+                    entry = inspect_diffusers(child)
+                    entry.live = bundled.live_block(child, entry.name)
+                    found.append(entry)
+                elif child.name.endswith(bundled.SUFFIX) and child.name[: -len(bundled.SUFFIX)] in folders:
+                    continue  # a folder's own few-step LoRA: listed as that model's live block
                 elif child.is_file() and child.suffix == ".safetensors":
                     if not is_control_file(child):  # control models are listed on their own (control_models.py)
                         found.append(inspect_single_file(child))
