@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from impasto.protocol.messages import FILL_MODES, SAMPLERS, Limits
 from impasto.protocol import sliders
+from impasto.protocol.live import live_job
 from impasto.protocol.settings import Recommendation
 
 from .settings import GenerationSettings
@@ -268,8 +269,19 @@ class GenerationPanel(QWidget):
         active = [(n, w) for n, w in (r.value() for r in self._concept_rows) if n]
         return rec.with_concepts(getattr(self, "_concept_listing", []), active)
 
+    def show_live(self, on: bool) -> None:
+        """While live painting runs, "model default" shows what a live job uses, not the model's own defaults.
+
+        A model that ships a few-step LoRA (the starter's LCM-LoRA) paints live at that LoRA's sampler,
+        steps and CFG (:func:`impasto.protocol.live.live_job`); showing DDIM, 20, 5.0 then would be false.
+        """
+        self._live_on = on
+        self._show_recommendation()
+
     def _show_recommendation(self, *_args) -> None:
         rec = self.recommendation()
+        if getattr(self, "_live_on", False):
+            rec = live_job(self.settings(), 0, rec)[1] or rec
         label = rec.label()
         self.sampler.setItemText(0, f"{label}")
         self.steps.setSpecialValueText(f"model ({rec.steps})")

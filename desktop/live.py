@@ -73,12 +73,14 @@ class LiveController(QObject):
             self._watch(self.document())
             self._timer.start()
             self.session.repaint_now()          # the first picture without waiting for a stroke
+            self.panel.show_live(True)          # "model default" now reads the live job's sampler, steps, CFG
             self.status.emit("Live painting on: every stroke repaints the picture.", False)
         else:
             self._timer.stop()
             self.session.close()
             self.session = None
             self._watch(None)
+            self.panel.show_live(False)
             self.status.emit("Live painting off.", False)
         self.changed.emit()
 

@@ -377,6 +377,7 @@ def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starte
             w.panel.strength.setValue(0.6)
             w.panel.set_seed(5)
             assert w.panel.recommendation().live_concept == "starter-lcm-lora"
+            own_label = (w.panel.sampler.itemText(0), w.panel.steps.specialValueText())
             plans = []
             read = w.live._read_plan
             w.live._read_plan = lambda session: plans.append(read(session)) or plans[-1]
@@ -386,7 +387,12 @@ def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starte
             assert req.live and list(req.concepts) == [("starter-lcm-lora", 1.0)]
             assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
             assert w.panel.settings().concepts == []          # the artist's form is untouched
+            # the panel's "model default" reads what the live jobs use while live mode is on, and goes back
+            assert "LCM, 4, 1.0" in w.panel.sampler.itemText(0) and w.panel.steps.specialValueText() == "model (4)"
+            assert w.panel.cfg.specialValueText() == "model (1.0)"
             w.live.set_enabled(False)
+            assert (w.panel.sampler.itemText(0), w.panel.steps.specialValueText()) == own_label
+            assert "LCM" not in own_label[0]
             w.close()
             headless.pump(0.05)
     finally:
