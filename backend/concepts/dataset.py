@@ -42,6 +42,21 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+@torch.no_grad()
+def encode(vae, pictures: Sequence[Image.Image], device, batch: int = 4) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The VAE's latent distribution of each picture (mean, std; float32), a few pictures at a time.
+
+    Training samples from these once-computed distributions every step instead of encoding again.
+    """
+    means, stds = [], []
+    for i in range(0, len(pictures), batch):
+        px = torch.stack([to_tensor(p) for p in pictures[i:i + batch]]).to(device, vae.dtype)
+        dist = vae.encode(px).latent_dist
+        means.append(dist.mean.float())
+        stds.append(dist.std.float())
+    return torch.cat(means), torch.cat(stds)
+
+
 def check_count(images: Sequence[WireImage]) -> None:
     if len(images) < MIN_IMAGES:
         raise EngineError(ErrorCode.BAD_FIELD, f"images: {len(images)} picture{'s' if len(images) != 1 else ''} "

@@ -159,17 +159,6 @@ class SliderTrainer(train.Trainer):
         self.timings["prepare"] = time.perf_counter() - t0
 
     @torch.no_grad()
-    def _encode(self, pictures) -> Tuple[torch.Tensor, torch.Tensor]:
-        vae = self.loaded.base.vae
-        means, stds = [], []
-        for i in range(0, len(pictures), 4):
-            px = torch.stack([dataset.to_tensor(p) for p in pictures[i:i + 4]]).to(self.device, vae.dtype)
-            dist = vae.encode(px).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
-        return torch.cat(means), torch.cat(stds)
-
-    @torch.no_grad()
     def cache(self) -> None:
         t0 = time.perf_counter()
         vae = self.loaded.base.vae
@@ -177,12 +166,12 @@ class SliderTrainer(train.Trainer):
         self.shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
         ids, te = self.cond.ids, self.cond.encode
         if self.slider.mode == "text":
-            self.mean, self.std = self._encode(self.pictures)
+            self.mean, self.std = dataset.encode(vae, self.pictures, self.device)
             self.target_emb, self.pos_emb, self.neg_emb = (
                 te(ids([t[k] for t in self.triples])) for k in range(3))
         else:
-            self.low_mean, self.low_std = self._encode(self.low)
-            self.high_mean, self.high_std = self._encode(self.high)
+            self.low_mean, self.low_std = dataset.encode(vae, self.low, self.device)
+            self.high_mean, self.high_std = dataset.encode(vae, self.high, self.device)
             self.caption_emb = te(ids(self.captions))
             self.empty_emb = te(ids([""]))
         self.timings["cache"] = time.perf_counter() - t0

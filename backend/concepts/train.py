@@ -244,18 +244,9 @@ class Trainer:
         self.scaling = float(vae.config.scaling_factor)
         self.shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
 
-        def encode(pictures):
-            means, stds = [], []
-            for i in range(0, len(pictures), 4):
-                px = torch.stack([dataset.to_tensor(p) for p in pictures[i:i + 4]]).to(self.device, vae.dtype)
-                dist = vae.encode(px).latent_dist
-                means.append(dist.mean.float())
-                stds.append(dist.std.float())
-            return torch.cat(means), torch.cat(stds)
-
-        self.inst_mean, self.inst_std = encode(self.pictures)
+        self.inst_mean, self.inst_std = dataset.encode(vae, self.pictures, self.device)
         if self.class_pictures:
-            self.class_mean, self.class_std = encode(self.class_pictures)
+            self.class_mean, self.class_std = dataset.encode(vae, self.class_pictures, self.device)
         ids, te = self.cond.ids, self.cond.encode  # no adapter yet: these are the base model's embeddings
         self.inst_ids = ids(self.captions)
         self.class_ids = ids(self.class_captions) if self.class_captions else None
