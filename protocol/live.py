@@ -154,6 +154,18 @@ class LiveStats:
                 "deferred": self.deferred}
 
 
+class _Sending:
+    """The running-job slot while a job is on its way to the daemon (its reply not back yet)."""
+
+    done = False
+
+    def cancel(self) -> None:   # the send that holds the slot cancels it itself if live mode went off
+        pass
+
+
+_SENDING = _Sending()
+
+
 class LiveSession:
     """Live mode for one document on one client (see the module doc)."""
 
@@ -180,6 +192,7 @@ class LiveSession:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._close_cancels = False      # close(cancel=True): a job still on its way is cancelled on arrival
 
     # ------------------------------------------------------------------ strokes
 
@@ -223,31 +236,54 @@ class LiveSession:
                 self._waiting = plan
                 self.stats.deferred += 1
                 return None
-            stale, self._pending = self._pending, None
-            self._index += 1
-            index = self._index
+            stale, index = self._reserve()
+        return self._send(plan, index, stale)
+
+    def _reserve(self) -> Tuple[Any, int]:
+        """Under the lock: the slot of the running job is taken at once (by a placeholder until the
+        daemon's reply names the job), so a stroke on the host's thread and a result on the client's
+        thread can never both send: two live jobs would have the daemon supersede the first."""
+        stale, self._pending = self._pending, _SENDING
+        self._index += 1
+        return stale, self._index
+
+    def _send(self, plan: JobPlan, index: int, stale: Any) -> Any:
+        with self._lock:
             stroke_at = self._last_stroke if self._last_stroke is not None else self.clock()
         if stale is not None and not stale.done:
             stale.cancel()
         sent_at = self.clock()
-        job = self.client.submit(plan.request,
-                                 on_event=lambda ev: self._on_event(ev, plan, index, stroke_at, sent_at))
+        try:
+            job = self.client.submit(plan.request,
+                                     on_event=lambda ev: self._on_event(ev, plan, index, stroke_at, sent_at))
+        except BaseException:
+            with self._lock:
+                if self._index == index and self._pending is _SENDING:
+                    self._pending = None
+            raise
         with self._lock:
-            if self._index == index:
-                self._pending = job
+            if self._index == index and self._pending is _SENDING:
+                self._pending = job      # not when its result came first (then nothing is pending)
+            closed = self._stop.is_set() and self._index != index and self._close_cancels
             self.stats.submitted += 1
+        if closed and not job.done:      # live mode went off while this one was on its way
+            job.cancel()
         return job
 
     def _on_event(self, event: Any, plan: JobPlan, index: int, stroke_at: float, sent_at: float) -> None:
         if not isinstance(event, (Result, Error, Cancelled)):
             return
+        waiting = None
         with self._lock:
             newest = index == self._index
             if newest:
-                self._pending = None
-            waiting, self._waiting = (self._waiting, None) if newest else (None, self._waiting)
-        if waiting is not None and not self._stop.is_set():   # "finish": the newest plan goes now
-            self.submit(waiting)
+                waiting, self._waiting = self._waiting, None
+                if waiting is not None and not self._stop.is_set():   # "finish": the newest plan goes now
+                    stale, next_index = self._reserve()
+                else:
+                    waiting, self._pending = None, None
+        if waiting is not None:
+            self._send(waiting, next_index, None)
         with self._lock:
             if isinstance(event, Cancelled):
                 self.stats.cancelled += 1
@@ -309,5 +345,6 @@ class LiveSession:
         with self._lock:
             pending, self._pending, self._waiting = self._pending, None, None
             self._index += 1           # whatever still arrives is stale
+            self._close_cancels = cancel
         if cancel and pending is not None:
             pending.cancel()

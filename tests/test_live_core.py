@@ -142,6 +142,50 @@ def test_repaint_now_skips_the_debounce(client):
     session.close()
 
 
+class _SlowSend:
+    """The real client, with each submit held 80 ms before it leaves (a busy host, a slow link): the
+    window in which a stroke on one thread and a finished job on another could both send."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, request, on_event=None):
+        time.sleep(0.08)
+        return self.client.submit(request, on_event=on_event)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_finish_policy_sends_one_job_at_a_time_even_when_sends_are_slow(client):
+    """A result that sends the waiting plan and a stroke that arrives meanwhile must not both send: the
+    daemon would supersede (cancel) the first of two live jobs from one client."""
+    s = Settings(prompt="a red circle", model="tiny", steps=6, sampler="euler", cfg_scale=5.0, strength=1.0)
+    version = {"n": 0}
+    painted = []
+
+    def read_plan(session):
+        version["n"] += 1
+        return plan_live((32, 32), s, session.seed, rgba=_canvas(32, 32, shade=version["n"]))
+
+    session = LiveSession(_SlowSend(client), read_plan, painted.append, debounce=0.0, seed=9, policy="finish")
+    in_daemon = []
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:            # strokes every 5 ms for 4 s, from this thread
+        session.stroke()
+        session.tick(session.clock() + 1)
+        in_daemon.append(len(client.status().jobs))
+        time.sleep(0.005)
+    deadline = time.monotonic() + 60
+    while (session.busy or session._waiting is not None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    st = session.stats
+    assert st.submitted >= 3, st.as_dict()
+    assert st.cancelled == 0 and st.stale_results == 0 and st.painted == st.submitted, st.as_dict()
+    assert max(in_daemon) <= 1, in_daemon
+
+
 def test_finish_policy_keeps_painting_while_strokes_never_stop(client):
     """policy="finish": the running job finishes, the newest plan waits (replacing older waiting ones):
     nothing is cancelled, nothing queues, and pictures keep coming during a long flurry."""
