@@ -303,6 +303,7 @@ def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
     """Stopped with Ctrl-C, `concept train NAME --resume` continues with the settings it started with."""
     import os
     import signal
+    import time
 
     pics = tmp_path / "pics"
     pics.mkdir()
@@ -317,11 +318,16 @@ def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
     import re
 
     seen = ""
+    t0 = time.monotonic()
+    timeline = []       # (seconds, what arrived): says, when this fails, whether the output came late
     try:
         while proc.poll() is None:
-            seen += os.read(proc.stderr.fileno(), 65536).decode(errors="replace")
+            chunk = os.read(proc.stderr.fileno(), 65536).decode(errors="replace")
+            seen += chunk
+            timeline.append((round(time.monotonic() - t0, 3), chunk[-70:]))
             steps = [int(n) for n in re.findall(r"\] (\d+)/150 train", seen)]
             if steps and max(steps) >= 12:
+                timeline.append((round(time.monotonic() - t0, 3), "SIGINT sent"))
                 os.kill(proc.pid, signal.SIGINT)
                 break
         rest_out, rest_err = proc.communicate(timeout=120)
@@ -329,7 +335,8 @@ def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
         if proc.poll() is None:
             proc.kill()
     err = seen + rest_err
-    assert proc.returncode == 130, err[-2000:]
+    timeline.append((round(time.monotonic() - t0, 3), f"exit {proc.returncode}; after the signal: {rest_err[:200]!r}"))
+    assert proc.returncode == 130, (timeline[:5] + ["..."] + timeline[-5:], err[-1500:])
     assert "impasto concept train r-cli --resume" in err
     r = impasto(daemon.env, "concept", "train", "r-cli", "--resume", "--no-spawn", "-q")
     assert r.returncode == 0, r.stderr
