@@ -128,6 +128,54 @@ def test_weight_zero_is_bit_identical_and_switching_reloads_nothing(engine, monk
     assert all(torch.equal(after[k], before[k]) for k in before)  # base weights untouched
 
 
+def test_live_jobs_run_on_fused_weights_and_the_next_job_gets_the_models_own_back(engine):
+    """A live job folds its concepts into the base weights (no second path through each layer); any
+    other job first gets the very tensors back: bit-identical pictures, nothing reloaded."""
+    make_concept(engine, "c-live", seed=21)
+    loaded = engine.model("tiny")
+    before = {k: v.clone() for k, v in live_base_tensors(loaded).items()}
+    own = {k: v.data_ptr() for k, v in live_base_tensors(loaded).items()}
+    canvas = pictures(1)[0]
+
+    def refine(concepts=(), live=False):
+        r = engine.run(Generate(job="l", prompt="a zwx shape", seed=3, steps=4, sampler="ddim", model="tiny",
+                                init_image=canvas, strength=0.75, concepts=list(concepts), live=live))
+        return r.images[0].data
+
+    plain = refine()
+    unfused = refine([("c-live", 1.0)])
+    assert unfused != plain
+    loads = adapters.state_for(loaded).loads
+    layers = adapters.tuner_layers(loaded.base.unet)
+    probes = [torch.randn(2, 5, layer.get_base_layer().in_features, generator=torch.Generator().manual_seed(i))
+              for i, layer in enumerate(layers)]
+    with torch.no_grad():
+        by_adapter = [layer(x) for layer, x in zip(layers, probes)]
+    fused = refine([("c-live", 1.0)], live=True)
+    st = adapters.state_for(loaded)
+    assert st.fused == {next(iter(st.active)): 1.0} and len(st.fused_saved) == len(layers)
+    assert all(layer.disable_adapters for layer in layers)                     # one path through each layer
+    assert not any(torch.equal(v, before[k]) for k, v in live_base_tensors(loaded).items()
+                   if k.endswith("to_q.weight") and k.startswith("unet."))      # folded in
+    with torch.no_grad():                                                      # each layer computes the same
+        for layer, x, want in zip(layers, probes, by_adapter):                 # (float rounding aside; a
+            got = layer(x)                                                     # random tiny model then turns
+            assert (got - want).abs().max() <= 1e-5 * want.abs().max(), layer  # that into other pixels)
+    assert refine([("c-live", 1.0)], live=True) == fused and st.fused is not None   # the stream goes on, fused
+    assert refine([("c-live", 0.5)], live=True) != fused                            # another weight: refolded
+    assert refine([("c-live", 1.0)]) == unfused and st.fused is None            # a normal job: unfused, same bits
+    refine([("c-live", 1.0)], live=True)
+    assert refine() == plain                                                   # no concept: the base model's bits
+    refine([("c-live", 1.0)], live=True)
+    from impasto.backend.engine.concepts import base_weights
+
+    base_weights(loaded)                                                       # what a training job gets
+    after = live_base_tensors(loaded)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert {k: v.data_ptr() for k, v in after.items()} == own                 # the very tensors, not copies
+    assert adapters.state_for(loaded).loads == loads                          # nothing reloaded
+
+
 def test_several_concepts_at_once(engine):
     make_concept(engine, "c-a", seed=11)
     make_concept(engine, "c-b", seed=12)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from impasto.protocol.settings import Recommendation, Settings
@@ -305,8 +306,9 @@ def test_the_model_listing_offers_the_lora_shipped_beside_a_model(starter_with_l
 
 def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_with_lora, tmp_path):
     """A real daemon whose starter has its LCM-LoRA beside it: the live job the client core plans from the
-    model listing alone runs the LoRA at LCM, 4 steps, CFG 1 - the same bits as naming the concept by hand,
-    other bits than the starter alone - with an empty concept library."""
+    model listing alone runs the LoRA at LCM, 4 steps, CFG 1 - the picture of naming the concept by hand (the
+    live job's LoRA folded into the weights: rounding aside), other bits than the starter alone - with an
+    empty concept library."""
     from conftest import DaemonProcess
 
     from impasto.protocol import Client
@@ -334,7 +336,9 @@ def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_
                            recommendation=rec.with_concepts([], by_hand.active_concepts())).request
             assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
             same = client.submit(req).wait(timeout=120)
-            assert same.images[0].data == live.images[0].data
+            # live jobs run with the LoRA folded into the weights (adapters.fuse): float rounding aside
+            a, b = np.frombuffer(same.images[0].data, np.uint8), np.frombuffer(live.images[0].data, np.uint8)
+            assert np.abs(a.astype(int) - b).max() <= 2 and np.count_nonzero(a != b) < 0.01 * a.size
             # switched off by the artist (weight 0): the starter alone paints other bits
             off = Settings(prompt="a red circle", model="starter", strength=0.6, sampler="lcm", steps=4,
                            cfg_scale=1.0).set_concepts([("starter-lcm-lora", 0.0)])

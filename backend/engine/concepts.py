@@ -14,7 +14,9 @@ warning in the result, as is one whose trigger word the prompt lacks (when the
 caller passes the prompt).  A Concept Slider (metadata ``slider``) takes a
 signed weight in ``SLIDER_WEIGHT_RANGE``; outside it is a typed error.
 A model's own few-step LoRA shipped beside it (``bundled.py``: the starter's
-LCM-LoRA) is found by its name before the library.
+LCM-LoRA) is found by its name before the library.  Live jobs (``fuse``) run
+with their adapters folded into the weights, restored exactly for the next job
+that wants anything else (``adapters.set_active``).
 """
 from __future__ import annotations
 
@@ -26,7 +28,16 @@ from impasto.protocol.messages import SLIDER_WEIGHT_RANGE, ErrorCode
 from .errors import EngineError
 
 
-def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: Optional[str] = None) -> None:
+def base_weights(loaded) -> None:
+    """A job that is not a generation (training a concept or a slider) needs the model's own
+    weights: a live job before it may have left its adapters folded in (``adapters.fuse``)."""
+    from impasto.backend.concepts import adapters
+
+    adapters.unfuse(loaded)
+
+
+def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: Optional[str] = None,
+             fuse: bool = False) -> None:
     from impasto.backend.concepts import adapters
     from impasto.backend.concepts.library import ConceptLibrary
 
@@ -65,7 +76,7 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
             hooks.warn(warning)
     # one summation order per set of concepts (by their ids): listing them in another order, or
     # loading them in another order in another session, paints the same bits
-    adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])))
+    adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])), fuse=fuse)
 
 
 def concept_warnings(info, loaded, prompt: Optional[str]) -> List[str]:

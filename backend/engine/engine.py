@@ -97,10 +97,13 @@ class Engine:
         t_load = time.perf_counter() - t0
         with oom_guard(self.choice, req):
             if isinstance(req, Generate):
-                concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt)
+                concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt,
+                                  fuse=bool(getattr(req, "live", False)))
                 for note in prompt_notes(loaded, req):
                     hooks.warn(note)
                 hooks.control = control.prepare(self, loaded, req, hooks)
+            else:
+                concepts.base_weights(loaded)
             out = runner(self, loaded, req, hooks)
             if hooks.control is not None:
                 out.info["control"] = hooks.control.describe()
