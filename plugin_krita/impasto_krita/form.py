@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from ...protocol.live import live_job
 from ...protocol.messages import FILL_MODES, SAMPLERS
 from ...protocol.settings import Recommendation
 from ...protocol.transport import default_endpoint
@@ -331,6 +332,11 @@ class DockerForm:
 
     def show_recommendation(self) -> None:
         rec = self.recommendation()
+        live = getattr(self, "live", None)
+        if live is not None and live.enabled:
+            # live jobs run the model's own few-step LoRA (the starter's LCM-LoRA) at its settings: "model
+            # default" then reads those, not the model's DDIM, 20, 5.0 (the client core's live_job decides)
+            rec = live_job(self.read_form(), 0, rec)[1] or rec
         self.sampler_combo.setItemText(0, rec.label())
         self.steps_spin.setSpecialValueText(f"model ({rec.steps})")
         self.cfg_spin.setSpecialValueText(f"model ({rec.cfg_scale:.1f})")

@@ -62,6 +62,7 @@ class KritaLive(QtCore.QObject):
             self._timer.stop()
             self.session.close()
             self.session = None
+            self.panel.show_recommendation()          # "model default" reads the model's own again
             self.panel.show_message("Live painting off.")
             return True
         client = self.panel.session._get_client() if self.panel.state.ready else None
@@ -74,6 +75,7 @@ class KritaLive(QtCore.QObject):
         self._digest = b""
         self._timer.start()
         self._poll()                                  # the first picture without waiting for a stroke
+        self.panel.show_recommendation()              # "model default" reads what the live jobs use
         self.panel.show_message("Live painting on: every stroke repaints the picture.")
         return True
 

@@ -76,6 +76,20 @@ def scenario_live(ctx):
     check("live: Discard drops the picture", live.last is None)
     live.set_enabled(False)
     check("live: switches off", not live.enabled and live.session is None)
+    # the starter ships its LCM-LoRA: while live is on, "model default" reads what live jobs use
+    from impasto_krita.plugin_krita.impasto_krita.panel import _select_data
+
+    check("live: the starter is listed", _select_data(panel.model_combo, "starter"))
+    panel.show_recommendation()
+    off = (panel.sampler_combo.itemText(0), panel.steps_spin.specialValueText(), panel.cfg_spin.specialValueText())
+    live.set_enabled(True)
+    on = (panel.sampler_combo.itemText(0), panel.steps_spin.specialValueText(), panel.cfg_spin.specialValueText())
+    wait_for(app, lambda: live.last is not None, 90)
+    live.set_enabled(False)
+    back = (panel.sampler_combo.itemText(0), panel.steps_spin.specialValueText(), panel.cfg_spin.specialValueText())
+    check("live: model default reads the live job's LoRA settings while live is on",
+          "LCM" in on[0] and on[1:] == ("model (4)", "model (1.0)") and "LCM" not in off[0] and back == off,
+          {"off": off, "on": on, "back": back})
     doc.close()
 
 
