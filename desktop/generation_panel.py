@@ -135,19 +135,16 @@ class GenerationPanel(QWidget):
         self.cfg.setRange(0.0, limits.max_cfg)              # 0: the model's recommendation
         self.cfg.setSingleStep(0.5)
         self.cfg.setToolTip("CFG scale: how closely to follow the prompt")
+        # the sampler has a row of its own: "model default (LCM, 4, 1.0, LCM-LoRA)" is read, not cut
+        form.addRow("Sampler", self.sampler)
         row = QHBoxLayout()
-        row.addWidget(self.sampler, 2)
-        row.addWidget(QLabel("Steps"))
-        row.addWidget(self.steps)
-        form.addRow("Sampler", row)
-        row = QHBoxLayout()
-        row.addWidget(self.cfg)
-        row.addWidget(QLabel("Batch"))
+        row.addWidget(self.steps, 1)
+        row.addWidget(QLabel("CFG scale"))
+        row.addWidget(self.cfg, 1)
+        form.addRow("Steps", row)
         self.batch = QSpinBox()
         self.batch.setRange(1, limits.max_batch)
         self.batch.setToolTip("How many variations one click makes")
-        row.addWidget(self.batch)
-        form.addRow("CFG scale", row)
 
         self.seed = QLineEdit()
         self.seed.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,19}")))
@@ -159,6 +156,7 @@ class GenerationPanel(QWidget):
         row.addWidget(self.seed, 1)
         row.addWidget(self.random_seed)
         form.addRow("Seed", row)
+        form.addRow("Batch", self.batch)
 
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)

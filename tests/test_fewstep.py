@@ -394,6 +394,16 @@ def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starte
             # the panel's "model default" reads what the live jobs use while live mode is on, and goes back
             assert "LCM, 4, 1.0" in w.panel.sampler.itemText(0) and w.panel.steps.specialValueText() == "model (4)"
             assert w.panel.cfg.specialValueText() == "model (1.0)"
+            # ... and it is read whole in the docked panel at its default width, nothing scrolled sideways
+            w.resize(1360, 860)
+            headless.pump(0.3)
+            from PySide6.QtWidgets import QScrollArea
+
+            label, combo = w.panel.sampler.itemText(0), w.panel.sampler
+            assert combo.width() >= combo.fontMetrics().horizontalAdvance(label) + 24, (combo.width(), label)
+            scroll = w.panel.findChild(QScrollArea)
+            assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
+            assert not scroll.horizontalScrollBar().isVisible()
             w.live.set_enabled(False)
             assert (w.panel.sampler.itemText(0), w.panel.steps.specialValueText()) == own_label
             assert "LCM" not in own_label[0]
