@@ -37,12 +37,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {d.self_replace:g})")
     p.add_argument("--reweight", default=None, metavar="WORD:FACTOR",
                    help="--p2p-from: more (FACTOR > 1) or less (< 1) of one word of the prompt, same layout")
+    p.add_argument("--whole-picture", dest="whole_picture", action="store_true", default=None,
+                   help="--p2p-from: let the edit change the whole picture (default: only where the changed "
+                        "words look; everything else stays as it was)")
 
 
 def refuse_strays(args, error) -> None:
     """The edit's own flags without ``--p2p-from`` mean nothing: say so instead of ignoring them."""
     for flag, name in (("--cross-replace", "cross_replace"), ("--self-replace", "self_replace"),
-                       ("--reweight", "reweight")):
+                       ("--reweight", "reweight"), ("--whole-picture", "whole_picture")):
         if _given(args, name):
             raise error(f"{flag} belongs to a prompt edit: add --p2p-from PICTURE")
 
@@ -90,7 +93,7 @@ def run(args, cli) -> int:
             original, new_prompt or original.settings.prompt,
             d.cross_replace if args.cross_replace is None else args.cross_replace,
             d.self_replace if args.self_replace is None else args.self_replace,
-            reweight_word, reweight, settings=settings)
+            reweight_word, reweight, settings=settings, local=not args.whole_picture)
     except PlanError as exc:
         raise cli.CliError(exc.message + where_to_set(exc.field, CLI_WORDS)) from None
     if args.output:

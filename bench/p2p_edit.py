@@ -160,10 +160,14 @@ def main() -> None:
 
     variants = {"plain": None}
     for f in (SWEEP if args.sweep else (0.8, 1.0)):
-        variants[f"p2p cross {f:g}, layout 0.4"] = (f, 0.4)
-    variants["p2p cross 1, no layout"] = (1.0, 0.0)
-    variants["p2p cross 0.8, layout 1"] = (0.8, 1.0)
-    main_variant = f"p2p cross {DEFAULT.cross_replace:g}, layout {DEFAULT.self_replace:g}"
+        variants[f"p2p cross {f:g}, layout 0.4, whole picture"] = (f, 0.4, False)
+    variants["p2p cross 1, no layout, whole picture"] = (1.0, 0.0, False)
+    variants["p2p cross 0.8, layout 1, whole picture"] = (0.8, 1.0, False)
+    variants["p2p cross 1, layout 1, whole picture"] = (1.0, 1.0, False)
+    variants["p2p cross 1, layout 0.4, local"] = (1.0, 0.4, True)
+    variants["p2p cross 1, layout 1, local"] = (1.0, 1.0, True)
+    main_variant = (f"p2p cross {DEFAULT.cross_replace:g}, layout {DEFAULT.self_replace:g}, "
+                    f"{'local' if DEFAULT.local else 'whole picture'}")
     assert main_variant in variants
     tally = {v: {"kept": 0, "fg": 0, "all": 0, "iou": []} for v in variants}
     original_right = 0
@@ -177,7 +181,7 @@ def main() -> None:
         row = [original]
         for name, fractions in variants.items():
             edit = None if fractions is None else PromptEdit(source_prompt=src, cross_replace=fractions[0],
-                                                             self_replace=fractions[1])
+                                                             self_replace=fractions[1], local=fractions[2])
             pic, secs = paint(dst, seed, edit)
             (t_plain if edit is None else t_edit if name == main_variant else []).append(secs)
             score = iou(mask, cases.mask(pic, case, "dst"))

@@ -20,8 +20,8 @@ from typing import Optional
 
 from PySide6.QtCore import QObject, QRect
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-    QPushButton, QWidget,
+    QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+    QPlainTextEdit, QPushButton, QWidget,
 )
 
 from impasto.protocol import errors
@@ -54,6 +54,11 @@ class PromptEditDialog(QDialog):
         self.self_ = self._fraction(d.self_replace, "Layout held: the fraction of the steps the picture's own "
                                                      "structure is copied")
         form.addRow("Layout held", self.self_)
+        self.local = QCheckBox("Only where the changed words are")
+        self.local.setChecked(d.local)
+        self.local.setToolTip("Everything the changed words do not describe stays exactly as it was painted "
+                              "(off: the edit may change the whole picture)")
+        form.addRow("", self.local)
         row = QHBoxLayout()
         self.word = QLineEdit()
         self.word.setPlaceholderText("a word of the new prompt (optional)")
@@ -84,7 +89,7 @@ class PromptEditDialog(QDialog):
         word = self.word.text().strip()
         return dict(new_prompt=self.prompt.toPlainText().strip(), cross_replace=self.cross.value(),
                     self_replace=self.self_.value(), reweight_word=word,
-                    reweight=self.factor.value() if word else 1.0)
+                    reweight=self.factor.value() if word else 1.0, local=self.local.isChecked())
 
 
 def editable(candidate: Optional[Candidate]) -> bool:
@@ -94,12 +99,13 @@ def editable(candidate: Optional[Candidate]) -> bool:
 
 def plan_for(candidate: Candidate, new_prompt: str, cross_replace: float = core.DEFAULT.cross_replace,
              self_replace: float = core.DEFAULT.self_replace, reweight_word: str = "",
-             reweight: float = 1.0) -> job_plans.JobPlan:
+             reweight: float = 1.0, local: bool = core.DEFAULT.local) -> job_plans.JobPlan:
     """The canvas plan of an edit of ``candidate``: the client core's request, landing where it lies."""
     rect = QRect(candidate.rect)
     original = core.original_from_settings(candidate.settings, candidate.seed, (rect.width(), rect.height()),
                                            candidate.info)
-    plan = core.plan_prompt_edit(original, new_prompt, cross_replace, self_replace, reweight_word, reweight)
+    plan = core.plan_prompt_edit(original, new_prompt, cross_replace, self_replace, reweight_word, reweight,
+                                 local=local)
     settings = GenerationSettings.from_dict(original.settings.to_dict())
     settings.prompt = plan.request.prompt
     return job_plans.JobPlan("generate", plan.request, settings, rect, rect, None, plan)

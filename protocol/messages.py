@@ -228,7 +228,9 @@ class PromptEdit:
     ``self_replace`` also copies the original's self-attention (how the
     picture's parts relate) for that first fraction.  ``reweight_word``
     (a word or phrase of the new prompt) has its attention multiplied by
-    ``reweight`` in those steps: more or less of it, same layout.
+    ``reweight`` in those steps: more or less of it, same layout.  ``local``
+    (the paper's local editing) keeps everything but what the changed words
+    look at exactly as the original painted it.
     """
 
     source_prompt: str = ""
@@ -238,6 +240,9 @@ class PromptEdit:
     self_replace: float = 0.4            # fraction of the steps the original's self-attention is injected
     reweight_word: str = ""
     reweight: float = 1.0
+    # the paper's local editing: the edit differs from the original only where the changed words look
+    # (their attention maps as a mask); everything else stays the original's. False: the whole picture
+    local: bool = True
 
 
 @dataclass
@@ -693,6 +698,8 @@ def _validate_p2p(msg: Generate) -> None:
     _check_range("p2p.cross_replace", edit.cross_replace, 0.0, 1.0)
     _check_range("p2p.self_replace", edit.self_replace, 0.0, 1.0)
     _check_range("p2p.reweight", edit.reweight, *P2P_REWEIGHT_RANGE)
+    if not isinstance(edit.local, bool):
+        raise _bad("p2p.local", f"must be true or false, not {edit.local!r}")
     new, gone = prompt_edit_changes(edit.source_prompt, msg.prompt)
     limit = p2p_max_changes(msg.prompt)
     if max(new, gone) > limit:

@@ -32,12 +32,13 @@ KEY_SOURCE = "P2P source prompt"
 KEY_CROSS = "P2P cross replace"
 KEY_SELF = "P2P self replace"
 KEY_REWEIGHT = "P2P reweight"
+KEY_LOCAL = "P2P local"
 
 DEFAULT = PromptEdit()
 #: the edit's fields in an artist's words (refusals name them so)
 FIELD_WORDS = {"p2p.source_prompt": "original prompt", "p2p.cross_replace": "word-map injection",
                "p2p.self_replace": "layout injection", "p2p.reweight_word": "re-weighted word",
-               "p2p.reweight": "re-weighting factor", "p2p": "prompt edit"}
+               "p2p.reweight": "re-weighting factor", "p2p.local": "local edit", "p2p": "prompt edit"}
 
 
 @dataclass
@@ -104,7 +105,7 @@ def original_from_parameters(text: str, fallback_size: Optional[Tuple[int, int]]
 def plan_prompt_edit(original: Original, new_prompt: str, cross_replace: float = DEFAULT.cross_replace,
                      self_replace: float = DEFAULT.self_replace, reweight_word: str = "",
                      reweight: float = DEFAULT.reweight, limits: Optional[Limits] = None,
-                     settings: Optional[Settings] = None) -> JobPlan:
+                     settings: Optional[Settings] = None, local: bool = DEFAULT.local) -> JobPlan:
     """The checked request that repaints ``original`` with ``new_prompt`` (or re-weights one of its words).
 
     ``settings`` (default: the original's) may change knobs other than the
@@ -120,7 +121,7 @@ def plan_prompt_edit(original: Original, new_prompt: str, cross_replace: float =
     plan = plan_job(original.size, base, GENERATE, limits=limits)
     plan.request.p2p = PromptEdit(source_prompt=original.settings.prompt.strip(), cross_replace=float(cross_replace),
                                   self_replace=float(self_replace), reweight_word=reweight_word.strip(),
-                                  reweight=float(reweight))
+                                  reweight=float(reweight), local=bool(local))
     try:
         check(plan.request, limits)
     except PlanError as exc:
@@ -139,7 +140,8 @@ def parameters_extra(request: Generate) -> Dict[str, str]:
     edit = request.p2p
     if edit is None:
         return {}
-    out = {KEY_SOURCE: edit.source_prompt, KEY_CROSS: f"{edit.cross_replace:g}", KEY_SELF: f"{edit.self_replace:g}"}
+    out = {KEY_SOURCE: edit.source_prompt, KEY_CROSS: f"{edit.cross_replace:g}", KEY_SELF: f"{edit.self_replace:g}",
+           KEY_LOCAL: "yes" if edit.local else "no"}
     if edit.reweight_word:
         out[KEY_REWEIGHT] = f"{edit.reweight_word}:{edit.reweight:g}"
     return out

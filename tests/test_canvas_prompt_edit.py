@@ -30,9 +30,12 @@ def test_edit_prompt_stages_an_edit_of_the_candidate_and_refuses_what_it_cannot_
     assert dialog is not None and dialog.prompt.toPlainText() == SRC
     dialog.prompt.setPlainText("a green circle on a blue background")
     dialog.cross.setValue(0.75)
+    assert dialog.local.isChecked()                        # the default: only where the changed words are
+    dialog.local.setChecked(False)
     dialog.accept()
     assert headless.pump(90, lambda: len(w.staging) == 2), w.panel.status.text()
     edit = w.staging.current()
+    assert edit.info["p2p"]["local"] is False               # the checkbox reached the daemon
     assert edit.seed == 21 and edit.settings.prompt == "a green circle on a blue background"
     assert edit.info["p2p"]["source_prompt"] == SRC and edit.info["p2p"]["cross_steps"] == 2
     assert edit.rect == original.rect and edit.mode == "generate"

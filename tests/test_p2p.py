@@ -135,13 +135,66 @@ def test_a_cancelled_or_failing_edit_also_restores_the_processors(sd_engine):
 
 
 def test_with_nothing_injected_the_edit_is_the_plain_picture_of_the_new_prompt(sd_engine):
-    """Fractions 0: the edit processors compute what diffusers' own do (batched, so within float noise)."""
+    """Fractions 0, whole picture: the edit processors compute what diffusers' own do (batched, so within
+    float noise)."""
     plain = pixels(sd_engine.run(Generate(job="q", model="tiny", prompt=DST, seed=5, steps=4, width=64, height=64,
                                           sampler="ddim", cfg_scale=5.0), JobHooks()))
-    free = pixels(sd_engine.run(job(cross_replace=0.0, self_replace=0.0), JobHooks()))
+    free = pixels(sd_engine.run(job(cross_replace=0.0, self_replace=0.0, local=False), JobHooks()))
     assert np.abs(plain - free).max() <= 2
-    full = pixels(sd_engine.run(job(cross_replace=1.0, self_replace=1.0), JobHooks()))
+    full = pixels(sd_engine.run(job(cross_replace=1.0, self_replace=1.0, local=False), JobHooks()))
     assert np.abs(plain - full).mean() > 0.5       # injection changes the picture (0.98 measured; free: 0.0x)
+
+
+def test_local_blend_keeps_the_original_outside_the_changed_words_maps(sd_engine, monkeypatch):
+    """local (the default): after the first 20 % of the steps the edit's latents outside the mask of the
+    changed words' maps are the original's, exactly; inside they are the edit's own."""
+    from impasto.backend.engine import p2p
+
+    seen = []
+    real = p2p.LocalBlend.__call__
+
+    def spy(self, steps_done, latents):
+        out = real(self, steps_done, latents)
+        if out is not None:
+            seen.append((steps_done, latents.clone(), out.clone(), self.mask().clone()))
+        return out
+
+    monkeypatch.setattr(p2p.LocalBlend, "__call__", spy)
+    res = sd_engine.run(job(cross_replace=0.0, self_replace=0.0), JobHooks())
+    info = res.info["p2p"]
+    assert info["local"] and info["blend_steps"] == 4 - round(4 * p2p.LocalBlend.START) == len(seen)
+    assert 0.0 < info["blend_area"] < 1.0                                # a mask, not the whole picture
+    for _, before, after, mask in seen:
+        edit, original = after[:1], after[1:]
+        assert torch.equal(original, before[1:])                         # the original paints on untouched
+        assert torch.equal(edit * (1 - mask), original * (1 - mask))     # outside: the original's, exactly
+        assert torch.equal(edit * mask, before[:1] * mask)               # inside: the edit's own
+    whole = sd_engine.run(job(cross_replace=0.0, self_replace=0.0, local=False), JobHooks())
+    assert not whole.info["p2p"]["local"] and "blend_steps" not in whole.info["p2p"]
+    assert pixels(whole).tolist() != pixels(res).tolist()
+    # an edit that changes no word (only a re-weighting) has nothing to blend by
+    same = sd_engine.run(job(prompt=SRC, reweight_word="red", reweight=2.0), JobHooks())
+    assert not same.info["p2p"]["local"]
+
+
+def test_local_blend_mask_follows_the_maps():
+    """The mask: each picture's accumulated map stretched min..max, above the threshold, dilated one pixel,
+    the original's and the edit's joined."""
+    from impasto.backend.engine.p2p import LocalBlend, align
+
+    tmap = align([1, 5, 7, 2], [1, 6, 7, 2])                 # one word swapped at position 1
+    assert tmap.changed_src == [1] and tmap.changed_tgt == [1]
+    blend = LocalBlend(tmap, pairs=1, lat_h=8, lat_w=8, steps=10)
+    probs = torch.full((1, 2, 16, 4), 0.25)                  # a 4x4 layer: flat everywhere...
+    probs[0, :, 5, 1] = 1.0                                  # ...but the swapped word looks at one spot
+    blend.collect(probs, torch.full((1, 2, 16, 4), 0.25))    # the original's word: flat, so no mask of its own
+    m = blend.mask()[0, 0]
+    assert m.shape == (8, 8) and 0 < m.mean() < 0.5
+    assert m[2:4, 2:4].all() and not m[7, 7] and not m[0, 7]
+    assert blend(2, torch.zeros(2, 4, 8, 8)) is None          # not before 20 % of the steps
+    lat = torch.stack([torch.ones(4, 8, 8), torch.zeros(4, 8, 8)])
+    out = blend(3, lat)
+    assert torch.equal(out[0], m.expand(4, 8, 8)) and torch.equal(out[1], lat[1])
 
 
 def test_injection_pulls_the_edit_towards_the_original(sd_engine):

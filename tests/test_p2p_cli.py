@@ -46,6 +46,13 @@ def test_an_edit_reads_prompt_seed_and_settings_from_the_picture_and_is_reproduc
                 "-o", str(reweighted), "--no-spawn", "-q")
     assert r.returncode == 0, r.stderr
     assert parse_parameters(Image.open(reweighted).text["parameters"]).values["P2P reweight"] == "red:3"
+    assert params.values["P2P local"] == "yes"                     # the default: only where the words changed
+    whole = tmp_path / "whole.png"
+    r = impasto(daemon.env, "generate", EDIT, "--p2p-from", str(first), "--whole-picture", "-o", str(whole),
+                "--no-spawn", "-q")
+    assert r.returncode == 0, r.stderr
+    assert parse_parameters(Image.open(whole).text["parameters"]).values["P2P local"] == "no"
+    assert not np.array_equal(np.asarray(Image.open(edit)), np.asarray(Image.open(whole)))
 
 
 def test_refusals_are_one_readable_line(daemon, tmp_path):
@@ -59,6 +66,7 @@ def test_refusals_are_one_readable_line(daemon, tmp_path):
         (("generate", EDIT, "--p2p-from", str(bare)), "no parameters"),
         (("generate", EDIT, "--p2p-from", str(first), "--seed", "3"), "--seed does not go with --p2p-from"),
         (("generate", EDIT, "--cross-replace", "0.5"), "add --p2p-from"),
+        (("generate", EDIT, "--whole-picture"), "add --p2p-from"),
         (("generate", "--p2p-from", str(first)), "give the new prompt"),
         (("generate", "three green dogs under a tall tree", "--p2p-from", str(first)), "changes"),
         (("generate", ORIGINAL, "--p2p-from", str(first)), "nothing to edit"),

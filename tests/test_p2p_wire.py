@@ -35,13 +35,16 @@ def test_round_trip_and_defaults():
     back = codec.decode(codec.encode(msg))
     assert back.p2p == msg.p2p and back.kind == "txt2img"
     assert codec.decode(codec.encode(Generate(job="x", prompt="y"))).p2p is None
-    assert PromptEdit().cross_replace == 1.0 and PromptEdit().self_replace == 0.4
+    assert PromptEdit().cross_replace == 1.0 and PromptEdit().self_replace == 0.4 and PromptEdit().local is True
+    whole = edit(local=False)
+    assert codec.decode(codec.encode(whole)).p2p.local is False
 
 
 def test_wrong_types_and_unknown_fields_are_typed_with_the_nested_field_name():
     header = json.loads(codec.encode(edit())[0])
     for bad, field in (({"cross_replace": "lots"}, "p2p.cross_replace"), ({"zzz": 1}, "p2p.zzz"),
-                       ({"source_prompt": 5}, "p2p.source_prompt")):
+                       ({"source_prompt": 5}, "p2p.source_prompt"), ({"local": "yes"}, "p2p.local"),
+                       ({"local": 1}, "p2p.local")):
         h = dict(header, p2p=dict(header["p2p"], **bad))
         with pytest.raises(ProtocolError) as err:
             codec.decode([json.dumps(h).encode()])
@@ -60,6 +63,7 @@ def test_typed_refusals():
     assert refused(edit(reweight_word="green", reweight=11)).field == "p2p.reweight"
     assert refused(edit(reweight_word="dog", reweight=2)).field == "p2p.reweight_word"  # not in the new prompt
     assert refused(edit(reweight=2)).field == "p2p.reweight_word"                       # a factor and no word
+    assert refused(edit(local="no")).field == "p2p.local"                               # true or false only
     assert refused(edit(prompt=SRC)).field == "prompt"                                  # nothing to edit
     err = refused(edit(prompt="three green dogs under a tall tree"))                   # too many words changed
     assert err.field == "prompt" and "changes" in err.message and "at most 3" in err.message
@@ -112,6 +116,9 @@ def test_an_edit_plan_from_a_request_and_from_parameters():
     back = pe.original_from_parameters(text)
     assert back.settings.prompt == SRC and back.settings.seed == 1236 and back.size == (96, 64) and back.note
     assert parse_parameters(text).values[pe.KEY_CROSS] == "0.6"
+    assert parse_parameters(text).values[pe.KEY_LOCAL] == "yes"
+    whole = pe.plan_prompt_edit(original, "a green circle on a blue background", local=False).request
+    assert whole.p2p.local is False and pe.parameters_extra(whole)[pe.KEY_LOCAL] == "no"
     again = pe.original_from_request(req, seed=1236)
     assert again.settings.prompt == SRC and again.note
 

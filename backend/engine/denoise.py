@@ -27,12 +27,14 @@ def generators(seeds: List[int]) -> List[torch.Generator]:
 
 
 def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, float], control=None,
-            **kwargs: Any) -> Tuple[torch.Tensor, int]:
+            step_end=None, **kwargs: Any) -> Tuple[torch.Tensor, int]:
     """Run ``pipe`` to latents; returns (latents, steps actually run).
 
     ``control`` (a :class:`.control.BoundControl`, from :func:`.control.bind`)
     is the named point where control units join: it wraps the UNet for this
-    call and learns the step count from the step-end callback.
+    call and learns the step count from the step-end callback.  ``step_end``
+    (``(steps done, latents) -> new latents or None``) is the named point where
+    a job changes the latents between steps (Prompt-to-Prompt's local blend).
     """
     scheduler = make_scheduler(sampler, loaded.scheduler_config)
     pipe.scheduler = scheduler
@@ -52,12 +54,17 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
         if state["first"] is None:
             state["first"] = time.perf_counter() - t0
         hooks.check()
+        out = {}
+        if step_end is not None:
+            changed = step_end(i + 1, cb_kwargs["latents"])
+            if changed is not None:
+                out["latents"] = changed
         preview = None
         if hooks.want_preview and (i % max(1, hooks.preview_every) == 0 or i + 1 == p.num_timesteps):
             x0 = tap.x0 if tap.x0 is not None else cb_kwargs["latents"]
             preview = loaded.previewer(x0)
         hooks.progress(i + 1, p.num_timesteps, preview, None, "denoise")
-        return {}
+        return out
 
     hooks.check()
     attached = control.attached(pipe) if control is not None else contextlib.nullcontext()

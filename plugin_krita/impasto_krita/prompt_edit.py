@@ -30,14 +30,15 @@ TITLE = "Edit prompt"
 def plan_edit(settings: Settings, seed: int, size: Tuple[int, int], canvas: Tuple[int, int], new_prompt: str,
               cross_replace: float = core.DEFAULT.cross_replace, self_replace: float = core.DEFAULT.self_replace,
               reweight_word: str = "", reweight: float = 1.0, limits: Optional[Any] = None,
-              source_prompt: str = "") -> JobPlan:
+              source_prompt: str = "", local: bool = core.DEFAULT.local) -> JobPlan:
     """Krita's plan of an edit of the result painted with ``settings`` at ``seed`` and ``size``.
 
     ``source_prompt``: when that result is itself an edit, its original's prompt (the new edit is made from it).
     """
     original = core.original_from_settings(settings, seed, size,
                                            {"p2p": {"source_prompt": source_prompt}} if source_prompt else None)
-    plan = core.plan_prompt_edit(original, new_prompt, cross_replace, self_replace, reweight_word, reweight, limits)
+    plan = core.plan_prompt_edit(original, new_prompt, cross_replace, self_replace, reweight_word, reweight, limits,
+                                 local=local)
     w, h = original.size
     return JobPlan("txt2img", plan.request, (0, 0, w, h), canvas[0], canvas[1], label=plan.label)
 
@@ -66,6 +67,11 @@ class PromptEditSection:
         self.self_ = self._fraction(d.self_replace, "Layout held: the fraction of the steps the picture's own "
                                                      "structure is copied")
         form.addRow("Layout held", self.self_)
+        self.local = QtWidgets.QCheckBox("Only where the changed words are")
+        self.local.setChecked(d.local)
+        self.local.setToolTip("Everything the changed words do not describe stays exactly as it was painted "
+                              "(off: the edit may change the whole picture)")
+        form.addRow("", self.local)
         self.word = QtWidgets.QLineEdit()
         self.word.setPlaceholderText("a word to re-weight (optional)")
         self.factor = QtWidgets.QDoubleSpinBox()
@@ -144,7 +150,7 @@ class PromptEditSection:
             plan = plan_edit(entry.to_settings(), entry.seed, tuple(entry.size), panel.host.canvas_size(doc),
                              self.prompt.text().strip(), self.cross.value(), self.self_.value(), word,
                              self.factor.value() if word else 1.0, panel.limits,
-                             self.sources.get(entry.id, ""))
+                             self.sources.get(entry.id, ""), local=self.local.isChecked())
         except PlanError as exc:
             panel.show_message(f"{TITLE}: {exc.message}", error=True)
             return False

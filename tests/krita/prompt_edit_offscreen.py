@@ -50,6 +50,8 @@ def main():
     check("prompt filled from the result", section.prompt.text() == SRC, section.prompt.text())
     section.prompt.setText("a green circle on a blue background")
     section.cross.setValue(0.7)
+    check("local edit is the default", section.local.isChecked())
+    section.local.setChecked(False)
     sent = {}
     real_start = panel.session.start_job
 
@@ -64,7 +66,8 @@ def main():
     wait(app, lambda: panel.outcome_count > count, 180)
     req = sent.get("request")
     check("edit request", req is not None and req.p2p is not None and req.p2p.source_prompt == SRC
-          and req.seed == 12 and req.p2p.cross_replace == 0.7 and (req.width, req.height) == (48, 40), req)
+          and req.seed == 12 and req.p2p.cross_replace == 0.7 and req.p2p.local is False
+          and (req.width, req.height) == (48, 40), req)
     check("edit layer", panel.outcome == "layers" and len(doc.layers) == 2
           and (doc.layers[1].plan.width, doc.layers[1].plan.height) == (48, 40), panel.last_message)
     if len(doc.layers) == 2:
