@@ -156,6 +156,30 @@ def test_family_mismatch_is_a_typed_error_naming_both(ceng):
     assert err.value.code == ErrorCode.UNKNOWN_MODEL and "cn-scribble" in err.value.message
 
 
+def test_an_adapter_of_the_other_layout_is_a_typed_error(control_models, tmp_path):
+    """A T2I-Adapter whose widths match but whose layout is SDXL's (first feature at half the latent) on an
+    SD1.5-layout UNet: diffusers would fail mid-step on the shapes; the engine says why before the job runs."""
+    import json
+    import os
+
+    from diffusers import T2IAdapter
+
+    from impasto.backend.engine import Engine
+
+    root = tmp_path / "models"
+    (root / "controlnet").mkdir(parents=True)
+    os.symlink(control_models / "tiny", root / "tiny")
+    cfg = json.loads((control_models / "tiny" / "unet" / "config.json").read_text())
+    T2IAdapter(in_channels=3, channels=list(cfg["block_out_channels"]), num_res_blocks=1, downscale_factor=16,
+               adapter_type="full_adapter_xl").save_pretrained(str(root / "controlnet" / "odd-t2i"))
+    (root / "controlnet" / "odd-t2i" / "impasto.json").write_text(json.dumps({"control": "canny",
+                                                                              "family": "sd15"}))
+    with pytest.raises(ProtocolError) as err:
+        run(Engine(root), [ControlUnit("canny", strokes(), "odd-t2i")])
+    assert err.value.code == ErrorCode.BAD_FIELD and err.value.field == "control[0].model"
+    assert "'odd-t2i'" in err.value.message and "does not match the layers" in err.value.message
+
+
 def test_sizes_resized_with_a_warning_or_refused(ceng):
     _, r = run(ceng, [ControlUnit("scribble", strokes(72, 64), "cn-scribble")])
     assert any("72x64 resized to the picture's 64x64" in w for w in r.warnings)

@@ -146,6 +146,11 @@ def _check_fit(entry: ControlEntry, module, loaded, field_name: str) -> None:
     else:
         mine = theirs = None
         blocks_ok = list(module.config.channels)[: len(unet.block_out_channels)] == list(unet.block_out_channels)
+        # diffusers adds an adapter's feature inside a cross-attention down block (before its downsampler)
+        # but after a plain one: SD1.5's adapters (features at 1, 1/2, 1/4...) fit UNets that start with
+        # cross-attention, SDXL's (full_adapter_xl, first feature at 1/2) UNets that start without
+        starts_plain = not str(unet.down_block_types[0]).startswith("CrossAttn")
+        blocks_ok = blocks_ok and starts_plain == (module.config.adapter_type == "full_adapter_xl")
     if mine != theirs or not blocks_ok:
         raise EngineError(ErrorCode.BAD_FIELD, f"{field_name}.model: control model {entry.name!r} ({entry.family}) "
                           f"does not match the layers of the model {loaded.entry.name!r} ({loaded.entry.family}): "

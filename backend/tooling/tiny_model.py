@@ -176,19 +176,21 @@ def build_tiny_controlnet(path: Path, base: Path, seed: int = 0, controls: str =
 
 
 def build_tiny_t2i_adapter(path: Path, base: Path, seed: int = 0, controls: str = "") -> Path:
-    """A random T2I-Adapter whose features fit the tiny model in ``base`` (SD1.5: ``full_adapter``, SDXL:
-    ``full_adapter_xl``), as a diffusers folder."""
+    """A random T2I-Adapter whose features fit the model in ``base``, as a diffusers folder: ``full_adapter``
+    for a UNet that starts with a cross-attention block (SD1.5), ``full_adapter_xl`` for one that starts
+    without (SDXL, the scenes starter) - where diffusers adds the features (``control._check_fit``)."""
     from diffusers import T2IAdapter
 
     path = Path(path)
     cfg = json.loads((Path(base) / "unet" / "config.json").read_text(encoding="utf-8"))
-    xl = cfg.get("addition_embed_type") == "text_time"
+    xl = not str(cfg["down_block_types"][0]).startswith("CrossAttn")
     torch.manual_seed(seed)
     adapter = T2IAdapter(in_channels=3, channels=list(cfg["block_out_channels"]), num_res_blocks=1,
                          downscale_factor=16 if xl else 8, adapter_type="full_adapter_xl" if xl else "full_adapter")
     adapter.save_pretrained(str(path), safe_serialization=True)
-    if controls:
-        (path / "impasto.json").write_text(json.dumps({"control": controls}), encoding="utf-8")
+    if controls:   # the family too: an SDXL-layout adapter for an SD1.5-family model (the starter) says so
+        family = "sdxl" if cfg.get("addition_embed_type") == "text_time" else "sd15"
+        (path / "impasto.json").write_text(json.dumps({"control": controls, "family": family}), encoding="utf-8")
     return path
 
 
