@@ -184,7 +184,14 @@ def main(argv=None):
     ap.add_argument("--no-trigger-embedding", action="store_true", help="research: no trigger embedding")
     ap.add_argument("--method", default="lora", choices=("lora", "custom_diffusion"), help="research: method")
     ap.add_argument("--caption", default=CAPTION, help="research: caption template ({fg}, {bg}, {trigger})")
+    ap.add_argument("--unet-targets", default="",
+                    help="research: the UNet layers a 'lora' concept trains, comma-separated module suffixes "
+                         "(default: adapters.UNET_TARGETS['lora']; e.g. add conv1,conv2 for LoCon-style convolutions)")
     args = ap.parse_args(argv)
+    if args.unet_targets:
+        from impasto.backend.concepts import adapters as _adapters
+
+        _adapters.UNET_TARGETS["lora"] = [t.strip() for t in args.unet_targets.split(",") if t.strip()]
     torch.set_num_threads(args.threads)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     for f in families:
@@ -192,7 +199,7 @@ def main(argv=None):
             raise SystemExit(f"{f!r} is not a held-out family ({', '.join(FAM.HELD_OUT_FAMILIES)})")
     research = bool(args.steps or args.lr or args.rank or args.no_prior or args.text_encoder != "model"
                     or args.class_images or args.no_trigger_embedding or args.method != "lora"
-                    or args.caption != CAPTION)
+                    or args.caption != CAPTION or bool(args.unet_targets))
     if research and not set(families) <= set(FAM.TUNE_FAMILIES):
         raise SystemExit("recipe research runs on the tune families only: " + ", ".join(FAM.TUNE_FAMILIES))
     setup = temp_engine("impasto-shapes-", args.model, tiny_fallback=False)
@@ -256,7 +263,7 @@ def main(argv=None):
     recipe_flags = {"steps": args.steps, "learning_rate": args.lr, "rank": args.rank,
                     "prior_preservation": not args.no_prior, "text_encoder": args.text_encoder,
                     "class_images": args.class_images or 20, "trigger_embedding": not args.no_trigger_embedding,
-                    "method": args.method, "caption": args.caption}
+                    "method": args.method, "caption": args.caption, "unet_targets": args.unet_targets or "default"}
     report = {"bench": "concept_shapes", "command": "python bench/concept_shapes.py " + " ".join(argv or sys.argv[1:]),
               "machine": f"{platform.machine()} {platform.processor() or ''} CPU, shared, no GPU".strip(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": args.threads,
