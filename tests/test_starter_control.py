@@ -61,6 +61,24 @@ def test_training_resumes_and_exports_a_control_model_the_engine_uses(tmp_path, 
     r = engine.run(Generate(job="t", prompt="a red circle", model="tiny", width=64, height=64, steps=2, seed=1,
                             sampler="ddim", control=[ControlUnit("scribble", Image(64, 64, layer.tobytes()))]))
     assert r.info["control"][0]["model"] == "tiny-drawn"
+    # a longer run from the exported weights (no checkpoint): the same weights to start, the step count
+    # carried on, both runs' settings in the folder's card
+    more = models / "controlnet" / "tiny-more"
+    assert train_control.main(["--base", str(base), "--out", str(more), "--work", str(tmp_path / "work2"),
+                               "--batch", "2", "--warmup", "1", "--steps", "3", "--init", str(out)]) == 0
+    assert "continuing" in capsys.readouterr().out
+    meta2 = json.loads((more / "impasto.json").read_text())
+    assert meta2["training"]["steps"] == 3 and meta2["training"]["continued_from"]["steps"] == 3
+    from diffusers import ControlNetModel
+
+    a = ControlNetModel.from_pretrained(out).state_dict()
+    b = ControlNetModel.from_pretrained(more).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)      # steps == its own count: nothing more to train
+    assert train_control.main(["--base", str(base), "--out", str(more), "--work", str(tmp_path / "work3"),
+                               "--batch", "2", "--warmup", "1", "--steps", "5", "--init", str(out)]) == 0
+    c = ControlNetModel.from_pretrained(more).state_dict()
+    assert json.loads((more / "impasto.json").read_text())["training"]["steps"] == 5
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # two more steps moved it
 
 
 def test_scene_drawings_follow_every_family_roughly_and_say_where_they_are():

@@ -183,6 +183,22 @@ def export(out: Path, controlnet, args, meta: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def init_from(net, folder: Path, device) -> tuple:
+    """Load a control model folder's weights (float16 or float32) into ``net``; returns (its training
+    steps, the step the new optimizer warms up from). Refused when the architecture differs."""
+    from diffusers import ControlNetModel
+
+    old = ControlNetModel.from_pretrained(folder, torch_dtype=torch.float32)
+    missing, unexpected = net.load_state_dict(old.state_dict(), strict=False)
+    if missing or unexpected:
+        raise SystemExit(f"{folder} is not a control model of this shape: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    net.to(device)
+    meta = json.loads((folder / "impasto.json").read_text(encoding="utf-8"))
+    steps = int(meta.get("training", {}).get("steps", 0))
+    return steps, steps
+
+
 def main(argv=None) -> int:
     from impasto.backend.engine.models import starter_dir
 
@@ -215,6 +231,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fp16-export", action="store_true", help="save the weights in float16 (half the size)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue training a control model folder this script wrote before (its weights, its "
+                         "step count; a fresh optimizer warmed up again): a longer run without its checkpoint")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -234,7 +253,7 @@ def main(argv=None) -> int:
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     ema = EMA(params, args.ema)
-    step = 0
+    step = warm_from = 0
     rng_state = None
     if ck.exists():
         st = torch.load(ck, map_location="cpu", weights_only=False)
@@ -245,6 +264,11 @@ def main(argv=None) -> int:
         torch.set_rng_state(st["torch_rng"])
         rng_state = st["np_rng"]
         log(f"resumed at step {step}/{args.steps}")
+        warm_from = st.get("warm_from", 0)
+    elif args.init is not None:
+        step, warm_from = init_from(net, Path(args.init), device)
+        ema.shadow = [p.detach().clone() for p in params]
+        log(f"continuing {args.init} from its step {step}/{args.steps} (fresh optimizer)")
     rng = np.random.default_rng(args.seed)
     if rng_state is not None:
         rng.bit_generator.state = rng_state
@@ -272,10 +296,14 @@ def main(argv=None) -> int:
                      "t_sampling": args.t_sampling,
                      "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
     }
+    if args.init is not None:   # the run it continued, so the folder says how it was made end to end
+        meta["training"]["continued_from"] = json.loads(
+            (Path(args.init) / "impasto.json").read_text(encoding="utf-8")).get("training", {})
 
     def save() -> None:
         atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": [s.cpu() for s in ema.shadow],
-                     "step": step, "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}, ck)
+                     "step": step, "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
+                     "warm_from": warm_from}, ck)
 
     t_start, last_ck, run_loss = time.time(), time.time(), None
     net.train()
@@ -313,7 +341,7 @@ def main(argv=None) -> int:
                     mid_block_additional_residual=mid).sample
         w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
-        lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        lr = args.lr * min(1.0, (step - warm_from + 1) / max(1, args.warmup))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
