@@ -522,6 +522,10 @@ def _load_extras() -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     _load_extras()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    security = sys.modules.get("impasto.backend.cli_security")
+    if security is not None:   # a CURVE key may start with "-": not an option
+        argv = security.keys_as_positionals(argv)
     args = build_parser().parse_args(argv)
     if getattr(args, "serve_endpoint", None):
         args.endpoint = args.serve_endpoint

@@ -68,6 +68,25 @@ def cmd_curve(args) -> int:
     return 0
 
 
+Z85_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#")
+
+
+def keys_as_positionals(argv):
+    """``impasto curve allow NAME KEY`` with a key that starts with ``-`` (one Z85 key in 85 does).
+
+    argparse would read such a key as an unknown option; it goes after a ``--`` instead, where
+    only positionals are read.  Only after ``curve``, and only a 40-character Z85 key.
+    """
+    argv = list(argv)
+    if "curve" not in argv:
+        return argv
+    at = argv.index("curve") + 1
+    keys = [a for a in argv[at:] if a.startswith("-") and len(a) == 40 and set(a) <= Z85_CHARS]
+    if not keys:
+        return argv
+    return argv[:at] + [a for a in argv[at:] if a not in keys] + ["--"] + keys
+
+
 def register(sub, add_common) -> None:
     p = sub.add_parser("curve", help="CurveZMQ keys for a remote daemon (show, allow, revoke, client-key, trust)")
     p.add_argument("action", choices=("show", "allow", "revoke", "client-key", "trust"))

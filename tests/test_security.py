@@ -163,6 +163,28 @@ def _cli(home, *argv, env_extra=None):
     return out.stdout
 
 
+def test_curve_keys_that_start_with_a_dash_are_keys_not_options(tmp_path):
+    """One Z85 key in 85 starts with "-" (the CI once drew one): allow and trust take it as the key."""
+    import zmq
+
+    from impasto.backend.cli_security import keys_as_positionals
+
+    while True:
+        public, _ = zmq.curve_keypair()
+        if public.startswith(b"-"):
+            break
+    key = public.decode()
+    home = tmp_path / "home"
+    _cli(home, "curve", "allow", "dash", key)
+    from impasto.backend.daemon.auth import allowed_client_keys
+
+    assert public in allowed_client_keys(home)
+    assert "trusting daemon key " + key in _cli(home, "curve", "trust", key)
+    assert keys_as_positionals(["curve", "allow", "a", key]) == ["curve", "allow", "a", "--", key]
+    assert keys_as_positionals(["generate", "-x" * 20]) == ["generate", "-x" * 20]   # only after curve
+    assert keys_as_positionals(["curve", "show"]) == ["curve", "show"]
+
+
 def test_curve_lets_in_allowed_client_keys_only(models_dir, tmp_path, monkeypatch):
     server, alice, mallory = tmp_path / "server", tmp_path / "alice", tmp_path / "mallory"
     server_key = _cli(server, "curve", "show").split("server public key")[1].split()[0]
