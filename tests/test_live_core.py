@@ -54,7 +54,7 @@ def test_a_live_job_inside_a_selection_reads_and_repaints_only_its_window():
 # --------------------------------------------------------------------------- a real daemon
 
 
-def _session(client, reads, painted, debounce=0.05, steps=4, strength=0.6):
+def _session(client, reads, painted, debounce=0.05, steps=4, strength=0.6, policy="cancel"):
     s = Settings(prompt="a red circle", model="tiny", steps=steps, sampler="euler", cfg_scale=5.0, strength=strength)
     version = {"n": 0}
 
@@ -69,7 +69,15 @@ def _session(client, reads, painted, debounce=0.05, steps=4, strength=0.6):
         painted.append(update)
         done.set()
 
-    return LiveSession(client, read_plan, on_result, debounce=debounce, seed=9), done
+    return LiveSession(client, read_plan, on_result, debounce=debounce, seed=9, policy=policy), done
+
+
+def _settle(session, timeout=60.0):
+    """Until no job runs or waits (or ``timeout``), then a moment for the last events."""
+    deadline = time.monotonic() + timeout
+    while (session.busy or session._waiting is not None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
 
 
 def test_a_burst_of_strokes_is_one_job(client):
@@ -160,15 +168,7 @@ class _SlowSend:
 def test_finish_policy_sends_one_job_at_a_time_even_when_sends_are_slow(client):
     """A result that sends the waiting plan and a stroke that arrives meanwhile must not both send: the
     daemon would supersede (cancel) the first of two live jobs from one client."""
-    s = Settings(prompt="a red circle", model="tiny", steps=6, sampler="euler", cfg_scale=5.0, strength=1.0)
-    version = {"n": 0}
-    painted = []
-
-    def read_plan(session):
-        version["n"] += 1
-        return plan_live((32, 32), s, session.seed, rgba=_canvas(32, 32, shade=version["n"]))
-
-    session = LiveSession(_SlowSend(client), read_plan, painted.append, debounce=0.0, seed=9, policy="finish")
+    session, _done = _session(_SlowSend(client), [], [], debounce=0.0, steps=6, strength=1.0, policy="finish")
     in_daemon = []
     end = time.monotonic() + 4.0
     while time.monotonic() < end:            # strokes every 5 ms for 4 s, from this thread
@@ -176,10 +176,7 @@ def test_finish_policy_sends_one_job_at_a_time_even_when_sends_are_slow(client):
         session.tick(session.clock() + 1)
         in_daemon.append(len(client.status().jobs))
         time.sleep(0.005)
-    deadline = time.monotonic() + 60
-    while (session.busy or session._waiting is not None) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
+    _settle(session)
     st = session.stats
     assert st.submitted >= 3, st.as_dict()
     assert st.cancelled == 0 and st.stale_results == 0 and st.painted == st.submitted, st.as_dict()
@@ -190,29 +187,18 @@ def test_finish_policy_keeps_painting_while_strokes_never_stop(client):
     """policy="finish": the running job finishes, the newest plan waits (replacing older waiting ones):
     nothing is cancelled, nothing queues, and pictures keep coming during a long flurry."""
     reads, painted = [], []
-    s = Settings(prompt="a red circle", model="tiny", steps=20, sampler="euler", cfg_scale=5.0, strength=1.0)
-    version = {"n": 0}
-
-    def read_plan(session):
-        version["n"] += 1
-        reads.append(version["n"])
-        return plan_live((32, 32), s, session.seed, rgba=_canvas(32, 32, shade=version["n"]))
-
-    session = LiveSession(client, read_plan, painted.append, debounce=0.0, seed=9, policy="finish")
+    session, _done = _session(client, reads, painted, debounce=0.0, steps=20, strength=1.0, policy="finish")
     seen = []
     for i in range(12):
         session.stroke()
         session.tick(session.clock() + 1)
         seen.append(len(client.status().jobs))
         time.sleep(0.03)
-    deadline = time.monotonic() + 60
-    while (session.busy or session._waiting is not None) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
+    _settle(session)
     st = session.stats
     assert st.cancelled == 0 and st.stale_results == 0, st.as_dict()
     assert 2 <= st.submitted < 12 and st.deferred >= 1 and st.painted == st.submitted, st.as_dict()
     assert max(seen) <= 1, seen                       # one live job at a time in the daemon
     assert painted[-1].plan.request.init_image.data == _canvas(32, 32, shade=12)   # the newest read is painted
     with pytest.raises(ValueError):
-        LiveSession(client, read_plan, painted.append, policy="latest")
+        LiveSession(client, session.read_plan, painted.append, policy="latest")

@@ -98,7 +98,7 @@ class Engine:
         with oom_guard(self.choice, req):
             if isinstance(req, Generate):
                 concepts.activate(self, loaded, list(req.concepts), hooks, prompt=req.prompt,
-                                  fuse=bool(getattr(req, "live", False)))
+                                  fuse=req.live)
                 for note in prompt_notes(loaded, req):
                     hooks.warn(note)
                 hooks.control = control.prepare(self, loaded, req, hooks)

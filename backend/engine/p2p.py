@@ -39,7 +39,7 @@ from __future__ import annotations
 import difflib
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Sequence
 
 import torch
@@ -81,8 +81,8 @@ class TokenMap:
     kept: int                # target tokens mapped one to one (BOS, EOS and padding included)
     swapped: int             # target tokens made from a replaced span
     new: int                 # target tokens with no counterpart (their own maps)
-    changed_src: List[int] = None  # key positions of the original's words that were replaced or removed
-    changed_tgt: List[int] = None  # key positions of the edit's words that replace or add
+    changed_src: List[int] = field(default_factory=list)  # key positions of the original's words replaced or removed
+    changed_tgt: List[int] = field(default_factory=list)  # key positions of the edit's words that replace or add
 
 
 def align(source: Sequence[int], target: Sequence[int]) -> TokenMap:
@@ -227,9 +227,8 @@ class Controller:
 
     def _maps(self, like: torch.Tensor):
         if self._dev != (like.device,):
-            self.tmap = TokenMap(self.tmap.mapper.to(like.device), self.tmap.alpha.to(like.device),
-                                 self.tmap.equalizer.to(like.device), self.tmap.kept, self.tmap.swapped,
-                                 self.tmap.new)
+            self.tmap = replace(self.tmap, mapper=self.tmap.mapper.to(like.device),
+                                alpha=self.tmap.alpha.to(like.device), equalizer=self.tmap.equalizer.to(like.device))
             self._dev = (like.device,)
         return self.tmap
 
@@ -403,7 +402,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     self_steps = int(round(edit.self_replace * req.steps))
     lat_h, lat_w = h // loaded.base.vae_scale_factor, w // loaded.base.vae_scale_factor
     latent_positions = lat_h * lat_w
-    local = getattr(edit, "local", True) and bool(tmap.changed_src or tmap.changed_tgt)
+    local = edit.local and bool(tmap.changed_src or tmap.changed_tgt)
     blend = LocalBlend(tmap, pairs, lat_h, lat_w, req.steps) if local else None
     ctl = Controller(tmap, pairs, cross_steps, self_steps, max(1, int(latent_positions * SELF_MAX_AREA)), blend)
     if configure_vae(pipe.vae, w, h):
