@@ -186,12 +186,14 @@ def main(argv=None):
     ap.add_argument("--caption", default=CAPTION, help="research: caption template ({fg}, {bg}, {trigger})")
     ap.add_argument("--unet-targets", default="",
                     help="research: the UNet layers a 'lora' concept trains, comma-separated module suffixes "
-                         "(default: adapters.UNET_TARGETS['lora']; e.g. add conv1,conv2 for LoCon-style convolutions)")
+                         "(default: the model's concept_training.unet_layers, adapters.unet_targets; e.g. add conv1,conv2 for LoCon-style convolutions)")
     args = ap.parse_args(argv)
     if args.unet_targets:
         from impasto.backend.concepts import adapters as _adapters
 
-        _adapters.UNET_TARGETS["lora"] = [t.strip() for t in args.unet_targets.split(",") if t.strip()]
+        targets = [t.strip() for t in args.unet_targets.split(",") if t.strip()]
+        own = _adapters.unet_targets
+        _adapters.unet_targets = lambda method, layers="attention": targets if method == "lora" else own(method, layers)
     torch.set_num_threads(args.threads)
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     for f in families:

@@ -36,7 +36,15 @@ in every step show what each part does.  Timings:
 median seconds of a plain job and of an edit (a batch of two with explicit
 attention), same run, one torch thread.
 
+``--tune`` runs the tuning split instead: ``--cases`` plain prompts on the
+starter's *training* triples (seeds from 5000, never the held-out cases above),
+the layout fraction (0.4, 1) crossed with the local blend's mask rule
+(threshold 0.3 / 0.5 / 0.7 at dilation 3, dilation 5 at 0.5) and the whole
+picture: what any choice of those numbers is made on, so the held-out figures
+stay held out.  Writes bench/results/p2p_tune.json.
+
 Usage: python bench/p2p_edit.py [--cases 68] [--seeds 2] [--steps 20] [--sweep] [--picture docs/p2p-edit.png]
+       python bench/p2p_edit.py --tune [--cases 48]
 Writes bench/results/p2p_edit.json (``--no-result`` to skip).
 """
 from __future__ import annotations
@@ -133,6 +141,74 @@ class ScenesCases:
         return {"colour": v["colour"], "all": v["all"]}
 
 
+class TuneCases(ScenesCases):
+    """The tuning split: plain prompts on the starter's training triples, seeds from 5000."""
+
+    name = "scenes, tuning split"
+    SEED = 5000
+
+    def __init__(self, n_seeds: int, n_cases: int):
+        g = np.random.default_rng(self.SEED)
+        triples = SC.train_triples()
+        self.items = []
+        for k in range(n_cases):
+            fam, fg, bg = triples[int(g.integers(len(triples)))]
+            o = SC.make_object(fam, fg, None, None, g)
+            new = str(g.choice([c for c in domain.COLOR_NAMES if c not in (fg, bg)]))
+            scene, edited = SC.Scene(bg, [o]), SC.Scene(bg, [SC.Obj(**{**o.__dict__, "fg": new})])
+            self.items.append((SC.caption(scene), SC.caption(edited), (scene, edited), self.SEED + k))
+        self.describe = f"{n_cases} plain prompts on training triples (the tuning split, seeds {self.SEED}..)"
+
+
+def tune(engine, side: int, args) -> None:
+    """The tuning split: layout fraction x the local blend's mask rule (see the module doc)."""
+    from impasto.backend.engine import p2p as P
+
+    cases = TuneCases(1, args.cases)
+    rules = [(3, 0.3), (3, 0.5), (3, 0.7), (5, 0.5), None]
+    variants = [(layout, rule) for layout in (0.4, 1.0) for rule in rules]
+    name = lambda v: (f"layout {v[0]:g}, " + (f"local, dilation {v[1][0]}, threshold {v[1][1]:g}"  # noqa: E731
+                                              if v[1] else "whole picture"))
+    ious = {name(v): [] for v in variants}
+    default = (P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD)
+    try:
+        for i, (src, dst, case, seed) in enumerate(cases.items):
+            original = _paint(engine, src, seed, side, args)[0]
+            mask = cases.mask(original, case, "src")
+            for v in variants:
+                if v[1]:
+                    P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD = v[1]
+                edit = PromptEdit(source_prompt=src, cross_replace=1.0, self_replace=v[0], local=v[1] is not None)
+                ious[name(v)].append(round(iou(mask, cases.mask(_paint(engine, dst, seed, side, args, edit)[0],
+                                                                    case, "dst")), 4))
+            print(f"{i + 1}/{len(cases.items)}", flush=True)
+    finally:
+        P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD = default
+    n = len(cases.items)
+    figures = {"cases": n, "set": cases.describe, "variants": {
+        k: {"mask_kept_pct": round(100.0 * sum(x >= IOU_KEPT for x in v) / n, 1),
+            "median_iou": round(statistics.median(v), 3), "iou": v} for k, v in ious.items()}}
+    rows = [[k, f"{v['mask_kept_pct']} %", f"{v['median_iou']:.3f}"] for k, v in figures["variants"].items()]
+    for r in rows:
+        print(" | ".join(r))
+    if args.no_result:
+        return
+    write_result("p2p_tune", figures, baseline="the whole-picture edit (no local blend) at the same layout, same run",
+                 seeds=[c[3] for c in cases.items],
+                 settings={"steps": args.steps, "sampler": args.sampler, "cfg": args.cfg, "cross_replace": 1.0,
+                           "iou_kept": IOU_KEPT},
+                 tables={"main": {"caption": f"{cases.describe}, colour word swapped; mask kept = IoU >= "
+                                             f"{IOU_KEPT} with the original's.",
+                                  "columns": ["edit", "mask kept", "median IoU"], "rows": rows}})
+
+
+def _paint(engine, prompt: str, seed: int, side: int, args, edit=None):
+    t0 = time.perf_counter()
+    res = engine.run(Generate(job="b", model="starter", prompt=prompt, width=side, height=side, steps=args.steps,
+                              sampler=args.sampler, cfg_scale=args.cfg, seed=seed, p2p=edit), JobHooks())
+    return np.asarray(from_wire(res.images[0]))[..., :3].copy(), time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=2, help="shapes starter: seeds per held-out combination")
@@ -143,6 +219,7 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--picture", default="docs/p2p-edit.png")
     ap.add_argument("--no-result", action="store_true", help="keep bench/results as it is")
+    ap.add_argument("--tune", action="store_true", help="the tuning split (training triples) and the mask-rule sweep")
     args = ap.parse_args()
     import torch
 
@@ -150,13 +227,14 @@ def main() -> None:
     engine = Engine(models_dir=Path(tempfile.mkdtemp()))   # an empty models folder: the shipped starter
     starter = next(e for e in engine.models() if e.name == "starter")
     side = int(starter.native_size)
+    if args.tune:
+        if side < SC.NATIVE_SIZE:
+            raise SystemExit("--tune needs the scenes starter")
+        return tune(engine, side, args)
     cases = (ScenesCases if side >= SC.NATIVE_SIZE else ShapesCases)(args.seeds, args.cases)
 
     def paint(prompt: str, seed: int, edit=None):
-        t0 = time.perf_counter()
-        res = engine.run(Generate(job="b", model="starter", prompt=prompt, width=side, height=side, steps=args.steps,
-                                  sampler=args.sampler, cfg_scale=args.cfg, seed=seed, p2p=edit), JobHooks())
-        return np.asarray(from_wire(res.images[0]))[..., :3].copy(), time.perf_counter() - t0
+        return _paint(engine, prompt, seed, side, args, edit)
 
     variants = {"plain": None}
     for f in (SWEEP if args.sweep else (0.8, 1.0)):

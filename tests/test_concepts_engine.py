@@ -46,6 +46,10 @@ def engine(home, tiny_model, tmp_path_factory):
     build_tiny_model(models / "tiny-rec", seed=2)  # recommends its own concept-training values
     (models / "tiny-rec" / "impasto.json").write_text(json.dumps(
         {"concept_training": {"learning_rate": 2e-3, "rank": 2, "steps": 3, "train_text_encoder": True, "bogus": 1}}))
+    build_tiny_model(models / "tiny-locon", seed=3)  # a model whose concepts train LoCon layers (the starter's way)
+    (models / "tiny-locon" / "impasto.json").write_text(json.dumps(
+        {"concept_training": {"unet_layers": "locon", "rank": 2, "steps": 2},
+         "slider_training": {"rank": 3, "learning_rate": 5e-4, "bogus": 2}}))
     return Engine(models)
 
 
@@ -407,6 +411,47 @@ def test_left_out_settings_come_from_the_model_then_the_sd15_values(engine):
     assert (c["rank"], c["learning_rate"], c["text_encoder"]) == (8, 1e-4, False)
     assert engine.model("tiny-rec").entry.concept_training == {"learning_rate": 2e-3, "rank": 2, "steps": 3,
                                                                 "train_text_encoder": True}
+
+
+def test_a_model_that_asks_for_locon_layers_gets_convolutions_too_and_they_survive_kohya(engine, tmp_path):
+    entry = engine.model("tiny-locon").entry
+    assert entry.concept_training == {"unet_layers": "locon", "rank": 2, "steps": 2}
+    assert entry.slider_training == {"rank": 3, "learning_rate": 5e-4}
+    from impasto.backend.concepts.slider_train import with_model_defaults as slider_defaults
+    from impasto.protocol.messages import TrainSlider
+
+    slider = slider_defaults(TrainSlider(job="s", name="s"), engine.model("tiny-locon"))
+    assert (slider.rank, slider.learning_rate) == (3, 5e-4)   # the slider's own block wins over concept_training
+    engine.run(train_req("c-locon", model="tiny-locon", steps=0, rank=0, prior_preservation=False))
+    lib = ConceptLibrary()
+    info = lib.get("c-locon")
+    weights = lib.load_weights(info)
+    modules = {k.rsplit(".lora_", 1)[0] for k in weights if k.startswith("unet.") and ".lora_" in k}
+    for suffix in ("attn1.to_q", "attn2.to_k", "proj_in", "ff.net.2", "conv1", "conv2"):
+        assert any(m.endswith(suffix) for m in modules), suffix
+    assert any(t.dim() == 4 for k, t in weights.items() if k.endswith("conv1.lora_A.weight"))   # 3x3 LoCon
+    # the attention-only default elsewhere: the same request on a model without the key
+    engine.run(train_req("c-attn", steps=1, prior_preservation=False))
+    plain = {k.rsplit(".lora_", 1)[0] for k in lib.load_weights(lib.get("c-attn")) if k.startswith("unet.")}
+    assert plain and all(m.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v") or m.endswith("to_out.0") for m in plain)
+    # exported the way kohya / A1111 read LoCon, imported back: the same pictures
+    path = tmp_path / "c-locon.safetensors"
+    write_kohya_file(path, info.name, weights, info.meta)
+    tensors, hints = read_lora_file(path)
+    assert hints["layout"] == "kohya"
+    lib.save("c-locon-back", tensors, new_meta(trigger=hints["trigger"]), replace=True)
+    original, _ = gen(engine, [("c-locon", 1.0)], model="tiny-locon")
+    assert original == gen(engine, [("c-locon-back", 1.0)], model="tiny-locon")[0]
+    assert original != gen(engine, [], model="tiny-locon")[0]
+
+
+def test_a_bad_unet_layers_value_is_left_out_with_a_warning(tmp_path, caplog):
+    from impasto.backend.engine.models import concept_training_defaults
+
+    got = concept_training_defaults({"concept_training": {"unet_layers": "everything", "rank": 4}}, tmp_path)
+    assert got == {"rank": 4}
+    assert concept_training_defaults({"concept_training": {"unet_layers": 3}}, tmp_path) == {}
+    assert "unet_layers" in caplog.text
 
 
 def test_custom_diffusion_trains_cross_attention_kv_only(engine):

@@ -78,11 +78,12 @@ def test_judges_accept_the_shipped_vae_round_trips():
     """The best a starter can draw is its VAE's round trip of a clean picture: the judges must accept
     most of those at the plain size, or they would score decoder blur as a wrong shape.
 
-    The shipped 128 px starter's VAE (16x16x4 latents, 25.7 dB) blurs more than the old 64 px one's:
-    measured 2026-12-01 on 12 plain-size objects (radius 0.16-0.30 of the side) per family, 204 of 228
-    accepted (training families 132 of 144; every family at least 7 of 12).  The smaller sizes that
-    captions name ("small", "big": radius 0.09-0.19) lose more to the blur; their ceiling is
-    measured by ``bench/starter_scenes_eval.py`` (generator pictures through the VAE), not here."""
+    With the shipped 128 px starter's first decoder (16x16x4 latents, 25.7 dB) 204 of 228 were
+    accepted (training families 132 of 144; every family at least 7 of 12).  Its decoder fine-tuned
+    with the encoder frozen (33.8 dB, 2026-12-01) brings all 228 (12 plain-size objects, radius
+    0.16-0.30 of the side, per family, held-out families included): the bounds below keep that
+    sharpness, with a little room.  The smaller sizes that captions name ("small", "big": radius
+    0.09-0.19) are measured by ``bench/starter_scenes_eval.py`` (generator pictures through the VAE)."""
     import torch
     from diffusers import AutoencoderKL
     from PIL import Image
@@ -105,6 +106,6 @@ def test_judges_accept_the_shipped_vae_round_trips():
             r = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         outs = [Image.fromarray(a) for a in ((r + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()]
         ok[fam] = sum(J.is_shape(im, fam) for im in outs)
-    assert min(ok.values()) >= 6, ok
-    assert sum(ok.values()) >= 0.85 * 12 * len(ok), ok
-    assert sum(ok[f] for f in FAM.TRAIN_FAMILIES) >= 0.88 * 12 * len(FAM.TRAIN_FAMILIES), ok
+    assert min(ok.values()) >= 11, ok
+    assert sum(ok.values()) >= 0.97 * 12 * len(ok), ok
+    assert sum(ok[f] for f in FAM.TRAIN_FAMILIES) >= 0.97 * 12 * len(FAM.TRAIN_FAMILIES), ok

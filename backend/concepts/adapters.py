@@ -426,6 +426,18 @@ UNET_TARGETS = {
     "lora": ["to_q", "to_k", "to_v", "to_out.0"],          # self- and cross-attention, as diffusers' script
     "custom_diffusion": ["attn2.to_k", "attn2.to_v"],      # cross-attention K/V only (Custom Diffusion)
 }
+#: LyCORIS' LoCon layer set for a LoRA concept (a model's ``concept_training.unet_layers = "locon"``): the
+#: attention projections plus each transformer's in/out projections and feed-forward and each resnet's two
+#: 3x3 convolutions - where a small UNet draws outlines (docs/performance.md, "a recipe that learns a shape")
+LOCON_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                 "conv1", "conv2"]
+
+
+def unet_targets(method: str, layers: str = "attention") -> List[str]:
+    """The UNet layers a concept of ``method`` trains; ``layers`` (a model's default) widens a LoRA to LoCon."""
+    if method == "lora" and layers == "locon":
+        return list(LOCON_TARGETS)
+    return list(UNET_TARGETS[method])
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 

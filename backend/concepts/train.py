@@ -306,7 +306,9 @@ class Trainer:
     def setup(self, resume: Optional[checkpoint.Checkpoint]) -> None:
         req = self.req
         loaded = self.loaded
-        params = adapters.inject_training(loaded, "unet", adapters.UNET_TARGETS[req.method], req.rank, req.seed)
+        layers = (getattr(loaded.entry, "concept_training", None) or {}).get("unet_layers", "attention")
+        params = adapters.inject_training(loaded, "unet", adapters.unet_targets(req.method, layers), req.rank,
+                                          req.seed)
         if self.text_encoder_lora:
             for i, comp in enumerate(self.cond.encoders):   # SDXL: both text encoders
                 params += adapters.inject_training(loaded, comp, adapters.TEXT_ENCODER_TARGETS, req.rank,

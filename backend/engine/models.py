@@ -49,6 +49,9 @@ class ModelEntry:
     # (learning_rate, rank, steps, train_text_encoder) - used where a Train request leaves them
     # at 0 (the text-encoder choice: unset)
     concept_training: Dict[str, Any] = field(default_factory=dict)
+    # impasto.json "slider_training" (learning_rate, rank, steps): a slider's own defaults, where they differ
+    # from the concepts' (the starter's: docs/performance.md "Concept Sliders")
+    slider_training: Dict[str, Any] = field(default_factory=dict)
     # impasto.json "recommended" (steps, guidance_scale, scheduler): what clients use for knobs left unset
     # (read by impasto.protocol.settings.Recommendation)
     recommended: Dict[str, Any] = field(default_factory=dict)
@@ -71,23 +74,32 @@ def family_of(arch: str) -> str:
     return arch[: -len("-inpaint")] if arch.endswith("-inpaint") else arch
 
 
-CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool}
+CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool,
+                         "unet_layers": str}
+SLIDER_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int}
+#: which UNet layers a LoRA concept trains (concepts.adapters.UNET_TARGETS): "attention" (diffusers'
+#: script: the attention projections) or "locon" (LyCORIS' LoCon: also the resnet convolutions, the
+#: transformer's projections and feed-forward)
+UNET_LAYERS = ("attention", "locon")
 
 
-def concept_training_defaults(extra: dict, path: Path) -> Dict[str, Any]:
-    """The valid entries of impasto.json's ``concept_training`` (others are logged and left out)."""
-    raw = extra.get("concept_training") or {}
+def concept_training_defaults(extra: dict, path: Path, block: str = "concept_training",
+                              keys: Dict[str, type] = CONCEPT_TRAINING_KEYS) -> Dict[str, Any]:
+    """The valid entries of impasto.json's ``concept_training`` (or ``block``; others are logged and left out)."""
+    raw = extra.get(block) or {}
     out: Dict[str, Any] = {}
     if not isinstance(raw, dict):
         return out
-    for key, kind in CONCEPT_TRAINING_KEYS.items():
+    for key, kind in keys.items():
         value = raw.get(key)
         if kind is bool and isinstance(value, bool):
             out[key] = value
-        elif kind is not bool and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        elif kind is str and value in UNET_LAYERS:
+            out[key] = value
+        elif kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             out[key] = kind(value)
         elif value is not None:
-            log.warning("%s/impasto.json: concept_training.%s = %r ignored", path, key, value)
+            log.warning("%s/impasto.json: %s.%s = %r ignored", path, block, key, value)
     return out
 
 
@@ -136,6 +148,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
         description=str(extra.get("description", index.get("_class_name", ""))),
         concept_training=concept_training_defaults(extra, path),
+        slider_training=concept_training_defaults(extra, path, "slider_training", SLIDER_TRAINING_KEYS),
         recommended=_recommended(extra),
     )
     if not entry.recommended:   # a few-step model (LCM, Turbo, Lightning...) recognised by name / scheduler
@@ -259,6 +272,7 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
     if extra.get("description"):
         entry.description = str(extra["description"])
     entry.concept_training = concept_training_defaults(extra, sidecar)
+    entry.slider_training = concept_training_defaults(extra, sidecar, "slider_training", SLIDER_TRAINING_KEYS)
     entry.recommended = _recommended(extra)
 
 

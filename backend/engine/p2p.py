@@ -156,6 +156,7 @@ class LocalBlend:
 
     THRESHOLD = 0.5
     START = 0.2
+    DILATION = 3          # the max-pool window over the latent: 3 = one latent pixel (8 px) each way
 
     def __init__(self, tmap: TokenMap, pairs: int, lat_h: int, lat_w: int, steps: int):
         self.src = torch.tensor(tmap.changed_src, dtype=torch.long)
@@ -183,7 +184,7 @@ class LocalBlend:
         self.acc = maps if self.acc is None else self.acc + maps
 
     def mask(self) -> torch.Tensor:
-        m = F.max_pool2d(self.acc, 3, stride=1, padding=1)
+        m = F.max_pool2d(self.acc, self.DILATION, stride=1, padding=self.DILATION // 2)
         lo = m.amin(dim=(2, 3), keepdim=True)
         m = (m - lo) / (m.amax(dim=(2, 3), keepdim=True) - lo).clamp_min(1e-12)
         m = (m > self.THRESHOLD).float()

@@ -340,14 +340,22 @@ def analytic_vae_init(vae):
         conv.weight[c, 2 * c + 1, 1, 1] = -1.0
 
 
+def load_checkpoint(ck: Path, model, opt):
+    """Model and optimizer state from an :func:`atomic_save` checkpoint -> its dict, or None if there is none."""
+    if not ck.exists():
+        return None
+    st = torch.load(ck, map_location="cpu", weights_only=False)
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["opt"])
+    return st
+
+
 def train_vae(vae, work: Path, args, device, deadline: float):
     ck = work / "vae.pt"
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     step = 0
-    if ck.exists():
-        st = torch.load(ck, map_location="cpu", weights_only=False)
-        vae.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
+    st = load_checkpoint(ck, vae, opt)
+    if st is not None:
         step = st["step"]
         if st.get("done"):
             log(f"VAE: already trained ({step} steps)")
