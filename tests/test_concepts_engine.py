@@ -446,11 +446,11 @@ def test_a_model_that_asks_for_locon_layers_gets_convolutions_too_and_they_survi
 
 
 def test_a_bad_unet_layers_value_is_left_out_with_a_warning(tmp_path, caplog):
-    from impasto.backend.engine.models import concept_training_defaults
+    from impasto.backend.engine.models import training_defaults
 
-    got = concept_training_defaults({"concept_training": {"unet_layers": "everything", "rank": 4}}, tmp_path)
+    got = training_defaults({"concept_training": {"unet_layers": "everything", "rank": 4}}, tmp_path)
     assert got == {"rank": 4}
-    assert concept_training_defaults({"concept_training": {"unet_layers": 3}}, tmp_path) == {}
+    assert training_defaults({"concept_training": {"unet_layers": 3}}, tmp_path) == {}
     assert "unet_layers" in caplog.text
 
 

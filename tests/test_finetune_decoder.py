@@ -57,7 +57,7 @@ def test_the_written_vae_loads_back_the_same_and_replaces_the_old_folder(tmp_pat
 
 
 def test_learning_rate_warms_up_then_decays_to_a_tenth():
-    lrs = [FD.lr_at(s, 1000, 1e-3) for s in range(1000)]
+    lrs = [FD.warmup_cosine(s, 1000, 1e-3, FD.WARMUP) for s in range(1000)]
     assert lrs[0] < lrs[49] == pytest.approx(1e-3)
     assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
     assert all(a >= b for a, b in zip(lrs[50:], lrs[51:]))

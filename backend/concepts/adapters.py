@@ -429,8 +429,8 @@ UNET_TARGETS = {
 #: LyCORIS' LoCon layer set for a LoRA concept (a model's ``concept_training.unet_layers = "locon"``): the
 #: attention projections plus each transformer's in/out projections and feed-forward and each resnet's two
 #: 3x3 convolutions - where a small UNet draws outlines (docs/performance.md, "a recipe that learns a shape")
-LOCON_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-                 "conv1", "conv2"]
+LOCON_TARGETS = UNET_TARGETS["lora"] + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2"]
+TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 def unet_targets(method: str, layers: str = "attention") -> List[str]:
@@ -438,7 +438,6 @@ def unet_targets(method: str, layers: str = "attention") -> List[str]:
     if method == "lora" and layers == "locon":
         return list(LOCON_TARGETS)
     return list(UNET_TARGETS[method])
-TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 def inject_training(loaded, comp: str, targets: List[str], rank: int, seed: int) -> List[torch.nn.Parameter]:

@@ -46,7 +46,7 @@ class ModelEntry:
     supported: bool = True
     notes: List[str] = field(default_factory=list)
     # impasto.json "concept_training": the model's own concept-training defaults
-    # (learning_rate, rank, steps, train_text_encoder) - used where a Train request leaves them
+    # (learning_rate, rank, steps, train_text_encoder, unet_layers) - used where a Train request leaves them
     # at 0 (the text-encoder choice: unset)
     concept_training: Dict[str, Any] = field(default_factory=dict)
     # impasto.json "slider_training" (learning_rate, rank, steps): a slider's own defaults, where they differ
@@ -74,27 +74,29 @@ def family_of(arch: str) -> str:
     return arch[: -len("-inpaint")] if arch.endswith("-inpaint") else arch
 
 
-CONCEPT_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool,
-                         "unet_layers": str}
-SLIDER_TRAINING_KEYS = {"learning_rate": float, "rank": int, "steps": int}
-#: which UNet layers a LoRA concept trains (concepts.adapters.UNET_TARGETS): "attention" (diffusers'
+#: which UNet layers a LoRA concept trains (concepts.adapters.unet_targets): "attention" (diffusers'
 #: script: the attention projections) or "locon" (LyCORIS' LoCon: also the resnet convolutions, the
 #: transformer's projections and feed-forward)
 UNET_LAYERS = ("attention", "locon")
+#: each block's keys: a type (bool, or a positive int / float) or a tuple of the values allowed
+TRAINING_KEYS = {
+    "concept_training": {"learning_rate": float, "rank": int, "steps": int, "train_text_encoder": bool,
+                         "unet_layers": UNET_LAYERS},
+    "slider_training": {"learning_rate": float, "rank": int, "steps": int},
+}
 
 
-def concept_training_defaults(extra: dict, path: Path, block: str = "concept_training",
-                              keys: Dict[str, type] = CONCEPT_TRAINING_KEYS) -> Dict[str, Any]:
-    """The valid entries of impasto.json's ``concept_training`` (or ``block``; others are logged and left out)."""
+def training_defaults(extra: dict, path: Path, block: str = "concept_training") -> Dict[str, Any]:
+    """The valid entries of one of impasto.json's training blocks (others are logged and left out)."""
     raw = extra.get(block) or {}
     out: Dict[str, Any] = {}
     if not isinstance(raw, dict):
         return out
-    for key, kind in keys.items():
+    for key, kind in TRAINING_KEYS[block].items():
         value = raw.get(key)
         if kind is bool and isinstance(value, bool):
             out[key] = value
-        elif kind is str and value in UNET_LAYERS:
+        elif isinstance(kind, tuple) and isinstance(value, str) and value in kind:
             out[key] = value
         elif kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
             out[key] = kind(value)
@@ -147,8 +149,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * 8),
         max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
         description=str(extra.get("description", index.get("_class_name", ""))),
-        concept_training=concept_training_defaults(extra, path),
-        slider_training=concept_training_defaults(extra, path, "slider_training", SLIDER_TRAINING_KEYS),
+        **{block: training_defaults(extra, path, block) for block in TRAINING_KEYS},
         recommended=_recommended(extra),
     )
     if not entry.recommended:   # a few-step model (LCM, Turbo, Lightning...) recognised by name / scheduler
@@ -271,8 +272,8 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
         entry.notes.append(f"{sidecar.name}/impasto.json: native_size / max_size must be whole numbers; ignored")
     if extra.get("description"):
         entry.description = str(extra["description"])
-    entry.concept_training = concept_training_defaults(extra, sidecar)
-    entry.slider_training = concept_training_defaults(extra, sidecar, "slider_training", SLIDER_TRAINING_KEYS)
+    for block in TRAINING_KEYS:
+        setattr(entry, block, training_defaults(extra, sidecar, block))
     entry.recommended = _recommended(extra)
 
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from . import scenes as SC
-from .train import atomic_save, load_checkpoint, log, to_tensor, vae_psnr
+from .train import atomic_save, load_checkpoint, log, replace_folder, to_tensor, vae_psnr, warmup_cosine
 
 
 def decoder_parameters(vae):
@@ -45,11 +42,7 @@ def decoder_parameters(vae):
     return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
 
 
-def lr_at(step: int, total: int, lr: float, warmup: int = 50) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+WARMUP = 50   # steps of linear warm-up before the cosine
 
 
 def train(vae, work: Path, steps: int, batch: int, lr: float, deadline: float, seed: int) -> int:
@@ -71,6 +64,10 @@ def train(vae, work: Path, steps: int, batch: int, lr: float, deadline: float, s
     vae.encoder.eval()
     vae.decoder.train()
     last_ck, t0, losses = time.time(), time.time(), []
+
+    def save() -> None:
+        atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
+
     while step < steps and time.time() < deadline:
         x = to_tensor(SC.sample_batch(batch, SC.NATIVE_SIZE, rng)[0])
         with torch.no_grad():
@@ -78,7 +75,7 @@ def train(vae, work: Path, steps: int, batch: int, lr: float, deadline: float, s
         rec = vae.decode(z).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr)
+            g["lr"] = warmup_cosine(step, steps, lr, WARMUP)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,9 +85,9 @@ def train(vae, work: Path, steps: int, batch: int, lr: float, deadline: float, s
             log(f"decoder step {step}/{steps}: loss {np.mean(losses[-50:]):.4f}, "
                 f"{(time.time() - t0) / len(losses):.2f} s/step")
         if time.time() - last_ck > 120:
-            atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
+            save()
             last_ck = time.time()
-    atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
+    save()
     return step
 
 
@@ -103,12 +100,7 @@ def write_vae(vae, out: Path) -> None:
     cfg = json.loads((tmp / "config.json").read_text())
     cfg.pop("_name_or_path", None)          # where it was read from: not part of the model
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_folder(tmp, out)
 
 
 def main(argv=None) -> int:

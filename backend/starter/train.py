@@ -255,6 +255,24 @@ def atomic_save(obj, path: Path):
     os.replace(tmp, path)
 
 
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out`` in one rename (a crash leaves the old folder or the new one)."""
+    old = out.with_name(out.name + ".old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def warmup_cosine(step: int, total: int, lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` down to a tenth of it at ``total``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    prog = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+
+
 # --------------------------------------------------------------------- VAE
 def training_images(domain: str, n: int, size: int, rng) -> np.ndarray:
     """uint8 (n, size, size, 3) training pictures of a domain: training shapes only.
@@ -581,10 +599,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         return loss.item()
 
     def lr_at(s):
-        if s < args.warmup:
-            return args.lr * (s + 1) / args.warmup
-        prog = min(1.0, (s - args.warmup) / max(1, total - args.warmup))
-        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+        return warmup_cosine(s, total, args.lr, args.warmup)   # ``total`` is fixed after the speed probe
 
     unet.train()
     text_encoder.train()

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .train import atomic_save
+from .train import atomic_save, replace_folder
 
 
 def log(msg: str) -> None:
@@ -175,17 +175,13 @@ def export(out: Path, controlnet, args, meta: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     controlnet.save_pretrained(str(tmp), safe_serialization=True)
     (tmp / "impasto.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, out)
 
 
-def init_from(net, folder: Path, device) -> tuple:
-    """Load a control model folder's weights (float16 or float32) into ``net``; returns (its training
-    steps, the step the new optimizer warms up from). Refused when the architecture differs."""
+def init_from(net, folder: Path, device) -> int:
+    """Load a control model folder's weights (float16 or float32) into ``net``; returns its training
+    steps (where the count goes on, and the new optimizer's warm-up starts). Refused when the
+    architecture differs."""
     from diffusers import ControlNetModel
 
     old = ControlNetModel.from_pretrained(folder, torch_dtype=torch.float32)
@@ -195,8 +191,7 @@ def init_from(net, folder: Path, device) -> tuple:
                          f"unexpected {unexpected[:3]}")
     net.to(device)
     meta = json.loads((folder / "impasto.json").read_text(encoding="utf-8"))
-    steps = int(meta.get("training", {}).get("steps", 0))
-    return steps, steps
+    return int(meta.get("training", {}).get("steps", 0))
 
 
 def main(argv=None) -> int:
@@ -266,7 +261,7 @@ def main(argv=None) -> int:
         log(f"resumed at step {step}/{args.steps}")
         warm_from = st.get("warm_from", 0)
     elif args.init is not None:
-        step, warm_from = init_from(net, Path(args.init), device)
+        step = warm_from = init_from(net, Path(args.init), device)
         ema.shadow = [p.detach().clone() for p in params]
         log(f"continuing {args.init} from its step {step}/{args.steps} (fresh optimizer)")
     rng = np.random.default_rng(args.seed)
