@@ -26,7 +26,8 @@ may be tuned on ``TUNE_FAMILIES`` only, the rest are reported):
      (also reported: of the pictures right without the concept, the share still right).
 
 The recipe flags (``--steps --lr --rank --text-encoder --no-prior --class-images
---no-trigger-embedding --method --caption``) are research: they are refused unless every
+--no-trigger-embedding --method --caption --unet-targets --neighbour-distill
+--prior-weight``) are research: they are refused unless every
 family asked for is a tune family.
 
 Every rate comes with a 95 % Wilson interval.  Usage:
@@ -187,7 +188,18 @@ def main(argv=None):
     ap.add_argument("--unet-targets", default="",
                     help="research: the UNet layers a 'lora' concept trains, comma-separated module suffixes "
                          "(default: the model's concept_training.unet_layers, adapters.unet_targets; e.g. add conv1,conv2 for LoCon-style convolutions)")
+    ap.add_argument("--neighbour-distill", type=float, default=None,
+                    help="research: weight of the neighbour-distillation loss (default: concepts.train's)")
+    ap.add_argument("--prior-weight", type=float, default=None,
+                    help="research: weight of the prior-preservation loss (default: concepts.train's)")
     args = ap.parse_args(argv)
+    if args.neighbour_distill is not None or args.prior_weight is not None:
+        from impasto.backend.concepts import train as _train
+
+        if args.neighbour_distill is not None:
+            _train.NEIGHBOUR_DISTILL = args.neighbour_distill
+        if args.prior_weight is not None:
+            _train.PRIOR_LOSS_WEIGHT = args.prior_weight
     if args.unet_targets:
         from impasto.backend.concepts import adapters as _adapters
 
@@ -201,7 +213,8 @@ def main(argv=None):
             raise SystemExit(f"{f!r} is not a held-out family ({', '.join(FAM.HELD_OUT_FAMILIES)})")
     research = bool(args.steps or args.lr or args.rank or args.no_prior or args.text_encoder != "model"
                     or args.class_images or args.no_trigger_embedding or args.method != "lora"
-                    or args.caption != CAPTION or bool(args.unet_targets))
+                    or args.caption != CAPTION or bool(args.unet_targets)
+                    or args.neighbour_distill is not None or args.prior_weight is not None)
     if research and not set(families) <= set(FAM.TUNE_FAMILIES):
         raise SystemExit("recipe research runs on the tune families only: " + ", ".join(FAM.TUNE_FAMILIES))
     setup = temp_engine("impasto-shapes-", args.model, tiny_fallback=False)
@@ -265,7 +278,8 @@ def main(argv=None):
     recipe_flags = {"steps": args.steps, "learning_rate": args.lr, "rank": args.rank,
                     "prior_preservation": not args.no_prior, "text_encoder": args.text_encoder,
                     "class_images": args.class_images or 20, "trigger_embedding": not args.no_trigger_embedding,
-                    "method": args.method, "caption": args.caption, "unet_targets": args.unet_targets or "default"}
+                    "method": args.method, "caption": args.caption, "unet_targets": args.unet_targets or "default",
+                    "neighbour_distill": args.neighbour_distill, "prior_weight": args.prior_weight}
     report = {"bench": "concept_shapes", "command": "python bench/concept_shapes.py " + " ".join(argv or sys.argv[1:]),
               "machine": f"{platform.machine()} {platform.processor() or ''} CPU, shared, no GPU".strip(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": args.threads,

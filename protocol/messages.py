@@ -180,6 +180,9 @@ class Generate:
     # live painting (docs/live.md): a repaint after a stroke.  The daemon keeps its prompt's text embeddings,
     # and a newer live job of the same client supersedes it (queued: cancelled; running: stopped) - newest wins
     live: bool = False
+    # decode (TAESD: and encode) with the model's fast autoencoder - its trained preview decoder or TAESD -
+    # instead of the full VAE; None: on for live jobs (their result is the preview), off otherwise
+    fast_vae: Optional[bool] = None
 
     @property
     def kind(self) -> str:
@@ -598,6 +601,8 @@ def _validate_generate(msg: Generate, limits: Limits) -> None:
         _validate_p2p(msg)
     if not isinstance(msg.live, bool):
         raise _bad("live", f"must be true or false, not {msg.live!r}")
+    if msg.fast_vae is not None and not isinstance(msg.fast_vae, bool):
+        raise _bad("fast_vae", f"must be true, false or null (live jobs only), not {msg.fast_vae!r}")
     if msg.live and msg.init_image is None:
         raise _bad("live", "a live job repaints the canvas: it needs an init_image")
     if msg.live and msg.batch_size != 1:

@@ -78,8 +78,13 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
 
 
 @torch.no_grad()
-def decode(pipe, latents: torch.Tensor, timings: Dict[str, float]) -> List[Image.Image]:
+def decode(pipe, latents: torch.Tensor, timings: Dict[str, float], fast=None) -> List[Image.Image]:
+    """Latents -> pictures with the VAE, or with ``fast`` (the model's fast decoder, :mod:`.fast_vae`)."""
     t0 = time.perf_counter()
+    if fast is not None:
+        images = pipe.image_processor.postprocess(fast.pixels(latents), output_type="pil")
+        timings["decode"] = time.perf_counter() - t0
+        return images
     vae = pipe.vae
     images = []
     for i in range(latents.shape[0]):  # one at a time: bounded memory for big batches

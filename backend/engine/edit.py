@@ -47,6 +47,7 @@ from . import colour_match, masks
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .control import bind
 from .denoise import decode, denoise, generators
+from . import fast_vae
 from .encoding import encode_rgb
 from .errors import EngineError
 from .fill import NEUTRAL, apply_fill
@@ -133,13 +134,14 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
     if configure_vae(vae, w, h):   # a whole-picture edit of a big canvas: encode and decode tile by tile
         info["vae_tiled"] = True
     t0 = time.perf_counter()
-    original = encode_rgb(vae, rgb, dev, dtype)
+    fast = fast_vae.for_job(loaded, req, hooks, info)
+    original = fast_vae.encode(vae, rgb, dev, dtype, fast)
     cell_t = torch.from_numpy(cells.astype(np.float32))[None, None].to(dev, dtype)
     if req.fill == "original":
         start = original.repeat(len(seeds), 1, 1, 1)
     else:
         fills = [apply_fill(rgb, weight, req.fill, seed) for seed in (seeds if req.fill == "noise" else seeds[:1])]
-        filled = torch.cat([encode_rgb(vae, f, dev, dtype) for f in fills])
+        filled = torch.cat([fast_vae.encode(vae, f, dev, dtype, fast) for f in fills])
         filled = filled.repeat(len(seeds) // filled.shape[0], 1, 1, 1)
         # inside the latent mask diffusion starts from the fill; outside the
         # pipeline blends back these latents, which must be the original's
@@ -158,7 +160,7 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
         generator=generators(seeds), **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(w, h),
     )
     info["latent_shape"] = list(out.shape)
-    return decode(pipe, out, timings), steps
+    return decode(pipe, out, timings, fast), steps
 
 
 def edit_pictures(loaded, image: Picture, mask: Picture, req: Generate, seeds: List[int],

@@ -24,11 +24,10 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image
 
-from . import native
+from . import fast_vae, native
 from .common import job_seeds, nothing_to_do_warning, prompt_kwargs
 from .control import bind
 from .denoise import decode, denoise, generators
-from .encoding import encode_rgb
 from .gpu import configure_vae
 from .edit import edit_pictures, whole_picture_request
 from .hooks import JobHooks
@@ -69,7 +68,8 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     pipe = loaded.img2img
     if configure_vae(pipe.vae, dw, dh):
         info["vae_tiled"] = True
-    latents = encode_rgb(pipe.vae, np.asarray(rgb), loaded.choice.device, loaded.choice.dtype)
+    fast = fast_vae.for_job(loaded, req, hooks, info)
+    latents = fast_vae.encode(pipe.vae, np.asarray(rgb), loaded.choice.device, loaded.choice.dtype, fast)
     latents = latents.repeat(len(seeds), 1, 1, 1)
     timings["encode"] = time.perf_counter() - t0
     out, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (dw, dh)),
@@ -77,7 +77,7 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
                          num_inference_steps=num_steps, generator=generators(seeds),
                          **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(dw, dh))
     info["latent_shape"] = list(out.shape)
-    images = decode(pipe, out, timings)
+    images = decode(pipe, out, timings, fast)
     t0 = time.perf_counter()
     if (dw, dh) != (width, height):
         images = [im.resize((width, height), Image.LANCZOS) for im in images]

@@ -29,6 +29,7 @@ from diffusers import (
 )
 
 from .device import DeviceChoice
+from .fast_vae import FAST_ENCODER_FILE, load_encoder as load_fast_encoder
 from .gpu import FastPath, optimize
 from .models import ModelEntry, family_of
 from .preview import PREVIEW_DECODER_FILE, LinearPreviewer, choose_previewer, fit_latent_rgb
@@ -43,6 +44,32 @@ FAMILY_PIPELINES = {
 
 log = logging.getLogger("impasto.engine")
 
+_PINNED: Dict[type, type] = {}
+
+
+def pin_execution_device(pipe, device: torch.device):
+    """Make ``pipe._execution_device`` a constant: ``device``.
+
+    diffusers' property looks for offload hooks by walking every sub-module of
+    every component on each call - 14 ms on the starter with its LoRA layers
+    (measured, one thread), once per job: a tenth of a live job.  Without
+    offloading (:class:`.gpu.FastPath` ``offload == "none"``) the answer is
+    always the device the weights were moved to, so it is fixed here; with
+    model offload the pipeline keeps diffusers' own lookup.  Done by switching
+    the instance to a subclass of its own class (cached per class), which keeps
+    ``isinstance`` and ``from_pipe`` working.
+    """
+    base = type(pipe)
+    if base not in _PINNED.values():
+        cls = _PINNED.get(base)
+        if cls is None:
+            cls = _PINNED[base] = type(base.__name__, (base,), {
+                "__module__": base.__module__, "__doc__": base.__doc__,
+                "_execution_device": property(lambda self: self._impasto_device)})
+        pipe.__class__ = cls
+    pipe._impasto_device = torch.device(device)
+    return pipe
+
 
 def pipeline_family(entry: ModelEntry) -> str:
     """The family whose pipelines run ``entry`` (an unknown one runs as SD1.5, the oldest layout)."""
@@ -54,9 +81,11 @@ def model_fingerprint(entry: ModelEntry) -> str:
     """A cheap stable id of a model's weights (sizes + first MiB), for concept metadata."""
     h = hashlib.sha256()
     root = Path(entry.path)
-    # the preview decoder changes no picture: retraining it must not orphan the model's concepts
+    # the preview decoder and the fast encoder change no concept's meaning: retraining them must not
+    # orphan the model's concepts
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*.safetensors")
-                                                 if p.relative_to(root).as_posix() != PREVIEW_DECODER_FILE)
+                                                 if p.relative_to(root).as_posix() not in (PREVIEW_DECODER_FILE,
+                                                                                           FAST_ENCODER_FILE))
     for p in files:
         h.update(p.name.encode())
         h.update(str(p.stat().st_size).encode())
@@ -84,8 +113,12 @@ class LoadedModel:
         # trained preview decoder > TAESD / TAESDXL in the models folder > linear map (see preview.py)
         self.previewer = choose_previewer(entry.path, self.base.vae, choice.device, self.base.vae.dtype,
                                           self.family, models_dir)
+        # a live job's fast encoder (the decoder half is the previewer): see fast_vae.py
+        self.fast_encoder = load_fast_encoder(entry.path, int(self.base.vae.config.latent_channels), choice.device)
         self.fingerprint = model_fingerprint(entry)
         self._derived: Dict[type, object] = {type(self.base): self.base}
+        if self.fast.offload == "none":
+            pin_execution_device(self.base, choice.device)
         log.info("loaded %s (%s) on %s in %.2f s", entry.name, entry.arch, choice.describe(), self.load_seconds)
 
     @property
@@ -130,6 +163,8 @@ class LoadedModel:
         if cls not in self._derived:
             pipe = cls.from_pipe(self.base)
             pipe.set_progress_bar_config(disable=True)
+            if self.fast.offload == "none":
+                pin_execution_device(pipe, self.choice.device)
             self._derived[cls] = pipe
         return self._derived[cls]
 

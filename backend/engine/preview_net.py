@@ -89,3 +89,68 @@ def read_metadata(path: Path) -> Dict[str, str]:
 
     with safe_open(str(path), framework="pt") as fh:
         return dict(fh.metadata() or {})
+
+
+DEFAULT_ENCODER_WIDTHS = (16, 32, 48, 64)  # full res, /2, /4, /8 (latent res)
+
+
+class TinyFastEncoder(nn.Module):
+    """RGB in [-1, 1] (N, 3, 8h, 8w) -> scaled latents (N, C, h, w): the decoder's mirror, for live jobs.
+
+    Trained (``impasto.backend.tooling.train_fast_encoder``) to reproduce one model's VAE
+    encoder (the mode of its latent distribution, times ``scaling_factor``), so a live job
+    can skip the VAE's encoder the way the preview decoder lets it skip the VAE's decoder.
+    Three stride-2 convolutions down to latent resolution, then ``low_blocks`` convolutions
+    there: nearly all the work where the picture is 8x smaller.
+    """
+
+    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_ENCODER_WIDTHS, low_blocks: int = 2):
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if len(widths) != 4:
+            raise ValueError("a fast encoder has four widths: full resolution and three /2 downsamplings")
+        self.config = {"latent_channels": int(latent_channels), "widths": widths, "low_blocks": int(low_blocks)}
+        layers = [nn.Conv2d(3, widths[0], 3, padding=1), nn.ReLU()]
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU()]
+        for _ in range(low_blocks):
+            layers += [nn.Conv2d(widths[-1], widths[-1], 3, padding=1), nn.ReLU()]
+        layers += [nn.Conv2d(widths[-1], latent_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(pixels)
+
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def save_encoder(model: TinyFastEncoder, path: Path, extra: Dict[str, object] = None) -> None:
+    """Write a fast encoder as safetensors, atomically, with the architecture in the metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"impasto_fast_encoder": json.dumps(model.config)}
+    for k, v in (extra or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().float().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def load_encoder(path: Path) -> TinyFastEncoder:
+    """Read an encoder written by :func:`save_encoder` (ValueError when the file is not one)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    if "impasto_fast_encoder" not in meta:
+        raise ValueError(f"{path} is not an Impasto fast encoder (no impasto_fast_encoder metadata)")
+    cfg = json.loads(meta["impasto_fast_encoder"])
+    model = TinyFastEncoder(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

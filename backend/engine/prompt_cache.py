@@ -17,7 +17,9 @@ the model is unloaded.  Small LRU: a live session uses one or two prompts.
 The embeddings are what the pipeline would have computed itself from the
 strings (the same ``encode_prompt`` call, or :mod:`.prompts` for weighted
 prompts), so a live job paints bit-identically to the same job sent
-without ``live`` - ``tests/test_live_daemon.py`` checks it.
+without ``live`` (and the same ``fast_vae``: a live job decodes with the
+model's fast autoencoder by default, :mod:`.fast_vae`) -
+``tests/test_live_daemon.py`` checks it.
 """
 from __future__ import annotations
 

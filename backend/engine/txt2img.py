@@ -15,6 +15,7 @@ from typing import Dict
 
 from PIL import Image
 
+from . import fast_vae
 from .common import diffusion_size, job_seeds, picture_size, prompt_kwargs  # noqa: F401  (diffusion_size: exported)
 from .control import bind
 from .denoise import decode, denoise, generators
@@ -45,7 +46,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
                       strength=1.0)
     kwargs.update(loaded.size_conditioning(w, h))
     latents, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (w, h)), **kwargs)
-    images = decode(pipe, latents, timings)
+    images = decode(pipe, latents, timings, fast_vae.for_job(loaded, req, hooks, info))
     t0 = time.perf_counter()
     if (w, h) != (req.width, req.height):
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]

@@ -1,0 +1,116 @@
+"""The model's fast autoencoder, for jobs where speed beats the last level of colour: live painting.
+
+A live job on the starter spent a third of its time in the VAE (encoding the canvas, then
+decoding the result: about as much as three of its four denoising steps at one thread).
+Every model the engine loads already has a small decoder for previews (:mod:`.preview`):
+its own *trained preview decoder* (the starter's copies its VAE's decode within about two
+levels of colour) or the artist's TAESD / TAESDXL.  A job that asks for the fast
+autoencoder is decoded by that network instead of the VAE - what StreamDiffusion does with
+TAESD for its real-time pictures - and encoded by its partner when there is one: TAESD's
+own encoder, or the model's *trained fast encoder* (``impasto.json`` ``"fast_encoder":
+{"file": ...}``; the starter's is trained by ``impasto.backend.tooling.train_fast_encoder``).
+
+Who asks: ``Generate.fast_vae``.  ``None`` (the default) means *on for live jobs* (the live
+result is the preview: the artist keeps it or paints on) and *off for every other job*;
+``True`` / ``False`` say so for any job.  A model whose only previewer is the linear map
+has no fast decoder: its jobs decode with the VAE, and a job that asked for ``fast_vae``
+explicitly is told so.  The result's ``info["vae"]`` names what encoded and decoded it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+
+from .encoding import encode_rgb
+from .hooks import JobHooks
+
+#: where a model folder keeps its trained fast encoder (named by impasto.json "fast_encoder")
+FAST_ENCODER_FILE = "fast_encoder.safetensors"
+NO_FAST = "this model has no fast decoder "
+
+log = logging.getLogger("impasto.engine")
+
+
+@dataclass
+class FastVAE:
+    """What a fast job decodes (and, when ``encoder`` is set, encodes) with."""
+
+    decoder: object                                      # a :class:`.preview.DecoderPreviewer`
+    encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None   # [-1, 1] pixels -> scaled latents
+
+    def pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.decoder.pixels(latents)
+
+
+def wanted(req) -> bool:
+    """Whether ``req`` asks for the fast autoencoder (``fast_vae``; unset: live jobs only)."""
+    fast = getattr(req, "fast_vae", None)
+    return bool(getattr(req, "live", False)) if fast is None else bool(fast)
+
+
+def for_job(loaded, req, hooks: JobHooks, info: Dict[str, object]) -> Optional[FastVAE]:
+    """The fast autoencoder ``req`` runs with, or None (the VAE encodes and decodes)."""
+    if not wanted(req):
+        return None
+    previewer = getattr(loaded, "previewer", None)
+    kind = getattr(previewer, "kind", "linear")
+    if kind == "trained":
+        encoder = getattr(loaded, "fast_encoder", None)
+        info["vae"] = "fast: the model's trained preview decoder" + (" and fast encoder" if encoder else "")
+        return FastVAE(previewer, encoder)
+    if kind == "taesd":
+        info["vae"] = "fast: TAESD"
+        module = previewer.module
+        return FastVAE(previewer, lambda x: module.encode(x.to(previewer.dtype)).latents.float() * previewer.divide_by)
+    if getattr(req, "fast_vae", None) and not any(w.startswith(NO_FAST) for w in hooks.warnings):
+        hooks.warn(NO_FAST + "(no trained preview decoder, no TAESD in the models folder): "
+                   "the full VAE decoded the picture")
+    return None
+
+
+@torch.no_grad()
+def encode(vae, rgb: np.ndarray, device, dtype, fast: Optional[FastVAE]) -> torch.Tensor:
+    """Scaled latents (1, C, H/8, W/8) of ``rgb`` (HxWx3, 0..255): the fast encoder's when there is one."""
+    if fast is None or fast.encoder is None:
+        return encode_rgb(vae, rgb, device, dtype)
+    x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = (x / 127.5 - 1.0).to(device=fast.decoder.device)
+    return fast.encoder(x).to(device=device, dtype=dtype)
+
+
+def load_encoder(model_dir, latent_channels: int, device) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """The model folder's trained fast encoder as a callable, or None (none named, or unusable: logged)."""
+    model_dir = Path(model_dir)
+    cfg_path = model_dir / "impasto.json"
+    if not model_dir.is_dir() or not cfg_path.is_file():
+        return None
+    try:
+        spec = json.loads(cfg_path.read_text()).get("fast_encoder")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+        return None
+    path = (model_dir / spec["file"]).resolve()
+    if model_dir.resolve() not in path.parents:
+        log.warning("fast encoder %s is outside the model folder: ignored", spec["file"])
+        return None
+    from .preview_net import load_encoder as load_net
+
+    try:
+        module = load_net(path)
+    except Exception as exc:  # a broken file must not stop the model loading: the VAE encodes
+        log.warning("fast encoder %s unusable (%s): the VAE encodes live jobs", path, exc)
+        return None
+    if module.config["latent_channels"] != latent_channels:
+        log.warning("fast encoder %s gives %d latent channels, the VAE has %d: ignored", path,
+                    module.config["latent_channels"], latent_channels)
+        return None
+    # tiny: float32 wherever it runs, like the trained preview decoder
+    module = module.to(device=device, dtype=torch.float32).requires_grad_(False)
+    return lambda x: module(x.float())
