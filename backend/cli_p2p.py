@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {d.cross_replace:g}; lower lets the new words reshape more)")
     p.add_argument("--self-replace", type=float, default=None, metavar="FRACTION",
                    help=f"--p2p-from: fraction of the steps the picture's own layout is copied "
-                        f"(default {d.self_replace:g})")
+                        f"(default: every step when only colour words change, else "
+                        f"{prompt_edit.LAYOUT_DEFAULT:g})")
     p.add_argument("--reweight", default=None, metavar="WORD:FACTOR",
                    help="--p2p-from: more (FACTOR > 1) or less (< 1) of one word of the prompt, same layout")
     p.add_argument("--whole-picture", dest="whole_picture", action="store_true", default=None,

@@ -244,7 +244,10 @@ def main() -> None:
     variants["p2p cross 1, layout 1, whole picture"] = (1.0, 1.0, False)
     variants["p2p cross 1, layout 0.4, local"] = (1.0, 0.4, True)
     variants["p2p cross 1, layout 1, local"] = (1.0, 1.0, True)
-    main_variant = (f"p2p cross {DEFAULT.cross_replace:g}, layout {DEFAULT.self_replace:g}, "
+    # the defaults: the layout unset (auto: held every step for these colour swaps, prompt_edit.auto_layout)
+    variants["p2p cross 1, layout auto, local"] = (1.0, None, True)
+    layout = "auto" if DEFAULT.self_replace is None else f"{DEFAULT.self_replace:g}"
+    main_variant = (f"p2p cross {DEFAULT.cross_replace:g}, layout {layout}, "
                     f"{'local' if DEFAULT.local else 'whole picture'}")
     assert main_variant in variants
     tally = {v: {"kept": 0, "fg": 0, "all": 0, "iou": []} for v in variants}

@@ -51,8 +51,7 @@ class PromptEditDialog(QDialog):
         self.cross = self._fraction(d.cross_replace, "Word maps held: the fraction of the steps the new words are "
                                                       "painted where the old ones were (lower lets them reshape more)")
         form.addRow("Word maps held", self.cross)
-        self.self_ = self._fraction(d.self_replace, "Layout held: the fraction of the steps the picture's own "
-                                                     "structure is copied")
+        self.self_ = self._fraction(d.self_replace, core.LAYOUT_BOX_TIP, auto=True)
         form.addRow("Layout held", self.self_)
         self.local = QCheckBox("Only where the changed words are")
         self.local.setChecked(d.local)
@@ -77,18 +76,21 @@ class PromptEditDialog(QDialog):
         form.addRow(buttons)
 
     @staticmethod
-    def _fraction(value: float, tip: str) -> QDoubleSpinBox:
+    def _fraction(value: Optional[float], tip: str, auto: bool = False) -> QDoubleSpinBox:
+        """A 0-1 fraction; with ``auto`` one step below 0 reads "auto" (Qt's special value text) and means None."""
         box = QDoubleSpinBox()
-        box.setRange(0.0, 1.0)
+        box.setRange(core.LAYOUT_BOX_AUTO if auto else 0.0, 1.0)
         box.setSingleStep(0.05)
-        box.setValue(value)
+        if auto:
+            box.setSpecialValueText("auto")
+        box.setValue(core.LAYOUT_BOX_AUTO if value is None else value)
         box.setToolTip(tip)
         return box
 
     def values(self) -> dict:
         word = self.word.text().strip()
         return dict(new_prompt=self.prompt.toPlainText().strip(), cross_replace=self.cross.value(),
-                    self_replace=self.self_.value(), reweight_word=word,
+                    self_replace=core.layout_from_box(self.self_.value()), reweight_word=word,
                     reweight=self.factor.value() if word else 1.0, local=self.local.isChecked())
 
 
@@ -98,7 +100,7 @@ def editable(candidate: Optional[Candidate]) -> bool:
 
 
 def plan_for(candidate: Candidate, new_prompt: str, cross_replace: float = core.DEFAULT.cross_replace,
-             self_replace: float = core.DEFAULT.self_replace, reweight_word: str = "",
+             self_replace: Optional[float] = core.DEFAULT.self_replace, reweight_word: str = "",
              reweight: float = 1.0, local: bool = core.DEFAULT.local) -> job_plans.JobPlan:
     """The canvas plan of an edit of ``candidate``: the client core's request, landing where it lies."""
     rect = QRect(candidate.rect)

@@ -229,7 +229,8 @@ class PromptEdit:
     at the places the original's words looked (its cross-attention maps), so
     the layout stays while the changed words change what is there;
     ``self_replace`` also copies the original's self-attention (how the
-    picture's parts relate) for that first fraction.  ``reweight_word``
+    picture's parts relate) for that first fraction (unset: every step when
+    only colour words change - the picture in another colour - else 0.4).  ``reweight_word``
     (a word or phrase of the new prompt) has its attention multiplied by
     ``reweight`` in those steps: more or less of it, same layout.  ``local``
     (the paper's local editing) keeps everything but what the changed words
@@ -240,7 +241,9 @@ class PromptEdit:
     # fraction of the steps the original's word maps are injected; 1.0 (not the paper's 0.8): measured on the
     # starter, 0.8 kept the shape in 76.5 % of colour swaps and 1.0 in 100 % (docs/performance.md)
     cross_replace: float = 1.0
-    self_replace: float = 0.4            # fraction of the steps the original's self-attention is injected
+    # fraction of the steps the original's self-attention (its layout) is injected; None: auto - every step when
+    # the edit only changes colour words, else 0.4 (prompt_edit.auto_layout; measured in docs/performance.md)
+    self_replace: Optional[float] = None
     reweight_word: str = ""
     reweight: float = 1.0
     # the paper's local editing: the edit differs from the original only where the changed words look
@@ -698,10 +701,13 @@ def _validate_p2p(msg: Generate) -> None:
         raise _bad("prompt", "the new prompt has no words")
     for name in ("cross_replace", "self_replace", "reweight"):
         value = getattr(edit, name)
+        if name == "self_replace" and value is None:      # auto
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise _bad(f"p2p.{name}", f"must be a number, not {value!r}")
     _check_range("p2p.cross_replace", edit.cross_replace, 0.0, 1.0)
-    _check_range("p2p.self_replace", edit.self_replace, 0.0, 1.0)
+    if edit.self_replace is not None:
+        _check_range("p2p.self_replace", edit.self_replace, 0.0, 1.0)
     _check_range("p2p.reweight", edit.reweight, *P2P_REWEIGHT_RANGE)
     if not isinstance(edit.local, bool):
         raise _bad("p2p.local", f"must be true or false, not {edit.local!r}")

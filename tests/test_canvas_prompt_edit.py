@@ -30,6 +30,11 @@ def test_edit_prompt_stages_an_edit_of_the_candidate_and_refuses_what_it_cannot_
     assert dialog is not None and dialog.prompt.toPlainText() == SRC
     dialog.prompt.setPlainText("a green circle on a blue background")
     dialog.cross.setValue(0.75)
+    assert dialog.self_.text() == "auto" and dialog.values()["self_replace"] is None   # the default: auto
+    dialog.self_.setValue(0.5)
+    assert dialog.values()["self_replace"] == 0.5
+    dialog.self_.setValue(dialog.self_.minimum())
+    assert dialog.values()["self_replace"] is None
     assert dialog.local.isChecked()                        # the default: only where the changed words are
     dialog.local.setChecked(False)
     dialog.accept()
@@ -38,6 +43,7 @@ def test_edit_prompt_stages_an_edit_of_the_candidate_and_refuses_what_it_cannot_
     assert edit.info["p2p"]["local"] is False               # the checkbox reached the daemon
     assert edit.seed == 21 and edit.settings.prompt == "a green circle on a blue background"
     assert edit.info["p2p"]["source_prompt"] == SRC and edit.info["p2p"]["cross_steps"] == 2
+    assert edit.info["p2p"]["layout_auto"] is True and edit.info["p2p"]["layout"] == 1.0   # a colour swap
     assert edit.rect == original.rect and edit.mode == "generate"
     a = qt_images.rgba_array(original.image)
     b = qt_images.rgba_array(edit.image)

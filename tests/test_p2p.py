@@ -379,3 +379,16 @@ def test_an_edit_paints_at_the_size_its_original_was_painted(sd_engine):
     assert [w for w in plain_hooks.warnings if w.startswith("size changed")] == \
         [w for w in edit_hooks.warnings if w.startswith("size changed")] != []
     assert (edit.images[0].width, edit.images[0].height) == (side, side)
+
+
+def test_an_unset_layout_runs_held_for_a_colour_swap_and_at_0_4_for_a_noun_swap(sd_engine):
+    auto = sd_engine.run(job(), JobHooks())
+    assert auto.info["p2p"]["layout"] == 1.0 and auto.info["p2p"]["layout_auto"] is True
+    assert auto.info["p2p"]["self_steps"] == 4
+    held = sd_engine.run(job(self_replace=1.0), JobHooks())
+    assert held.info["p2p"]["layout_auto"] is False
+    assert held.images[0].data == auto.images[0].data
+    noun = "a red square on a blue background"
+    auto_noun = sd_engine.run(job(prompt=noun), JobHooks())
+    assert auto_noun.info["p2p"]["layout"] == 0.4 and auto_noun.info["p2p"]["self_steps"] == 2
+    assert auto_noun.images[0].data == sd_engine.run(job(prompt=noun, self_replace=0.4), JobHooks()).images[0].data

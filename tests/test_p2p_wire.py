@@ -35,7 +35,10 @@ def test_round_trip_and_defaults():
     back = codec.decode(codec.encode(msg))
     assert back.p2p == msg.p2p and back.kind == "txt2img"
     assert codec.decode(codec.encode(Generate(job="x", prompt="y"))).p2p is None
-    assert PromptEdit().cross_replace == 1.0 and PromptEdit().self_replace == 0.4 and PromptEdit().local is True
+    assert PromptEdit().cross_replace == 1.0 and PromptEdit().self_replace is None and PromptEdit().local is True
+    auto = edit()                                        # the layout unset: auto, on the wire as null
+    validate_job(auto)
+    assert codec.decode(codec.encode(auto)).p2p.self_replace is None
     whole = edit(local=False)
     assert codec.decode(codec.encode(whole)).p2p.local is False
 
@@ -152,3 +155,36 @@ def test_an_original_from_a_staged_result_and_from_an_edit_of_it():
     assert edited.settings.prompt == SRC and "edit of" in edited.note
     plan = pe.plan_prompt_edit(edited, "a yellow circle on a blue background")
     assert plan.request.p2p.source_prompt == SRC and plan.request.seed == 77
+
+
+def test_an_unset_layout_is_held_every_step_for_a_colour_change_and_0_4_otherwise():
+    from impasto.protocol.prompt_edit import (
+        LAYOUT_DEFAULT, LAYOUT_HELD, auto_layout, changed_words, layout_of, parameters_extra,
+    )
+
+    assert (LAYOUT_DEFAULT, LAYOUT_HELD) == (0.4, 1.0)
+    assert changed_words(SRC, "a green circle on a blue background") == (["red"], ["green"])
+    for new in ("a green circle on a blue background", "a (green:1.3) circle on a blue background",
+                "a dark green circle on a blue background", "a Crimson circle on a blue background",
+                "a dark circle on a blue background"):                   # red -> dark: still a colour change
+        assert auto_layout(SRC, new) == LAYOUT_HELD, new
+    for new in ("a red square on a blue background",            # a new noun: the outline must be free to change
+                "a green square on a blue background",          # colour and noun
+                "a red circle on a blue background with a dog",  # a new object
+                "a big circle on a blue background",            # a colour swapped for a size
+                SRC):                                           # nothing changed (a re-weighting)
+        assert auto_layout(SRC, new) == LAYOUT_DEFAULT, new
+    assert layout_of(PromptEdit(SRC), "a green circle on a blue background") == 1.0
+    assert layout_of(PromptEdit(SRC, self_replace=0.25), "a green circle on a blue background") == 0.25
+    # a saved edit records the layout it ran with, not "auto"
+    assert parameters_extra(edit())["P2P self replace"] == "1"
+    assert parameters_extra(edit(prompt="a red square on a blue background"))["P2P self replace"] == "0.4"
+
+
+@pytest.mark.parametrize("value", ["auto", True, [0.5], {"a": 1}])
+def test_a_layout_that_is_not_a_number_or_null_is_a_typed_error(value):
+    header = json.loads(codec.encode(edit())[0])
+    h = dict(header, p2p=dict(header["p2p"], self_replace=value))
+    with pytest.raises(ProtocolError) as err:
+        validate_job(codec.decode([json.dumps(h).encode()]))
+    assert err.value.field == "p2p.self_replace"

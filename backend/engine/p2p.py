@@ -15,7 +15,9 @@ edit's words are made to look where the original's words looked:
   (an added word) keeps its own map, as the paper's refinement does;
 * **re-weighting** (the paper's "attention re-weighting"): the columns of
   one word of the new prompt are multiplied by a factor in those steps;
-* **self-attention injection** for the first ``self_replace`` of the steps:
+* **self-attention injection** for the first ``self_replace`` of the steps
+  (unset: every step when the edit only changes colour words, else 0.4 -
+  :func:`impasto.protocol.prompt_edit.auto_layout`):
   the edit's pixels attend to each other as the original's did (the
   original's queries and keys, the edit's values), which holds shapes in
   place.  Only in layers of at most :data:`SELF_MAX_AREA` of the latent's
@@ -47,6 +49,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from impasto.protocol.messages import ErrorCode
+from impasto.protocol.prompt_edit import layout_of
 
 from . import prompts
 from .common import job_seeds, picture_size
@@ -400,7 +403,8 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
     tmap = plan_edit(pipe, edit.source_prompt, req.prompt, edit.reweight_word, edit.reweight, n_chunks)
     timings["p2p_plan"] = time.perf_counter() - t0
     cross_steps = int(round(edit.cross_replace * req.steps))
-    self_steps = int(round(edit.self_replace * req.steps))
+    layout = layout_of(edit, req.prompt)     # unset: held every step for a colour change, else 0.4
+    self_steps = int(round(layout * req.steps))
     lat_h, lat_w = h // loaded.base.vae_scale_factor, w // loaded.base.vae_scale_factor
     latent_positions = lat_h * lat_w
     local = edit.local and bool(tmap.changed_src or tmap.changed_tgt)
@@ -418,6 +422,7 @@ def run(engine, loaded, req, hooks: JobHooks) -> Output:
         images = [im.resize((req.width, req.height), Image.LANCZOS) for im in images]
     timings["resize"] = time.perf_counter() - t0
     info["p2p"] = {"source_prompt": edit.source_prompt, "cross_steps": cross_steps, "self_steps": self_steps,
+                   "layout": layout, "layout_auto": edit.self_replace is None,
                    "tokens_kept": tmap.kept, "tokens_swapped": tmap.swapped, "tokens_new": tmap.new,
                    "reweighted_tokens": int((tmap.equalizer != 1.0).sum()) if edit.reweight_word.strip() else 0,
                    "local": blend is not None}

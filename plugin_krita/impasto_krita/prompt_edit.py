@@ -28,7 +28,8 @@ TITLE = "Edit prompt"
 
 
 def plan_edit(settings: Settings, seed: int, size: Tuple[int, int], canvas: Tuple[int, int], new_prompt: str,
-              cross_replace: float = core.DEFAULT.cross_replace, self_replace: float = core.DEFAULT.self_replace,
+              cross_replace: float = core.DEFAULT.cross_replace,
+              self_replace: Optional[float] = core.DEFAULT.self_replace,
               reweight_word: str = "", reweight: float = 1.0, limits: Optional[Any] = None,
               source_prompt: str = "", local: bool = core.DEFAULT.local) -> JobPlan:
     """Krita's plan of an edit of the result painted with ``settings`` at ``seed`` and ``size``.
@@ -64,8 +65,7 @@ class PromptEditSection:
         self.cross = self._fraction(d.cross_replace, "Word maps held: the fraction of the steps the new words are "
                                                       "painted where the old ones were (lower lets them reshape more)")
         form.addRow("Word maps held", self.cross)
-        self.self_ = self._fraction(d.self_replace, "Layout held: the fraction of the steps the picture's own "
-                                                     "structure is copied")
+        self.self_ = self._fraction(d.self_replace, core.LAYOUT_BOX_TIP, auto=True)
         form.addRow("Layout held", self.self_)
         self.local = QtWidgets.QCheckBox("Only where the changed words are")
         self.local.setChecked(d.local)
@@ -107,13 +107,16 @@ class PromptEditSection:
         panel.results.list.currentRowChanged.connect(lambda *_a: self._fill())
 
     @staticmethod
-    def _fraction(value: float, tip: str):
+    def _fraction(value: Optional[float], tip: str, auto: bool = False):
+        """A 0-1 fraction; with ``auto`` one step below 0 reads "auto" (Qt's special value text) and means None."""
         from .qt import QtWidgets
 
         box = QtWidgets.QDoubleSpinBox()
-        box.setRange(0.0, 1.0)
+        box.setRange(core.LAYOUT_BOX_AUTO if auto else 0.0, 1.0)
         box.setSingleStep(0.05)
-        box.setValue(value)
+        if auto:
+            box.setSpecialValueText("auto")
+        box.setValue(core.LAYOUT_BOX_AUTO if value is None else value)
         box.setToolTip(tip)
         return box
 
@@ -148,7 +151,8 @@ class PromptEditSection:
                 raise PlanError("Open or create a document first.")
             word = self.word.text().strip()
             plan = plan_edit(entry.to_settings(), entry.seed, tuple(entry.size), panel.host.canvas_size(doc),
-                             self.prompt.text().strip(), self.cross.value(), self.self_.value(), word,
+                             self.prompt.text().strip(), self.cross.value(),
+                             core.layout_from_box(self.self_.value()), word,
                              self.factor.value() if word else 1.0, panel.limits,
                              self.sources.get(entry.id, ""), local=self.local.isChecked())
         except PlanError as exc:

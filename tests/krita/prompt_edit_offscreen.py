@@ -51,6 +51,7 @@ def main():
     section.prompt.setText("a green circle on a blue background")
     section.cross.setValue(0.7)
     check("local edit is the default", section.local.isChecked())
+    check("layout auto is the default", section.self_.text() == "auto", section.self_.text())
     section.local.setChecked(False)
     sent = {}
     real_start = panel.session.start_job
@@ -67,6 +68,7 @@ def main():
     req = sent.get("request")
     check("edit request", req is not None and req.p2p is not None and req.p2p.source_prompt == SRC
           and req.seed == 12 and req.p2p.cross_replace == 0.7 and req.p2p.local is False
+          and req.p2p.self_replace is None
           and (req.width, req.height) == (48, 40), req)
     check("edit layer", panel.outcome == "layers" and len(doc.layers) == 2
           and (doc.layers[1].plan.width, doc.layers[1].plan.height) == (48, 40), panel.last_message)
