@@ -60,6 +60,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None)
     ap.add_argument("--label", default="", help="free text stored in the JSON (e.g. the training step)")
+    ap.add_argument("--split", choices=("held_out", "train"), default="held_out",
+                    help="train: prompts on the training triples (to tune a setting on; the figures are not held out)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from impasto.backend.starter import scenes as SC
@@ -73,10 +75,10 @@ def main(argv=None):
               "machine": None, "torch_threads": args.threads,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": str(args.model),
               "label": args.label, "training": info.get("training", {}), "size": size, "sampler": "ddim",
-              "steps": args.steps, "cfg": args.cfg, "seed": args.seed, "kinds": {}}
+              "steps": args.steps, "cfg": args.cfg, "seed": args.seed, "split": args.split, "kinds": {}}
     shown = []
     for kind in [k for k in args.kinds.split(",") if k]:
-        scenes = E.prompt_scenes(kind, args.n, args.seed)
+        scenes = E.prompt_scenes(kind, args.n, args.seed, split=args.split)
         prompts = [SC.caption(s) for s in scenes]
         t0 = time.perf_counter()
         imgs = generate(pipe, prompts, size, args.steps, args.cfg, args.seed, batch=16)

@@ -65,10 +65,14 @@ def judge_scene(img, scene: SC.Scene) -> Dict[str, bool]:
     return res
 
 
-def prompt_scenes(kind: str, n: int, seed: int = 0) -> List[SC.Scene]:
-    """``n`` evaluation scenes of a kind, each built on a held-out triple (cycled)."""
+def prompt_scenes(kind: str, n: int, seed: int = 0, split: str = "held_out") -> List[SC.Scene]:
+    """``n`` evaluation scenes of a kind, each built on a held-out triple (cycled).
+
+    ``split="train"``: on the *training* triples instead - what a setting (a CFG, a sampler) may be
+    tuned on, so that the held-out figures stay held out.
+    """
     g = np.random.default_rng(seed)
-    ev = SC.eval_triples()
+    ev = SC.eval_triples() if split == "held_out" else SC.train_triples()
     out = []
     for k in range(n):
         fam, fg, bg = ev[(k * 7 + seed) % len(ev)]
