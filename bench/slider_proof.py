@@ -198,7 +198,7 @@ def generate(engine, prompt: str, seed: int, concepts) -> Image.Image:
     from impasto.protocol.messages import Generate
 
     size = engine.bench_size
-    r = engine.run(Generate(job="b", prompt=prompt, seed=seed, steps=20, cfg_scale=5.0, width=size, height=size,
+    r = engine.run(Generate(job="b", prompt=prompt, seed=seed, steps=20, cfg_scale=engine.bench_cfg, width=size, height=size,
                             sampler="ddim", model=engine.bench_model, concepts=list(concepts)))
     im = r.images[0]
     return Image.frombytes("RGBA", (im.width, im.height), im.data).convert("RGB")
@@ -407,6 +407,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("size", "colour"), default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/slider_proof"))
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/slider_proof.json")
+    ap.add_argument("--cfg", type=float, default=5.0, help="guidance of the judged pictures (DDIM 20 steps)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from impasto.backend.concepts import slider_train
@@ -425,6 +426,7 @@ def main(argv=None) -> int:
         return 2
     work, engine, model = made
     engine.bench_model = model.name
+    engine.bench_cfg = args.cfg
     engine.bench_domain = Domain(engine, model, args.prompts_per_shape)
     engine.bench_size = engine.bench_domain.size
 
@@ -488,7 +490,7 @@ def main(argv=None) -> int:
                                "caption_dropout": slider_train.CAPTION_DROPOUT,
                                "prompts_per_shape": args.prompts_per_shape,
                                "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
-                               "cfg": 5.0},
+                               "cfg": args.cfg},
                      tables=tables, notes=[f"base model: {model} ({engine.bench_domain.name} domain, "
                                            f"{engine.bench_size} px)"])
     return 0

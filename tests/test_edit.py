@@ -214,8 +214,8 @@ def test_outside_mask_is_bit_identical_on_an_odd_size_with_a_soft_border_mask(en
     decoded = []
     real_decode = edit_mod.decode
 
-    def spy(pipe, latents, timings):
-        out = real_decode(pipe, latents, timings)
+    def spy(pipe, latents, timings, fast=None):
+        out = real_decode(pipe, latents, timings, fast)
         decoded.extend(out)
         return out
 
