@@ -219,6 +219,7 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--picture", default="docs/p2p-edit.png")
     ap.add_argument("--no-result", action="store_true", help="keep bench/results as it is")
+    ap.add_argument("--result", default="p2p_edit", help="bench/results/<name>.json")
     ap.add_argument("--tune", action="store_true", help="the tuning split (training triples) and the mask-rule sweep")
     args = ap.parse_args()
     import torch
@@ -312,7 +313,7 @@ def main() -> None:
     if args.picture:
         save_strip(strip, Path(args.picture), side)
     if not args.no_result:
-        write_result("p2p_edit", figures,
+        write_result(args.result, figures,
                      baseline="a plain regeneration: the new prompt as a text-to-image job at the same seed and "
                               "settings, same run",
                      seeds=[c[3] for c in all_cases],

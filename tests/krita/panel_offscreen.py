@@ -180,10 +180,11 @@ def main():
         rows["bigger"][1].setValue(0.0)
         check("slider at 0 is off", panel.read_form().active_concepts() == [], panel.read_form().active_concepts())
     # knobs left unset show, and use, the model's recommendation (the daemon's listing carries it)
-    starter = {"name": "starter", "native_size": 64,
+    # a model of its own name: the real listing may hold the shipped starter, with its own recommendation
+    starter = {"name": "starter-like", "native_size": 64,
                "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"}}
     panel.state_changed(dataclasses.replace(real_state, models=list(real_state.models) + [starter],
-                                            default_model="starter"))
+                                            default_model="starter-like"))
     _select_data(panel.model_combo, "")
     check("model default shown", panel.sampler_combo.itemText(0) == "model default (DDIM, 20, 5.0)"
           and panel.read_form().unset() == ["sampler", "steps", "cfg_scale"]
