@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 
 import results_io  # noqa: E402
 
-LABELS = {"base_ddim_20_cfg5": "starter alone (baseline)", "base_ddim_4_cfg5": "starter alone",
+LABELS = {"base_ddim_20_cfg5": "starter alone (baseline)", "base_ddim_20_cfg3": "starter alone (recommended CFG)",
+          "base_ddim_4_cfg5": "starter alone",
           "base_lcm_4_cfg1": "starter alone", "base_lcm_2_cfg1": "starter alone"}
 ATTRS = ("family", "colour", "bg", "place", "size", "count")
 

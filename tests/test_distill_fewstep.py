@@ -76,8 +76,9 @@ def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline
     assert ev["kinds"] == ["one", "plain"] and ev["prompts_per_kind"] == 2
     assert ev["examples"]["plain"] == SC.caption(E.prompt_scenes("plain", 2, ev["seed"])[0])
     runs = ev["runs"]
-    assert set(runs) == {"base_ddim_20_cfg5", "base_ddim_4_cfg5", "base_lcm_4_cfg1", "lcm_lora_1_cfg1",
-                         "lcm_lora_2_cfg1", "lcm_lora_4_cfg1"}
+    assert set(runs) == {"base_ddim_20_cfg5", "base_ddim_20_cfg3", "base_ddim_4_cfg5", "base_lcm_4_cfg1",
+                         "lcm_lora_1_cfg1", "lcm_lora_2_cfg1", "lcm_lora_4_cfg1"}
+    assert runs["base_ddim_20_cfg3"]["cfg"] == 3.0 and runs["base_ddim_20_cfg3"]["steps"] == 20
     base = runs["base_ddim_20_cfg5"]
     for run in runs.values():
         for attr, rate in run["pooled"].items():

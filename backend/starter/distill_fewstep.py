@@ -420,7 +420,8 @@ def evaluate(pipe, n: int, seed: int, size: int) -> Dict[str, object]:
     return results
 
 
-SCENES_RUNS = (("base_ddim_20_cfg5", False, "ddim", 20, 5.0), ("base_ddim_4_cfg5", False, "ddim", 4, 5.0),
+SCENES_RUNS = (("base_ddim_20_cfg5", False, "ddim", 20, 5.0), ("base_ddim_20_cfg3", False, "ddim", 20, 3.0),
+               ("base_ddim_4_cfg5", False, "ddim", 4, 5.0),
                ("base_lcm_4_cfg1", False, "lcm", 4, 1.0), ("lcm_lora_1_cfg1", True, "lcm", 1, 1.0),
                ("lcm_lora_2_cfg1", True, "lcm", 2, 1.0), ("lcm_lora_4_cfg1", True, "lcm", 4, 1.0))
 #: the attributes every kind of scenes prompt is judged on (scenes_eval.judge_scene)
@@ -432,7 +433,8 @@ def evaluate_scenes(pipe, n: int, seed: int, size: int, kinds: Sequence[str] = (
                     runs=SCENES_RUNS) -> Dict[str, object]:
     """The scenes starter's held-out prompts (``scenes_eval``: held-out triples, strict judges), ``n`` per kind:
     the LoRA at 1/2/4 LCM steps (CFG 1) vs the base at 20 DDIM steps, CFG 5 (the baseline), and the base alone
-    at the same few steps (controls), same prompts, seeds and run.
+    at the same few steps and at 20 steps with CFG 3 (the starter's recommended guidance since 2026-12-02)
+    (controls), same prompts, seeds and run.
 
     ``quality`` of a run = its "all attributes right" rate pooled over every prompt of every kind; its
     ``ratio_all`` is that over the baseline's (the issue's target: >= 0.9 at 4 steps).  Because the
