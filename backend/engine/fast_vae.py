@@ -18,10 +18,8 @@ explicitly is told so.  The result's ``info["vae"]`` names what encoded and deco
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -86,19 +84,10 @@ def encode(vae, rgb: np.ndarray, device, dtype, fast: Optional[FastVAE]) -> torc
 
 def load_encoder(model_dir, latent_channels: int, device) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
     """The model folder's trained fast encoder as a callable, or None (none named, or unusable: logged)."""
-    model_dir = Path(model_dir)
-    cfg_path = model_dir / "impasto.json"
-    if not model_dir.is_dir() or not cfg_path.is_file():
-        return None
-    try:
-        spec = json.loads(cfg_path.read_text()).get("fast_encoder")
-    except (OSError, ValueError):
-        return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
-        return None
-    path = (model_dir / spec["file"]).resolve()
-    if model_dir.resolve() not in path.parents:
-        log.warning("fast encoder %s is outside the model folder: ignored", spec["file"])
+    from .preview import model_file
+
+    path = model_file(model_dir, "fast_encoder", "fast encoder")
+    if path is None:
         return None
     from .preview_net import load_encoder as load_net
 

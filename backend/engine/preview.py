@@ -130,19 +130,31 @@ class DecoderPreviewer:
         return _to_image(self.pixels(latents[:1])[0], max_side)
 
 
-def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Optional[DecoderPreviewer]:
-    cfg_path = model_dir / "impasto.json"
+def model_file(model_dir: Path, key: str, what: str) -> Optional[Path]:
+    """The file a model folder's ``impasto.json`` names under ``key`` (``{"file": ...}``), or None.
+
+    None when there is no such block, and (logged) when the name points outside the model folder:
+    a model's own small nets (its preview decoder, its fast encoder) live inside it.
+    """
+    cfg_path = Path(model_dir) / "impasto.json"
     if not cfg_path.is_file():
         return None
     try:
-        spec = json.loads(cfg_path.read_text()).get("preview_decoder")
+        spec = json.loads(cfg_path.read_text()).get(key)
     except (OSError, ValueError):
         return None
     if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
         return None
-    path = (model_dir / spec["file"]).resolve()
-    if model_dir.resolve() not in path.parents:
-        log.warning("preview decoder %s is outside the model folder: ignored", spec["file"])
+    path = (Path(model_dir) / spec["file"]).resolve()
+    if Path(model_dir).resolve() not in path.parents:
+        log.warning("%s %s is outside the model folder: ignored", what, spec["file"])
+        return None
+    return path
+
+
+def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Optional[DecoderPreviewer]:
+    path = model_file(model_dir, "preview_decoder", "preview decoder")
+    if path is None:
         return None
     from .preview_net import load_decoder
 

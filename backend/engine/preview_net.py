@@ -53,12 +53,12 @@ class TinyPreviewDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def save_decoder(model: TinyPreviewDecoder, path: Path, extra: Dict[str, object] = None) -> None:
-    """Write the weights as safetensors, atomically, with the architecture in the metadata."""
+def _save_net(model: nn.Module, path: Path, meta_key: str, extra: Dict[str, object] = None) -> None:
+    """Write a tiny net's weights as safetensors, atomically, with its architecture under ``meta_key``."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {"impasto_preview_decoder": json.dumps(model.config)}
+    meta = {meta_key: json.dumps(model.config)}
     for k, v in (extra or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     tmp = path.with_name(path.name + ".tmp")
@@ -68,20 +68,30 @@ def save_decoder(model: TinyPreviewDecoder, path: Path, extra: Dict[str, object]
     tmp.replace(path)
 
 
-def load_decoder(path: Path) -> TinyPreviewDecoder:
-    """Read a decoder written by :func:`save_decoder` (ValueError when the file is not one)."""
+def _load_net(path: Path, meta_key: str, cls, what: str):
+    """Read a net written by :func:`_save_net` as ``cls`` (ValueError when the file is not one)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata() or {}
-    if "impasto_preview_decoder" not in meta:
-        raise ValueError(f"{path} is not an Impasto preview decoder (no impasto_preview_decoder metadata)")
-    cfg = json.loads(meta["impasto_preview_decoder"])
-    model = TinyPreviewDecoder(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
+    if meta_key not in meta:
+        raise ValueError(f"{path} is not an Impasto {what} (no {meta_key} metadata)")
+    cfg = json.loads(meta[meta_key])
+    model = cls(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+
+def save_decoder(model: TinyPreviewDecoder, path: Path, extra: Dict[str, object] = None) -> None:
+    """Write the weights as safetensors, atomically, with the architecture in the metadata."""
+    _save_net(model, path, "impasto_preview_decoder", extra)
+
+
+def load_decoder(path: Path) -> TinyPreviewDecoder:
+    """Read a decoder written by :func:`save_decoder` (ValueError when the file is not one)."""
+    return _load_net(path, "impasto_preview_decoder", TinyPreviewDecoder, "preview decoder")
 
 
 def read_metadata(path: Path) -> Dict[str, str]:
@@ -127,30 +137,9 @@ class TinyFastEncoder(nn.Module):
 
 def save_encoder(model: TinyFastEncoder, path: Path, extra: Dict[str, object] = None) -> None:
     """Write a fast encoder as safetensors, atomically, with the architecture in the metadata."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    meta = {"impasto_fast_encoder": json.dumps(model.config)}
-    for k, v in (extra or {}).items():
-        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    tmp = path.with_name(path.name + ".tmp")
-    state = {k: v.detach().contiguous().float().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata=meta)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    _save_net(model, path, "impasto_fast_encoder", extra)
 
 
 def load_encoder(path: Path) -> TinyFastEncoder:
     """Read an encoder written by :func:`save_encoder` (ValueError when the file is not one)."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    if "impasto_fast_encoder" not in meta:
-        raise ValueError(f"{path} is not an Impasto fast encoder (no impasto_fast_encoder metadata)")
-    cfg = json.loads(meta["impasto_fast_encoder"])
-    model = TinyFastEncoder(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    return _load_net(path, "impasto_fast_encoder", TinyFastEncoder, "fast encoder")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from impasto.backend.tooling.train_preview import (
     _to_tensor,
     domain_pixels,
     full_decode,
+    install_net,
     load_vae,
     model_domain,
     starter_path,
@@ -151,16 +151,7 @@ def train(model_dir: Path, minutes: float = 6.0, pool: int = 3000, max_steps: in
 
 def install(model: TinyFastEncoder, info: dict, model_dir: Path) -> Path:
     """Write the encoder into the model folder and reference it from its impasto.json (both atomic)."""
-    model_dir = Path(model_dir)
-    path = model_dir / FAST_ENCODER_FILE
-    save_encoder(model, path, {"training": info})
-    cfg_path = model_dir / "impasto.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-    cfg["fast_encoder"] = {"file": FAST_ENCODER_FILE, **info}
-    tmp = cfg_path.with_name(cfg_path.name + ".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, cfg_path)
-    return path
+    return install_net(save_encoder, model, info, model_dir, FAST_ENCODER_FILE, "fast_encoder")
 
 
 def main(argv: List[str] = None) -> int:

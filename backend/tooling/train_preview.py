@@ -327,18 +327,24 @@ def preview_colour_error(previewer, vae, latents: torch.Tensor, full: torch.Tens
     return float(np.mean(errs))
 
 
-def install(model: TinyPreviewDecoder, info: dict, model_dir: Path) -> Path:
-    """Write the decoder into the model folder and reference it from its impasto.json (both atomic)."""
+def install_net(save, model, info: dict, model_dir: Path, file_name: str, key: str) -> Path:
+    """Write a model's own small net into its folder (``save(model, path, metadata)``) and name it in
+    its impasto.json under ``key`` with its provenance (both atomic)."""
     model_dir = Path(model_dir)
-    path = model_dir / DECODER_FILE
-    save_decoder(model, path, {"training": info})
+    path = model_dir / file_name
+    save(model, path, {"training": info})
     cfg_path = model_dir / "impasto.json"
     cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-    cfg["preview_decoder"] = {"file": DECODER_FILE, **info}
+    cfg[key] = {"file": file_name, **info}
     tmp = cfg_path.with_name(cfg_path.name + ".tmp")
     tmp.write_text(json.dumps(cfg, indent=2) + "\n")
     os.replace(tmp, cfg_path)
     return path
+
+
+def install(model: TinyPreviewDecoder, info: dict, model_dir: Path) -> Path:
+    """Write the decoder into the model folder and reference it from its impasto.json (both atomic)."""
+    return install_net(save_decoder, model, info, model_dir, DECODER_FILE, "preview_decoder")
 
 
 def main(argv: List[str] = None) -> int:
