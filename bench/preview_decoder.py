@@ -50,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--prompts", type=int, default=8, help="real generations whose every x0 preview is judged")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--shape-scenes", type=int, default=48, help="held-out scenes judged for kept shapes")
     ap.add_argument("--no-result", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -66,6 +67,11 @@ def main(argv=None) -> int:
     dom, side = tp.model_domain(path)
     x0 = tp.live_x0_latents(tp.domain_prompts(path, args.prompts, SEED, held_out=True), args.steps, SEED,
                             samplers=("euler_a",))
+    # shapes kept: the strict judges on the decoders' pictures of held-out scenes vs on the VAE's
+    shapes = {"trained": tp.shape_agreement(trained.pixels, vae, count=args.shape_scenes, seed=SEED),
+              "linear": tp.shape_agreement(lambda x: torch.nn.functional.interpolate(
+                  linear.pixels(x), scale_factor=8, mode="bilinear", align_corners=False),
+                  vae, count=args.shape_scenes, seed=SEED)}
     err["x0_linear"] = tp.preview_colour_error(linear, vae, x0)
     err["x0_trained"] = tp.preview_colour_error(trained, vae, x0)
     with torch.no_grad():
@@ -78,22 +84,28 @@ def main(argv=None) -> int:
     params = trained.module.param_count()
     lines = [f"{k:16s} colour error {err.get(k, float('nan')):6.2f}  median {med[k]:7.3f} ms" for k in med]
     lines.append(f"x0 previews ({len(x0)}): linear {err['x0_linear']:.2f}  trained {err['x0_trained']:.2f}")
+    lines.append(f"shapes kept (strict judges): trained {shapes['trained']['fast_right_where_vae_right']}, "
+                 f"linear {shapes['linear']['fast_right_where_vae_right']} of the VAE's "
+                 f"{shapes['trained']['vae_all_right']} / {shapes['trained']['scenes']}")
     print("\n".join(lines))
     if args.no_result:
         return 0
+    kept = lambda k: f"{shapes[k]['fast_right_where_vae_right']} of {shapes[k]['vae_all_right']}"  # noqa: E731
     rows = [
-        ["linear map (fallback)", f"{err['linear']:.1f}", f"{err['x0_linear']:.1f}", f"{med['linear']:.3f}", "-"],
-        ["trained preview decoder", f"{err['trained']:.1f}", f"{err['x0_trained']:.1f}", f"{med['trained']:.3f}",
-         f"{params:,} params, {size_kb:.0f} KB"],
-        ["full VAE decode (reference)", "0 (by definition)", "0 (by definition)", f"{med['full_vae_decode']:.3f}",
-         "-"],
+        ["linear map (fallback)", f"{err['linear']:.1f}", f"{err['x0_linear']:.1f}", kept("linear"),
+         f"{med['linear']:.3f}", "-"],
+        ["trained preview decoder", f"{err['trained']:.1f}", f"{err['x0_trained']:.1f}", kept("trained"),
+         f"{med['trained']:.3f}", f"{params:,} params, {size_kb:.0f} KB"],
+        ["full VAE decode (reference)", "0 (by definition)", "0 (by definition)",
+         f"{shapes['trained']['vae_all_right']} of {shapes['trained']['scenes']} (all the judges accept)",
+         f"{med['full_vae_decode']:.3f}", "-"],
     ]
     write_result(
         "preview_decoder",
         {"colour_error_0_255": {k: round(v, 2) for k, v in err.items()},
          "median_ms": {k: round(v, 3) for k, v in med.items()},
          "error_ratio_linear_over_trained": round(err["linear"] / err["trained"], 2),
-         "decoder_params": params, "decoder_kb": round(size_kb, 1), "raw_ms": {k: [round(x, 3) for x in v]
+         "shapes_kept": shapes, "decoder_params": params, "decoder_kb": round(size_kb, 1), "raw_ms": {k: [round(x, 3) for x in v]
                                                                                for k, v in ms.items()}},
         seeds=[SEED] + [SEED + i for i in range(args.prompts)], baseline="the linear latent->RGB map and the full VAE decode, same latents, same run",
         settings={"scenes": args.scenes, "repeats": args.repeats, "prompts": args.prompts, "steps": args.steps,
@@ -107,10 +119,14 @@ def main(argv=None) -> int:
                        f"1 torch thread; live previews: the x0 prediction at every step of {args.prompts} "
                        f"generations of held-out prompts ({args.steps} steps, euler_a, CFG 5); "
                        "colour error = mean absolute difference of the preview image a client "
-                       "receives vs the full VAE decode of the same latents (0-255); time = median per preview "
+                       "receives vs the full VAE decode of the same latents (0-255); shapes kept = held-out scenes "
+                       f"({args.shape_scenes}: one object with size and place, and two objects) whose decode the "
+                       "strict judges accept (every attribute) among those whose VAE decode they accept; "
+                       "time = median per preview "
                        f"over {args.scenes} x {args.repeats} calls. Target: error <= 10 at <= 5 ms.",
             "columns": ["previewer", "colour error, held-out scenes (0-255)",
-                        f"colour error, x0 of {len(x0)} live previews (0-255)", "ms per preview (median)", "size"],
+                        f"colour error, x0 of {len(x0)} live previews (0-255)", "shapes kept (strict judges)",
+                        "ms per preview (median)", "size"],
             "rows": rows}},
         argv=sys.argv if argv is None else [sys.argv[0], *argv])
     return 0

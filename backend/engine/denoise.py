@@ -81,7 +81,7 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
 def decode(pipe, latents: torch.Tensor, timings: Dict[str, float], fast=None) -> List[Image.Image]:
     """Latents -> pictures with the VAE, or with ``fast`` (the model's fast decoder, :mod:`.fast_vae`)."""
     t0 = time.perf_counter()
-    if fast is not None:
+    if fast is not None and fast.decoder is not None:
         images = pipe.image_processor.postprocess(fast.pixels(latents), output_type="pil")
         timings["decode"] = time.perf_counter() - t0
         return images

@@ -118,6 +118,9 @@ class DecoderPreviewer:
         self.device, self.dtype = device, dtype
         self.module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
         self.divide_by = float(divide_by) or 1.0
+        # may it paint final pictures (live jobs, fast_vae)?  TAESD: yes; a trained decoder: when its
+        # training checked that it keeps shapes (impasto.json preview_decoder.for_pictures)
+        self.for_pictures = kind == "taesd"
 
     @torch.no_grad()
     def pixels(self, latents: torch.Tensor) -> torch.Tensor:
@@ -130,20 +133,23 @@ class DecoderPreviewer:
         return _to_image(self.pixels(latents[:1])[0], max_side)
 
 
+def model_spec(model_dir: Path, key: str) -> dict:
+    """The block ``key`` of a model folder's ``impasto.json`` ({} when absent or unreadable)."""
+    try:
+        spec = json.loads((Path(model_dir) / "impasto.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return spec if isinstance(spec, dict) else {}
+
+
 def model_file(model_dir: Path, key: str, what: str) -> Optional[Path]:
     """The file a model folder's ``impasto.json`` names under ``key`` (``{"file": ...}``), or None.
 
     None when there is no such block, and (logged) when the name points outside the model folder:
     a model's own small nets (its preview decoder, its fast encoder) live inside it.
     """
-    cfg_path = Path(model_dir) / "impasto.json"
-    if not cfg_path.is_file():
-        return None
-    try:
-        spec = json.loads(cfg_path.read_text()).get(key)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+    spec = model_spec(model_dir, key)
+    if not isinstance(spec.get("file"), str):
         return None
     path = (Path(model_dir) / spec["file"]).resolve()
     if Path(model_dir).resolve() not in path.parents:
@@ -168,7 +174,9 @@ def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Op
                     module.config["latent_channels"], latent_channels)
         return None
     # the trained decoder is tiny: float32 wherever it runs (no half-precision drift in its colours)
-    return DecoderPreviewer("trained", module, str(path), device, torch.float32)
+    found = DecoderPreviewer("trained", module, str(path), device, torch.float32)
+    found.for_pictures = model_spec(model_dir, "preview_decoder").get("for_pictures") is True
+    return found
 
 
 def taesd_family(folder: Path) -> str:

@@ -29,20 +29,39 @@ from torch import nn
 DEFAULT_WIDTHS = (64, 48, 32, 16)  # latent res, x2, x4, x8
 
 
+class _Residual(nn.Module):
+    """x + conv(relu(conv(x))), then ReLU: depth at a resolution without the plain stack's dead starts."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.a = nn.Conv2d(width, width, 3, padding=1)
+        self.b = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.b(torch.relu(self.a(x))))
+
+
 class TinyPreviewDecoder(nn.Module):
     """Scaled latents (N, C, h, w) -> RGB in [-1, 1] (N, 3, 8h, 8w)."""
 
-    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_WIDTHS, low_blocks: int = 2):
+    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_WIDTHS, low_blocks: int = 2,
+                 high_blocks: Sequence[int] = (0, 0, 0)):
         super().__init__()
         widths = [int(w) for w in widths]
+        high = [int(b) for b in high_blocks]
         if len(widths) != 4:
             raise ValueError("a preview decoder has four widths: latent resolution and three x2 upsamplings")
+        if len(high) != 3:
+            raise ValueError("a preview decoder has three high_blocks counts: one per x2 upsampling")
         self.config = {"latent_channels": int(latent_channels), "widths": widths, "low_blocks": int(low_blocks)}
+        if any(high):
+            self.config["high_blocks"] = high
         layers = [nn.Conv2d(latent_channels, widths[0], 3, padding=1), nn.ReLU()]
         for _ in range(low_blocks):
             layers += [nn.Conv2d(widths[0], widths[0], 3, padding=1), nn.ReLU()]
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b, extra in zip(widths[:-1], widths[1:], high):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+            layers += [_Residual(b) for _ in range(extra)]   # more work at this resolution: edges and corners
         layers += [nn.Conv2d(widths[-1], 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
@@ -79,7 +98,8 @@ def _load_net(path: Path, meta_key: str, cls, what: str):
     if meta_key not in meta:
         raise ValueError(f"{path} is not an Impasto {what} (no {meta_key} metadata)")
     cfg = json.loads(meta[meta_key])
-    model = cls(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2))
+    extra = {"high_blocks": cfg["high_blocks"]} if "high_blocks" in cfg else {}
+    model = cls(cfg["latent_channels"], cfg["widths"], cfg.get("low_blocks", 2), **extra)
     model.load_state_dict(load_file(str(path)))
     return model.eval()
 
