@@ -76,6 +76,30 @@ def test_the_trained_decoder_paints_final_pictures_only_if_it_keeps_the_shapes_t
     assert spec["for_pictures"] is (share >= tp.FOR_PICTURES_SHARE) is trained.for_pictures, (agree, spec)
 
 
+def test_the_trainers_picture_check_passes_the_vaes_own_decode_and_fails_a_blurred_one(starter):
+    """``for_pictures`` (what lets a trained decoder paint live pictures) follows the judges, not the colours."""
+    path, vae = starter
+
+    class VaeDecode(torch.nn.Module):
+        def __init__(self, blur: int = 1):
+            super().__init__()
+            self.blur = blur
+
+        def forward(self, lat):
+            out = vae.decode(lat / vae.config.scaling_factor).sample
+            if self.blur > 1:   # the same colours, softer edges: rounded corners
+                out = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(out, self.blur),
+                                                      scale_factor=self.blur, mode="bilinear")
+            return out
+
+    with torch.no_grad():
+        exact, blurred = tp.picture_check(VaeDecode(), path), tp.picture_check(VaeDecode(8), path)
+    assert exact["for_pictures"] is True, exact
+    kept = exact["shapes_kept"]
+    assert kept["fast_right_where_vae_right"] == kept["vae_all_right"] >= 30, kept
+    assert blurred["for_pictures"] is False and "held-out scenes" in blurred["for_pictures_why"], blurred
+
+
 def test_a_decoder_with_extra_convolutions_round_trips_through_its_file(tmp_path):
     from impasto.backend.engine.preview_net import TinyPreviewDecoder, load_decoder, save_decoder
 
