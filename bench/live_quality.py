@@ -12,7 +12,8 @@ them up.  This bench paints such canvases and runs the live job on each:
   sends it.  The strict judges rarely accept the canvas itself (reported: the
   share already "all right" before the job).
 * **the live job** as the client core plans it for the starter - its LCM-LoRA at
-  weight 1, LCM, CFG 1, denoising strength 0.5, the fast autoencoder - with the
+  weight 1, LCM, CFG 1, denoising strength 0.5, ``fast_vae`` unset (on the starter: its
+  fast encoder, and the VAE's decode: its preview decoder rounds corners) - with the
   number of steps that *run* varied (``--steps``: 1-4; at strength 0.5 a
   ``steps`` of k runs k steps, the floor of :mod:`impasto.backend.engine.strength`),
   through :meth:`Engine.run` in this process (engine time only; the whole stroke
