@@ -34,7 +34,6 @@ result from the canvas (0-255) and the median engine time per job.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import tempfile
@@ -103,7 +102,7 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from impasto.backend.engine import Engine, JobHooks
-    from impasto.backend.engine.images import to_wire
+    from impasto.backend.engine.images import from_wire, to_wire
     from impasto.backend.starter import scenes as SC
     from impasto.backend.starter.scenes_eval import judge_scene, prompt_scenes
     from impasto.protocol.messages import Generate
@@ -154,8 +153,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 res = engine.run(job(wire, SC.caption(sc), v), JobHooks())
                 marks["ms"].append((time.perf_counter() - t0) * 1000)
-                img = res.images[0]
-                out = np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 4)[..., :3]
+                out = np.asarray(from_wire(res.images[0]).convert("RGB"))
                 out_small = np.asarray(Image.fromarray(out).resize((native, native), Image.LANCZOS))
                 verdict = judge_scene(out_small, sc)
                 marks["all"].append(verdict["all"])
@@ -217,14 +215,11 @@ def main(argv=None) -> int:
     print(f"canvas itself: {pct(report['canvas_all_right_pooled'])}")
 
     if args.grid and grid_rows:
-        cell = 96
-        cols = max(len(r[1]) for r in grid_rows)
-        sheet = Image.new("RGB", (cols * cell, 2 * len(grid_rows) * cell), "white")
-        for i, (_, canv, outs) in enumerate(grid_rows):
-            for j, (a, b) in enumerate(zip(canv, outs)):
-                sheet.paste(Image.fromarray(a).resize((cell, cell), Image.NEAREST), (j * cell, 2 * i * cell))
-                sheet.paste(Image.fromarray(b).resize((cell, cell), Image.NEAREST), (j * cell, (2 * i + 1) * cell))
-        sheet.save(args.grid)
+        from impasto.backend.starter.evaluate import save_grid
+
+        cell = lambda a: Image.fromarray(a).resize((96, 96), Image.NEAREST)  # noqa: E731
+        save_grid([cell(a) for _, canv, outs in grid_rows for row in (canv, outs) for a in row], args.grid,
+                  cols=len(grid_rows[0][1]))   # every kind has the same number of canvases: rows line up
         print(f"grid: {args.grid}")
 
     if not args.no_write:

@@ -50,7 +50,6 @@ from impasto.backend.engine.preview_net import DEFAULT_WIDTHS, TinyPreviewDecode
 
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
-TRAIN_WIDTHS = DEFAULT_WIDTHS
 EDGE_WEIGHT = 1.0
 FOR_PICTURES_SHARE = 0.9          # kept shapes (of the VAE's) for a decoder to paint final pictures
 
@@ -384,7 +383,7 @@ def picture_check(model, model_dir: Path) -> dict:
     if dom != "scenes":
         return {"for_pictures": False, "for_pictures_why": "no shape judges for this domain: previews only"}
     model.eval()
-    agree = shape_agreement(lambda lat: model(lat), load_vae(model_dir))
+    agree = shape_agreement(model, load_vae(model_dir))
     share = agree["fast_right_where_vae_right"] / max(1, agree["vae_all_right"])
     return {"shapes_kept": agree, "for_pictures": share >= FOR_PICTURES_SHARE,
             "for_pictures_why": f"the strict judges accept {agree['fast_right_where_vae_right']} of the "
@@ -423,7 +422,7 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the training pairs in this file; a rerun for the same weights reuses them")
-    ap.add_argument("--widths", type=int, nargs=4, default=list(TRAIN_WIDTHS),
+    ap.add_argument("--widths", type=int, nargs=4, default=list(DEFAULT_WIDTHS),
                     help="channels at latent resolution and after each x2 upsampling")
     ap.add_argument("--low-blocks", type=int, default=2, help="convolutions at latent resolution")
     ap.add_argument("--high-blocks", type=int, nargs=3, default=[0, 0, 0],
