@@ -12,6 +12,9 @@ timed, then ``--repeats`` timed), at each thread count in ``--threads``:
   ``backend/engine/fast_vae.py``);
 * **live, full VAE** - the same job with ``fast_vae: false`` (the baseline: how live
   jobs ran before);
+* **live, float32 decode** - the live job with the VAE's decode left in float32
+  (``IMPASTO_BF16_DECODE=off``; ``live`` decodes in bfloat16 where that measured
+  faster on this CPU, ``backend/engine/vae_bf16.py``);
 * **live, diffusers' device lookup** - the live job with the pipeline's
   ``_execution_device`` left to diffusers (it walks every sub-module of every
   component per call; ``pipelines.pin_execution_device`` fixes it when nothing is
@@ -27,6 +30,7 @@ the live picture is from the full-VAE picture of the same job (mean absolute dif
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -86,10 +90,18 @@ def main(argv=None) -> int:
     pipe = loaded.img2img
     pinned = type(pipe)
     lookup = pinned.__mro__[1] if pinned.__name__ == pinned.__mro__[1].__name__ else pinned
-    kinds = {"live": (None, pinned), "live, full VAE (baseline)": (False, pinned),
-             "live, diffusers' device lookup": (None, lookup)}
+    kinds = {"live": (None, pinned, "auto"), "live, full VAE (baseline)": (False, pinned, "auto"),
+             "live, float32 decode": (None, pinned, "off"),
+             "live, diffusers' device lookup": (None, lookup, "auto")}
+
+    def use(kind):
+        fast, cls, bf16 = kinds[kind]
+        pipe.__class__ = cls
+        os.environ["IMPASTO_BF16_DECODE"] = bf16
+        return fast
 
     # how far the live picture is from the full-VAE one (same job, same latents up to the encoder)
+    use("live")
     diffs = []
     for canvas in pics:
         a = engine.run(job(canvas), JobHooks())
@@ -108,12 +120,11 @@ def main(argv=None) -> int:
         times = {k: [] for k in kinds}
         stages = {k: {s: [] for s in STAGES} for k in kinds}
         canvas = pics[0]
-        for fast, cls in kinds.values():       # warm every path at this thread count
-            pipe.__class__ = cls
-            engine.run(job(canvas, fast), JobHooks())
+        for name in kinds:                     # warm every path at this thread count
+            engine.run(job(canvas, use(name)), JobHooks())
         for r in range(args.rounds):
-            for name, (fast, cls) in kinds.items():
-                pipe.__class__ = cls
+            for name in kinds:
+                fast = use(name)
                 engine.run(job(pics[r % len(pics)], fast), JobHooks())   # the switch into this kind: not timed
                 for i in range(args.repeats):
                     req = job(pics[(r * args.repeats + i) % len(pics)], fast)
@@ -122,7 +133,7 @@ def main(argv=None) -> int:
                     times[name].append(time.perf_counter() - t0)
                     for s in STAGES:
                         stages[name][s].append(res.timings.get(s, float("nan")))
-        pipe.__class__ = pinned
+        use("live")
         ms = lambda v: round(statistics.median(v) * 1000, 1)  # noqa: E731
         med = {k: ms(v) for k, v in times.items()}
         base = med["live, full VAE (baseline)"]

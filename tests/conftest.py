@@ -27,6 +27,14 @@ os.environ.setdefault("IMPASTO_SECRET_FILE",
                       os.path.join(tempfile.mkdtemp(prefix="impasto-secret-"), "daemon.secret"))
 
 
+def pytest_configure(config):
+    # Whether a fast job decodes in bfloat16 is decided by timing it on this machine (vae_bf16.py): a
+    # test comparing pictures must not depend on the machine's noise, so tests pin it (off unless a
+    # test of vae_bf16 says otherwise; tests/test_fast_vae.py covers on, off and the timed choice).
+    # Here and not at import: benchmarks import this module for its DaemonProcess.
+    os.environ.setdefault("IMPASTO_BF16_DECODE", "off")
+
+
 def plain_auth(sock):
     """Give a raw pyzmq socket (before connect) the daemon's PLAIN credentials, as every client has."""
     from impasto.protocol import credentials

@@ -114,9 +114,10 @@ def test_a_live_edit_inside_a_selection_decodes_fast_and_keeps_the_outside(start
     assert patch.image.width < 128                       # only the region was diffused and sent back
 
 
-def test_a_model_without_a_fast_decoder_decodes_with_its_vae_and_says_so_when_asked(tmp_path):
+def test_a_model_without_a_fast_decoder_decodes_with_its_vae_and_says_so_when_asked(tmp_path, monkeypatch):
     from impasto.backend.tiny_model import build_tiny_model
 
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "off")   # the float32 VAE, as for any job (bfloat16: below)
     torch.set_num_threads(1)
     build_tiny_model(tmp_path / "tiny")
     eng = Engine(tmp_path)
@@ -222,3 +223,62 @@ def test_train_fast_encoder_writes_a_loadable_encoder_and_names_it_in_impasto_js
     assert load_encoder(folder, 8, torch.device("cpu")) is None          # another latent width: ignored
     (folder / FAST_ENCODER_FILE).write_bytes(b"not a safetensors file")
     assert load_encoder(folder, 4, torch.device("cpu")) is None          # broken: the VAE encodes, nothing fails
+
+
+# ---------------------------------------------------------------- the VAE in bfloat16 for fast jobs (vae_bf16.py)
+
+def _tiny_engine(tmp_path):
+    from impasto.backend.tiny_model import build_tiny_model
+
+    torch.set_num_threads(1)
+    build_tiny_model(tmp_path / "tiny")
+    return Engine(tmp_path)
+
+
+def test_a_fast_job_decoded_in_bfloat16_stays_near_float32_and_other_jobs_are_untouched(tmp_path, monkeypatch):
+    from impasto.backend.engine import vae_bf16
+
+    eng = _tiny_engine(tmp_path)
+    base = dict(model="tiny", prompt="a red circle", init_image=_canvas(64), strength=0.6, steps=3, sampler="euler",
+                cfg_scale=5.0, seed=2)
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "off")
+    fp32 = eng.run(Generate(job="a", live=True, **base), JobHooks())
+    plain_before = eng.run(Generate(job="b", **base), JobHooks())
+    assert "vae" not in fp32.info
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "on")
+    bf16 = eng.run(Generate(job="c", live=True, **base), JobHooks())
+    assert "bfloat16" in bf16.info["vae"]
+    decided = vae_bf16.decision(eng.model("tiny"))
+    assert decided.use and decided.levels <= vae_bf16.MAX_LEVELS
+    diff = np.abs(_pixels(bf16) - _pixels(fp32))
+    assert 0 < diff.mean() <= 2.0 and diff.max() <= 24        # another precision, the same picture
+    plain_after = eng.run(Generate(job="d", **base), JobHooks())
+    assert plain_after.images[0].data == plain_before.images[0].data   # only fast jobs change precision
+
+
+def test_bfloat16_is_kept_only_when_measured_faster_and_as_good(tmp_path, monkeypatch):
+    from impasto.backend.engine import vae_bf16
+
+    eng = _tiny_engine(tmp_path)
+    loaded = eng.model("tiny")
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "auto")
+    got = vae_bf16.for_model(loaded)
+    d = vae_bf16.decision(loaded)
+    assert d.fp32_ms > 0 and d.bf16_ms > 0 and d.levels <= vae_bf16.MAX_LEVELS
+    assert (got is not None) == d.use == (d.bf16_ms <= (1 - vae_bf16.MIN_GAIN) * d.fp32_ms)
+    assert vae_bf16.for_model(loaded) is got                           # decided once per loaded model
+    monkeypatch.setattr(vae_bf16, "MAX_LEVELS", -1.0)                  # a picture too far from float32's
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "on")
+    assert vae_bf16.for_model(loaded) is None
+    assert not vae_bf16.decision(loaded).use and "levels from float32" in vae_bf16.decision(loaded).why
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "off")
+    assert vae_bf16.for_model(loaded) is None
+
+
+def test_the_starters_live_picture_in_bfloat16_is_within_a_level_of_float32(starter_engine, monkeypatch):
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "off")
+    fp32 = starter_engine.run(_job("s1", live=True), JobHooks())
+    monkeypatch.setenv("IMPASTO_BF16_DECODE", "on")
+    bf16 = starter_engine.run(_job("s2", live=True), JobHooks())
+    assert "bfloat16" in bf16.info["vae"] and "fast encoder" in bf16.info["vae"]
+    assert np.abs(_pixels(bf16) - _pixels(fp32)).mean() <= 1.0

@@ -79,17 +79,19 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
 
 @torch.no_grad()
 def decode(pipe, latents: torch.Tensor, timings: Dict[str, float], fast=None) -> List[Image.Image]:
-    """Latents -> pictures with the VAE, or with ``fast`` (the model's fast decoder, :mod:`.fast_vae`)."""
+    """Latents -> pictures with the VAE, or with ``fast`` (the model's fast decoder, :mod:`.fast_vae`,
+    or the VAE's bfloat16 copy, :mod:`.vae_bf16`)."""
     t0 = time.perf_counter()
     if fast is not None and fast.decoder is not None:
         images = pipe.image_processor.postprocess(fast.pixels(latents), output_type="pil")
         timings["decode"] = time.perf_counter() - t0
         return images
     vae = pipe.vae
+    bf16 = fast.vae_decoder if fast is not None else None
     images = []
     for i in range(latents.shape[0]):  # one at a time: bounded memory for big batches
         lat = latents[i : i + 1].to(vae.dtype) / vae.config.scaling_factor
-        pixels = vae.decode(lat, return_dict=False)[0]
+        pixels = bf16.decode(lat) if bf16 is not None else vae.decode(lat, return_dict=False)[0]
         images.extend(pipe.image_processor.postprocess(pixels, output_type="pil"))
     timings["decode"] = time.perf_counter() - t0
     return images

@@ -18,7 +18,7 @@ import torch
 
 from impasto.protocol.messages import ErrorCode, Generate, Limits, Result, validate_job
 
-from . import concepts, control
+from . import concepts, control, gc_pauses
 from .device import DeviceChoice, pick_device
 from .errors import EngineError
 from .gpu import oom_guard, peak_memory, reset_peak_memory
@@ -60,11 +60,14 @@ class Engine:
             self._stamp, self._loaded_as_default = self._disk_stamp(entry), name == "" or self._loaded_as_default
             return self.loaded
         if self.loaded is not None:
+            gc_pauses.release()          # the old model's objects: collectable again
             self.loaded.close()
             self.loaded = None
+            gc_pauses.collect()
         try:
             self.loaded = LoadedModel(entry, self.choice, self.registry.models_dir)
             self.loads += 1
+            gc_pauses.settle()           # no full collection walks the model's objects during a job
         except EngineError:
             raise
         except Exception as exc:

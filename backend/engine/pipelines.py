@@ -34,6 +34,7 @@ from .gpu import FastPath, optimize
 from .models import ModelEntry, family_of
 from .preview import PREVIEW_DECODER_FILE, LinearPreviewer, choose_previewer, fit_latent_rgb
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
+from .speedups import cache_processor_signatures
 
 # family -> (txt2img, img2img, inpaint) pipeline classes
 FAMILY_PIPELINES = {
@@ -43,6 +44,8 @@ FAMILY_PIPELINES = {
 }
 
 log = logging.getLogger("impasto.engine")
+
+cache_processor_signatures()   # diffusers asks inspect for every attention call's signature (speedups.py)
 
 _PINNED: Dict[type, type] = {}
 
