@@ -159,6 +159,7 @@ def test_live_jobs_run_on_fused_weights_and_the_next_job_gets_the_models_own_bac
     st = adapters.state_for(loaded)
     assert st.fused == {next(iter(st.active)): 1.0} and len(st.fused_saved) == len(layers)
     assert all(layer.disable_adapters for layer in layers)                     # one path through each layer
+    assert not adapters.tuner_layers(loaded.base.unet)                         # and no peft layer in the tree
     assert not any(torch.equal(v, before[k]) for k, v in live_base_tensors(loaded).items()
                    if k.endswith("to_q.weight") and k.startswith("unet."))      # folded in
     with torch.no_grad():                                                      # each layer computes the same
@@ -168,6 +169,7 @@ def test_live_jobs_run_on_fused_weights_and_the_next_job_gets_the_models_own_bac
     assert refine([("c-live", 1.0)], live=True) == fused and st.fused is not None   # the stream goes on, fused
     assert refine([("c-live", 0.5)], live=True) != fused                            # another weight: refolded
     assert refine([("c-live", 1.0)]) == unfused and st.fused is None            # a normal job: unfused, same bits
+    assert adapters.tuner_layers(loaded.base.unet) == layers                   # the very peft layers, back in place
     refine([("c-live", 1.0)], live=True)
     assert refine() == plain                                                   # no concept: the base model's bits
     refine([("c-live", 1.0)], live=True)

@@ -64,6 +64,7 @@ class ModelConcepts:
     triggers: Optional[trig.TriggerEmbeddings] = None                  # the token-embedding hook, once needed
     fused: Optional[Dict[str, float]] = None                           # adapters folded into the base weights
     fused_saved: List[Tuple[object, torch.Tensor]] = field(default_factory=list)  # (layer, its own weight)
+    stripped: List[Tuple[object, str, object]] = field(default_factory=list)     # (parent, name, tuner layer)
 
 
 _STATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -170,6 +171,7 @@ def inject(loaded, adapter: str, comp: str, modules: Dict[str, Tuple[torch.Tenso
     """Put one adapter with the given weights into ``comp`` (kept on the model's device)."""
     from peft import inject_adapter_in_model, set_peft_model_state_dict
 
+    unfuse(loaded)     # peft must see its own layers in the module tree (fused: stripped out)
     model = component(loaded, comp)
     st = state_for(loaded)
     _remember_grad_flags(st, comp, model)
@@ -381,6 +383,11 @@ def _fuse(loaded) -> None:
     kept aside untouched (not subtracted back), so :func:`unfuse` restores it bit for bit.  The
     pictures differ from unfused ones only in float rounding.  Not on a compiled UNet (its hot
     slot is already one fixed-rank path).
+
+    Then every tuner layer that adds nothing (folded in, or holding none of the active
+    adapters) leaves the module tree: its base layer takes its place (:func:`_strip`).  A
+    switched-off peft layer still costs a Python call and its checks per forward - 129 layers
+    of the starter's UNet, 1-3 ms of its ~17 ms call at one thread (measured, same process).
     """
     st = state_for(loaded)
     unet = component(loaded, "unet")
@@ -405,6 +412,31 @@ def _fuse(loaded) -> None:
                 weight.data = weight.data + delta.to(weight.dtype)
                 layer.enable_adapters(False)
     st.fused, st.fused_saved = dict(st.active), saved
+    st.stripped = [entry for comp in COMPONENTS if component(loaded, comp) is not None
+                   for entry in _strip(component(loaded, comp), names)]
+
+
+def _strip(model, names: List[str]) -> List[Tuple[object, str, object]]:
+    """Put each tuner layer that adds nothing to ``model``'s output out of its module tree.
+
+    Returns (parent, attribute, tuner layer) for :func:`_unstrip`.  The base layer object is
+    the very module the tuner layer wrapped: its output is unchanged, bit for bit.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    out = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, BaseTunerLayer) and (
+                    child.disable_adapters or not any(n in getattr(child, "lora_A", {}) for n in names)):
+                setattr(parent, name, child.get_base_layer())
+                out.append((parent, name, child))
+    return out
+
+
+def _unstrip(stripped: List[Tuple[object, str, object]]) -> None:
+    for parent, name, layer in reversed(stripped):
+        setattr(parent, name, layer)
 
 
 def unfuse(loaded) -> None:
@@ -412,6 +444,8 @@ def unfuse(loaded) -> None:
     st = state_for(loaded)
     if st.fused is None:
         return
+    _unstrip(st.stripped)
+    st.stripped = []
     with torch.no_grad():
         for layer, own in st.fused_saved:
             layer.get_base_layer().weight.data = own
