@@ -37,8 +37,8 @@ paints at its native size (128 px for the scenes starter, 64 for the old
 one) and upscales, so 256 and 512 differ only on the client and transfer side.
 
 Usage: python bench/live_latency.py [--strokes 60] [--rapid 60] [--threads 1] [--debounce 0.05]
-       [--starter DIR]
-Writes bench/results/live_latency.json (``--no-write`` to only print).
+       [--starter DIR] [--publish NAME]
+Writes bench/results/live_latency.json (``--publish NAME``: NAME.json; ``--no-write`` to only print).
 """
 from __future__ import annotations
 
@@ -256,6 +256,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="skip the starter-alone reference series")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--publish", default="live_latency", help="write bench/results/<name>.json")
     args = ap.parse_args(argv)
     from impasto.protocol.live import DEBOUNCE_S
 
@@ -321,7 +322,7 @@ def main(argv=None) -> int:
     }
     if not args.no_write:
         path = results_io.write_result(
-            "live_latency", {"cases": cases, "debounce_s": args.debounce,
+            args.publish, {"cases": cases, "debounce_s": args.debounce,
                              "model": cases[0]["model"] if cases else "", "starter_dir": args.starter or "shipped",
                              "steps": STEPS, "strength": STRENGTH},
             baseline="the same img2img request sent without `live` and waited for (submit -> result), same daemon, "
