@@ -196,7 +196,8 @@ def test_the_compiled_live_unet_follows_the_folded_concept_and_its_weight(engine
         return r
 
     monkeypatch.setenv("IMPASTO_COMPILE_BACKEND", "eager")
-    assert live(1.0, True).info["live_unet"] == "compiling"
+    first = live(1.0, True).info["live_unet"]
+    assert first == "compiling" or first.startswith("compiled for "), first
     lu = engine.model("tiny")._live_unet
     lu.thread.join(timeout=300)
     for weight in (1.0, 0.5, 1.0):

@@ -50,7 +50,8 @@ def _live(side=64, **kw):
 def test_live_jobs_run_eagerly_while_compiling_then_compiled_with_the_same_picture(compiled_engine, monkeypatch):
     eng = compiled_engine
     first = eng.run(_live(), JobHooks())
-    assert first.info["live_unet"] == "compiling"            # the stroke did not wait for the compiler
+    # the stroke did not wait for the compiler (a fast compile may already serve its last calls)
+    assert first.info["live_unet"] == "compiling" or first.info["live_unet"].startswith("compiled for ")
     lu = eng.model("tiny")._live_unet
     lu.thread.join(timeout=300)
     assert lu.state == "ready" and lu.compile_seconds > 0
@@ -60,7 +61,7 @@ def test_live_jobs_run_eagerly_while_compiling_then_compiled_with_the_same_pictu
     eager = eng.run(_live(), JobHooks())
     assert "live_unet" not in eager.info
     assert np.abs(_pixels(fast) - _pixels(eager)).max() <= 1.0      # the same network, another runner
-    assert np.array_equal(_pixels(first), _pixels(eager))
+    assert np.abs(_pixels(first) - _pixels(eager)).max() <= 1.0     # eager, or compiled for its last calls
     monkeypatch.setenv("IMPASTO_LIVE_COMPILE", "1")
     other = eng.run(_live(side=96), JobHooks())                     # other shapes: never a recompile in a stroke
     assert other.info["live_unet"].startswith("eager: compiled for other shapes")

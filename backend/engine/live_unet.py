@@ -13,7 +13,8 @@ How, so that a stroke never waits for a compiler:
 * The first live job's first UNet call notes the call's shapes and starts a thread that
   copies the UNet (as it is then: its live adapters folded in and out of the module tree,
   ``adapters._strip``, or none at all) and compiles the copy for those shapes, running it
-  once.  Jobs go on with the eager UNet meanwhile.
+  once.  Jobs go on with the eager UNet meanwhile - slower for those seconds: tracing is
+  Python and shares the interpreter lock with the job.
 * When ready, a live job's UNet calls with those shapes go through the compiled copy.  Its
   weights are the pipeline UNet's: copied in place when the folded adapters change (the
   weights are graph inputs, so nothing recompiles).  A live job while a concept is *not*
@@ -64,6 +65,8 @@ def _clone(v):
         return v.detach().clone()
     if isinstance(v, dict):
         return {k: _clone(x) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return type(v)(_clone(x) for x in v)
     return v
 
 
@@ -95,8 +98,8 @@ class LiveUNet:
 
         return not any(isinstance(m, BaseTunerLayer) for m in unet.modules())
 
-    def _start(self, unet, call) -> None:
-        """Copy the UNet now (this thread), compile the copy in another thread."""
+    def _start(self, unet, call, signature: Tuple) -> None:
+        """Copy the UNet now (this thread), compile the copy for calls like ``call`` in another thread."""
         params = sum(p.numel() for p in unet.parameters())
         if params > MAX_PARAMS:
             self.state, self.why = "failed", f"UNet of {params / 1e6:.0f} M parameters: no compiled copy kept"
@@ -107,6 +110,7 @@ class LiveUNet:
         twin.__dict__.pop("forward", None)     # the copy of a patched instance: its own forward back
         twin.requires_grad_(False)
         self.copy, self.key = twin, self._fused_key()
+        self.signature = signature      # before the thread starts: it may finish within this very job
         self.state = "compiling"
         backend = os.environ.get("IMPASTO_COMPILE_BACKEND", "inductor")
         example = _clone(call)
@@ -121,6 +125,7 @@ class LiveUNet:
             except Exception as exc:   # no compiler, an unsupported op: live jobs stay eager
                 with self._lock:
                     self.state, self.why = "failed", f"compiling failed ({type(exc).__name__}: {exc})"[:300]
+                    self.copy = None
                 log.warning("live UNet: %s", self.why)
                 return
             with self._lock:
@@ -161,14 +166,16 @@ class LiveUNet:
         had_own = "forward" in unet.__dict__
         own = unet.__dict__.get("forward")
         inner = unet.forward
-        used = {"compiled": 0, "eager": 0}
+        used = {"compiled": 0, "eager": 0, "waiting": 0}
 
         def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
             sig = _signature(sample, timestep, encoder_hidden_states, args, kwargs)
             with self._lock:
                 state = self.state
             if state == "idle":
-                self._start(unet, ((sample, timestep, encoder_hidden_states, *args), kwargs))
+                self._start(unet, ((sample, timestep, encoder_hidden_states, *args), kwargs), sig)
+            if self.state == "compiling":
+                used["waiting"] += 1
             elif state == "ready" and sig == self.signature and sig not in self.refused and self._sync(unet):
                 try:
                     with torch.compiler.set_stance("fail_on_recompile"):
@@ -178,8 +185,6 @@ class LiveUNet:
                 except Exception as exc:   # would recompile (another shape or argument): eager for this one
                     self.refused.add(sig)
                     log.info("live UNet: a call it was not compiled for runs eagerly (%s)", str(exc)[:200])
-            if self.signature is None and state == "idle" and self.state == "compiling":
-                self.signature = sig
             used["eager"] += 1
             return inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
 
@@ -197,6 +202,8 @@ class LiveUNet:
         if used["compiled"]:
             total = used["compiled"] + used["eager"]
             return "compiled" if used["compiled"] == total else f"compiled for {used['compiled']} of {total} calls"
+        if used["waiting"]:
+            return "compiling"        # (it may have finished while this job's last calls ran)
         if self.state == "ready":
             return "eager: compiled for other shapes or folded adapters"
         if self.state == "idle":
