@@ -41,6 +41,7 @@ from impasto.protocol.messages import ErrorCode
 from .control_models import ADAPTER, CONTROLNET, ControlEntry, ControlStore
 from .control_preprocess import preprocess
 from .errors import EngineError
+from .forward_patch import forward_replaced
 from .images import wire_array
 
 
@@ -281,22 +282,14 @@ class BoundControl:
     @contextlib.contextmanager
     def attached(self, pipe):
         """``pipe``'s UNet runs the control units on every call inside the block (restored after)."""
-        unet = pipe.unet
-        had_own = "forward" in unet.__dict__
-        own = unet.__dict__.get("forward")
-        inner = unet.forward
         self.step = 0
 
-        def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
-            extra = self.residuals(pipe, sample, timestep, encoder_hidden_states, kwargs)
-            kwargs.update(extra)
-            return inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
+        def make(inner):
+            def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
+                extra = self.residuals(pipe, sample, timestep, encoder_hidden_states, kwargs)
+                kwargs.update(extra)
+                return inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
+            return forward
 
-        unet.forward = forward
-        try:
+        with forward_replaced(pipe.unet, make):
             yield self
-        finally:
-            if had_own:
-                unet.forward = own
-            else:
-                del unet.forward

@@ -37,6 +37,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from .forward_patch import forward_replaced
+
 log = logging.getLogger("impasto.engine")
 
 ENV = "IMPASTO_LIVE_COMPILE"
@@ -88,15 +90,11 @@ class LiveUNet:
 
     # ------------------------------------------------------------------ worker thread
 
-    def describe(self) -> str:
-        if self.state == "failed":
-            return f"eager: {self.why}"
-        return self.state
-
     def _plain(self, unet) -> bool:
-        from peft.tuners.tuners_utils import BaseTunerLayer
+        """No peft layer in the tree: any concept is folded in and stripped out (``adapters._strip``)."""
+        from impasto.backend.concepts import adapters
 
-        return not any(isinstance(m, BaseTunerLayer) for m in unet.modules())
+        return not adapters.tuner_layers(unet)
 
     def _start(self, unet, call, signature: Tuple) -> None:
         """Copy the UNet now (this thread), compile the copy for calls like ``call`` in another thread."""
@@ -163,39 +161,34 @@ class LiveUNet:
     def attached(self, pipe, info: Dict[str, object]):
         """Inside the block ``pipe``'s UNet calls go through the compiled copy where they can."""
         unet = pipe.unet
-        had_own = "forward" in unet.__dict__
-        own = unet.__dict__.get("forward")
-        inner = unet.forward
         used = {"compiled": 0, "eager": 0, "waiting": 0}
 
-        def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
-            sig = _signature(sample, timestep, encoder_hidden_states, args, kwargs)
-            with self._lock:
-                state = self.state
-            if state == "idle":
-                self._start(unet, ((sample, timestep, encoder_hidden_states, *args), kwargs), sig)
-            if self.state == "compiling":
-                used["waiting"] += 1
-            elif state == "ready" and sig == self.signature and sig not in self.refused and self._sync(unet):
-                try:
-                    with torch.compiler.set_stance("fail_on_recompile"):
-                        out = self.compiled(sample, timestep, encoder_hidden_states, *args, **kwargs)
-                    used["compiled"] += 1
-                    return out
-                except Exception as exc:   # would recompile (another shape or argument): eager for this one
-                    self.refused.add(sig)
-                    log.info("live UNet: a call it was not compiled for runs eagerly (%s)", str(exc)[:200])
-            used["eager"] += 1
-            return inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
+        def make(inner):
+            def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
+                sig = _signature(sample, timestep, encoder_hidden_states, args, kwargs)
+                with self._lock:
+                    state = self.state
+                if state == "idle":
+                    self._start(unet, ((sample, timestep, encoder_hidden_states, *args), kwargs), sig)
+                if self.state == "compiling":
+                    used["waiting"] += 1
+                elif state == "ready" and sig == self.signature and sig not in self.refused and self._sync(unet):
+                    try:
+                        with torch.compiler.set_stance("fail_on_recompile"):
+                            out = self.compiled(sample, timestep, encoder_hidden_states, *args, **kwargs)
+                        used["compiled"] += 1
+                        return out
+                    except Exception as exc:   # would recompile (another shape or argument): eager for this one
+                        self.refused.add(sig)
+                        log.info("live UNet: a call it was not compiled for runs eagerly (%s)", str(exc)[:200])
+                used["eager"] += 1
+                return inner(sample, timestep, encoder_hidden_states, *args, **kwargs)
+            return forward
 
-        unet.forward = forward
         try:
-            yield self
+            with forward_replaced(unet, make):
+                yield self
         finally:
-            if had_own:
-                unet.forward = own
-            else:
-                del unet.forward
             info["live_unet"] = self._report(used)
 
     def _report(self, used: Dict[str, int]) -> str:
@@ -208,7 +201,9 @@ class LiveUNet:
             return "eager: compiled for other shapes or folded adapters"
         if self.state == "idle":
             return "eager: a concept is on without being folded in"
-        return self.describe()
+        if self.state == "failed":
+            return f"eager: {self.why}"
+        return self.state
 
 
 def for_model(loaded) -> Optional[LiveUNet]:

@@ -83,13 +83,11 @@ def check_picture(side: int = CHECK_SIDE) -> np.ndarray:
     return rgb.round().astype(np.uint8)
 
 
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+def _ms(fn) -> float:
+    """Milliseconds one call of ``fn`` takes."""
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
 
 
 @torch.inference_mode()
@@ -109,8 +107,8 @@ def measure(vae, device, dtype, repeats: int = 5, mode: str = "auto") -> tuple:
         return Decision(True, f"bfloat16 decode ({ENV}=on; {levels:.2f} levels from float32)", levels=levels), decoder
     fp32, bf16 = [], []
     for _ in range(repeats):           # interleaved: the machine's noise falls on both
-        fp32.append(_median_ms(lambda: vae.decode(latents, return_dict=False), 1))
-        bf16.append(_median_ms(lambda: decoder.decode(latents), 1))
+        fp32.append(_ms(lambda: vae.decode(latents, return_dict=False)))
+        bf16.append(_ms(lambda: decoder.decode(latents)))
     f, b = statistics.median(fp32), statistics.median(bf16)
     use = b <= (1 - MIN_GAIN) * f
     why = (f"bfloat16 decode {'kept' if use else 'not kept'}: {b:.1f} vs {f:.1f} ms float32 on a "
