@@ -15,6 +15,9 @@ timed, then ``--repeats`` timed), at each thread count in ``--threads``:
 * **live, float32 decode** - the live job with the VAE's decode left in float32
   (``IMPASTO_BF16_DECODE=off``; ``live`` decodes in bfloat16 where that measured
   faster on this CPU, ``backend/engine/vae_bf16.py``);
+* **live, eager UNet** - the live job with ``IMPASTO_LIVE_COMPILE=0``: its UNet
+  called as in every other job (``live`` calls a traced copy, the default,
+  ``backend/engine/live_unet.py``, timed once the copy is traced);
 * **live, compiled UNet** (with ``--live-compile``) - the live job with
   ``IMPASTO_LIVE_COMPILE=1``: its UNet calls through the compiled copy
   (``backend/engine/live_unet.py``), timed once the copy is compiled;
@@ -96,7 +99,8 @@ def main(argv=None) -> int:
     lookup = pinned.__mro__[1] if pinned.__name__ == pinned.__mro__[1].__name__ else pinned
     kinds = {"live": (None, pinned, "auto"), "live, full VAE (baseline)": (False, pinned, "auto"),
              "live, float32 decode": (None, pinned, "off"),
-             "live, diffusers' device lookup": (None, lookup, "auto")}
+             "live, diffusers' device lookup": (None, lookup, "auto"),
+             "live, eager UNet": (None, pinned, "auto")}
 
     if args.live_compile:
         kinds["live, compiled UNet"] = (None, pinned, "auto")
@@ -105,21 +109,22 @@ def main(argv=None) -> int:
         fast, cls, bf16 = kinds[kind]
         pipe.__class__ = cls
         os.environ["IMPASTO_BF16_DECODE"] = bf16
-        os.environ["IMPASTO_LIVE_COMPILE"] = "1" if kind == "live, compiled UNet" else "0"
+        os.environ["IMPASTO_LIVE_COMPILE"] = {"live, compiled UNet": "1", "live, eager UNet": "0"}.get(kind, "trace")
         return fast
 
-    compile_s = {}
+    built_s = {}
 
-    def compile_live(threads):
-        """Compile the live UNet at this thread count (its graph is guarded on it), as the daemon does."""
-        loaded.__dict__.pop("_live_unet", None)
+    def build_live(threads, kind="live, compiled UNet", how="compile", word="compiled"):
+        """Trace or compile the live UNet (a compiled graph at this thread count: it is guarded on it), as the
+        daemon does."""
+        loaded.__dict__.get("_live_unets", {}).pop(how, None)
         t0 = time.perf_counter()
-        fast = use("live, compiled UNet")
-        while engine.run(job(pics[0], fast), JobHooks()).info.get("live_unet") != "compiled":
+        fast = use(kind)
+        while engine.run(job(pics[0], fast), JobHooks()).info.get("live_unet") != word:
             if time.perf_counter() - t0 > 600:
-                raise SystemExit("the live UNet did not compile in 10 minutes")
+                raise SystemExit(f"the live UNet was not {word} in 10 minutes")
             time.sleep(0.5)
-        compile_s[str(threads)] = round(loaded._live_unet.compile_seconds, 1)
+        built_s.setdefault(how, {})[str(threads)] = round(loaded._live_unet.compile_seconds, 2)
 
     # how far the live picture is from the full-VAE one (same job, same latents up to the encoder)
     use("live")
@@ -135,13 +140,13 @@ def main(argv=None) -> int:
     figures = {"threads": {}, "live_vs_full_vae_levels": {"median": round(statistics.median(diffs), 2),
                                                           "max": round(max(diffs), 2), "canvases": len(diffs)},
                "live_vae": vae_used, "size": args.side}
-    if args.live_compile:
-        figures["live_unet_compile_s"] = compile_s
+    figures["live_unet_build_s"] = built_s
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
+        build_live(threads, "live", "trace", "traced")
         if args.live_compile:
-            compile_live(threads)
+            build_live(threads)
         times = {k: [] for k in kinds}
         stages = {k: {s: [] for s in STAGES} for k in kinds}
         canvas = pics[0]

@@ -36,13 +36,14 @@ starter) runs at 4 steps of its own DDIM and CFG 5 as before.  The starter
 paints at its native size (128 px for the scenes starter, 64 for the old
 one) and upscales, so 256 and 512 differ only on the client and transfer side.
 
-``--live-compile``: the daemon runs with ``IMPASTO_LIVE_COMPILE=1`` (live jobs' UNet calls
-through a compiled copy, ``backend/engine/live_unet.py``); the warm-up repaints until the
-daemon reports its compiled UNet in use, then everything is measured as above (the
-baseline and references are not live jobs: they never use it).
+``--live-unet trace|compile|off`` (``IMPASTO_LIVE_COMPILE`` of the daemon; default ``trace``, the
+daemon's own default; ``--live-compile`` = ``compile``): live jobs' UNet calls through a traced
+or compiled copy, or the UNet itself (``backend/engine/live_unet.py``); the warm-up repaints
+until the daemon reports its traced or compiled UNet in use, then everything is measured as
+above (the baseline and references are not live jobs: they never use it).
 
 Usage: python bench/live_latency.py [--strokes 60] [--rapid 60] [--threads 1] [--debounce 0.05]
-       [--starter DIR] [--publish NAME] [--live-compile]
+       [--starter DIR] [--publish NAME] [--live-unet trace|compile|off]
 Writes bench/results/live_latency.json (``--publish NAME``: NAME.json; ``--no-write`` to only print).
 """
 from __future__ import annotations
@@ -152,22 +153,23 @@ def run_size(client, size: int, args) -> dict:
         arrivals.append(update.stroke_to_result_s)
         sends.append(update.submitted_at - update.stroke_at)
         engine.append(update.result.timings.get("total", 0.0))
-        unet_ran.append(update.result.info.get("live_unet", "eager (no compiled live UNet)"))
+        unet_ran.append(update.result.info.get("live_unet", "eager (live UNet off)"))
         painted.set()
 
     # warm-up (model resident, prompt embeddings cached, first-call costs paid), then the baseline
     warm = LiveSession(client, read_plan, on_result, debounce=args.debounce, seed=SEED)
     for _ in range(3):
         warm.repaint_now().wait(timeout=120)
-    if args.live_compile:   # the daemon compiles its live UNet in the background: measure once it is in use
+    if args.live_unet != "off":   # the daemon builds its live UNet in the background: measure once it is in use
+        word = {"trace": "traced", "compile": "compiled"}[args.live_unet]
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             res = warm.repaint_now().wait(timeout=120)
-            if getattr(res, "info", {}).get("live_unet") == "compiled":
+            if getattr(res, "info", {}).get("live_unet") == word:
                 break
             time.sleep(1.0)
         else:
-            raise SystemExit("the daemon's live UNet never compiled (see its log)")
+            raise SystemExit(f"the daemon's live UNet was never {word} (see its log)")
     time.sleep(0.1)
     warm.close()
     latencies.clear(), arrivals.clear(), sends.clear(), engine.clear(), unet_ran.clear()
@@ -275,8 +277,10 @@ def main(argv=None) -> int:
                     help="skip the starter-alone reference series")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--publish", default="live_latency", help="write bench/results/<name>.json")
-    ap.add_argument("--live-compile", action="store_true",
-                    help="run the daemon with IMPASTO_LIVE_COMPILE=1 and measure once its compiled live UNet is in use")
+    ap.add_argument("--live-unet", choices=("trace", "compile", "off"), default="trace",
+                    help="the daemon's IMPASTO_LIVE_COMPILE; measured once its traced / compiled live UNet is in use")
+    ap.add_argument("--live-compile", dest="live_unet", action="store_const", const="compile",
+                    help="= --live-unet compile")
     args = ap.parse_args(argv)
     from impasto.protocol.live import DEBOUNCE_S
 
@@ -288,8 +292,7 @@ def main(argv=None) -> int:
     models = Path(tempfile.mkdtemp(prefix="impasto-live-models-"))
     home = Path(tempfile.mkdtemp(prefix="impasto-live-home-"))
     env = {"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    if args.live_compile:
-        env["IMPASTO_LIVE_COMPILE"] = "1"
+    env["IMPASTO_LIVE_COMPILE"] = {"trace": "trace", "compile": "1", "off": "0"}[args.live_unet]
     if args.starter:
         env["IMPASTO_STARTER_DIR"] = str(Path(args.starter).resolve())
     daemon = DaemonProcess(models, home, env_extra=env).start()
@@ -351,7 +354,8 @@ def main(argv=None) -> int:
             baseline="the same img2img request sent without `live` and waited for (submit -> result), same daemon, "
                      "same run, same threads",
             seeds=[SEED, SEED + 256, SEED + 512], threads=args.threads,
-            settings={"prompt": PROMPT, "gap_s": args.gap, "rapid_gap_s": args.rapid_gap}, tables=tables,
+            settings={"prompt": PROMPT, "gap_s": args.gap, "rapid_gap_s": args.rapid_gap,
+                      "live_unet": args.live_unet}, tables=tables,
             notes=["the canvas's own screen refresh and input handling are not part of this "
                    "figure (measured without a GUI)"],
             argv=sys.argv if argv is None else ["bench/live_latency.py", *argv])

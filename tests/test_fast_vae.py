@@ -282,3 +282,34 @@ def test_the_starters_live_picture_in_bfloat16_is_within_a_level_of_float32(star
     bf16 = starter_engine.run(_job("s2", live=True), JobHooks())
     assert "bfloat16" in bf16.info["vae"] and "fast encoder" in bf16.info["vae"]
     assert np.abs(_pixels(bf16) - _pixels(fp32)).mean() <= 1.0
+
+
+def test_small_latents_decode_through_a_recording_of_the_bfloat16_decoder(tmp_path, monkeypatch):
+    """Traced where overhead is the cost (small latents), the same pixels as the module; big ones and the off
+    setting stay eager; a failed recording decodes eagerly."""
+    from impasto.backend.engine import vae_bf16
+
+    vae = _tiny_engine(tmp_path).model("tiny").base.vae
+    monkeypatch.delenv("IMPASTO_LIVE_COMPILE", raising=False)
+    dec = vae_bf16.Bf16Decoder(vae)
+    small = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = dec.decode(small)
+    key = (1, 4, 16, 16)
+    assert dec.traced[key] is not None and isinstance(dec.traced[key], torch.jit.ScriptModule)
+    with torch.inference_mode():
+        want = dec.module(small.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)).float()
+    assert out.dtype == torch.float32 and torch.equal(out, want)
+    big = torch.randn(1, 4, 40, 40)
+    assert dec.decode(big).shape[-1] == 40 * 8 and dec.traced[(1, 4, 40, 40)] is None
+    monkeypatch.setenv("IMPASTO_LIVE_COMPILE", "0")
+    off = vae_bf16.Bf16Decoder(vae)
+    off.decode(small)
+    assert off.traced[key] is None
+
+    def no_torchscript(*a, **k):
+        raise RuntimeError("TorchScript is gone")
+
+    monkeypatch.delenv("IMPASTO_LIVE_COMPILE")
+    monkeypatch.setattr(torch.jit, "trace", no_torchscript)
+    failed = vae_bf16.Bf16Decoder(vae)
+    assert torch.equal(failed.decode(small), want) and failed.traced[key] is None

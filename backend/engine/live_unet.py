@@ -1,29 +1,39 @@
-"""A compiled copy of the UNet for live jobs, built in the background (opt-in: ``IMPASTO_LIVE_COMPILE=1``).
+"""A faster copy of the UNet for live jobs, built in the background (``IMPASTO_LIVE_COMPILE``).
 
 Why: a live job on the starter spends most of its time in four UNet calls of a small
-network on a 16 x 16 latent, where PyTorch's per-operator overhead, not arithmetic, is
-the cost.  ``torch.compile`` (inductor) of the starter's UNet measured 16.7 -> 12.1 ms per
-call at one thread (same process; see docs/performance.md, "Live painting").  It is an
-opt-in daemon setting, not the default: inductor needs a C++ compiler (artists' Windows
-machines rarely have one), compiling takes 12 s with a warm cache and about a minute
-cold, and a copy of the UNet stays in memory (refused above :data:`MAX_PARAMS`).
+network on a 16 x 16 latent, where PyTorch's per-operator overhead (Python, diffusers'
+module code, hooks), not arithmetic, is the cost.  Two ways to cut it, one setting:
 
-How, so that a stroke never waits for a compiler:
+* ``trace`` (the default): ``torch.jit.trace`` records the UNet's operators once and runs
+  them from C++; no compiler needed, built in under a second.  The starter's UNet call
+  measured 14.8 -> 9.3 ms at one thread (same process; docs/performance.md, "Live
+  painting").  PyTorch marks TorchScript deprecated: where it is gone or fails, live jobs
+  stay eager (and say so).
+* ``1`` / ``inductor``: ``torch.compile`` (inductor; 16.7 -> 12.1 ms per call measured).
+  Needs a C++ compiler (artists' Windows machines rarely have one) and 12 s with a warm
+  cache, about a minute cold.  ``IMPASTO_COMPILE_BACKEND`` picks dynamo's backend (tests:
+  ``eager``).
+* ``0`` / ``off``: live jobs call the UNet as every other job does.
+
+Either way a copy of the UNet stays in memory: refused above :data:`MAX_PARAMS` (real SD
+models, whose calls are arithmetic anyway).  So that a stroke never waits for it:
 
 * The first live job's first UNet call notes the call's shapes and starts a thread that
   copies the UNet (as it is then: its live adapters folded in and out of the module tree,
-  ``adapters._strip``, or none at all) and compiles the copy for those shapes, running it
-  once.  Jobs go on with the eager UNet meanwhile - slower for those seconds: tracing is
-  Python and shares the interpreter lock with the job.
-* When ready, a live job's UNet calls with those shapes go through the compiled copy.  Its
-  weights are the pipeline UNet's: copied in place when the folded adapters change (the
-  weights are graph inputs, so nothing recompiles).  A live job while a concept is *not*
-  folded (the tree holds peft layers) stays eager.
-* A call the graph was not built for (other shapes, another argument) would recompile
-  inside the stroke: under ``torch.compiler.set_stance("fail_on_recompile")`` it raises
-  instead and that call runs eagerly (logged once per shape).
-* The result's ``info["live_unet"]`` says which ran: ``compiled``, ``compiling`` or why
-  not.  ``IMPASTO_COMPILE_BACKEND`` picks the backend (tests: ``eager``).
+  ``adapters._strip``, or none at all) and traces or compiles the copy for those shapes,
+  checking the copy's answers against the eager copy's (two timesteps) before use.  Jobs
+  go on with the eager UNet meanwhile - slower for those moments: tracing is Python and
+  shares the interpreter lock with the job.
+* When ready, a live job's UNet calls with those shapes go through the copy.  Its weights
+  are the pipeline UNet's: copied in place when the folded adapters change (traced and
+  compiled graphs read the copy's parameters, so nothing is rebuilt).  A live job while a
+  concept is *not* folded (the tree holds peft layers) stays eager.
+* A call the copy was not built for (other shapes, another argument) runs eagerly: the
+  signature check turns it away (a traced graph is only right for the shapes it saw), and
+  a compiled one runs under ``torch.compiler.set_stance("fail_on_recompile")``, never
+  recompiling inside a stroke.
+* The result's ``info["live_unet"]`` says which ran: ``traced`` / ``compiled``,
+  ``tracing`` / ``compiling``, or why not.
 """
 from __future__ import annotations
 
@@ -33,7 +43,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Dict, Optional, Tuple
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -45,11 +56,23 @@ ENV = "IMPASTO_LIVE_COMPILE"
 MAX_PARAMS = 300_000_000      # a compiled copy of a bigger UNet costs more memory than its calls save time
 
 
+_COMPILE = ("1", "true", "yes", "on", "compile", "inductor")
+_OFF = ("0", "false", "no", "off", "eager")
+
+
+def mode() -> Optional[str]:
+    """``"trace"`` (default), ``"compile"`` or None (off), from ``IMPASTO_LIVE_COMPILE``."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _OFF:
+        return None
+    return "compile" if value in _COMPILE else "trace"
+
+
 def enabled() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return mode() is not None
 
 
-def _signature(sample, timestep, ehs, args, kwargs) -> Tuple:
+def _signature(sample, timestep, ehs, args, kwargs, threads: bool = True) -> Tuple:
     def desc(v):
         if isinstance(v, torch.Tensor):
             return ("T", tuple(v.shape), str(v.dtype))
@@ -57,9 +80,9 @@ def _signature(sample, timestep, ehs, args, kwargs) -> Tuple:
             return ("D", tuple(sorted((k, desc(x)) for k, x in v.items())))
         return ("V", v if isinstance(v, (bool, int, float, str, type(None))) else type(v).__name__)
 
-    # the thread count too: inductor's graph is guarded on it (a change would recompile)
+    # the thread count too for a compiled graph: inductor's is guarded on it (a change would recompile)
     return (desc(sample), desc(timestep), desc(ehs), tuple(desc(a) for a in args),
-            tuple(sorted((k, desc(v)) for k, v in kwargs.items())), torch.get_num_threads())
+            tuple(sorted((k, desc(v)) for k, v in kwargs.items())), torch.get_num_threads() if threads else None)
 
 
 def _clone(v):
@@ -72,11 +95,94 @@ def _clone(v):
     return v
 
 
-class LiveUNet:
-    """One loaded model's compiled live UNet (state machine: idle -> compiling -> ready | failed)."""
+def _flatten(v, tensors: List[torch.Tensor]):
+    """``v`` with every tensor replaced by its index in ``tensors`` (appended): a traced graph takes tensors only."""
+    if isinstance(v, torch.Tensor):
+        tensors.append(v)
+        return _Slot(len(tensors) - 1)
+    if isinstance(v, dict):      # in key order: calls equal by signature number their tensors alike
+        return {k: _flatten(v[k], tensors) for k in sorted(v)}
+    if isinstance(v, (tuple, list)):
+        return type(v)(_flatten(x, tensors) for x in v)
+    return v
 
-    def __init__(self, loaded):
+
+class _Slot(int):
+    """Where a tensor stood in a call's arguments."""
+
+
+def _fill(v, tensors):
+    if isinstance(v, _Slot):
+        return tensors[int(v)]
+    if isinstance(v, dict):
+        return {k: _fill(x, tensors) for k, x in v.items()}
+    if isinstance(v, (tuple, list)):
+        return type(v)(_fill(x, tensors) for x in v)
+    return v
+
+
+class _Traced(torch.nn.Module):
+    """The UNet called with a fixed argument structure (tensors in, the sample tensor out): what gets traced."""
+
+    def __init__(self, unet, structure):
+        super().__init__()
+        self.unet = unet
+        self.structure = structure
+
+    def forward(self, *tensors):
+        args, kwargs = _fill(self.structure, tensors)
+        out = self.unet(*args, **kwargs)
+        return out[0] if isinstance(out, tuple) else out.sample
+
+
+def _quiet_tracer() -> None:
+    """Silence TorchScript's deprecation notice and its tracer's shape notes (by name: nothing else).
+
+    Filters, not ``catch_warnings``: that saves and restores the process's filter list and
+    is not safe from a second thread.
+    """
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+
+
+def _trace(twin, example) -> Callable:
+    """``twin`` traced for calls like ``example`` and checked against it: a callable of the same call."""
+    tensors: List[torch.Tensor] = []
+    structure = _flatten(example, tensors)
+    module = _Traced(twin, structure).eval()
+    _quiet_tracer()
+    with torch.no_grad():
+        traced = torch.jit.trace(module, tuple(tensors), check_trace=False)
+    ref_args, ref_kwargs = example
+    with torch.inference_mode():
+        reference = twin(*ref_args, **ref_kwargs)
+        for k in range(2 if isinstance(ref_args[1], torch.Tensor) else 1):   # the call, then at another timestep
+            if k == 1:
+                t = tensors[1]
+                tensors = list(tensors)
+                tensors[1] = t // 2 if not t.is_floating_point() else t * 0.5
+            want = module(*tensors)
+            got = traced(*tensors)
+            if got.shape != want.shape or (got - want).abs().max() > 1e-3 * max(1.0, float(want.abs().max())):
+                raise RuntimeError("the traced UNet's answer differs from the UNet's")
+    tuple_out = isinstance(reference, tuple)
+    out_type = type(reference)
+
+    def call(*args, **kwargs):
+        found: List[torch.Tensor] = []
+        _flatten((args, kwargs), found)
+        sample = traced(*found)
+        return (sample,) if tuple_out else out_type(sample=sample)
+
+    return call
+
+
+class LiveUNet:
+    """One loaded model's traced or compiled live UNet (state machine: idle -> building -> ready | failed)."""
+
+    def __init__(self, loaded, how: str = "trace"):
         self.loaded = loaded
+        self.how = how                  # "trace" | "compile"
         self.state = "idle"
         self.why = ""
         self.signature: Optional[Tuple] = None
@@ -109,30 +215,39 @@ class LiveUNet:
         twin.requires_grad_(False)
         self.copy, self.key = twin, self._fused_key()
         self.signature = signature      # before the thread starts: it may finish within this very job
-        self.state = "compiling"
+        self.state = "building"
         backend = os.environ.get("IMPASTO_COMPILE_BACKEND", "inductor")
         example = _clone(call)
 
         def build():
             t0 = time.perf_counter()
             try:
-                compiled = torch.compile(twin, backend=backend, fullgraph=False, dynamic=False)
-                args, kwargs = example
-                with torch.inference_mode():
-                    compiled(*args, **kwargs)
-            except Exception as exc:   # no compiler, an unsupported op: live jobs stay eager
+                if self.how == "trace":
+                    built = _trace(twin, example)
+                else:
+                    built = torch.compile(twin, backend=backend, fullgraph=False, dynamic=False)
+                    args, kwargs = example
+                    with torch.inference_mode():
+                        built(*args, **kwargs)
+            except Exception as exc:   # no compiler, no TorchScript, an unsupported op: live jobs stay eager
+                verb = "tracing" if self.how == "trace" else "compiling"
                 with self._lock:
-                    self.state, self.why = "failed", f"compiling failed ({type(exc).__name__}: {exc})"[:300]
+                    self.state, self.why = "failed", f"{verb} failed ({type(exc).__name__}: {exc})"[:300]
                     self.copy = None
                 log.warning("live UNet: %s", self.why)
                 return
             with self._lock:
-                self.compiled, self.compile_seconds = compiled, time.perf_counter() - t0
+                self.compiled, self.compile_seconds = built, time.perf_counter() - t0
                 self.state = "ready"
-            log.info("live UNet compiled (%s) in %.1f s", backend, self.compile_seconds)
+            log.info("live UNet %s (%s) in %.1f s", self.done_word, "torchscript" if self.how == "trace" else backend,
+                     self.compile_seconds)
 
-        self.thread = threading.Thread(target=build, name="impasto-live-compile", daemon=True)
+        self.thread = threading.Thread(target=build, name=f"impasto-live-{self.how}", daemon=True)
         self.thread.start()
+
+    @property
+    def done_word(self) -> str:
+        return "traced" if self.how == "trace" else "compiled"
 
     def _fused_key(self):
         from impasto.backend.concepts import adapters
@@ -159,26 +274,28 @@ class LiveUNet:
 
     @contextlib.contextmanager
     def attached(self, pipe, info: Dict[str, object]):
-        """Inside the block ``pipe``'s UNet calls go through the compiled copy where they can."""
+        """Inside the block ``pipe``'s UNet calls go through the traced or compiled copy where they can."""
         unet = pipe.unet
         used = {"compiled": 0, "eager": 0, "waiting": 0}
 
         def make(inner):
             def forward(sample, timestep, encoder_hidden_states=None, *args, **kwargs):
-                sig = _signature(sample, timestep, encoder_hidden_states, args, kwargs)
+                sig = _signature(sample, timestep, encoder_hidden_states, args, kwargs, self.how == "compile")
                 with self._lock:
                     state = self.state
                 if state == "idle":
                     self._start(unet, ((sample, timestep, encoder_hidden_states, *args), kwargs), sig)
-                if self.state == "compiling":
+                if self.state == "building":
                     used["waiting"] += 1
                 elif state == "ready" and sig == self.signature and sig not in self.refused and self._sync(unet):
                     try:
-                        with torch.compiler.set_stance("fail_on_recompile"):
+                        stance = torch.compiler.set_stance("fail_on_recompile") if self.how == "compile" \
+                            else contextlib.nullcontext()
+                        with stance:
                             out = self.compiled(sample, timestep, encoder_hidden_states, *args, **kwargs)
                         used["compiled"] += 1
                         return out
-                    except Exception as exc:   # would recompile (another shape or argument): eager for this one
+                    except Exception as exc:   # would recompile, or the graph refuses: eager for this one
                         self.refused.add(sig)
                         log.info("live UNet: a call it was not compiled for runs eagerly (%s)", str(exc)[:200])
                 used["eager"] += 1
@@ -192,13 +309,14 @@ class LiveUNet:
             info["live_unet"] = self._report(used)
 
     def _report(self, used: Dict[str, int]) -> str:
+        done = self.done_word
         if used["compiled"]:
             total = used["compiled"] + used["eager"]
-            return "compiled" if used["compiled"] == total else f"compiled for {used['compiled']} of {total} calls"
+            return done if used["compiled"] == total else f"{done} for {used['compiled']} of {total} calls"
         if used["waiting"]:
-            return "compiling"        # (it may have finished while this job's last calls ran)
+            return "tracing" if self.how == "trace" else "compiling"   # (it may have finished meanwhile)
         if self.state == "ready":
-            return "eager: compiled for other shapes or folded adapters"
+            return f"eager: {done} for other shapes or folded adapters"
         if self.state == "idle":
             return "eager: a concept is on without being folded in"
         if self.state == "failed":
@@ -207,10 +325,13 @@ class LiveUNet:
 
 
 def for_model(loaded) -> Optional[LiveUNet]:
-    """The loaded model's live UNet when the setting is on (made on first use), else None."""
-    if not enabled() or getattr(getattr(loaded, "fast", None), "compile", False):
+    """The loaded model's live UNet for the setting (made on first use), else None."""
+    how = mode()
+    if how is None or getattr(getattr(loaded, "fast", None), "compile", False):
         return None     # off, or the whole UNet is compiled already (IMPASTO_COMPILE: concepts in its hot slot)
-    live = loaded.__dict__.get("_live_unet")
+    built = loaded.__dict__.setdefault("_live_unets", {})      # one per setting: a switch back rebuilds nothing
+    live = built.get(how)
     if live is None:
-        live = loaded.__dict__["_live_unet"] = LiveUNet(loaded)
+        live = built[how] = LiveUNet(loaded, how)
+    loaded.__dict__["_live_unet"] = live
     return live
