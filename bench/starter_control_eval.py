@@ -26,7 +26,8 @@ prompt, judged the same way against the same drawing).  Targets (issue 16):
 IoU >= 0.8 in >= 90 % of pictures and the prompt right >= 90 % with control; a
 much lower IoU without.
 
-Usage: python bench/starter_control_eval.py --control DIR [--n 200] [--steps 20] [--cfg 5] [--json out.json]
+Usage: python bench/starter_control_eval.py --control DIR [--n 200] [--steps 20] [--cfg 5] [--strength 1]
+       [--end 1.0] [--json out.json]
 """
 from __future__ import annotations
 
@@ -78,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg", type=float, default=5.0)
     ap.add_argument("--strength", type=float, default=1.0)
+    ap.add_argument("--end", type=float, default=1.0, help="the unit's end of schedule (ControlNet's ending step)")
     ap.add_argument("--combos", choices=("train", "held_out"), default="train",
                     help="prompts from the starter's training (family, colour, background) triples or its held-out ones")
     ap.add_argument("--seed", type=int, default=EVAL_SEED)
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
             pics = {}
             for mode in ("without", "with"):
                 units = [ControlUnit("scribble", Image(size, size, layer.tobytes()), "starter-control",
-                                     args.strength)] if mode == "with" else []
+                                     args.strength, end=args.end)] if mode == "with" else []
                 r = engine.run(Generate(job="e", prompt=captions[i], model=name, width=size, height=size,
                                         steps=args.steps, cfg_scale=args.cfg, seed=args.seed + i, sampler="ddim",
                                         control=units))
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         figures = {"with_control": summary(rows["with"]), "without_control": summary(rows["without"]),
                    "generator_ceiling": summary(rows["generator"]), "domain": domain, "model": str(model),
-                   "n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength,
+                   "n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength, "end": args.end,
                    "combos": args.combos, "control_model": str(args.control), "control_training": meta.get("training"),
                    "captions": captions,
                    "raw_iou": {mode: [r["iou"] for r in rs] for mode, rs in rows.items()},
@@ -197,7 +199,7 @@ def main(argv=None) -> int:
                               line("the generator's own picture (judges' ceiling)", g)]}
             write_result(args.publish, figures, seeds=[args.seed], threads=args.threads,
                          baseline="the same prompts and seeds without the control unit, same run",
-                         settings={"n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength,
+                         settings={"n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength, "end": args.end,
                                    "combos": args.combos}, tables={"main": table})
         return 0
     finally:
