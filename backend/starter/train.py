@@ -552,8 +552,8 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         spec, generic, empty = ids_of(cache["captions"]), ids_of(cache["generic"]), ids_of([""])[0]
 
         def batch():
-            i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen)
-            u = torch.rand(args.batch, generator=gen)
+            i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen).to(device)
+            u = torch.rand(args.batch, generator=gen).to(device)
             ids = torch.where((u < args.generic)[:, None], generic[i], spec[i])
             ids = torch.where((u > 1 - args.cond_drop)[:, None], empty[None].expand_as(ids), ids)
             return lat[i], ids
@@ -564,15 +564,15 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         batch = None
 
     def batch_combo():
-        i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen)
+        i = torch.randint(0, lat.shape[0], (args.batch,), generator=gen).to(device)
         c = cidx[i]
-        u = torch.rand(args.batch, generator=gen)
+        u = torch.rand(args.batch, generator=gen).to(device)
         row = 1 + c  # specific caption
         row = torch.where(u < args.generic, 1 + ncombo + c, row)
         row = torch.where(u > 1 - args.cond_drop, torch.zeros_like(row), row)
         x0 = lat[i]
         if args.flip:  # horizontal flip: every shape here is mirror symmetric
-            f = torch.rand(args.batch, generator=gen) < 0.5
+            f = (torch.rand(args.batch, generator=gen) < 0.5).to(device)
             x0 = torch.where(f[:, None, None, None], x0.flip(-1), x0)
         return x0, ids_table[row]
 
@@ -581,8 +581,9 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
 
     def one_step(s):
         x0, ids = batch()
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), generator=gen)
+        # drawn on the CPU generator (the same stream on any device, resumable), then moved
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
         xt = noise_sched.add_noise(x0, noise, t)
         enc = text_encoder(ids)[0]
         pred = unet(xt, t, encoder_hidden_states=enc).sample
