@@ -37,9 +37,10 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     call and learns the step count from the step-end callback.  ``step_end``
     (``(steps done, latents) -> new latents or None``) is the named point where
     a job changes the latents between steps (Prompt-to-Prompt's local blend).
-    ``live`` (a live job without either) may run its UNet calls through the
-    model's compiled live UNet when the daemon setting asks for one
-    (:mod:`.live_unet`; ``info["live_unet"]`` says what ran).
+    ``live`` (a live job without either) runs its UNet calls through the
+    model's traced (or compiled) live UNet once that is built, unless the
+    daemon setting turns it off (:mod:`.live_unet`; ``info["live_unet"]``
+    says what ran).
     """
     scheduler = make_scheduler(sampler, loaded.scheduler_config)
     pipe.scheduler = scheduler
