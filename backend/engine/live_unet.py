@@ -5,7 +5,7 @@ network on a 16 x 16 latent, where PyTorch's per-operator overhead (Python, diff
 module code, hooks), not arithmetic, is the cost.  Two ways to cut it, one setting:
 
 * ``trace`` (the default): ``torch.jit.trace`` records the UNet's operators once and runs
-  them from C++; no compiler needed, built in under a second.  The starter's UNet call
+  them from C++; no compiler needed, built in 1.2-1.7 s on the starter.  The starter's UNet call
   measured 14.8 -> 9.3 ms at one thread (same process; docs/performance.md, "Live
   painting").  PyTorch marks TorchScript deprecated: where it is gone or fails, live jobs
   stay eager (and say so).
