@@ -41,8 +41,10 @@ TRAIN_SEED = 1234          # train.py's default --seed; its scene pool is drawn 
 
 
 def _latents(vae, imgs: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+    """As ``train.py`` encoded its pool: the posterior mean, scaled."""
+    from impasto.backend.starter.train import to_tensor
+
+    return vae.encode(to_tensor(imgs)).latent_dist.mean * vae.config.scaling_factor
 
 
 @torch.no_grad()

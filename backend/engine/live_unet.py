@@ -85,40 +85,39 @@ def _signature(sample, timestep, ehs, args, kwargs, threads: bool = True) -> Tup
             tuple(sorted((k, desc(v)) for k, v in kwargs.items())), torch.get_num_threads() if threads else None)
 
 
-def _clone(v):
-    if isinstance(v, torch.Tensor):
-        return v.detach().clone()
+def _walk(v, leaf: Callable):
+    """``v`` rebuilt with ``leaf`` applied to every value outside its dicts, tuples and lists.
+
+    Dicts in key order: two calls equal by signature meet their tensors in the same order.
+    """
     if isinstance(v, dict):
-        return {k: _clone(x) for k, x in v.items()}
+        return {k: _walk(v[k], leaf) for k in sorted(v)}
     if isinstance(v, (tuple, list)):
-        return type(v)(_clone(x) for x in v)
-    return v
+        return type(v)(_walk(x, leaf) for x in v)
+    return leaf(v)
 
 
-def _flatten(v, tensors: List[torch.Tensor]):
-    """``v`` with every tensor replaced by its index in ``tensors`` (appended): a traced graph takes tensors only."""
-    if isinstance(v, torch.Tensor):
-        tensors.append(v)
-        return _Slot(len(tensors) - 1)
-    if isinstance(v, dict):      # in key order: calls equal by signature number their tensors alike
-        return {k: _flatten(v[k], tensors) for k in sorted(v)}
-    if isinstance(v, (tuple, list)):
-        return type(v)(_flatten(x, tensors) for x in v)
-    return v
+def _clone(v):
+    return _walk(v, lambda x: x.detach().clone() if isinstance(x, torch.Tensor) else x)
 
 
 class _Slot(int):
     """Where a tensor stood in a call's arguments."""
 
 
+def _flatten(v, tensors: List[torch.Tensor]):
+    """``v`` with every tensor replaced by its index in ``tensors`` (appended): a traced graph takes tensors only."""
+    def slot(x):
+        if isinstance(x, torch.Tensor):
+            tensors.append(x)
+            return _Slot(len(tensors) - 1)
+        return x
+
+    return _walk(v, slot)
+
+
 def _fill(v, tensors):
-    if isinstance(v, _Slot):
-        return tensors[int(v)]
-    if isinstance(v, dict):
-        return {k: _fill(x, tensors) for k, x in v.items()}
-    if isinstance(v, (tuple, list)):
-        return type(v)(_fill(x, tensors) for x in v)
-    return v
+    return _walk(v, lambda x: tensors[int(x)] if isinstance(x, _Slot) else x)
 
 
 class _Traced(torch.nn.Module):
@@ -132,6 +131,7 @@ class _Traced(torch.nn.Module):
     def forward(self, *tensors):
         args, kwargs = _fill(self.structure, tensors)
         out = self.unet(*args, **kwargs)
+        self.returns = type(out)       # the UNet's own return type, rebuilt around the recording's tensor
         return out[0] if isinstance(out, tuple) else out.sample
 
 
@@ -153,9 +153,8 @@ def _trace(twin, example) -> Callable:
     _quiet_tracer()
     with torch.no_grad():
         traced = torch.jit.trace(module, tuple(tensors), check_trace=False)
-    ref_args, ref_kwargs = example
+    ref_args, _ = example
     with torch.inference_mode():
-        reference = twin(*ref_args, **ref_kwargs)
         for k in range(2 if isinstance(ref_args[1], torch.Tensor) else 1):   # the call, then at another timestep
             if k == 1:
                 t = tensors[1]
@@ -165,8 +164,8 @@ def _trace(twin, example) -> Callable:
             got = traced(*tensors)
             if got.shape != want.shape or (got - want).abs().max() > 1e-3 * max(1.0, float(want.abs().max())):
                 raise RuntimeError("the traced UNet's answer differs from the UNet's")
-    tuple_out = isinstance(reference, tuple)
-    out_type = type(reference)
+    out_type = module.returns
+    tuple_out = issubclass(out_type, tuple)
 
     def call(*args, **kwargs):
         found: List[torch.Tensor] = []
@@ -230,9 +229,8 @@ class LiveUNet:
                     with torch.inference_mode():
                         built(*args, **kwargs)
             except Exception as exc:   # no compiler, no TorchScript, an unsupported op: live jobs stay eager
-                verb = "tracing" if self.how == "trace" else "compiling"
                 with self._lock:
-                    self.state, self.why = "failed", f"{verb} failed ({type(exc).__name__}: {exc})"[:300]
+                    self.state, self.why = "failed", f"{self.doing_word} failed ({type(exc).__name__}: {exc})"[:300]
                     self.copy = None
                 log.warning("live UNet: %s", self.why)
                 return
@@ -248,6 +246,10 @@ class LiveUNet:
     @property
     def done_word(self) -> str:
         return "traced" if self.how == "trace" else "compiled"
+
+    @property
+    def doing_word(self) -> str:
+        return "tracing" if self.how == "trace" else "compiling"
 
     def _fused_key(self):
         from impasto.backend.concepts import adapters
@@ -314,7 +316,7 @@ class LiveUNet:
             total = used["compiled"] + used["eager"]
             return done if used["compiled"] == total else f"{done} for {used['compiled']} of {total} calls"
         if used["waiting"]:
-            return "tracing" if self.how == "trace" else "compiling"   # (it may have finished meanwhile)
+            return self.doing_word      # (it may have finished meanwhile)
         if self.state == "ready":
             return f"eager: {done} for other shapes or folded adapters"
         if self.state == "idle":
