@@ -1,4 +1,4 @@
-"""Where does the starter lose a shape's family?  Two measurements to aim its next training at.
+"""Where does the starter lose a shape's family?  Three measurements to aim its next training at.
 
 The strict judges find the starter's colours, places, sizes and counts right and its shape
 family wrong in a third to a half of its pictures (docs/performance.md, "The 128 px scenes
@@ -15,8 +15,15 @@ bench tells two causes apart, on the *training* triples only (nothing held out i
   repainted by the starter (img2img, DDIM 20 steps, CFG 3, the same prompt) at denoising strength
   0.2 ... 0.8: the share whose family the strict judges still accept.  A family kept at low
   strength and lost at high strength is decided in the noisy steps, where the global shape forms.
+* **confused or imprecise?**  Plain text-to-image pictures ("a red square on a blue background",
+  DDIM 20, CFG 3) of every training family: what the strict judges say of each - the asked
+  family, another family, or no family at all - and how well the asked family's own outline fits
+  (its template IoU; the judge's floor is 0.90, 0.84 for thin families).  A model that draws the
+  wrong family fits another family best; one that draws the right family with a wobbly outline
+  fits its own family, under the floor.
 
     python bench/starter_shape_diagnosis.py [--model backend/assets/starter] [--n 32] [--pool 500]
+        [--per-family 8]
 
 Writes ``bench/results/starter_shape_diagnosis.json`` (``--no-write``: print only).
 """
@@ -68,12 +75,66 @@ def band_losses(pipe, imgs: np.ndarray, captions, seed: int) -> dict:
     return {f"{lo}-{hi}": float(np.mean([v for t, v in got if lo <= t < hi])) for lo, hi in BANDS}
 
 
+@torch.no_grad()
+def family_verdicts(model: Path, per_family: int, cfg: float) -> dict:
+    """Per training family: the strict judges' verdicts on plain pictures of it, and its own fit."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    from impasto.backend.starter import families as FAM
+    from impasto.backend.starter import judges as J
+    from impasto.backend.starter import scenes as SC
+
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    g = np.random.default_rng(17)
+    triples = SC.train_triples()
+    out = {}
+    for fam in FAM.TRAIN_FAMILIES:
+        mine = [t for t in triples if t[0] == fam]
+        scenes = [SC.Scene(bg, [SC.make_object(fam, fg, None, None, g)])
+                  for _, fg, bg in (mine[(5 * k) % len(mine)] for k in range(per_family))]
+        gens = [torch.Generator().manual_seed(100 + k) for k in range(per_family)]
+        pics = pipe([SC.caption(x) for x in scenes], negative_prompt=[""] * per_family, height=SC.NATIVE_SIZE,
+                    width=SC.NATIVE_SIZE, num_inference_steps=20, guidance_scale=cfg, generator=gens).images
+        said = {"right": 0, "another family": 0, "no family": 0, "no object": 0}
+        fits = []
+        for pic, sc in zip(pics, scenes):
+            _, objs = J.find_objects(pic, min_fraction=0.002)
+            objs = [o for o in objs if o.fg == sc.objects[0].fg]
+            if not objs:
+                said["no object"] += 1
+                continue
+            sc_fit = J.scores(max(objs, key=lambda o: o.radius).canon)
+            fits.append(sc_fit[fam])
+            label = fam if J.decide(sc_fit, fam) else J.classify(max(objs, key=lambda o: o.radius).canon)
+            said["right" if label == fam else "no family" if label == "none" else "another family"] += 1
+        out[fam] = {**said, "own_fit_median": round(float(np.median(fits)), 3) if fits else None,
+                    "floor": J.MIN_IOU_BY_FAMILY.get(fam, J.MIN_IOU)}
+    return out
+
+
+def verdict_table(verdicts: dict, per_family: int, cfg: float) -> dict:
+    tot = {k: sum(v[k] for v in verdicts.values()) for k in ("right", "another family", "no family", "no object")}
+    rows = [[fam, str(v["right"]), str(v["another family"]), str(v["no family"]), str(v["no object"]),
+             f"{v['own_fit_median']:.2f}" if v["own_fit_median"] is not None else "-", f"{v['floor']:.2f}"]
+            for fam, v in verdicts.items()]
+    rows.append(["all", *[str(tot[k]) for k in tot], "", ""])
+    return {"caption": (f"Plain pictures of each training family ({per_family} each, training triples, DDIM 20, "
+                        f"CFG {cfg:g}, seeds 100..): what the strict judges say, and the median template IoU of "
+                        "the asked family's own outline against the judge's floor."),
+            "columns": ["family", "right", "another family", "no family", "no object", "own fit (median)",
+                        "judge's floor"],
+            "rows": rows}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=HERE.parent / "backend" / "assets" / "starter")
     ap.add_argument("--n", type=int, default=32, help="prompts per kind for the repaint test")
     ap.add_argument("--pool", type=int, default=500, help="scenes per side of the loss comparison")
     ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--per-family", type=int, default=8, help="plain pictures per training family (verdicts)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -120,6 +181,13 @@ def main(argv=None) -> int:
             kept[k][str(strength)] = E.score(pics, ss)["family"]
     repaint_s = time.perf_counter() - t0
 
+    # 3. what the judges say of plain pictures of each family, and the asked family's template fit
+    t0 = time.perf_counter()
+    verdicts = family_verdicts(args.model, args.per_family, args.cfg)
+    verdict_s = time.perf_counter() - t0
+
+    for fam, v in verdicts.items():
+        print(fam, v)
     for side, v in loss.items():
         print(side, {b: round(x, 5) for b, x in v.items()})
     for k, v in kept.items():
@@ -130,13 +198,13 @@ def main(argv=None) -> int:
     pool, fresh = loss["training pool"], loss["fresh scenes"]
     results_io.write_result(
         "starter_shape_diagnosis",
-        {"loss_by_band": loss, "family_kept_by_strength": kept, "seconds": {"loss": round(loss_s, 1),
-                                                                            "repaint": round(repaint_s, 1)}},
-        seeds=[TRAIN_SEED + 2, 98765, 5, 0], threads=args.threads,
+        {"loss_by_band": loss, "family_kept_by_strength": kept, "verdicts_by_family": verdicts,
+         "seconds": {"loss": round(loss_s, 1), "repaint": round(repaint_s, 1), "verdicts": round(verdict_s, 1)}},
+        seeds=[TRAIN_SEED + 2, 98765, 5, 0, 17, 100], threads=args.threads,
         baseline="loss: fresh scenes of the same training triples, same noise and timesteps; repaint: the "
                  "generator's own picture (the strict judges accept its family in 100 %)",
         settings={"model": str(args.model), "pool_scenes": args.pool, "prompts_per_kind": args.n, "cfg": args.cfg,
-                  "sampler": "ddim", "steps": 20, "split": "train"},
+                  "sampler": "ddim", "steps": 20, "split": "train", "per_family": args.per_family},
         tables={
             "loss": {"caption": (f"Denoising loss (epsilon MSE, unweighted, 2 noise draws per scene) of the starter "
                                  f"on {args.pool} scenes regenerated from its training pool against {args.pool} fresh "
@@ -150,7 +218,8 @@ def main(argv=None) -> int:
                                     "strength."),
                         "columns": ["kind", *[f"strength {s:g}" for s in STRENGTHS]],
                         "rows": [[kinds[k], *[f"{100 * v[str(s)]:.0f} %" for s in STRENGTHS]]
-                                 for k, v in kept.items()]}},
+                                 for k, v in kept.items()]},
+            "verdicts": verdict_table(verdicts, args.per_family, args.cfg)},
         argv=sys.argv if argv is None else ["bench/starter_shape_diagnosis.py", *argv])
     return 0
 
