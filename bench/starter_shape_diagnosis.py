@@ -4,7 +4,7 @@ The strict judges find the starter's colours, places, sizes and counts right and
 family wrong in a third to a half of its pictures (docs/performance.md, "The 128 px scenes
 starter"); every companion's target that misses (few-step, control, sliders, concepts) misses
 through it.  Before a retrain (the in-project ``python -m impasto.backend.starter.train``), this
-bench tells two causes apart, on the *training* triples only (nothing held out is looked at):
+bench tells causes apart, on the *training* triples only (nothing held out is looked at):
 
 * **memorised or short of capacity?**  The denoising loss (the training objective, epsilon MSE,
   no weighting) of the shipped UNet on scenes of its own training pool (regenerated: the pool's
@@ -76,16 +76,18 @@ def band_losses(pipe, imgs: np.ndarray, captions, seed: int) -> dict:
 
 
 @torch.no_grad()
-def family_verdicts(model: Path, per_family: int, cfg: float) -> dict:
-    """Per training family: the strict judges' verdicts on plain pictures of it, and its own fit."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def family_verdicts(img2img, per_family: int, cfg: float) -> dict:
+    """Per training family: the strict judges' verdicts on plain pictures of it, and its own fit.
+
+    ``img2img``: the bench's pipeline; its components paint from noise here (no second load).
+    """
+    from diffusers import StableDiffusionPipeline
 
     from impasto.backend.starter import families as FAM
     from impasto.backend.starter import judges as J
     from impasto.backend.starter import scenes as SC
 
-    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe = StableDiffusionPipeline(**img2img.components)
     pipe.set_progress_bar_config(disable=True)
     g = np.random.default_rng(17)
     triples = SC.train_triples()
@@ -107,7 +109,7 @@ def family_verdicts(model: Path, per_family: int, cfg: float) -> dict:
                 continue
             sc_fit = J.scores(max(objs, key=lambda o: o.radius).canon)
             fits.append(sc_fit[fam])
-            label = fam if J.decide(sc_fit, fam) else J.classify(max(objs, key=lambda o: o.radius).canon)
+            label = J.verdict(sc_fit)
             said["right" if label == fam else "no family" if label == "none" else "another family"] += 1
         out[fam] = {**said, "own_fit_median": round(float(np.median(fits)), 3) if fits else None,
                     "floor": J.MIN_IOU_BY_FAMILY.get(fam, J.MIN_IOU)}
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
 
     # 3. what the judges say of plain pictures of each family, and the asked family's template fit
     t0 = time.perf_counter()
-    verdicts = family_verdicts(args.model, args.per_family, args.cfg)
+    verdicts = family_verdicts(pipe, args.per_family, args.cfg)
     verdict_s = time.perf_counter() - t0
 
     for fam, v in verdicts.items():

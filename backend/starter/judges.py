@@ -207,11 +207,15 @@ def decide(sc: Dict[str, float], family: str) -> bool:
     return own >= MIN_IOU_BY_FAMILY.get(family, MIN_IOU) and own > other + MARGIN
 
 
-def classify(m: np.ndarray) -> str:
-    """The family whose detector says yes, or "none"."""
-    sc = scores(m)
+def verdict(sc: Dict[str, float]) -> str:
+    """Given every family's fit, the family whose detector says yes, or "none"."""
     best = max(sc, key=sc.get)
     return best if decide(sc, best) else "none"
+
+
+def classify(m: np.ndarray) -> str:
+    """The family whose detector says yes, or "none"."""
+    return verdict(scores(m))
 
 
 def is_shape(img, family: str) -> bool:
