@@ -15,9 +15,13 @@ checkpointed so that ``--resume`` continues where a run stopped):
 1. tokenizer: a local CLIP BPE vocabulary where every domain word is one token
    and every letter a-z (with and without ``</w>``) exists, so unseen words fall
    back to letter tokens instead of the unknown token;
-2. VAE (AutoencoderKL, 8x down, 4 latent channels) on generator images;
+2. VAE (AutoencoderKL, 8x down, 4 latent channels) on generator images -
+   or ``--vae DIR``, a trained one reused as it is (a new UNet for the shipped
+   starter's VAE, whose decoder fine-tune, fast encoder and preview decoder
+   then stay valid);
 3. latents of a fixed pool of training scenes are cached (posterior mean,
-   scaled to unit variance -> ``scaling_factor`` in the VAE config);
+   scaled to unit variance -> ``scaling_factor`` in the VAE config; a reused
+   VAE keeps its own factor);
 4. UNet2DConditionModel + CLIPTextModel trained jointly with the standard
    DDPM epsilon objective, caption dropout (classifier-free guidance), min-SNR
    loss weighting and an EMA of both;
@@ -45,6 +49,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -109,6 +114,11 @@ UNET_PRESETS = {
     # (like SD1.5's plain deepest level, here the widest: 0.40 vs 0.93 s/step, batch 32, 1 thread, loaded)
     "l3": dict(block_out_channels=(32, 64, 128), layers_per_block=1, attention_head_dim=8,
                attention=(False, True, True)),
+    # l3 with its 16x16 level twice as wide: that level draws the outline's edges, and l3 draws
+    # straight edges wavy (docs/performance.md, "Where the family is lost"); 5.5 M parameters,
+    # 1.26x l3's training step (batch 32, 2 threads), about 1.15x its call at batch 1
+    "l3w": dict(block_out_channels=(64, 96, 128), layers_per_block=1, attention_head_dim=8,
+                attention=(False, True, True)),
 }
 
 
@@ -426,7 +436,12 @@ def vae_psnr(vae, device, n=256, seed=12345, size=64, domain: str = "shapes") ->
 
 # ----------------------------------------------------------------- latents
 @torch.no_grad()
-def build_latent_cache(vae, work: Path, args, device):
+def build_latent_cache(vae, work: Path, args, device, scale: float = None):
+    """Render and encode ``args.pool`` training scenes once (``WORK/latents.pt``).
+
+    ``scale``: the latents' scaling factor; default one over their standard deviation (a new
+    VAE), a reused VAE's own factor (``--vae``) so its latents mean what they meant.
+    """
     path = work / "latents.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -434,7 +449,7 @@ def build_latent_cache(vae, work: Path, args, device):
     vae.eval()
     rng = np.random.default_rng(args.seed + 2)
     if args.domain == "scenes":
-        return _build_scene_cache(vae, path, args, device, rng)
+        return _build_scene_cache(vae, path, args, device, rng, scale)
     combos = D.train_combos()
     lat, combo_idx = [], []
     index = {c: i for i, c in enumerate(combos)}
@@ -445,7 +460,7 @@ def build_latent_cache(vae, work: Path, args, device):
         lat.append(z.cpu())
         combo_idx += [index[c] for c in used]
     lat = torch.cat(lat)
-    scale = float(1.0 / lat.std())
+    scale = float(1.0 / lat.std()) if scale is None else float(scale)
     cache = {"latents": lat * scale, "combo": torch.tensor(combo_idx), "combos": combos, "scale": scale}
     atomic_save(cache, path)
     log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
@@ -453,7 +468,7 @@ def build_latent_cache(vae, work: Path, args, device):
 
 
 @torch.no_grad()
-def _build_scene_cache(vae, path: Path, args, device, rng):
+def _build_scene_cache(vae, path: Path, args, device, rng, scale: float = None):
     """Latents + per-scene captions (specific and generic) of the richer domain."""
     lat, caps, gcaps = [], [], []
     chunk = 250
@@ -467,7 +482,7 @@ def _build_scene_cache(vae, path: Path, args, device, rng):
         if start % 2500 == 0:
             log(f"  cache {start + chunk}/{args.pool} ({time.time() - t0:.0f} s)")
     lat = torch.cat(lat)
-    scale = float(1.0 / lat.std())
+    scale = float(1.0 / lat.std()) if scale is None else float(scale)
     cache = {"latents": lat * scale, "captions": caps, "generic": gcaps, "scale": scale}
     atomic_save(cache, path)
     log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
@@ -629,7 +644,13 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         if time.time() > deadline + args.grace * 60:
             log(f"UNet: time budget exhausted at step {step}/{total}")
             break
-        loss = one_step(step)
+        try:
+            loss = one_step(step)
+        except KeyboardInterrupt:   # Ctrl-C or SIGTERM (``main``): keep every finished step
+            pbar.close()
+            save()
+            log(f"UNet: stopped at step {step}/{total}, checkpoint saved: run again with --resume")
+            raise SystemExit(130)
         step += 1
         run_loss = loss if run_loss is None else 0.98 * run_loss + 0.02 * loss
         pbar.update(1)
@@ -700,6 +721,49 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict, words=None
 
 
 # -------------------------------------------------------------------- main
+def trained_vae(work: Path, args, device, deadline: float):
+    """The VAE stage: fine-tuned from the analytic init (resumable); -> (vae, PSNR dB)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": args.size}).to(device)
+    analytic_vae_init(vae)  # a working (blurry) autoencoder to fine-tune from
+    vae_minutes = args.vae_minutes if args.vae_minutes is not None else min(12.0, max(2.0, 0.14 * args.minutes))
+    if args.export_only:
+        vae.load_state_dict(torch.load(work / "vae.pt", map_location="cpu", weights_only=False)["model"])
+    else:
+        train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
+    # measured once and stored with the VAE checkpoint: a resume does not pay for it again
+    vst = torch.load(work / "vae.pt", map_location="cpu", weights_only=False) if (work / "vae.pt").exists() else {}
+    if "psnr" in vst:
+        return vae, vst["psnr"]
+    psnr = vae_psnr(vae, device, n=64 if args.export_only else 256, size=args.size, domain=args.domain)
+    if vst.get("done") and not args.export_only:
+        vst["psnr"] = psnr
+        atomic_save(vst, work / "vae.pt")
+    return vae, psnr
+
+
+def reused_vae(folder: Path, work: Path, args, device):
+    """``--vae``: a trained VAE folder (e.g. the shipped starter's ``vae/``) instead of the VAE stage.
+
+    Its scaling factor is kept, so what was trained on its latents - the fast encoder, the
+    preview decoder, a fine-tuned decoder - stays valid for the new UNet.  PSNR measured once
+    (``WORK/vae.json``).  -> (vae, PSNR dB)
+    """
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(folder).to(device)
+    if vae.config.sample_size != args.size:
+        raise SystemExit(f"--vae {folder}: made for {vae.config.sample_size} px, not --size {args.size}")
+    info = work / "vae.json"
+    if info.exists():
+        return vae, json.loads(info.read_text())["psnr"]
+    psnr = vae_psnr(vae, device, n=256, size=args.size, domain=args.domain)
+    info.write_text(json.dumps({"psnr": psnr, "from": str(folder)}))
+    return vae, psnr
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="diffusers folder to write (e.g. backend/assets/starter)")
@@ -722,6 +786,8 @@ def main(argv=None):
     ap.add_argument("--generic", type=float, default=D.GENERIC_CAPTION_FRACTION, help="fraction of 'shape' captions")
     ap.add_argument("--flip", type=int, default=1)
     ap.add_argument("--pool", type=int, default=30000, help="cached training scenes")
+    ap.add_argument("--vae", default=None,
+                    help="reuse this trained VAE folder (e.g. backend/assets/starter/vae): no VAE stage")
     ap.add_argument("--vae-minutes", type=float, default=None, help="default: 14%% of --minutes, 2..12")
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-batch", type=int, default=16)
@@ -747,7 +813,7 @@ def main(argv=None):
     if (args.resume or args.export_only) and run_cfg_path.exists():
         saved = json.loads(run_cfg_path.read_text())
         for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip",
-                  "domain", "unet_steps", "warmup"):
+                  "domain", "unet_steps", "warmup", "vae"):
             if k in saved:
                 setattr(args, k, saved[k])
         start_wall = time.time() - saved.get("elapsed", 0.0)
@@ -759,7 +825,7 @@ def main(argv=None):
     log(f"device={device} threads={torch.get_num_threads()} args={vars(args)}")
     deadline = start_wall + args.minutes * 60
 
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     words = SC.DOMAIN_WORDS if args.domain == "scenes" else None
@@ -771,26 +837,13 @@ def main(argv=None):
         tok = write_tokenizer(tok_dir, words, text_config["max_position_embeddings"])
     check_tokenizer(tok, words)
 
-    torch.manual_seed(args.seed)
-    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": args.size}).to(device)
-    analytic_vae_init(vae)  # a working (blurry) autoencoder to fine-tune from
-    vae_minutes = args.vae_minutes if args.vae_minutes is not None else min(12.0, max(2.0, 0.14 * args.minutes))
     t_vae = time.time()
-    if args.export_only:
-        vae.load_state_dict(torch.load(work / "vae.pt", map_location="cpu", weights_only=False)["model"])
+    if args.vae:
+        vae, psnr = reused_vae(Path(args.vae), work, args, device)
     else:
-        train_vae(vae, work, args, device, deadline=min(deadline, time.time() + vae_minutes * 60))
-    # measured once and stored with the VAE checkpoint: a resume does not pay for it again
-    vst = torch.load(work / "vae.pt", map_location="cpu", weights_only=False) if (work / "vae.pt").exists() else {}
-    if "psnr" in vst:
-        psnr = vst["psnr"]
-    else:
-        psnr = vae_psnr(vae, device, n=64 if args.export_only else 256, size=args.size, domain=args.domain)
-        if vst.get("done") and not args.export_only:
-            vst["psnr"] = psnr
-            atomic_save(vst, work / "vae.pt")
+        vae, psnr = trained_vae(work, args, device, deadline)
     log(f"VAE PSNR on fresh scenes: {psnr:.2f} dB ({time.time() - t_vae:.0f} s)")
-    cache = build_latent_cache(vae, work, args, device)
+    cache = build_latent_cache(vae, work, args, device, scale=vae.config.scaling_factor if args.vae else None)
     vae.register_to_config(scaling_factor=cache["scale"])
     vae.eval().requires_grad_(False)
 
@@ -827,7 +880,8 @@ def main(argv=None):
         "command": "python -m impasto.backend.starter.train " + " ".join(argv if argv is not None else sys.argv[1:]),
         "seed": args.seed, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
         "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
-        "vae_psnr_db": round(psnr, 2), "wall_minutes": round((time.time() - start_wall) / 60, 1),
+        "vae_psnr_db": round(psnr, 2), **({"vae_reused_from": str(args.vae)} if args.vae else {}),
+        "wall_minutes": round((time.time() - start_wall) / 60, 1),
         "device": str(device), "threads": torch.get_num_threads(),
     }
     meta["domain"] = args.domain
@@ -836,4 +890,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # a long CPU run is stopped by whoever needs the machine: SIGTERM saves a checkpoint as Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     main()

@@ -1,0 +1,80 @@
+"""``train.py --vae``: a new UNet on the shipped VAE - no VAE stage, the VAE and its scale kept bit for bit."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from impasto.backend.starter import train as T  # noqa: E402
+
+SHIPPED_VAE = Path(T.__file__).resolve().parent.parent / "assets" / "starter" / "vae"
+
+
+def test_a_new_unet_trains_on_a_reused_vae_and_exports_it_unchanged(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--domain", "scenes", "--size", "128", "--unet", "s", "--batch", "2", "--pool", "8",
+            "--vae", str(SHIPPED_VAE), "--unet-steps", "2", "--warmup", "1", "--threads", "1",
+            "--minutes", "10", "--work", str(work), "--out", str(out)]
+    T.main(args)
+    assert not (work / "vae.pt").exists()                      # no VAE stage ran
+    shipped = diffusers.AutoencoderKL.from_pretrained(SHIPPED_VAE)
+    got = diffusers.AutoencoderKL.from_pretrained(out / "vae")
+    assert got.config.scaling_factor == shipped.config.scaling_factor
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, got.state_dict()[k]), k
+    cache = torch.load(work / "latents.pt", weights_only=False)
+    assert cache["scale"] == shipped.config.scaling_factor     # the latents mean what they meant
+    info = json.loads((out / "impasto.json").read_text())["training"]
+    assert info["unet_steps"] == 2 and info["vae_reused_from"] == str(SHIPPED_VAE)
+    assert info["vae_psnr_db"] > 30                             # measured on the reused VAE
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pic = pipe("a red circle on a blue background", num_inference_steps=2, height=128, width=128,
+               output_type="np").images
+    assert pic.shape == (1, 128, 128, 3)
+
+    i = args.index("--vae")
+    T.main(args[:i] + args[i + 2:] + ["--resume"])              # a resume reads the run's --vae back
+    assert not (work / "vae.pt").exists()
+    assert json.loads((out / "impasto.json").read_text())["training"]["vae_reused_from"] == str(SHIPPED_VAE)
+
+
+def test_a_vae_for_another_size_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="128 px"):
+        T.main(["--domain", "scenes", "--size", "64", "--vae", str(SHIPPED_VAE), "--unet-steps", "1",
+                "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--threads", "1"])
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_goes_on_from_it(tmp_path):
+    """A long CPU run is stopped by whoever needs the machine: SIGTERM keeps every finished step."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = [sys.executable, "-m", "impasto.backend.starter.train", "--domain", "scenes", "--size", "128",
+            "--unet", "s", "--batch", "2", "--pool", "8", "--vae", str(SHIPPED_VAE), "--unet-steps", "100000",
+            "--warmup", "1", "--threads", "1", "--minutes", "30", "--ckpt-minutes", "100",
+            "--work", str(work), "--out", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (work / "latents.pt").exists() and time.time() < deadline:   # the UNet stage has begun
+            time.sleep(0.5)
+        time.sleep(8)
+        proc.send_signal(signal.SIGTERM)
+        log, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, log[-2000:]
+    assert "checkpoint saved" in log
+    st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
+    assert 0 < st["step"] < 100000 and not out.exists()          # stopped mid-run, nothing exported
+    resumed = subprocess.run(args + ["--resume", "--minutes", "0.01", "--grace", "0"],   # the last --minutes wins
+                             capture_output=True, text=True, timeout=300)
+    assert f"resumed at step {st['step']}/" in resumed.stdout + resumed.stderr
