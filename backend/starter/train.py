@@ -435,6 +435,11 @@ def vae_psnr(vae, device, n=256, seed=12345, size=64, domain: str = "shapes") ->
 
 
 # ----------------------------------------------------------------- latents
+def latent_scale(lat: torch.Tensor, scale: Optional[float]) -> float:
+    """The cache's scaling factor: a reused VAE's own, else one over the latents' standard deviation."""
+    return float(1.0 / lat.std()) if scale is None else float(scale)
+
+
 @torch.no_grad()
 def build_latent_cache(vae, work: Path, args, device, scale: float = None):
     """Render and encode ``args.pool`` training scenes once (``WORK/latents.pt``).
@@ -460,7 +465,7 @@ def build_latent_cache(vae, work: Path, args, device, scale: float = None):
         lat.append(z.cpu())
         combo_idx += [index[c] for c in used]
     lat = torch.cat(lat)
-    scale = float(1.0 / lat.std()) if scale is None else float(scale)
+    scale = latent_scale(lat, scale)
     cache = {"latents": lat * scale, "combo": torch.tensor(combo_idx), "combos": combos, "scale": scale}
     atomic_save(cache, path)
     log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
@@ -482,7 +487,7 @@ def _build_scene_cache(vae, path: Path, args, device, rng, scale: float = None):
         if start % 2500 == 0:
             log(f"  cache {start + chunk}/{args.pool} ({time.time() - t0:.0f} s)")
     lat = torch.cat(lat)
-    scale = float(1.0 / lat.std()) if scale is None else float(scale)
+    scale = latent_scale(lat, scale)
     cache = {"latents": lat * scale, "captions": caps, "generic": gcaps, "scale": scale}
     atomic_save(cache, path)
     log(f"latent cache: {tuple(lat.shape)}, scaling_factor={scale:.4f}")
