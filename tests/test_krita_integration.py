@@ -113,8 +113,9 @@ def test_plugin_inside_kritarunner(krita_env, daemon, tmp_path):
 
 def test_plugin_in_the_krita_gui_over_pure_python_zmtp(krita_env, daemon, tmp_path):
     """Krita itself (under Xvfb): the plugin enabled like an artist enables it, its docker in the window,
-    the shortcut's action inpainting a selection in a real view, one Undo taking it back - over the
-    vendored pure-Python ZMTP transport that Krita on Windows uses."""
+    the shortcut's action inpainting a selection in a real view, one Undo taking it back, then live mode
+    seeing a stroke's pen-up on Krita's real canvas widget (and reading nothing while the pen is down) -
+    over the vendored pure-Python ZMTP transport that Krita on Windows uses."""
     assert KRITARUNNER is not None, SKIP_REASON
     if XVFB_RUN is None or KRITA is None:
         reason = "KRITA GUI TEST NOT RUN: xvfb-run or krita missing (.ci/krita.sh installs xvfb and xauth)"
@@ -148,5 +149,7 @@ def test_plugin_in_the_krita_gui_over_pure_python_zmtp(krita_env, daemon, tmp_pa
     expected = {"the Impasto docker is registered in the window", "the generate action has its default shortcut",
                 "the pure-Python ZMTP transport is in use", "the action inpainted the selection",
                 "one new layer, right above the active layer", "one Undo removes the result",
-                "after Undo the canvas is exactly as before"}
+                "after Undo the canvas is exactly as before",
+                "live (GUI): nothing was read while the pen was down",
+                "live (GUI): the pen-up started the read that saw the stroke", "live (GUI): the stroke was repainted"}
     assert expected <= names, expected - names

@@ -26,7 +26,8 @@ def test_live_mode_inside_kritarunner(krita_env, daemon, tmp_path, monkeypatch):
     report, log = run_driver(krita_env, tmp_path, daemon.endpoint, "pyzmq", "live")
     assert report["ok"], "failed inside Krita:\n" + "\n".join(report["failures"]) + "\n--- log tail ---\n" + log
     names = {c["name"] for c in report["checks"]}
-    expected = {"live: a stroke repaints", "live: the picture shown is the newest job's",
+    expected = {"live: a stroke repaints", "live: an idle canvas is read at most every 500 ms",
+                "live: nothing is read while the pen is down", "live: the pen-up reads the stroke at once", "live: the picture shown is the newest job's",
                 "live: only the selection's window was sent", "live: Keep adds one layer", "live: switches off",
                 "live: model default reads the live job's LoRA settings while live is on"}
     assert expected <= names, expected - names

@@ -2,7 +2,10 @@
 
 Reuses ``drive_plugin``'s host, documents and report, and adds one scenario:
 live mode on a real Krita document against a real daemon - the first
-picture, a stroke repainting it, a flurry of strokes where the newest wins,
+picture, a scripted edit seen by the idle check, an idle canvas read at most
+every 500 ms, nothing read while the pen is down and the pen-up read at once
+(on a stand-in canvas widget: kritarunner has no view), a flurry of strokes
+where the newest wins,
 a live job inside a selection (an "only masked" edit of its window), Keep
 adding the picture as a layer, Discard, and switching off.
 """
@@ -21,7 +24,26 @@ def _paint(doc, x, y, w, h, colour):
     doc.waitForDone()
 
 
+def _stand_in_canvas(app):
+    """A widget the live filter takes for Krita's canvas (its class name says so): kritarunner has no view.
+
+    The full GUI tier (tests/krita/impasto_gui_driver) sends the same events to Krita's real
+    ``KisOpenGLCanvas2``.
+    """
+    from impasto_krita.plugin_krita.impasto_krita.qt import BINDING, QtWidgets
+
+    class PaintingCanvas(QtWidgets.QWidget):
+        pass
+
+    widget = PaintingCanvas()
+    widget.resize(64, 64)
+    qtest = __import__(BINDING + ".QtTest", fromlist=["QTest"]).QTest
+    return widget, qtest
+
+
 def scenario_live(ctx):
+    from impasto_krita.plugin_krita.impasto_krita.qt import QtCore
+
     krita, app, panel, host = ctx["krita"], ctx["qt"], ctx["panel"], ctx["host"]
     set_form(panel, model="tiny", strength=60, steps=3, seed=7, prompt="a red circle")
     doc, _rgba = make_document(krita, "live", 128, 128)
@@ -32,8 +54,26 @@ def scenario_live(ctx):
     stats = live.session.stats
     first = live.last.result.images[0].data if live.last else b""
     painted = stats.painted
-    _paint(doc, 4, 4, 20, 6, (0, 0, 255, 255))                      # a stroke (BGRA: red)
+    _paint(doc, 4, 4, 20, 6, (0, 0, 255, 255))      # an edit no pen-up announces (a script): the idle check
     check("live: a stroke repaints", wait_for(app, lambda: stats.painted > painted, 90), stats.as_dict())
+    # idle: the canvas is read every IDLE_MS at most (the timer this replaced read it every 80 ms)
+    reads = live.reads
+    dp.pump(app, 2.0)
+    check("live: an idle canvas is read at most every 500 ms", live.reads - reads <= 5,
+          {"reads_in_2s": live.reads - reads, "interval_ms": live.idle_interval_ms()})
+    # pen down: nothing read until the pen-up, which reads at once
+    canvas, qtest = _stand_in_canvas(app)
+    left, none = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    strokes, reads = stats.strokes, live.reads
+    qtest.mousePress(canvas, left, none, QtCore.QPoint(5, 5))
+    _paint(doc, 30, 4, 10, 10, (0, 0, 255, 255))
+    dp.pump(app, 1.2)
+    check("live: nothing is read while the pen is down", live.reads == reads and stats.strokes == strokes,
+          {"reads": live.reads - reads, "strokes": stats.strokes - strokes})
+    live.set_idle_ms(600_000)                                       # only the pen-up can read now
+    qtest.mouseRelease(canvas, left, none, QtCore.QPoint(9, 9))
+    check("live: the pen-up reads the stroke at once", wait_for(app, lambda: stats.strokes > strokes, 5),
+          stats.as_dict())
     check("live: the picture changed with the stroke",
           live.last is not None and live.last.result.images[0].data != first)
     check("live: the job was a live img2img of the canvas",
@@ -41,8 +81,10 @@ def scenario_live(ctx):
           and not live.last.plan.request.preview)
     # a flurry: strokes faster than jobs
     strokes_before, sent_before = stats.strokes, stats.submitted
-    for i in range(8):
+    for i in range(8):                                              # each stroke ends with a pen-up
+        qtest.mousePress(canvas, left, none, QtCore.QPoint(5, 5))
         _paint(doc, 4 + i * 6, 40, 5, 5, (0, 200, 0, 255))
+        qtest.mouseRelease(canvas, left, none, QtCore.QPoint(9, 9))
         dp.pump(app, 0.1)
     settle = lambda: not live.session.busy and not live.session.debounce.pending  # noqa: E731
     check("live: the flurry settles", wait_for(app, settle, 120), stats.as_dict())
@@ -54,6 +96,7 @@ def scenario_live(ctx):
     check("live: the picture shown is the newest job's",
           live.last is not None and live.last.job_index == live.session._index, stats.as_dict())
     ctx["report"]["info"]["live_flurry"] = {"strokes": strokes, "sent": sent, **stats.as_dict()}
+    live.set_idle_ms(500)
     # inside a selection: an only-masked edit of the selection's window
     select(doc, 80, 80, 16, 16)
     painted = stats.painted
