@@ -237,14 +237,17 @@ class KritaLive(QtCore.QObject):
 
     def _busy(self) -> bool:
         """True while Krita is still applying a stroke (the non-blocking test; older Krita: never)."""
-        doc = self.panel.host.active_document()
-        try_lock = getattr(doc, "tryBarrierLock", None)
-        if doc is None or try_lock is None:
+        try:
+            doc = self.panel.host.active_document()
+            try_lock = getattr(doc, "tryBarrierLock", None)
+            if doc is None or try_lock is None:
+                return False
+            if try_lock():
+                doc.unlock()
+                return False
+            return True
+        except Exception:  # a document closing under us: the read that follows says so
             return False
-        if try_lock():
-            doc.unlock()
-            return False
-        return True
 
     def read_digest(self) -> Tuple[Optional[CanvasSnapshot], bytes]:
         """What a live job would send, read now, and its hash (the UI-thread work of one check)."""
