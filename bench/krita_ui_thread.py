@@ -5,7 +5,8 @@ what must run on the UI thread is reading the document and adding the layer.
 This measures exactly those calls of the plugin's :class:`KritaHost` on a
 3840x2160 RGBA 8-bit document with a painted layer and an 600x500 selection:
 
-* reading the selection and deciding the window (``read_selection`` + ``read_plan``),
+* reading the selection (within its bounding box) and deciding the window
+  (``read_selection`` + ``read_plan``),
 * reading the inpaint's context window vs the whole canvas (the baseline: what
   a plugin sending the full canvas would read),
 * adding a patch layer vs a full-canvas layer,

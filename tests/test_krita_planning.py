@@ -48,6 +48,36 @@ def test_mask_bounds_and_softness():
     assert masks.analyse(bytes(W * H), W, H).empty
 
 
+def test_a_selection_read_within_its_box_plans_what_the_whole_plane_plans():
+    """KritaHost reads only the selection's bounding box: analysis, window and window mask must not change."""
+    import random
+
+    rng = random.Random(5)
+    for case in range(60):
+        full = bytearray(W * H)
+        for _ in range(rng.randint(1, 3)):                    # a few soft or hard blobs
+            x, y = rng.randrange(W - 4), rng.randrange(H - 4)
+            w, h = rng.randint(1, W - x), rng.randint(1, H - y)
+            value = rng.choice((255, 255, 128, 7))
+            for yy in range(y, y + h):
+                full[yy * W + x:yy * W + x + w] = bytes([value]) * w
+        full = bytes(full)
+        bx, by, bw, bh = masks.mask_bounds(full, W, H)
+        # Krita's box is the exact bounds; a looser box (what a clipped or stale rect would give) must agree too
+        lx, ly = max(0, bx - rng.randint(0, 3)), max(0, by - rng.randint(0, 3))
+        lw, lh = min(W, bx + bw + rng.randint(0, 3)) - lx, min(H, by + bh + rng.randint(0, 3)) - ly
+        for box in ((bx, by, bw, bh), (lx, ly, lw, lh)):
+            sel = masks.BoxedMask(box, masks.crop(full, W, box, 1))
+            assert masks.analyse_boxed(sel, W, H) == masks.analyse(full, W, H), case
+            for settings in (Settings(strength=1.0, padding=rng.randint(0, 12)), Settings(strength=0.5)):
+                read_full = planning.read_plan(settings, W, H, full)
+                read_box = planning.read_plan(settings, W, H, sel)
+                assert (read_box.window, read_box.mask_info) == (read_full.window, read_full.mask_info), case
+            window = (rng.randrange(W), rng.randrange(H), 0, 0)
+            window = (window[0], window[1], rng.randint(1, W - window[0]), rng.randint(1, H - window[1]))
+            assert masks.crop_boxed(sel, window) == masks.crop(full, W, window, 1), (case, box, window)
+
+
 def test_mask_bounds_single_pixel_at_the_edges():
     m = bytearray(W * H)
     m[0] = 1

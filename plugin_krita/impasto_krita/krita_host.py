@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from .masks import Rect, crop
+from .masks import BoxedMask, Rect, crop
 from .pixels import PixelFormat, RGBA8, from_rgba8, swap_red_blue
 from .placement import LayerPlan
 
@@ -75,15 +75,24 @@ class KritaHost:
         sel = doc.selection()
         return sel is not None and sel.width() > 0 and sel.height() > 0
 
-    def read_selection(self, doc: Any) -> Optional[bytes]:
-        """The global selection over the whole canvas as gray8 (soft values kept), or None."""
+    def read_selection(self, doc: Any) -> Optional[BoxedMask]:
+        """The global selection as gray8 (soft values kept) within its bounds on the canvas, or None.
+
+        Only the selection's bounding box is read (Krita knows it without
+        reading pixels): a 600 x 500 selection on a 4K canvas is 0.3 MB, not 8.3.
+        """
         if not self.has_selection(doc):
             return None
+        sel = doc.selection()
         w, h = self.canvas_size(doc)
-        data = bytes(doc.selection().pixelData(0, 0, w, h))
-        if len(data) != w * h:
+        x0, y0 = max(0, sel.x()), max(0, sel.y())
+        x1, y1 = min(w, sel.x() + sel.width()), min(h, sel.y() + sel.height())
+        if x1 <= x0 or y1 <= y0:
             return None
-        return data
+        data = bytes(sel.pixelData(x0, y0, x1 - x0, y1 - y0))
+        if len(data) != (x1 - x0) * (y1 - y0):
+            return None
+        return BoxedMask((x0, y0, x1 - x0, y1 - y0), data)
 
     def read_pixels(self, doc: Any, window: Rect) -> Tuple[Optional[bytes], PixelFormat, Optional[bytes]]:
         """``(raw, fmt, None)`` for formats :mod:`.pixels` converts, else ``(None, RGBA8, rgba8)``."""

@@ -9,7 +9,7 @@ methods (no per-pixel Python loop), so a 4K selection costs milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from ...protocol.region import mask_box
 from .pixels import rgba8_alpha_product
@@ -48,6 +48,61 @@ def analyse(mask: bytes, width: int, height: int) -> MaskInfo:
     partial = len(mask) - full - mask.count(0)
     coverage = (full + 0.5 * partial) / float(width * height)
     return MaskInfo(bounds, soft, coverage)
+
+
+@dataclass(frozen=True)
+class BoxedMask:
+    """A selection read within its bounding box: gray8 ``data`` of ``box`` (canvas coordinates).
+
+    Krita knows a selection's bounds without reading it (``Selection.x()`` ...
+    ``height()``), so the docker reads only that box - on a 4K canvas a
+    600 x 500 selection is 0.3 MB instead of 8.3 MB.  Outside the box the
+    selection is 0.
+    """
+
+    box: Rect
+    data: bytes
+
+
+def boxed(selection: Union[bytes, BoxedMask], width: int, height: int) -> BoxedMask:
+    """``selection`` as a :class:`BoxedMask` (a whole-canvas gray8 plane is the box of the canvas)."""
+    if isinstance(selection, BoxedMask):
+        return selection
+    return BoxedMask((0, 0, width, height), bytes(selection))
+
+
+def analyse_boxed(selection: Union[bytes, BoxedMask], width: int, height: int) -> MaskInfo:
+    """:func:`analyse` of a selection read within its box, in canvas coordinates (same figures)."""
+    sel = boxed(selection, width, height)
+    bx, by, bw, bh = sel.box
+    bounds = mask_bounds(sel.data, bw, bh)
+    if bounds is None:
+        return MaskInfo(None, False, 0.0)
+    x, y, w, h = bounds
+    mask = sel.data
+    soft = len(mask.translate(None, b"\x00\xff")) > 0
+    full = mask.count(255)
+    partial = len(mask) - full - mask.count(0)
+    coverage = (full + 0.5 * partial) / float(width * height)
+    return MaskInfo((bx + x, by + y, w, h), soft, coverage)
+
+
+def crop_boxed(selection: BoxedMask, rect: Rect) -> bytes:
+    """Gray8 of ``rect`` (canvas coordinates): the selection where its box covers it, 0 elsewhere."""
+    bx, by, bw, bh = selection.box
+    x, y, w, h = rect
+    if bx <= x and by <= y and x + w <= bx + bw and y + h <= by + bh:
+        return crop(selection.data, bw, (x - bx, y - by, w, h), 1)
+    x0, x1 = max(x, bx), min(x + w, bx + bw)       # the columns the box covers
+    empty = bytes(w)
+    rows = []
+    for row in range(y, y + h):
+        if by <= row < by + bh and x0 < x1:
+            start = (row - by) * bw
+            rows.append(bytes(x0 - x) + selection.data[start + x0 - bx:start + x1 - bx] + bytes(x + w - x1))
+        else:
+            rows.append(empty)
+    return b"".join(rows)
 
 
 def crop(data: bytes, width: int, rect: Rect, channels: int) -> bytes:

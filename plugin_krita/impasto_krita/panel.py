@@ -22,7 +22,7 @@ from .krita_host import document_format, prepare_layer
 from .prompt_edit import attach as attach_prompt_edit
 from .live import KritaLive
 from .form import STATUS_COLOURS, DockerForm, _select_data  # noqa: F401 (_select_data: the test drivers use it)
-from .masks import crop
+from .masks import boxed, crop_boxed
 from .placement import PlacementError, plan_layers
 from .planning import CanvasSnapshot, JobPlan, Settings
 from .qt import QtCore, QtGui, QtWidgets, Qt, Signal, rgba_qimage
@@ -360,7 +360,8 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
         raw, fmt, rgba = (None, document_format(doc), None)
         if read.needs_pixels:
             raw, fmt, rgba = self.host.read_pixels(doc, read.window)
-        window_sel = crop(selection, width, read.window, 1) if (read.mask_info and selection is not None) else None
+        window_sel = (crop_boxed(boxed(selection, width, height), read.window)
+                      if (read.mask_info and selection is not None) else None)
         snapshot = CanvasSnapshot(width, height, read.window, raw, fmt, window_sel, read.mask_info,
                                   getattr(doc, "name", lambda: "")(), rgba,
                                   controls=self.control_box.read(doc, read.window))

@@ -29,7 +29,7 @@ from typing import Any, Optional
 from ...protocol import errors, planner
 from ...protocol.errors import PlanError
 from ...protocol.settings import Settings
-from .masks import MaskInfo, Rect, analyse
+from .masks import BoxedMask, MaskInfo, Rect, analyse_boxed
 from .pixels import PixelFormat, to_rgba8
 
 describe_field_error = errors.describe_field
@@ -102,9 +102,14 @@ class ReadPlan:
     needs_pixels: bool
 
 
-def read_plan(settings: "Settings", width: int, height: int, selection: Optional[bytes]) -> ReadPlan:
-    """The window of the canvas a job needs (the planner's :func:`window_for`)."""
-    info = analyse(selection, width, height) if selection is not None else None
+def read_plan(settings: "Settings", width: int, height: int,
+              selection: "Optional[bytes | BoxedMask]") -> ReadPlan:
+    """The window of the canvas a job needs (the planner's :func:`window_for`).
+
+    ``selection``: the selection read within its box (:class:`~.masks.BoxedMask`,
+    what :meth:`KritaHost.read_selection` returns) or a whole-canvas gray8 plane.
+    """
+    info = analyse_boxed(selection, width, height) if selection is not None else None
     if info is not None and info.empty:
         info = None  # an empty selection is no selection: work on the whole canvas
     has_sel = info is not None
