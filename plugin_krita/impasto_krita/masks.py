@@ -40,14 +40,8 @@ def mask_bounds(mask: bytes, width: int, height: int) -> Optional[Rect]:
 
 
 def analyse(mask: bytes, width: int, height: int) -> MaskInfo:
-    bounds = mask_bounds(mask, width, height)
-    if bounds is None:
-        return MaskInfo(None, False, 0.0)
-    soft = len(mask.translate(None, b"\x00\xff")) > 0
-    full = mask.count(255)
-    partial = len(mask) - full - mask.count(0)
-    coverage = (full + 0.5 * partial) / float(width * height)
-    return MaskInfo(bounds, soft, coverage)
+    """:class:`MaskInfo` of a whole-canvas gray8 plane (:func:`analyse_boxed` of the canvas's box)."""
+    return analyse_boxed(mask, width, height)
 
 
 @dataclass(frozen=True)
@@ -72,7 +66,10 @@ def boxed(selection: Union[bytes, BoxedMask], width: int, height: int) -> BoxedM
 
 
 def analyse_boxed(selection: Union[bytes, BoxedMask], width: int, height: int) -> MaskInfo:
-    """:func:`analyse` of a selection read within its box, in canvas coordinates (same figures)."""
+    """The selection's bounds (canvas coordinates), softness and coverage of the canvas.
+
+    Outside its box the selection is 0, so the box's pixels alone give all three.
+    """
     sel = boxed(selection, width, height)
     bx, by, bw, bh = sel.box
     bounds = mask_bounds(sel.data, bw, bh)
