@@ -78,6 +78,62 @@ def test_a_selection_read_within_its_box_plans_what_the_whole_plane_plans():
             assert masks.crop_boxed(sel, window) == masks.crop(full, W, window, 1), (case, box, window)
 
 
+class _ReadingHost:
+    """KritaHost's three reads over an in-memory RGBA8 canvas, counting what is read."""
+
+    def __init__(self, rgba, size, selection=None):
+        self.rgba, self.size, self.selection, self.pixel_reads = rgba, size, selection, []
+
+    def canvas_size(self, doc):
+        return self.size
+
+    def read_selection(self, doc):
+        if self.selection is None:
+            return None
+        box = masks.mask_bounds(self.selection, *self.size)
+        return masks.BoxedMask(box, masks.crop(self.selection, self.size[0], box, 1))
+
+    def read_pixels(self, doc, window):
+        self.pixel_reads.append(window)
+        fmt = PixelFormat.of("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")   # Krita's raw 8-bit layout
+        return from_rgba8(masks.crop(self.rgba, self.size[0], window, 4), fmt), fmt, None
+
+
+class _Doc:
+    def colorModel(self):
+        return "RGBA"
+
+    def colorDepth(self):
+        return "U8"
+
+    def colorProfile(self):
+        return "sRGB-elle-V2-srgbtrc.icc"
+
+
+def test_generate_and_live_painting_read_the_canvas_through_one_path():
+    """The docker's Generate and live mode read with ``read_canvas``: the planned window, pixels only when used."""
+    cw, ch = 1200, 900
+    rgba = canvas_rgba(cw, ch)
+    host = _ReadingHost(rgba, (cw, ch))                          # no selection, 100 %: text to image
+    snap = planning.read_canvas(host, _Doc(), Settings(strength=1.0))
+    assert snap.window == (0, 0, cw, ch) and snap.mask_info is None and host.pixel_reads == []
+    live = planning.read_canvas(host, _Doc(), Settings(strength=1.0), live=True)   # live always refines
+    assert live.window == (0, 0, cw, ch) and live.rgba8() == rgba and host.pixel_reads == [(0, 0, cw, ch)]
+
+    sel = rect_mask(500, 400, 60, 40, cw=cw, ch=ch)
+    host = _ReadingHost(rgba, (cw, ch), sel)
+    for settings in (Settings(strength=1.0, padding=4), Settings(strength=0.5, padding=4)):
+        for is_live in (False, True):
+            snap = planning.read_canvas(host, _Doc(), settings, live=is_live)
+            plan = planning.read_plan(settings, cw, ch, sel, live=is_live)
+            assert (snap.window, snap.mask_info) == (plan.window, plan.mask_info)
+            x, y, w, h = snap.window                            # only the selection and its context
+            assert w * h < cw * ch / 2 and x <= 500 and y <= 400 and x + w >= 560 and y + h >= 440
+            assert snap.selection == masks.crop(sel, cw, snap.window, 1)
+            assert snap.rgba8() == masks.crop(rgba, cw, snap.window, 4)
+            assert host.pixel_reads[-1] == snap.window
+
+
 def test_mask_bounds_single_pixel_at_the_edges():
     m = bytearray(W * H)
     m[0] = 1

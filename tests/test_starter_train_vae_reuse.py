@@ -42,6 +42,13 @@ def test_a_new_unet_trains_on_a_reused_vae_and_exports_it_unchanged(tmp_path):
     assert not (work / "vae.pt").exists()
     assert json.loads((out / "impasto.json").read_text())["training"]["vae_reused_from"] == str(SHIPPED_VAE)
 
+    with pytest.raises(SystemExit, match="not after the current step 2"):   # a schedule cannot end in the past
+        T.main(args[:i] + args[i + 2:] + ["--resume", "--reschedule", "1"])
+    T.main(args[:i] + args[i + 2:] + ["--resume", "--reschedule", "4"])    # lengthened: two more steps run
+    info = json.loads((out / "impasto.json").read_text())["training"]
+    assert info["unet_steps"] == 4
+    assert info["schedule_note"].startswith("at step 2 the cosine schedule's length was changed from 2 to 4")
+
 
 def test_a_vae_for_another_size_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="128 px"):

@@ -552,6 +552,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2, betas=(0.9, 0.99))
     ema = EMA(params, args.ema)
     step, total = 0, args.unet_steps
+    schedule_notes = []
     if ck.exists():
         st = torch.load(ck, map_location="cpu", weights_only=False)
         unet.load_state_dict(st["unet"])
@@ -559,8 +560,18 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         opt.load_state_dict(st["opt"])
         ema.shadow = [s.to(device) for s in st["ema"]]
         step, total = st["step"], st["total"]
+        schedule_notes = list(st.get("schedule_notes", []))
         torch.set_rng_state(st["torch_rng"])
         log(f"UNet: resumed at step {step}/{total}")
+        if args.reschedule and args.reschedule != total:
+            if args.reschedule <= step:
+                raise SystemExit(f"--reschedule {args.reschedule} is not after the current step {step}")
+            old = (warmup_cosine(step, total, args.lr, args.warmup), total)
+            total = args.reschedule
+            note = (f"at step {step} the cosine schedule's length was changed from {old[1]} to {total} steps "
+                    f"(learning rate {old[0]:.2e} -> {warmup_cosine(step, total, args.lr, args.warmup):.2e})")
+            schedule_notes.append(note)
+            log("UNet: " + note)
         if step >= total:
             return ema
     lat = cache["latents"].to(device)
@@ -642,7 +653,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         atomic_save({
             "unet": unet.state_dict(), "te": text_encoder.state_dict(), "opt": opt.state_dict(),
             "ema": [s.cpu() for s in ema.shadow], "step": step, "total": total,
-            "torch_rng": torch.get_rng_state(),
+            "schedule_notes": schedule_notes, "torch_rng": torch.get_rng_state(),
         }, ck)
 
     while step < total:
@@ -798,6 +809,9 @@ def main(argv=None):
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-max-steps", type=int, default=6000)
     ap.add_argument("--unet-steps", type=int, default=None, help="fix the UNet step count (else from speed)")
+    ap.add_argument("--reschedule", type=int, default=None,
+                    help="with --resume: change the cosine schedule's length to this many UNet steps from here on "
+                         "(to finish within the time available; recorded in the model card)")
     ap.add_argument("--speed-margin", type=float, default=0.95)
     ap.add_argument("--grace", type=float, default=3.0, help="minutes allowed past the budget before stopping")
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
@@ -890,6 +904,8 @@ def main(argv=None):
         "device": str(device), "threads": torch.get_num_threads(),
     }
     meta["domain"] = args.domain
+    if st.get("schedule_notes"):
+        meta["schedule_note"] = "; ".join(st["schedule_notes"])
     export(Path(args.out), unet, vae, text_encoder, tok, args, meta, words)
     log(f"total wall time {(time.time() - start_wall) / 60:.1f} min")
 

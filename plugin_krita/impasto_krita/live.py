@@ -38,10 +38,9 @@ import hashlib
 import time
 from typing import Any, Callable, Optional, Tuple
 
-from ...protocol.live import DEBOUNCE_S, LiveSession, LiveUpdate, live_settings, plan_live, window_for_live
+from ...protocol.live import DEBOUNCE_S, LiveSession, LiveUpdate, live_settings, plan_live
 from . import planning
 from .krita_host import document_format, prepare_layer
-from .masks import analyse_boxed, boxed, crop_boxed
 from .placement import plan_layers
 from .planning import CanvasSnapshot, JobPlan
 from .qt import QtCore, QtWidgets, rgba_qimage
@@ -174,18 +173,9 @@ class KritaLive(QtCore.QObject):
         doc = host.active_document()
         if doc is None:
             return None
-        width, height = host.canvas_size(doc)
-        selection = host.read_selection(doc)
-        info = analyse_boxed(selection, width, height) if selection is not None else None
-        if info is not None and info.empty:
-            info = None
-        settings = self._settings()
-        box = planning._box(info.bounds) if info is not None else None
-        window = planning._rect(window_for_live((width, height), box, settings))
-        raw, fmt, rgba = host.read_pixels(doc, window)
-        window_sel = crop_boxed(boxed(selection, width, height), window) if info is not None else None
+        snapshot = planning.read_canvas(host, doc, self._settings(), live=True)
         self._doc = doc
-        return CanvasSnapshot(width, height, window, raw, fmt, window_sel, info, "", rgba)
+        return snapshot
 
     def _settings(self):
         return self.panel.read_form()

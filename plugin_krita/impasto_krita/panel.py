@@ -22,9 +22,8 @@ from .krita_host import document_format, prepare_layer
 from .prompt_edit import attach as attach_prompt_edit
 from .live import KritaLive
 from .form import STATUS_COLOURS, DockerForm, _select_data  # noqa: F401 (_select_data: the test drivers use it)
-from .masks import boxed, crop_boxed
 from .placement import PlacementError, plan_layers
-from .planning import CanvasSnapshot, JobPlan, Settings
+from .planning import JobPlan, Settings
 from .qt import QtCore, QtGui, QtWidgets, Qt, Signal, rgba_qimage
 from .session import ConnectionState, Session, SessionListener
 from .sliders import is_slider, slider_row
@@ -354,17 +353,9 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
             self.show_message("Open or create a document first.", error=True)
             return False
         self.results.show_document(doc)
-        width, height = self.host.canvas_size(doc)
-        selection = self.host.read_selection(doc)
-        read = planning.read_plan(settings, width, height, selection)
-        raw, fmt, rgba = (None, document_format(doc), None)
-        if read.needs_pixels:
-            raw, fmt, rgba = self.host.read_pixels(doc, read.window)
-        window_sel = (crop_boxed(boxed(selection, width, height), read.window)
-                      if (read.mask_info and selection is not None) else None)
-        snapshot = CanvasSnapshot(width, height, read.window, raw, fmt, window_sel, read.mask_info,
-                                  getattr(doc, "name", lambda: "")(), rgba,
-                                  controls=self.control_box.read(doc, read.window))
+        snapshot = planning.read_canvas(self.host, doc, settings)
+        snapshot.name = getattr(doc, "name", lambda: "")()
+        snapshot.controls = self.control_box.read(doc, snapshot.window)
         doc_fmt = document_format(doc)
         limits = self.limits
         rec = self.recommendation()
@@ -379,7 +370,7 @@ class ImpastoPanel(DockerForm, QtWidgets.QWidget, SessionListener):
             self.show_message("A job is already running: cancel it first.")
             return False
         self._set_running(True)
-        self.show_message(f"{planning.action_label(settings, read.mask_info is not None)}: preparing the canvas …")
+        self.show_message(f"{planning.action_label(settings, snapshot.mask_info is not None)}: preparing the canvas …")
         return True
 
     def cancel(self) -> None:

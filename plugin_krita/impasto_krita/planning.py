@@ -28,8 +28,9 @@ from typing import Any, Optional
 
 from ...protocol import errors, planner
 from ...protocol.errors import PlanError
+from ...protocol.live import window_for_live
 from ...protocol.settings import Settings
-from .masks import BoxedMask, MaskInfo, Rect, analyse_boxed
+from .masks import BoxedMask, MaskInfo, Rect, analyse_boxed, boxed, crop_boxed
 from .pixels import PixelFormat, to_rgba8
 
 describe_field_error = errors.describe_field
@@ -103,20 +104,44 @@ class ReadPlan:
 
 
 def read_plan(settings: "Settings", width: int, height: int,
-              selection: "Optional[bytes | BoxedMask]") -> ReadPlan:
+              selection: "Optional[bytes | BoxedMask]", live: bool = False) -> ReadPlan:
     """The window of the canvas a job needs (the planner's :func:`window_for`).
 
     ``selection``: the selection read within its box (:class:`~.masks.BoxedMask`,
     what :meth:`KritaHost.read_selection` returns) or a whole-canvas gray8 plane.
+    ``live``: a live-painting job, which always refines (:func:`window_for_live`).
     """
     info = analyse_boxed(selection, width, height) if selection is not None else None
     if info is not None and info.empty:
         info = None  # an empty selection is no selection: work on the whole canvas
     has_sel = info is not None
-    action = krita_action(settings, has_sel)
     box = _box(info.bounds) if has_sel else None  # type: ignore[union-attr]
+    if live:
+        return ReadPlan(_rect(window_for_live((width, height), box, settings)), info, True)
+    action = krita_action(settings, has_sel)
     window = _rect(planner.window_for((width, height), box, settings, action))
     return ReadPlan(window, info, planner.needs_pixels(action, has_sel))
+
+
+def read_canvas(host: Any, doc: Any, settings: "Settings", live: bool = False) -> CanvasSnapshot:
+    """Read what a job needs from ``doc`` (on Krita's UI thread): the planned window and the selection in it.
+
+    One path for the docker's Generate and for live painting: the selection is
+    read within its box, the pixels only inside the window, and only when the job
+    uses them. ``host`` is a :class:`~.krita_host.KritaHost` (or anything with its
+    ``canvas_size`` / ``read_selection`` / ``read_pixels``).
+    """
+    from .krita_host import document_format   # krita_host -> placement -> this module
+
+    width, height = host.canvas_size(doc)
+    selection = host.read_selection(doc)
+    read = read_plan(settings, width, height, selection, live=live)
+    raw, fmt, rgba = None, document_format(doc), None
+    if read.needs_pixels:
+        raw, fmt, rgba = host.read_pixels(doc, read.window)
+    window_sel = (crop_boxed(boxed(selection, width, height), read.window)
+                  if read.mask_info is not None else None)
+    return CanvasSnapshot(width, height, read.window, raw, fmt, window_sel, read.mask_info, "", rgba)
 
 
 @dataclass
