@@ -187,7 +187,8 @@ class MainWindow(FileMenu, QMainWindow):
         self.a_live.setCheckable(True)
         self.a_keep_live = A("&Keep live picture", self.live.keep, "Ctrl+Shift+K", "Copy the live picture into a layer")
         self.a_discard_live = A("Discard live picture", self.live.discard)
-        self.live.changed.connect(lambda: self.a_live.setChecked(self.live.enabled))
+        self.live.changed.connect(self._on_live_changed)
+        self._on_live_changed()
         self.live.status.connect(lambda text, _error: self.statusBar().showMessage(text, 5000))
         self.a_start_daemon = A("&Start the daemon", self.link.start_daemon)
         self.a_autostart = A("Start the daemon &automatically", lambda: setattr(
@@ -444,6 +445,13 @@ class MainWindow(FileMenu, QMainWindow):
             self.panel.add_concept(name, 1.0)
         self.panel.insert_trigger(trigger)
         self.generate_dock.raise_()
+
+    def _on_live_changed(self) -> None:
+        """Live painting's menu state: the toggle follows live mode; Keep and Discard act only on a live picture."""
+        self.a_live.setChecked(self.live.enabled)
+        has_picture = self.live.candidate is not None
+        self.a_keep_live.setEnabled(has_picture)
+        self.a_discard_live.setEnabled(has_picture)
 
     # ------------------------------------------------------------------ status
 

@@ -60,9 +60,11 @@ def stroke(w, y):
 
 def test_live_mode_repaints_after_strokes_and_keeps_one_undo_step(window):
     w = window
+    assert not w.a_keep_live.isEnabled() and not w.a_discard_live.isEnabled()   # nothing to keep yet
     w.a_live.trigger()
     assert w.live.enabled and w.a_live.isChecked()
     assert headless.pump(60, lambda: w.live.candidate is not None)           # the first picture, at once
+    assert w.a_keep_live.isEnabled() and w.a_discard_live.isEnabled()
     first = qt_images.to_wire(w.live.candidate.image).data
     stats = w.live.session.stats
     painted = stats.painted
@@ -76,7 +78,7 @@ def test_live_mode_repaints_after_strokes_and_keeps_one_undo_step(window):
     sent_before = stats.submitted
     layer = w.live.keep()
     assert layer is not None and len(w.doc.layers) == layers + 1 and w.doc.undo.count() == undo_steps + 1
-    assert w.live.candidate is None
+    assert w.live.candidate is None and not w.a_keep_live.isEnabled()
     kept = np.frombuffer(qt_images.to_wire(w.doc.layers[-1].image).data, np.uint8)
     assert kept.any()
     headless.pump(0.3)
@@ -84,8 +86,10 @@ def test_live_mode_repaints_after_strokes_and_keeps_one_undo_step(window):
     w.doc.undo.undo()                                     # one undo step removes the kept layer
     assert len(w.doc.layers) == layers
     assert headless.pump(60, lambda: w.live.candidate is not None)   # the undo was an edit: repainted
+    assert w.a_discard_live.isEnabled()
     w.live.discard()
     assert w.live.candidate is None and w.view._candidate is None
+    assert not w.a_keep_live.isEnabled() and not w.a_discard_live.isEnabled()
     w.a_live.trigger()
     assert not w.live.enabled and w.live.session is None
 

@@ -146,8 +146,10 @@ class Xvfb:
         sockets = ROOT / "tmp" / ".X11-unix"
         self.number = next(n for n in range(57, 157) if not (sockets / f"X{n}").exists()
                            and not (ROOT / "tmp" / f".X{n}-lock").exists())
+        # -noreset: the server would reset whenever its last client (GIMP, a plug-in, xdotool) left, and
+        # refuse the next one while it does
         self.proc = subprocess.Popen(_in_root("Xvfb", f":{self.number}", "-screen", "0", "1280x1024x24",
-                                              "-nolisten", "tcp"),
+                                              "-nolisten", "tcp", "-noreset"),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while not (sockets / f"X{self.number}").exists():

@@ -33,7 +33,8 @@ def test_slider_box_edits_the_concepts_field_in_gimps_gtk():
         assert proc.returncode == 0, proc.stderr
         shutil.copy(CHECK, outer / "check.py")
         cmd = ["chroot", str(ROOT), "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-               "xvfb-run", "-a", "python3", f"{inner}/check.py", f"{inner}/profile"]
+               "xvfb-run", "-a", "-s", "-screen 0 1280x1024x24 -noreset",   # no reset between clients
+               "python3", f"{inner}/check.py", f"{inner}/profile"]
         if os.geteuid() != 0:
             cmd = ["unshare", "--map-root-user"] + cmd
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

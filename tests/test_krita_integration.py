@@ -137,7 +137,9 @@ def test_plugin_in_the_krita_gui_over_pure_python_zmtp(krita_env, daemon, tmp_pa
     env.pop("QT_QPA_PLATFORM", None)  # Krita insists on xcb: Xvfb provides it
     env["PYTHONPATH"] = ""
     t0 = time.monotonic()
-    proc = subprocess.run([XVFB_RUN, "-a", "-s", "-screen 0 1600x1000x24", KRITA, "--nosplash"], env=env,
+    # -noreset: by default an X server resets when its last client disconnects, and a client connecting
+    # during that reset is refused ("could not connect to display"): Krita's start connects more than once
+    proc = subprocess.run([XVFB_RUN, "-a", "-s", "-screen 0 1600x1000x24 -noreset", KRITA, "--nosplash"], env=env,
                           capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
     wall = time.monotonic() - t0
     log = (proc.stdout + proc.stderr)[-5000:]

@@ -29,5 +29,7 @@ def test_live_mode_inside_kritarunner(krita_env, daemon, tmp_path, monkeypatch):
     expected = {"live: a stroke repaints", "live: an idle canvas is read at most every 500 ms",
                 "live: nothing is read while the pen is down", "live: the pen-up reads the stroke at once", "live: the picture shown is the newest job's",
                 "live: only the selection's window was sent", "live: Keep adds one layer", "live: switches off",
+                "live: Keep and Discard are enabled while a picture is shown",
+                "live: Keep and Discard are disabled once the picture is kept",
                 "live: model default reads the live job's LoRA settings while live is on"}
     assert expected <= names, expected - names

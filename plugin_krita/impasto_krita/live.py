@@ -312,6 +312,7 @@ class KritaLive(QtCore.QObject):
         if self.session is None:
             return
         self.last = update
+        self._picture_buttons()
         img = update.result.images[0]
         self.panel.set_preview(rgba_qimage(img.data, img.width, img.height))
         self.panel.show_message(f"Live: {update.stroke_to_result_s * 1000:.0f} ms after the stroke · Keep adds it "
@@ -332,6 +333,7 @@ class KritaLive(QtCore.QObject):
         nodes = self.panel.host.add_layers(plan.document, prepared)
         self.kept += len(nodes)
         self.last = None
+        self._picture_buttons()
         self._digest = b""           # the kept layer changed the canvas: repaint from it
         if self.session is not None:
             self._pen_up()
@@ -339,7 +341,15 @@ class KritaLive(QtCore.QObject):
 
     def discard(self) -> None:
         self.last = None
+        self._picture_buttons()
         self.panel.preview.clear()
+
+    def _picture_buttons(self) -> None:
+        """Keep and Discard act only on a live picture: enabled while one is shown (the row may not be built)."""
+        for name in ("keep_button", "discard_button"):
+            button = getattr(self, name, None)
+            if button is not None:
+                button.setEnabled(self.last is not None)
 
     # ------------------------------------------------------------------ the docker's row
 
@@ -355,10 +365,12 @@ class KritaLive(QtCore.QObject):
         self.keep_button = QtWidgets.QPushButton("Keep")
         self.keep_button.setToolTip("Add the live picture as a layer (one undo step)")
         self.discard_button = QtWidgets.QPushButton("Discard")
+        self.discard_button.setToolTip("Drop the live picture")
         self.live_button.toggled.connect(lambda on: self.live_button.setChecked(self.set_enabled(on) and on))
         self.keep_button.clicked.connect(self.keep)
         self.discard_button.clicked.connect(self.discard)
         lay.addWidget(self.live_button, 1)
         lay.addWidget(self.keep_button)
         lay.addWidget(self.discard_button)
+        self._picture_buttons()
         return box

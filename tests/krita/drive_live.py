@@ -107,16 +107,22 @@ def scenario_live(ctx):
     check("live: only the selection's window was sent",
           req is not None and req.mask is not None and req.init_image.width * req.init_image.height < 128 * 128,
           req and (req.init_image.width, req.init_image.height))
-    # keep: a real layer
+    # keep: a real layer (the docker's Keep and Discard act only while a live picture is shown)
+    check("live: Keep and Discard are enabled while a picture is shown",
+          live.last is not None and live.keep_button.isEnabled() and live.discard_button.isEnabled())
     layers = len(dp.layer_nodes(doc))
     nodes = live.keep()
+    kept_buttons = (live.keep_button.isEnabled(), live.discard_button.isEnabled())
     doc.waitForDone()
+    check("live: Keep and Discard are disabled once the picture is kept", kept_buttons == (False, False),
+          kept_buttons)
     check("live: Keep adds one layer", len(nodes) == 1 and len(dp.layer_nodes(doc)) == layers + 1,
           [n.name() for n in dp.layer_nodes(doc)])
     check("live: the kept layer is named as live", bool(nodes) and nodes[0].name().startswith("Live"))
     wait_for(app, lambda: live.last is not None, 60)
     live.discard()
-    check("live: Discard drops the picture", live.last is None)
+    check("live: Discard drops the picture", live.last is None and not live.keep_button.isEnabled()
+          and not live.discard_button.isEnabled())
     live.set_enabled(False)
     check("live: switches off", not live.enabled and live.session is None)
     # the starter ships its LCM-LoRA: while live is on, "model default" reads what live jobs use
