@@ -296,7 +296,15 @@ def plan(args, document, action, window=None, rgba=None, mask=None) -> planner.J
         return planner.plan_job(document, settings, action, window, rgba, mask, recommendation=rec,
                                 controls=controls, control_model=getattr(args, "control_model", "") or "")
     except PlanError as exc:
-        raise CliError(exc.message + where_to_set(exc.field, CLI_WORDS)) from None
+        raise CliError(with_hint(exc.message, where_to_set(exc.field, CLI_WORDS))) from None
+
+
+def with_hint(message: str, hint: str) -> str:
+    """``message`` and the flag that sets its field as two sentences ("... pose. Set it with --control.")."""
+    message = message.rstrip()
+    if hint and message and not message.endswith((".", "!", "?")):
+        message += "."
+    return message + hint
 
 
 # --------------------------------------------------------------------------- commands

@@ -174,3 +174,4 @@ def test_cli_control_errors_are_one_readable_line(control_daemon):
     assert out.returncode != 0 and "depth estimator" in out.stderr
     out = cli(daemon, "generate", "a cat", *common, "--control", f"blur:{root / 'blank.png'}")
     assert out.returncode != 0 and "control type 'blur'" in out.stderr
+    assert "pose. Set it with --control." in out.stderr          # two sentences: the error, then the flag
