@@ -111,7 +111,9 @@ def describe_error(code: str, message: str, field: str = "", endpoint: str = "",
         return f"{sentence(message)} {sentence(host.models)}"
     if code == ErrorCode.NO_MODEL:
         return f"{sentence(message)} Install a model (see `impasto models`)."
-    if code == ErrorCode.UNKNOWN_CONCEPT:
+    if code == ErrorCode.UNKNOWN_CONCEPT:   # the sentence names the concept: no "concepts[0]:" before it
+        if field and message.startswith(field + ":"):
+            message = message[len(field) + 1:]
         return f"{sentence(message)} {sentence(host.concepts)}"
     if code in (ErrorCode.BAD_FIELD, ErrorCode.UNKNOWN_SAMPLER):
         return describe_field(message, field, host)

@@ -146,6 +146,9 @@ def test_field_errors_use_artists_words():
     assert describe_error("bad_field", "cfg_scale: 40 is outside 0..30", "cfg_scale").startswith("CFG scale: 40")
     assert "mask blur" in describe_error("bad_field", "mask_blur: 999 is outside 0..256", "mask_blur").lower()
     assert describe_exception(PlanError("nothing selected", "mask")) == "Nothing selected."
+    text = describe_error("unknown_concept", "concepts[1]: no concept named 'inky' in the library (known: ink)",
+                          "concepts[1]", host=CLI)
+    assert text.startswith("No concept named 'inky' in the library (known: ink).") and "concepts[" not in text
 
 
 # --------------------------------------------------------------------------- the launcher
