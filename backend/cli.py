@@ -86,14 +86,26 @@ class ProgressBar:
     A stage that has not counted a step yet reads ``prepare ...`` (not
     ``0/800 prepare``), and a training loss is shown as the mean of the last
     :data:`LOSS_WINDOW` steps, the figure the summary line reports, so the
-    two agree.
+    two agree.  When stderr is not a terminal (a log file, a script's pipe)
+    there is no bar to redraw: a plain line is written when a stage starts, at
+    its first step and at every tenth of it, so a log of an 800-step training
+    reads as a dozen lines rather than 800 carriage returns run together.
     """
 
-    def __init__(self, stream=None, width: int = 30):
+    def __init__(self, stream=None, width: int = 30, tty: Optional[bool] = None):
         self.stream, self.width, self.active = stream or sys.stderr, width, False
+        self.tty = tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)())
         self.losses: list = []
+        self._logged: tuple = ()
 
     def update(self, ev: Progress) -> None:
+        loss = ""
+        if ev.loss is not None and ev.step > 0:
+            self.losses = (self.losses + [float(ev.loss)])[-LOSS_WINDOW:]
+            loss = f" loss {sum(self.losses) / len(self.losses):.4f}"
+        if not self.tty:
+            self._log(ev, loss)
+            return
         if ev.step <= 0 and ev.stage:
             self.stream.write(f"\r{ev.stage} ...{' ' * 40}")
             self.stream.flush()
@@ -101,13 +113,19 @@ class ProgressBar:
             return
         total = max(ev.total, 1)
         filled = min(self.width, int(self.width * ev.step / total))
-        loss = ""
-        if ev.loss is not None:
-            self.losses = (self.losses + [float(ev.loss)])[-LOSS_WINDOW:]
-            loss = f" loss {sum(self.losses) / len(self.losses):.4f}"
         self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {ev.step}/{ev.total} {ev.stage}{loss}  ")
         self.stream.flush()
         self.active = True
+
+    def _log(self, ev: Progress, loss: str) -> None:
+        """The non-terminal form: one line at a stage's start, its first step and each tenth of it."""
+        tenth = -1 if ev.step <= 0 else min(10, ev.step * 10 // max(ev.total, 1))
+        if (ev.stage, tenth) == self._logged or (tenth == -1 and not ev.stage):
+            return
+        self._logged = (ev.stage, tenth)
+        line = f"{ev.stage} ..." if tenth == -1 else f"{ev.step}/{ev.total} {ev.stage}{loss}"
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
         if self.active:

@@ -288,17 +288,23 @@ def test_progress_bar_agrees_with_the_training_summary_and_never_reads_0_of_n_pr
     from impasto.backend.cli import LOSS_WINDOW, ProgressBar
     from impasto.protocol.messages import Progress
 
-    out = io.StringIO()
-    bar = ProgressBar(out)
-    bar.update(Progress(step=0, total=800, stage="prepare"))
-    assert "0/800" not in out.getvalue() and "prepare ..." in out.getvalue()
     losses = [1.0 / (i + 1) + (i % 3) * 0.01 for i in range(50)]
-    for i, loss in enumerate(losses):
-        bar.update(Progress(step=i + 1, total=50, stage="train", loss=loss))
-    bar.close()
-    last = out.getvalue().strip().split("\r")[-1]
     final = round(statistics.fmean(losses[-20:]), 6)          # what backend/concepts/train.py reports
-    assert LOSS_WINDOW == 20 and f"loss {final:.4f}" in last, (last, final)
+    for tty in (True, False):
+        out = io.StringIO()
+        bar = ProgressBar(out, tty=tty)
+        bar.update(Progress(step=0, total=800, stage="prepare"))
+        assert "0/800" not in out.getvalue() and "prepare ..." in out.getvalue()
+        for i, loss in enumerate(losses):
+            bar.update(Progress(step=i + 1, total=50, stage="train", loss=loss))
+        bar.close()
+        last = out.getvalue().strip().replace("\n", "\r").split("\r")[-1]
+        assert LOSS_WINDOW == 20 and f"loss {final:.4f}" in last, (tty, last, final)
+    # not a terminal (a log file): a line at a stage's start, its first step and each tenth; no carriage returns
+    assert "\r" not in out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "prepare ..." and lines[1].startswith("1/50 train loss") and len(lines) == 2 + 10, lines
+    assert lines[2].startswith("5/50 train loss") and lines[-1].startswith("50/50 train loss"), lines
 
 
 def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
