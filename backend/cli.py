@@ -328,12 +328,34 @@ def with_hint(message: str, hint: str) -> str:
 # --------------------------------------------------------------------------- commands
 
 
+def serve_threads(args) -> int:
+    """``--threads``, else ``$IMPASTO_THREADS`` (so a daemon a plug-in starts obeys it too); 0: torch's choice."""
+    value = args.threads
+    if value is None:
+        text = os.environ.get("IMPASTO_THREADS", "").strip()
+        if not text:
+            return 0
+        try:
+            value = int(text)
+        except ValueError:
+            raise CliError(f"IMPASTO_THREADS={text!r} is not a whole number of threads", 2) from None
+    if value < 1:
+        raise CliError(f"--threads {value}: at least 1 thread", 2)
+    return value
+
+
 def cmd_serve(args) -> int:
     from impasto.backend.daemon import Daemon
+
+    threads = serve_threads(args)
 
     def make_engine():  # imported on the worker thread: the socket answers while torch loads
         from impasto.backend.engine import Engine
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)   # on the thread that paints: the setting is per thread
         return Engine(models_dir, limits=limits)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -504,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", default=None)
     p.add_argument("--max-pixels", type=int, default=0, help="largest image (w*h) a request may ask for")
     p.add_argument("--no-preload", action="store_true", help="load the model on the first job, not at start")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the painting (default: $IMPASTO_THREADS, else torch's choice, one per "
+                        "core); 1 keeps a small model quick while other programs keep the cores busy "
+                        "(docs/performance.md, 'Sharing the CPU')")
     p.add_argument("--curve", action="store_true", help="require CurveZMQ (needed to serve anything but "
                                                          "loopback; see `impasto curve`)")
     p.set_defaults(func=cmd_serve)

@@ -252,6 +252,23 @@ def test_bad_dimensions(client, fields, field):
     assert err.value.code == ErrorCode.BAD_FIELD and err.value.field == field
 
 
+def test_serve_threads_sets_the_painting_threads(fresh_daemon, tmp_path):
+    """`serve --threads 1` (or $IMPASTO_THREADS, which a daemon a plug-in starts inherits) paints on one thread."""
+    d = fresh_daemon(extra_args=["--threads", "1"])
+    with Client(d.endpoint) as c:
+        assert c.submit(Generate(**FAST)).wait(120).info["torch_threads"] == 1
+    d = fresh_daemon(env_extra={"IMPASTO_THREADS": "1"})
+    with Client(d.endpoint) as c:
+        assert c.submit(Generate(**FAST)).wait(120).info["torch_threads"] == 1
+    import os
+    import subprocess
+    import sys
+
+    bad = subprocess.run([sys.executable, "-m", "impasto.backend.cli", "serve", "--threads", "0"],
+                         env=dict(os.environ, IMPASTO_HOME=str(tmp_path)), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "at least 1 thread" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_bad_dimension_cap_is_configurable(fresh_daemon):
     d = fresh_daemon(extra_args=["--max-pixels", str(96 * 96)])
     with Client(d.endpoint) as c:
