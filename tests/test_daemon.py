@@ -257,6 +257,7 @@ def test_serve_threads_sets_the_painting_threads(fresh_daemon, tmp_path):
     d = fresh_daemon(extra_args=["--threads", "1"])
     with Client(d.endpoint) as c:
         assert c.submit(Generate(**FAST)).wait(120).info["torch_threads"] == 1
+        assert c.status().device.endswith("float32, 1 thread"), c.status().device   # what clients show
     d = fresh_daemon(env_extra={"IMPASTO_THREADS": "1"})
     with Client(d.endpoint) as c:
         assert c.submit(Generate(**FAST)).wait(120).info["torch_threads"] == 1

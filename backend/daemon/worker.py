@@ -25,6 +25,16 @@ log = logging.getLogger("impasto.daemon")
 EVENTS_ENDPOINT = "inproc://impasto-events"
 
 
+def cpu_threads(choice) -> str:
+    """``", 2 threads"`` on a CPU (asked on the painting thread: torch's setting is per thread), else ""."""
+    if getattr(choice.device, "type", "") != "cpu":
+        return ""
+    import torch  # loaded by the engine already
+
+    n = torch.get_num_threads()
+    return f", {n} thread{'' if n == 1 else 's'}"
+
+
 class Worker(threading.Thread):
     def __init__(self, ctx: zmq.Context, table: JobTable, engine_factory: Callable[[], Any],
                  preload: bool = True, events_endpoint: str = EVENTS_ENDPOINT):
@@ -72,7 +82,7 @@ class Worker(threading.Thread):
     def _start_engine(self) -> None:
         try:
             self.engine = self.engine_factory()
-            self.device = self.engine.choice.describe()
+            self.device = self.engine.choice.describe() + cpu_threads(self.engine.choice)
         except Exception as exc:  # keep serving: every job will report why
             self.init_error = f"the engine failed to start: {exc}"
             log.exception("engine start failed")
