@@ -480,7 +480,7 @@ def cmd_generate(args) -> int:
 
 
 def starter_recommendation() -> str:
-    """For --help, without a daemon: the shipped starter's recommendation, e.g. "model default (DDIM, 20, 5.0)"."""
+    """For --help, without a daemon: the shipped starter's recommendation, e.g. "model default (DDIM, 20, 3.0)"."""
     import json
 
     folder = os.environ.get("IMPASTO_STARTER_DIR") or str(Path(__file__).resolve().parent / "assets" / "starter")

@@ -267,7 +267,7 @@ class Recommendation:
         return self
 
     def label(self) -> str:
-        """``model default (DDIM, 20, 5.0)``: the words help texts and panels show for "unset"."""
+        """``model default (DDIM, 20, 3.0)``: the words help texts and panels show for "unset"."""
         preset = f", {self.preset}" if self.preset else ""   # "model default (LCM, 4, 1.0, LCM-LoRA)"
         return f"model default ({SAMPLER_LABELS_SHORT.get(self.sampler, self.sampler)}, {self.steps}, " \
                f"{self.cfg_scale:.1f}{preset})"
