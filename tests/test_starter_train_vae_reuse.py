@@ -1,4 +1,5 @@
-"""``train.py --vae``: a new UNet on the shipped VAE - no VAE stage, the VAE and its scale kept bit for bit."""
+"""``train.py --vae`` / ``--text-encoder``: a new UNet on the shipped VAE (no VAE stage) and, optionally, the shipped
+text encoder frozen - what is reused is exported bit for bit."""
 from __future__ import annotations
 
 import json
@@ -48,6 +49,39 @@ def test_a_new_unet_trains_on_a_reused_vae_and_exports_it_unchanged(tmp_path):
     info = json.loads((out / "impasto.json").read_text())["training"]
     assert info["unet_steps"] == 4
     assert info["schedule_note"].startswith("at step 2 the cosine schedule's length was changed from 2 to 4")
+
+
+def test_a_frozen_text_encoder_is_kept_bit_for_bit_and_only_the_unet_trains(tmp_path):
+    work, out = tmp_path / "work", tmp_path / "out"
+    starter = SHIPPED_VAE.parent
+    args = ["--domain", "scenes", "--size", "128", "--unet", "s", "--batch", "2", "--pool", "8",
+            "--vae", str(SHIPPED_VAE), "--text-encoder", str(starter), "--unet-steps", "2", "--warmup", "1",
+            "--threads", "1", "--minutes", "10", "--work", str(work), "--out", str(out)]
+    T.main(args)
+    from transformers import CLIPTextModel
+
+    shipped = CLIPTextModel.from_pretrained(starter / "text_encoder").state_dict()
+    got = CLIPTextModel.from_pretrained(out / "text_encoder").state_dict()
+    assert shipped.keys() == got.keys()
+    for k, v in shipped.items():
+        assert torch.equal(v, got[k]), k
+    st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
+    unet = diffusers.UNet2DConditionModel.from_pretrained(out / "unet")
+    assert len(st["ema"]) == len(list(unet.parameters()))        # the EMA and optimizer hold the UNet only
+    assert json.loads((out / "impasto.json").read_text())["training"]["text_encoder_frozen_from"] == str(starter)
+    assert (out / "tokenizer" / "vocab.json").read_text() == (starter / "tokenizer" / "vocab.json").read_text()
+
+    i = args.index("--text-encoder")
+    T.main(args[:i] + args[i + 2:] + ["--resume", "--reschedule", "3"])   # a resume reads it back from run.json
+    got = CLIPTextModel.from_pretrained(out / "text_encoder").state_dict()
+    assert all(torch.equal(v, got[k]) for k, v in shipped.items())
+    assert json.loads((out / "impasto.json").read_text())["training"]["unet_steps"] == 3
+
+
+def test_a_text_encoder_folder_without_one_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="text_encoder/ and tokenizer/"):
+        T.main(["--domain", "scenes", "--size", "128", "--vae", str(SHIPPED_VAE), "--text-encoder", str(tmp_path),
+                "--unet-steps", "1", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--threads", "1"])
 
 
 def test_a_vae_for_another_size_is_refused(tmp_path):

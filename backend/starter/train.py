@@ -548,7 +548,8 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
     noise_sched = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     acp = noise_sched.alphas_cumprod.to(device)
     snr = acp / (1 - acp)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = trained_params(unet, text_encoder)
+    te_frozen = not any(p.requires_grad for p in text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2, betas=(0.9, 0.99))
     ema = EMA(params, args.ema)
     step, total = 0, args.unet_steps
@@ -616,7 +617,11 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
         xt = noise_sched.add_noise(x0, noise, t)
-        enc = text_encoder(ids)[0]
+        if te_frozen:
+            with torch.no_grad():
+                enc = text_encoder(ids)[0]
+        else:
+            enc = text_encoder(ids)[0]
         pred = unet(xt, t, encoder_hidden_states=enc).sample
         w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
@@ -634,7 +639,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         return warmup_cosine(s, total, args.lr, args.warmup)   # ``total`` is fixed after the speed probe
 
     unet.train()
-    text_encoder.train()
+    text_encoder.train(not te_frozen)
     if total is None:  # measure speed, fix the number of steps once
         total = 10**9
         for k in range(25):
@@ -682,6 +687,31 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
     save()
     log(f"UNet: finished at step {step}/{total}")
     return ema
+
+
+def trained_params(unet, text_encoder) -> list:
+    """What the optimizer and the EMA hold: the UNet, and the text encoder unless it is frozen (``--text-encoder``)."""
+    return list(unet.parameters()) + [p for p in text_encoder.parameters() if p.requires_grad]
+
+
+def frozen_text_encoder(folder: Path, words, device):
+    """``--text-encoder``: a trained starter's text encoder and tokenizer, kept as they are.
+
+    The UNet then learns only the picture side of captions whose meaning is already settled;
+    a matched test trained the wide UNet this way (docs/performance.md).  The tokenizer must be
+    the domain's, so that the exported ``vocab.json`` still matches it.  -> (tokenizer, encoder)
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
+        raise SystemExit(f"--text-encoder {folder}: needs a model folder with text_encoder/ and tokenizer/")
+    tok = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    if tok.get_vocab() != build_vocab(words)[0]:
+        raise SystemExit(f"--text-encoder {folder}: its tokenizer is not this domain's")
+    te = CLIPTextModel.from_pretrained(str(folder / "text_encoder")).to(device)
+    te.eval().requires_grad_(False)
+    return tok, te
 
 
 def evaluate_ema(unet, text_encoder, tok, vae, ema, params, args, n_per=1):
@@ -804,6 +834,9 @@ def main(argv=None):
     ap.add_argument("--pool", type=int, default=30000, help="cached training scenes")
     ap.add_argument("--vae", default=None,
                     help="reuse this trained VAE folder (e.g. backend/assets/starter/vae): no VAE stage")
+    ap.add_argument("--text-encoder", default=None,
+                    help="keep this trained model's text encoder and tokenizer frozen (e.g. backend/assets/starter): "
+                         "only the UNet trains")
     ap.add_argument("--vae-minutes", type=float, default=None, help="default: 14%% of --minutes, 2..12")
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-batch", type=int, default=16)
@@ -832,7 +865,7 @@ def main(argv=None):
     if (args.resume or args.export_only) and run_cfg_path.exists():
         saved = json.loads(run_cfg_path.read_text())
         for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip",
-                  "domain", "unet_steps", "warmup", "vae"):
+                  "domain", "unet_steps", "warmup", "vae", "text_encoder"):
             if k in saved:
                 setattr(args, k, saved[k])
         start_wall = time.time() - saved.get("elapsed", 0.0)
@@ -850,7 +883,10 @@ def main(argv=None):
     words = SC.DOMAIN_WORDS if args.domain == "scenes" else None
     text_config = TEXT_CONFIG_SCENES if args.domain == "scenes" else TEXT_CONFIG
     tok_dir = work / "tokenizer"
-    if (tok_dir / "vocab.json").exists():
+    frozen_te = None
+    if args.text_encoder:
+        tok, frozen_te = frozen_text_encoder(Path(args.text_encoder), words, device)
+    elif (tok_dir / "vocab.json").exists():
         tok = CLIPTokenizer.from_pretrained(str(tok_dir))
     else:
         tok = write_tokenizer(tok_dir, words, text_config["max_position_embeddings"])
@@ -868,12 +904,16 @@ def main(argv=None):
 
     latent_size = args.size // 8
     torch.manual_seed(args.seed + 10)
-    unet = UNet2DConditionModel(**unet_config(args.unet, latent_size, text_config["hidden_size"])).to(device)
-    vocab = tok.get_vocab()
-    te_cfg = CLIPTextConfig(
-        vocab_size=len(vocab), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, **text_config)
-    text_encoder = CLIPTextModel(te_cfg).to(device)
+    hidden = frozen_te.config.hidden_size if frozen_te is not None else text_config["hidden_size"]
+    unet = UNet2DConditionModel(**unet_config(args.unet, latent_size, hidden)).to(device)
+    if frozen_te is not None:
+        text_encoder = frozen_te
+    else:   # drawn after the UNet, as before the option existed: a fresh run's seeds are unchanged
+        vocab = tok.get_vocab()
+        te_cfg = CLIPTextConfig(
+            vocab_size=len(vocab), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id, **text_config)
+        text_encoder = CLIPTextModel(te_cfg).to(device)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
     log(f"UNet {n_unet / 1e6:.2f} M params, text encoder {n_te / 1e6:.3f} M, VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
@@ -883,7 +923,7 @@ def main(argv=None):
         cfg["elapsed"] = time.time() - start_wall
         run_cfg_path.write_text(json.dumps(cfg, indent=2))
 
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = trained_params(unet, text_encoder)
     if args.export_only:
         st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
         for p_, s_ in zip(params, st["ema"]):
@@ -900,6 +940,7 @@ def main(argv=None):
         "seed": args.seed, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
         "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
         "vae_psnr_db": round(psnr, 2), **({"vae_reused_from": str(args.vae)} if args.vae else {}),
+        **({"text_encoder_frozen_from": str(args.text_encoder)} if args.text_encoder else {}),
         "wall_minutes": round((time.time() - start_wall) / 60, 1),
         "device": str(device), "threads": torch.get_num_threads(),
     }
