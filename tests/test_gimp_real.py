@@ -40,6 +40,7 @@ from impasto.protocol.messages import Generate, Progress
 ROOT = Path(os.environ.get("IMPASTO_GIMP_ROOT", "/var/cache/impasto-gimp-root"))
 DRIVER = Path(__file__).resolve().parent / "gimp" / "drive_plugin.py"
 UI_DRIVER = Path(__file__).resolve().parent / "gimp" / "drive_ui.py"
+GRAB = Path(__file__).resolve().parent / "gimp" / "grab_window.py"
 
 pytestmark = pytest.mark.skipif(
     not ROOT.is_dir(),
@@ -176,9 +177,10 @@ class XDriver(threading.Thread):
     finish.  (Each plug-in run is a new X client, so window ids repeat: windows are told apart by title.)
     """
 
-    def __init__(self, display: int, endpoint: str, steps, timeout: float = 120):
+    def __init__(self, display: int, endpoint: str, steps, timeout: float = 120, shot: Path = None):
         super().__init__(name="impasto-x-driver", daemon=True)
         self.display, self.endpoint, self.steps, self.timeout = display, endpoint, steps, timeout
+        self.shot = shot              # where the Generate dialog's picture goes (its step says when)
         self.seen: list = []
         self.errors: list = []
 
@@ -199,6 +201,23 @@ class XDriver(threading.Thread):
             time.sleep(0.2)
         raise AssertionError(f"no window {title!r} within {self.timeout:g} s (seen: {self.seen})")
 
+    def grab(self, window: str) -> None:
+        """Save ``window`` as the artist sees it, once the daemon's models are in its info label."""
+        time.sleep(2.0)                                 # the label is filled from a worker thread
+        self.xdo("windowraise", window)                 # no window manager: GIMP's own small window may overlap
+        time.sleep(0.5)
+        name = f"impasto-grab-{uuid.uuid4().hex[:10]}"
+        shutil.copy(GRAB, ROOT / "tmp" / f"{name}.py")
+        try:
+            got = subprocess.run(_in_root(f"DISPLAY=:{self.display}", "python3", f"/tmp/{name}.py", window,
+                                          f"/tmp/{name}.png"), capture_output=True, text=True, timeout=60)
+            if got.returncode != 0:
+                raise AssertionError(f"grabbing the window failed: {got.stderr[-2000:]}")
+            shutil.copy(ROOT / "tmp" / f"{name}.png", self.shot)
+        finally:
+            for ext in (".py", ".png"):
+                (ROOT / "tmp" / f"{name}{ext}").unlink(missing_ok=True)
+
     def press(self, window: str, title: str, keys: str, gone_within: float = 20) -> None:
         """Focus ``window`` and type ``keys`` until it closes (a dialog still drawing may miss the first)."""
         deadline = time.monotonic() + gone_within
@@ -214,12 +233,14 @@ class XDriver(threading.Thread):
         blocker = None
         client = Client(self.endpoint)
         try:
-            for title, keys, occupy in self.steps:
+            for title, keys, occupy, *shot in self.steps:
                 window = self.wait_window(title)
                 geo = self.xdo("getwindowgeometry", window).stdout
                 size = [int(v) for v in geo.split("Geometry:")[1].split()[0].split("x")] if "Geometry:" in geo \
                     else [0, 0]
                 self.seen.append({"title": title, "size": size})
+                if shot and self.shot is not None:
+                    self.grab(window)
                 if occupy:
                     running = threading.Event()
                     blocker = client.submit(
@@ -239,7 +260,7 @@ class XDriver(threading.Thread):
 
 UI_STEPS = [
     ("Impasto: Settings", "alt+o", False),
-    ("Impasto: Generate", "alt+o", False),
+    ("Impasto: Generate", "alt+o", False, "shot"),     # its picture: IMPASTO_GIMP_UI_SCREENSHOT keeps it
     ("Impasto: Inpaint Selection", "alt+o", False),
     ("Impasto: Refine", "alt+o", True),           # the daemon is busy with a long job when OK is pressed
     ("Impasto: refine", "alt+c", False),          # the progress window of that Refine: its Cancel button
@@ -248,16 +269,21 @@ UI_STEPS = [
 
 
 @pytest.fixture(scope="module")
-def gimp_ui(daemon):
+def gimp_ui(daemon, tmp_path_factory):
     if not (ROOT / "usr" / "bin" / "Xvfb").exists():
         pytest.fail(f"{ROOT} has no Xvfb for the dialogs: run .ci/gimp.sh --build (it adds it)")
     if not (ROOT / "usr" / "bin" / "xdotool").exists():
         pytest.fail(f"{ROOT} has no xdotool to press the dialogs' buttons: run .ci/gimp.sh --build (it adds it)")
     x = Xvfb()
     base = None
-    driver = XDriver(x.number, daemon.endpoint, UI_STEPS)
+    keep = os.environ.get("IMPASTO_GIMP_UI_SCREENSHOT")   # e.g. docs/gimp-generate.png, painted by the starter
+    shot = Path(keep) if keep else tmp_path_factory.mktemp("gimp-shot") / "generate.png"
+    driver = XDriver(x.number, daemon.endpoint, UI_STEPS, shot=shot)
     try:
         job = dict(prompt="a red fox", model="tiny", steps=2, seed=3)
+        if keep:   # the docs' picture shows what an artist would type, on the model an install has
+            job = dict(prompt="a big red circle in the center and a small yellow triangle at the top left "
+                              "on a blue background", model="starter", steps=0, seed=3)
         driver.start()
         base, log, seconds = _session(daemon, UI_DRIVER, dict(ui_job=job), f"DISPLAY=:{x.number}")
         driver.join(30)
@@ -265,7 +291,7 @@ def gimp_ui(daemon):
         path = base / "out" / "ui.json"
         if not path.is_file():
             raise AssertionError(f"the UI driver wrote no report; GIMP said:\n{log[-4000:]}")
-        yield json.loads(path.read_text()), driver, log
+        yield json.loads(path.read_text()), driver, log, shot
     finally:
         x.stop()
         if base is not None:
@@ -424,7 +450,7 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     """Settings, Generate and Inpaint run INTERACTIVE through GIMP's procedure dialogs (OK pressed with X
     events), the progress window fed through GLib.idle_add from the worker thread, then the layers; a
     Refine's progress window is cancelled with its own Cancel button."""
-    report, driver, log = gimp_ui
+    report, driver, log, shot = gimp_ui
     assert not driver.errors and not driver.is_alive(), (driver.errors, driver.seen, log[-3000:])
     assert report.get("done") and not report["errors"], (report, log[-3000:])
     assert [(s["procedure"], s["status"]) for s in report["steps"]] == [
@@ -432,7 +458,7 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
         ("impasto-inpaint", "success"), ("impasto-refine", "cancel"), ("impasto-save-result", "success")], (
         report["steps"], driver.seen, log[-3000:])
     # every window the artist would see was on screen, at a usable size, before its button was pressed
-    assert [s["title"] for s in driver.seen] == [title for title, _keys, _occupy in UI_STEPS]
+    assert [s["title"] for s in driver.seen] == [step[0] for step in UI_STEPS]
     assert all(w >= 200 and h >= 100 for w, h in (s["size"] for s in driver.seen)), driver.seen
     # the interactive Settings dialog showed the saved endpoint and saved it back on OK
     assert json.loads(report["settings_file"])["endpoint"].startswith("tcp://127.0.0.1:")
@@ -441,6 +467,15 @@ def test_interactive_dialogs_and_progress_window(gimp_ui):
     assert report["layers"][1][3] is True                        # the inpaint layer has its mask
     assert report["layers_after_cancel"] == names                  # the cancelled Refine added nothing
     assert report["ui_saved"] == {"png": True, "parameters": True, "seed": True}   # Save Result's dialog, OK
+    # the Generate dialog as an artist saw it: a PNG of the window's size, not a blank screen
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", shot
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert [width, height] == driver.seen[1]["size"], (width, height, driver.seen)
+    from PIL import Image
+
+    grey = np.asarray(Image.open(shot).convert("L"))
+    assert grey.std() > 10 and len(np.unique(grey)) > 16, "the dialog's picture is blank"
 
 def test_save_result_writes_the_picture_with_its_a1111_parameters(gimp, daemon, tmp_path):
     """Issue 19: GIMP's "Save Result" writes a PNG carrying the result's A1111 ``parameters`` (GIMP's own PNG
