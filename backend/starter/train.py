@@ -24,7 +24,8 @@ checkpointed so that ``--resume`` continues where a run stopped):
    VAE keeps its own factor);
 4. UNet2DConditionModel + CLIPTextModel trained jointly with the standard
    DDPM epsilon objective, caption dropout (classifier-free guidance), min-SNR
-   loss weighting and an EMA of both;
+   loss weighting and an EMA of both - or, with ``--text-encoder DIR``, a
+   trained model's text encoder and tokenizer kept frozen and the UNet alone;
 5. export of the EMA weights as a diffusers folder loadable with
    ``StableDiffusionPipeline.from_pretrained(DIR, safety_checker=None,
    requires_safety_checker=False)``.
