@@ -427,8 +427,7 @@ def cmd_models(args) -> int:
         rec = Recommendation.from_model(m)
         print(f"  {'':<24} {rec.label()}, native {m.get('native_size', '?')} px")
         if rec.live is not None:   # its own few-step LoRA shipped beside it (engine/bundled.py)
-            settings = rec.live.label().removeprefix("model default").strip()   # "(LCM, 4, 1.0, LCM-LoRA)"
-            print(f"  {'':<24} live painting: few-step LoRA {rec.live_concept} {settings}")
+            print(f"  {'':<24} live painting: few-step LoRA {rec.live_concept} {rec.live.settings()}")
     controls = getattr(reply, "controls", None) or []
     if controls:
         print("control models (--control ... --control-model NAME):")

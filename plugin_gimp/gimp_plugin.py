@@ -284,9 +284,8 @@ def _daemon_info(show) -> None:
         cons = ", ".join(f"{c.get('name')} (trigger: {c.get('trigger', '')})" for c in concepts.concepts) or "none yet"
         note = daemon_link.models_note(settings, models)
         rec = Recommendation.for_model(models.models, "", models.default)
-        knobs = rec.label().removeprefix("model default").strip()          # "(DDIM, 20, 3.0)"
         show(f"Models: {names} (default: {models.default or '-'})\n"
-             f"Sampler, steps and CFG left at Model default / 0: the model's own {knobs}\n"
+             f"Sampler, steps and CFG left at Model default / 0: the model's own {rec.settings()}\n"
              f"Concepts: {cons}" + (f"\nNote: {note}" if note else ""))
         if hasattr(show, "sliders"):   # the dialog shows the library's Concept Sliders as sliders
             show.sliders(concepts.concepts)

@@ -268,9 +268,12 @@ class Recommendation:
 
     def label(self) -> str:
         """``model default (DDIM, 20, 3.0)``: the words help texts and panels show for "unset"."""
-        preset = f", {self.preset}" if self.preset else ""   # "model default (LCM, 4, 1.0, LCM-LoRA)"
-        return f"model default ({SAMPLER_LABELS_SHORT.get(self.sampler, self.sampler)}, {self.steps}, " \
-               f"{self.cfg_scale:.1f}{preset})"
+        return f"model default {self.settings()}"
+
+    def settings(self) -> str:
+        """``(DDIM, 20, 3.0)``: sampler, steps and CFG (and a few-step preset's name), for sentences of their own."""
+        preset = f", {self.preset}" if self.preset else ""   # "(LCM, 4, 1.0, LCM-LoRA)"
+        return f"({SAMPLER_LABELS_SHORT.get(self.sampler, self.sampler)}, {self.steps}, {self.cfg_scale:.1f}{preset})"
 
 
 SAMPLER_LABELS_SHORT = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",

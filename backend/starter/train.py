@@ -618,10 +618,7 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), generator=gen).to(device)
         xt = noise_sched.add_noise(x0, noise, t)
-        if te_frozen:
-            with torch.no_grad():
-                enc = text_encoder(ids)[0]
-        else:
+        with torch.set_grad_enabled(not te_frozen):
             enc = text_encoder(ids)[0]
         pred = unet(xt, t, encoder_hidden_states=enc).sample
         w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
