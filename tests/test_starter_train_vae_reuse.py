@@ -119,3 +119,31 @@ def test_sigterm_saves_a_checkpoint_and_resume_goes_on_from_it(tmp_path):
     resumed = subprocess.run(args + ["--resume", "--minutes", "0.01", "--grace", "0"],   # the last --minutes wins
                              capture_output=True, text=True, timeout=300)
     assert f"resumed at step {st['step']}/" in resumed.stdout + resumed.stderr
+
+
+def test_init_starts_from_a_trained_model_and_refuses_one_that_does_not_fit(tmp_path):
+    """``--init``: the fine-tune begins at the trained weights (one step at a vanishing learning rate exports
+    them unchanged), takes the model's tokenizer, records where it came from; a different preset is refused."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    starter = SHIPPED_VAE.parent
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--domain", "scenes", "--size", "128", "--unet", "l3", "--batch", "2", "--pool", "8",
+            "--vae", str(SHIPPED_VAE), "--init", str(starter), "--unet-steps", "1", "--warmup", "1",
+            "--lr", "1e-12", "--threads", "1", "--minutes", "10", "--work", str(work), "--out", str(out)]
+    T.main(args)
+    for sub, cls in (("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel)):
+        shipped = cls.from_pretrained(starter / sub).state_dict()
+        got = cls.from_pretrained(out / sub).state_dict()
+        for k, v in shipped.items():
+            assert torch.allclose(v, got[k], atol=1e-6), (sub, k)
+    assert (out / "tokenizer" / "vocab.json").read_text() == (starter / "tokenizer" / "vocab.json").read_text()
+    assert json.loads((out / "impasto.json").read_text())["training"]["initialised_from"] == str(starter)
+
+    with pytest.raises(SystemExit, match="does not fit the one built here"):
+        T.main(args[:args.index("--work")] + ["--work", str(tmp_path / "w2"), "--out", str(tmp_path / "o2")]
+               + ["--unet", "s"])
+    with pytest.raises(SystemExit, match="pass one of --init, --text-encoder"):
+        T.main(args[:args.index("--work")] + ["--work", str(tmp_path / "w3"), "--out", str(tmp_path / "o3"),
+                                              "--text-encoder", str(starter)])

@@ -35,6 +35,15 @@ number of UNet steps is fixed once (from a short speed measurement) and stored
 in the checkpoint so the learning-rate schedule does not depend on wall time
 after that.  ``--unet-steps`` fixes it explicitly (fully deterministic run).
 
+``--init DIR`` instead starts the UNet and the text encoder from a trained model of the same
+preset (a fine-tune on a new or bigger pool, with its own warm-up and schedule): its companions,
+trained against that architecture, still load.
+
+A run longer than one working session: the checkpoint (``WORK/unet.pt``) and the latent pool are
+all a resume needs, so keep WORK where the next session finds it; on machines that are handed out
+fresh, that means committing the checkpoint, since an ignored scratch folder does not come across
+(a finished 30,000-step run was lost that way on 2026-12-03).
+
 Over 500 lines on purpose: it is tooling, not runtime, and it keeps the whole
 resumable pipeline (tokenizer, VAE, latent cache, UNet + text encoder, export)
 of both domains in one file that reads top to bottom, the way diffusers'
@@ -692,6 +701,41 @@ def trained_params(unet, text_encoder) -> list:
     return list(unet.parameters()) + [p for p in text_encoder.parameters() if p.requires_grad]
 
 
+def domain_tokenizer(folder: Path, words, option: str):
+    """The tokenizer of a trained model folder, refused unless it is this domain's (the exported vocab must match)."""
+    from transformers import CLIPTokenizer
+
+    if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
+        raise SystemExit(f"{option} {folder}: needs a model folder with text_encoder/ and tokenizer/")
+    tok = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
+    if tok.get_vocab() != build_vocab(words)[0]:
+        raise SystemExit(f"{option} {folder}: its tokenizer is not this domain's")
+    return tok
+
+
+def init_from(folder: Path, unet, text_encoder) -> None:
+    """``--init``: copy a trained model's UNet and text encoder weights into the freshly built ones.
+
+    Why a fine-tune and not a fresh run: a run that continues the shipped starter keeps its
+    architecture, so the companions trained against it (control model, LCM-LoRA, sliders) still
+    load, and a few thousand steps on a bigger pool cost a fraction of the 30,000 a fresh one needs.
+    The presets must match exactly (``--unet``); a mismatch is refused with the first differing key.
+    """
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    src_unet = UNet2DConditionModel.from_pretrained(str(folder / "unet")).state_dict()
+    src_te = CLIPTextModel.from_pretrained(str(folder / "text_encoder")).state_dict()
+    for name, model, src in (("UNet", unet, src_unet), ("text encoder", text_encoder, src_te)):
+        own = model.state_dict()
+        bad = [k for k in own if k not in src or src[k].shape != own[k].shape] + [k for k in src if k not in own]
+        if bad:
+            raise SystemExit(f"--init {folder}: its {name} does not fit the one built here "
+                             f"(first difference: {bad[0]}); pass the --unet preset it was trained with")
+        model.load_state_dict(src)
+    log(f"UNet and text encoder initialised from {folder}")
+
+
 def frozen_text_encoder(folder: Path, words, device):
     """``--text-encoder``: a trained starter's text encoder and tokenizer, kept as they are.
 
@@ -699,14 +743,10 @@ def frozen_text_encoder(folder: Path, words, device):
     a matched test trained the wide UNet this way (docs/performance.md).  The tokenizer must be
     the domain's, so that the exported ``vocab.json`` still matches it.  -> (tokenizer, encoder)
     """
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel
 
     folder = Path(folder)
-    if not (folder / "text_encoder").is_dir() or not (folder / "tokenizer").is_dir():
-        raise SystemExit(f"--text-encoder {folder}: needs a model folder with text_encoder/ and tokenizer/")
-    tok = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-    if tok.get_vocab() != build_vocab(words)[0]:
-        raise SystemExit(f"--text-encoder {folder}: its tokenizer is not this domain's")
+    tok = domain_tokenizer(folder, words, "--text-encoder")
     te = CLIPTextModel.from_pretrained(str(folder / "text_encoder")).to(device)
     te.eval().requires_grad_(False)
     return tok, te
@@ -835,6 +875,10 @@ def main(argv=None):
     ap.add_argument("--text-encoder", default=None,
                     help="keep this trained model's text encoder and tokenizer frozen (e.g. backend/assets/starter): "
                          "only the UNet trains")
+    ap.add_argument("--init", default=None,
+                    help="start the UNet and the text encoder (and take the tokenizer) from this trained model "
+                         "folder (e.g. backend/assets/starter): a fine-tune on a new pool, with its own "
+                         "warm-up and cosine schedule; --unet must name the folder's preset")
     ap.add_argument("--vae-minutes", type=float, default=None, help="default: 14%% of --minutes, 2..12")
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-batch", type=int, default=16)
@@ -863,7 +907,7 @@ def main(argv=None):
     if (args.resume or args.export_only) and run_cfg_path.exists():
         saved = json.loads(run_cfg_path.read_text())
         for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip",
-                  "domain", "unet_steps", "warmup", "vae", "text_encoder"):
+                  "domain", "unet_steps", "warmup", "vae", "text_encoder", "init"):
             if k in saved:
                 setattr(args, k, saved[k])
         start_wall = time.time() - saved.get("elapsed", 0.0)
@@ -882,8 +926,12 @@ def main(argv=None):
     text_config = TEXT_CONFIG_SCENES if args.domain == "scenes" else TEXT_CONFIG
     tok_dir = work / "tokenizer"
     frozen_te = None
+    if args.text_encoder and args.init:
+        raise SystemExit("--init already takes the text encoder from its folder: pass one of --init, --text-encoder")
     if args.text_encoder:
         tok, frozen_te = frozen_text_encoder(Path(args.text_encoder), words, device)
+    elif args.init:
+        tok = domain_tokenizer(Path(args.init), words, "--init")
     elif (tok_dir / "vocab.json").exists():
         tok = CLIPTokenizer.from_pretrained(str(tok_dir))
     else:
@@ -912,6 +960,8 @@ def main(argv=None):
             vocab_size=len(vocab), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id, **text_config)
         text_encoder = CLIPTextModel(te_cfg).to(device)
+    if args.init and not (work / "unet.pt").exists():   # a resume reads its own checkpoint instead
+        init_from(Path(args.init), unet, text_encoder)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
     log(f"UNet {n_unet / 1e6:.2f} M params, text encoder {n_te / 1e6:.3f} M, VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
@@ -939,6 +989,7 @@ def main(argv=None):
         "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
         "vae_psnr_db": round(psnr, 2), **({"vae_reused_from": str(args.vae)} if args.vae else {}),
         **({"text_encoder_frozen_from": str(args.text_encoder)} if args.text_encoder else {}),
+        **({"initialised_from": str(args.init)} if args.init else {}),
         "wall_minutes": round((time.time() - start_wall) / 60, 1),
         "device": str(device), "threads": torch.get_num_threads(),
     }
