@@ -719,20 +719,18 @@ def init_from(folder: Path, unet, text_encoder) -> None:
     Why a fine-tune and not a fresh run: a run that continues the shipped starter keeps its
     architecture, so the companions trained against it (control model, LCM-LoRA, sliders) still
     load, and a few thousand steps on a bigger pool cost a fraction of the 30,000 a fresh one needs.
-    The presets must match exactly (``--unet``); a mismatch is refused with the first differing key.
+    The presets must match exactly (``--unet``); torch's strict load names what differs.
     """
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    src_unet = UNet2DConditionModel.from_pretrained(str(folder / "unet")).state_dict()
-    src_te = CLIPTextModel.from_pretrained(str(folder / "text_encoder")).state_dict()
-    for name, model, src in (("UNet", unet, src_unet), ("text encoder", text_encoder, src_te)):
-        own = model.state_dict()
-        bad = [k for k in own if k not in src or src[k].shape != own[k].shape] + [k for k in src if k not in own]
-        if bad:
-            raise SystemExit(f"--init {folder}: its {name} does not fit the one built here "
-                             f"(first difference: {bad[0]}); pass the --unet preset it was trained with")
-        model.load_state_dict(src)
+    for name, model, cls, sub in (("UNet", unet, UNet2DConditionModel, "unet"),
+                                  ("text encoder", text_encoder, CLIPTextModel, "text_encoder")):
+        try:
+            model.load_state_dict(cls.from_pretrained(str(folder / sub)).state_dict())
+        except RuntimeError as e:   # missing, unexpected or differently shaped weights
+            raise SystemExit(f"--init {folder}: its {name} does not fit the one built here; pass the --unet "
+                             f"preset it was trained with ({str(e)[:300]})") from None
     log(f"UNet and text encoder initialised from {folder}")
 
 
