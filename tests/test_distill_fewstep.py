@@ -88,3 +88,56 @@ def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline
     assert ev["target"]["ratio_all"] == runs["lcm_lora_4_cfg1"]["ratio_all"]
     # a random tiny model paints no held-out scene right: the strict judge says so
     assert all(run["pooled"]["all"] == 0.0 for run in runs.values())
+
+
+def test_the_text_cache_keeps_a_whole_batch_when_it_fills_up():
+    """A full cache starts over with the whole batch encoded: clearing it after the lookup once lost the
+    batch's already-cached captions (a KeyError ~800 steps into a real run)."""
+    import torch
+
+    from impasto.backend.starter.distill_fewstep import TextCache
+
+    class Tok:
+        model_max_length = 3
+
+        def __call__(self, texts, **_):
+            return type("T", (), {"input_ids": torch.tensor([[len(t), 0, 0] for t in texts])})()
+
+    class Enc:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, ids):
+            self.calls += 1
+            return (ids.float().unsqueeze(-1).expand(-1, -1, 2),)
+
+    pipe = type("P", (), {"tokenizer": Tok(), "text_encoder": Enc()})()
+    cache = TextCache(pipe, limit=3)
+    assert cache(["a", "bb"]).shape == (2, 3, 2)
+    out = cache(["a", "ccc", "dddd"])          # "a" cached, two new: 4 > 3, the cache starts over
+    assert out[:, 0, 0].tolist() == [1.0, 3.0, 4.0]
+    assert set(cache.cache) == {"a", "ccc", "dddd"}
+    assert cache(["ccc"])[0, 0, 0] == 3.0 and pipe.text_encoder.calls == 2
+
+
+def test_the_exported_lora_names_its_base_by_the_models_own_name(tiny_model, tmp_path):
+    """Distilled from a copy in a scratch folder, the LoRA still names its base as the engine knows it (the
+    model's impasto.json name), with the copy's weights' fingerprint."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+
+    from impasto.backend.engine.models import ModelEntry
+    from impasto.backend.engine.pipelines import model_fingerprint
+    from impasto.backend.starter.distill_fewstep import OUT_NAME, train
+
+    copy = tmp_path / "scratch-copy"
+    shutil.copytree(tiny_model, copy)
+    (copy / "impasto.json").write_text(json.dumps({"name": "tiny"}))
+    train(_args(copy, tmp_path / "run", 1))
+    with safe_open(str(tmp_path / "run" / "out" / OUT_NAME), "pt") as f:
+        meta = f.metadata()
+    assert meta["impasto_base_model"] == "tiny"
+    assert meta["impasto_base_fingerprint"] == model_fingerprint(
+        ModelEntry(name="tiny", path=str(tiny_model), format="diffusers", arch="sd15"))

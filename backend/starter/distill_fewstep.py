@@ -222,12 +222,15 @@ class TextCache:
     @torch.no_grad()
     def __call__(self, captions: Sequence[str]) -> torch.Tensor:
         missing = [c for c in dict.fromkeys(captions) if c not in self.cache]
+        if missing and len(self.cache) + len(missing) > self.limit:
+            # full: start over, re-encoding the whole batch (clearing after the lookup lost this batch's cached
+            # captions: a KeyError about 800 steps into a 23-minute run, 2026-12-04)
+            self.cache.clear()
+            missing = list(dict.fromkeys(captions))
         if missing:
             tok = self.pipe.tokenizer(missing, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
                                       truncation=True, return_tensors="pt")
             hidden = self.pipe.text_encoder(tok.input_ids)[0]
-            if len(self.cache) + len(missing) > self.limit:
-                self.cache.clear()
             for c, h in zip(missing, hidden):
                 self.cache[c] = h
         return torch.stack([self.cache[c] for c in captions])
@@ -372,9 +375,13 @@ def export(out: Path, unet, model_dir: Path, state, settings, domain: str, dtype
 
     # half precision on disk (half the package; the engine casts adapters to the model's dtype on load)
     tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in lora_state(unet).items()}
-    entry = ModelEntry(name=model_dir.name, path=str(model_dir), format="diffusers", arch="sd15")
+    # the base's own name (its impasto.json), not its folder's: a copy of the starter distilled from a scratch
+    # folder is still the starter to the engine, which matches the name and the fingerprint
+    card = model_dir / "impasto.json"
+    base_name = (json.loads(card.read_text()).get("name") if card.is_file() else None) or model_dir.name
+    entry = ModelEntry(name=base_name, path=str(model_dir), format="diffusers", arch="sd15")
     meta = {"ss_output_name": "starter-lcm-lora", "impasto_method": "lora",
-            "impasto_base_model": "starter" if model_dir.name == "starter" else model_dir.name,
+            "impasto_base_model": base_name,
             "impasto_base_fingerprint": model_fingerprint(entry), "impasto_base_arch": "sd15",
             "impasto_steps": str(state["step"]), "impasto_distill": json.dumps({"domain": domain, **settings}),
             "lora_adapter_metadata": json.dumps({"unet.lora_adapter_metadata": {"r": settings["rank"],
