@@ -189,7 +189,7 @@ def test_local_blend_mask_follows_the_maps():
     probs[0, :, 5, 1] = 1.0                                  # ...but the swapped word looks at one spot
     blend.collect(probs, torch.full((1, 2, 16, 4), 0.25))    # the original's word: flat, so no mask of its own
     m = blend.mask()[0, 0]
-    assert m.shape == (8, 8) and 0 < m.mean() < 0.5
+    assert m.shape == (8, 8) and 0 < m.mean() <= 0.5      # a region around the spot (half the map at 0.3), not all
     assert m[2:4, 2:4].all() and not m[7, 7] and not m[0, 7]
     assert blend(2, torch.zeros(2, 4, 8, 8)) is None          # not before 20 % of the steps
     lat = torch.stack([torch.ones(4, 8, 8), torch.zeros(4, 8, 8)])
