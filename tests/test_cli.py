@@ -322,7 +322,10 @@ def test_concept_train_resume_needs_only_the_name(daemon, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "impasto.backend.cli", "concept", "train", "r-cli", "--images",
                              str(pics), "--trigger", "zwx", "--steps", "150", "--rank", "4", "--resolution", "32",
                              "--checkpoint-every", "5", "--no-prior", "--model", "tiny", "--no-spawn"],
-                            env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            # Ctrl-C as a terminal delivers it: a shell's background job (CI started with `&`)
+                            # ignores SIGINT, the child would inherit that and Python would install no handler
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     import re
 
     seen = ""
