@@ -103,11 +103,12 @@ def size_pairs(combos, seed: int, size: int) -> Tuple[List[Image.Image], List[Im
     return lows, highs, caps
 
 
-def scene_size_pairs(triples, seed: int, size: int) -> Tuple[List[Image.Image], List[Image.Image], List[str]]:
-    """Scenes domain: one plain scene per triple, the object at the plain radius's low vs high end."""
+def scene_size_pairs(triples, seed: int, size: int, radii=None) -> Tuple[List[Image.Image], List[Image.Image], List[str]]:
+    """Scenes domain: one plain scene per triple, the object at the plain radius's low vs high end
+    (``radii``: other ends, as fractions of the side)."""
     from impasto.backend.starter import scenes as SC
 
-    lo_r, hi_r = SC.PLAIN_RADIUS
+    lo_r, hi_r = radii or SC.PLAIN_RADIUS
     rng = np.random.default_rng(seed)
     lows, highs, caps = [], [], []
     for fam, fg, bg in triples:
@@ -133,12 +134,15 @@ def colour_area(img, fg: str) -> float:
 class Domain:
     """What the proof needs of the base model's domain: pairs, held-out prompts, the judge, the area."""
 
-    def __init__(self, engine, model: Path, prompts_per_shape: int):
+    def __init__(self, engine, model: Path, prompts_per_shape: int, radii=None, tune: bool = False):
         from impasto.backend.starter.train_control import base_domain
 
         self.name = base_domain(model)
         self.size = engine.model(engine.bench_model).entry.native_size
         self.per_shape = prompts_per_shape
+        self.radii = radii
+        self.tune = tune
+        self.pair_triples: List[Tuple[str, str, str]] = []
 
     def pairs(self, n: int, seed: int):
         rng = np.random.default_rng(seed)
@@ -146,11 +150,30 @@ class Domain:
             from impasto.backend.starter import scenes as SC
 
             tri = SC.train_triples()
-            return scene_size_pairs([tri[i] for i in rng.choice(len(tri), n, replace=False)], seed, self.size)
+            if self.tune:   # the tuning prompts' triples are never a pair's
+                tuning = set(self.tuning_triples())
+                tri = [t for t in tri if t not in tuning]
+            self.pair_triples = [tri[i] for i in rng.choice(len(tri), n, replace=False)]
+            return scene_size_pairs(self.pair_triples, seed, self.size, self.radii)
         from impasto.backend.starter import domain as D
 
         combos = D.train_combos()
         return size_pairs([combos[i] for i in rng.choice(len(combos), n, replace=False)], seed, self.size)
+
+    def tuning_triples(self) -> List[Tuple[str, str, str]]:
+        """The tuning split (``--tune``, scenes starter): training triples, ``per_shape`` per family, a
+        fixed pick that does not depend on the pairs (the pairs then avoid them), so recipes that differ
+        in their pairs are judged on the same prompts."""
+        from impasto.backend.starter import families as FAM
+        from impasto.backend.starter import scenes as SC
+
+        tri = SC.train_triples()
+        pick = np.random.default_rng(20261204)
+        out = []
+        for fam in FAM.TRAIN_FAMILIES:
+            mine = [t for t in tri if t[0] == fam]
+            out += [mine[i] for i in pick.permutation(len(mine))[: self.per_shape]]
+        return out
 
     def held_out(self) -> List[Tuple[str, str, str, str]]:
         """(prompt, shape, fg, bg) of the held-out prompts."""
@@ -158,6 +181,8 @@ class Domain:
             from impasto.backend.starter import families as FAM
             from impasto.backend.starter import scenes as SC
 
+            if self.tune:
+                return [(f"a {fg} {f} on a {bg} background", f, fg, bg) for f, fg, bg in self.tuning_triples()]
             ev = SC.eval_triples()
             pick = np.random.default_rng(20261201)     # fixed before any run: colours spread, not the list's first
             out = []
@@ -408,7 +433,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/slider_proof"))
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/slider_proof.json")
     ap.add_argument("--cfg", type=float, default=5.0, help="guidance of the judged pictures (DDIM 20 steps)")
+    ap.add_argument("--radii", default="", help="size pairs' radii LOW,HIGH as fractions of the side (scenes "
+                    "starter; default: the domain's plain range, scenes.PLAIN_RADIUS)")
+    ap.add_argument("--tune", action="store_true",
+                    help="judge on the tuning split instead of the held-out prompts: training triples the pairs do "
+                         "not show, one per family (recipe choices are made here, never on the held-out prompts)")
+    ap.add_argument("--slider-end", type=float, default=None,
+                    help="research: slider_train.PICTURE_SLIDER_END, the share of the denoising steps a picture-pair "
+                         "slider acts for (the base model alone after; default: the trainer's)")
     args = ap.parse_args(argv)
+    radii = tuple(float(x) for x in args.radii.split(",")) if args.radii else None
+    if radii is not None and (len(radii) != 2 or not 0 < radii[0] < radii[1] < 0.5):
+        ap.error("--radii wants LOW,HIGH with 0 < LOW < HIGH < 0.5")
     torch.set_num_threads(args.threads)
     from impasto.backend.concepts import slider_train
     from impasto.backend.engine.models import starter_dir
@@ -420,6 +456,8 @@ def main(argv=None) -> int:
 
     if args.caption_dropout is not None:
         slider_train.CAPTION_DROPOUT = args.caption_dropout
+    if args.slider_end is not None:
+        slider_train.PICTURE_SLIDER_END = args.slider_end
     made = temp_engine("slider-proof-", args.model, tiny_fallback=False)
     if made is None:
         print("no starter model installed: nothing to prove on", file=sys.stderr)
@@ -427,7 +465,7 @@ def main(argv=None) -> int:
     work, engine, model = made
     engine.bench_model = model.name
     engine.bench_cfg = args.cfg
-    engine.bench_domain = Domain(engine, model, args.prompts_per_shape)
+    engine.bench_domain = Domain(engine, model, args.prompts_per_shape, radii, args.tune)
     engine.bench_size = engine.bench_domain.size
 
     def log(text):
@@ -490,7 +528,8 @@ def main(argv=None) -> int:
                                "caption_dropout": slider_train.CAPTION_DROPOUT,
                                "prompts_per_shape": args.prompts_per_shape,
                                "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
-                               "cfg": args.cfg},
+                               "cfg": args.cfg, "radii": list(radii) if radii else None,
+                               "split": "tuning" if args.tune else "held-out", "slider_end": slider_train.PICTURE_SLIDER_END},
                      tables=tables, notes=[f"base model: {model} ({engine.bench_domain.name} domain, "
                                            f"{engine.bench_size} px)"])
     return 0

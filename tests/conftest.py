@@ -9,7 +9,9 @@ new test file is sorted without marking it by hand - see "test tiers" below.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +25,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Daemons require the secret from IMPASTO_HOME (docs/security.md).  Every test daemon has its own
 # home, so the session shares one secret file that all of them and every client here use.
-os.environ.setdefault("IMPASTO_SECRET_FILE",
-                      os.path.join(tempfile.mkdtemp(prefix="impasto-secret-"), "daemon.secret"))
+# The folder goes when this process ends (every run left one behind in the temp folder before).
+if "IMPASTO_SECRET_FILE" not in os.environ:
+    _secret_dir = tempfile.mkdtemp(prefix="impasto-secret-")
+    os.environ["IMPASTO_SECRET_FILE"] = os.path.join(_secret_dir, "daemon.secret")
+    atexit.register(shutil.rmtree, _secret_dir, True)
 
 
 def pytest_configure(config):

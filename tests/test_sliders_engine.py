@@ -120,6 +120,37 @@ def test_signed_weights_range_and_zero(engine):
     assert gen(engine) == base                                      # and the engine keeps working
 
 
+def test_a_picture_slider_acts_for_its_share_of_the_steps(engine):
+    """A picture-pair slider says ``end`` (slider_train.PICTURE_SLIDER_END): after that share of the
+    steps the base model draws alone; the weights are whole again for the next job."""
+    lib = ConceptLibrary()
+    if lib.find("sl-pairs") is None:
+        engine.run(pair_req("sl-pairs"))
+    info = lib.get("sl-pairs")
+    assert info.meta["slider"]["end"] == slider_train.PICTURE_SLIDER_END < 1.0
+    tensors = lib.load_weights(info)
+    whole = {k: v for k, v in info.meta["slider"].items() if k != "end"}
+    lib.save("sl-whole", tensors, new_meta(slider=whole), replace=True)
+    lib.save("sl-end1", tensors, new_meta(slider=dict(whole, end=1.0)), replace=True)
+    lib.save("sl-first", tensors, new_meta(slider=dict(whole, end=0.01)), replace=True)   # one step of 3
+
+    base = gen(engine)
+    full = gen(engine, [("sl-whole", 1.5)])
+    ended = gen(engine, [("sl-pairs", 1.5)])              # 3 steps, end 0.8: on for 2, off for 1
+    first = gen(engine, [("sl-first", 1.5)])
+    assert len({base, full, ended, first}) == 4
+    assert gen(engine, [("sl-end1", 1.5)]) == full         # end 1: the whole schedule, bit for bit
+    assert gen(engine, [("sl-whole", 1.5)]) == full        # the switched-off weights do not linger
+    assert gen(engine, [("sl-pairs", 1.5)]) == ended       # and the same job paints the same bits
+    loaded = engine.model("tiny")
+    st = adapters.state_for(loaded)
+    adapter = next(a for a in st.active)
+    scales = {layer.scaling[adapter] for layer in adapters.tuner_layers(adapters.component(loaded, "unet"))
+              if adapter in layer.scaling}
+    assert scales == {0.0}                                 # after the job: off (whole again at the next)
+    assert gen(engine) == base
+
+
 @torch.no_grad()
 def _objective(engine, name, req):
     """The slider loss of the library's concept ``name`` on fixed examples (LoRA at +1 and -1)."""
@@ -231,3 +262,8 @@ def test_a_downloaded_files_slider_header_is_kept_to_known_fields():
     assert slider_from_header({}) is None
     assert slider_from_header({"impasto_slider": '{"mode": "images", "pairs": true}'}) == {
         "mode": "images", "range": [-3.0, 3.0], "target": ""}
+    pairs = {"slider": {"mode": "images", "range": [-3.0, 3.0], "target": "", "pairs": 8, "end": 0.8}}
+    assert slider_from_header(slider_header(pairs)) == pairs["slider"]
+    for bad in ("0", "1.5", "-0.2", "true", '"0.8"', "NaN", "Infinity"):
+        got = slider_from_header({"impasto_slider": '{"mode": "images", "end": %s}' % bad})
+        assert "end" not in got, bad

@@ -22,7 +22,7 @@ import warnings
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -63,6 +63,7 @@ class ModelConcepts:
     loads: int = 0                                                     # adapters loaded from disk so far
     triggers: Optional[trig.TriggerEmbeddings] = None                  # the token-embedding hook, once needed
     fused: Optional[Dict[str, float]] = None                           # adapters folded into the base weights
+    ends: Dict[str, float] = field(default_factory=dict)               # adapter -> share of the steps it acts for
     fused_saved: List[Tuple[object, torch.Tensor]] = field(default_factory=list)  # (layer, its own weight)
     stripped: List[Tuple[object, str, object]] = field(default_factory=list)     # (parent, name, tuner layer)
 
@@ -333,12 +334,15 @@ def _evict(loaded, keep: int) -> None:
         del st.resident[oldest.concept_id]
 
 
-def set_active(loaded, weights: Dict[str, float], fuse: bool = False) -> None:
+def set_active(loaded, weights: Dict[str, float], fuse: bool = False,
+               ends: Optional[Dict[str, float]] = None) -> None:
     """Switch the model to exactly these adapters at these weights ({} = none, base model).
 
     The only per-job cost of concepts: walks the LoRA layers once.  ``fuse`` (live jobs) then
     folds them into the base weights (:func:`fuse`); the next job that wants anything else gets
-    the model's own weights back first.
+    the model's own weights back first.  ``ends`` (adapter -> a share of the steps below 1) are
+    adapters that stop acting part way through the schedule (:func:`end_schedule`); the weights
+    set here are whole again at the next job's switch.
     """
     st = state_for(loaded)
     if st.fused is not None:
@@ -368,10 +372,39 @@ def set_active(loaded, weights: Dict[str, float], fuse: bool = False) -> None:
             for name, w in weights.items():
                 layer.set_scale(name, float(w))
     st.active = dict(weights)
+    st.ends = {a: float(f) for a, f in (ends or {}).items() if a in weights and f < 1.0}
     if st.triggers is not None:
         st.triggers.active = dict(weights)
     if fuse and weights:
         _fuse(loaded)
+
+
+def end_schedule(loaded) -> Optional[Callable[[int, int], None]]:
+    """``(steps done, steps in all) -> None`` that switches off each active adapter with an end
+    (:func:`set_active`'s ``ends``) once its share of the steps has run; None when none has one.
+
+    Why: a picture-pair slider decides the layout in the noisy steps; left on to the end it
+    also writes its own fine detail (speckles, wavy outlines at high weights), which the base
+    model draws cleaner (``docs/performance.md``, Concept Sliders).  Folded-in (live) and
+    compiled-UNet (hot-swapped) adapters keep the whole schedule: their weights cannot be
+    switched between steps here."""
+    st = state_for(loaded)
+    ends = {a: f for a, f in st.ends.items() if a in st.active}
+    unet = component(loaded, "unet")
+    if not ends or st.fused is not None or unet is None or hotswap.active(unet):
+        return None
+    layers = [layer for layer in tuner_layers(unet) if any(a in layer.scaling for a in ends)]
+    for layer in layers:     # whole again: a job that denoises twice (Prompt-to-Prompt) starts each pass on
+        for adapter in ends:
+            layer.set_scale(adapter, float(st.active[adapter]))
+
+    def at_step(done: int, total: int) -> None:
+        for adapter, share in ends.items():
+            if done == max(1, round(share * total)):
+                for layer in layers:
+                    layer.set_scale(adapter, 0.0)
+
+    return at_step
 
 
 def _fuse(loaded) -> None:

@@ -463,6 +463,9 @@ def slider_from_header(meta: Dict[str, str]) -> Optional[Dict[str, Any]]:
                    if isinstance(raw.get("preserve"), list) else [])
     elif isinstance(raw.get("pairs"), int) and not isinstance(raw.get("pairs"), bool):
         out["pairs"] = max(0, min(int(raw["pairs"]), 100000))
+    end = raw.get("end")
+    if isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 < end <= 1.0:
+        out["end"] = float(end)     # the share of the steps it acts for (slider_train.PICTURE_SLIDER_END)
     return out
 
 

@@ -55,6 +55,12 @@ SAMPLE_WEIGHTS = (-1.0, 0.0, 1.0)
 # from the unconditional prediction; a slider that moves only the captioned one is pushed through
 # CFG as an inconsistency (distorted outlines).  Measured on the starter: docs/performance.md.
 CAPTION_DROPOUT = 0.0
+# Picture pairs: the share of the denoising steps the slider acts for (its metadata's ``end``; the
+# base model alone draws the rest).  The noisy steps set the layout the pairs differ in; left on to
+# the last step the slider also paints its own fine detail - speckles and wavy outlines at high
+# weights.  Chosen on the starter's tuning split (bench/slider_proof.py --tune --slider-end):
+# docs/performance.md, Concept Sliders.
+PICTURE_SLIDER_END = 0.8
 
 
 def slider_prompts(req: TrainSlider) -> List[Tuple[str, str, str]]:
@@ -72,7 +78,7 @@ def slider_meta(req: TrainSlider, pairs: int = 0) -> Dict[str, object]:
         meta.update(positive=req.positive.strip(), negative=req.negative.strip(), guidance=req.guidance,
                     preserve=[p.strip() for p in req.preserve if p.strip()])
     else:
-        meta.update(pairs=pairs)
+        meta.update(pairs=pairs, end=PICTURE_SLIDER_END)
     return meta
 
 

@@ -12,7 +12,10 @@ Problems an artist can fix are typed errors naming the list entry
 a concept trained on another model of the same architecture is used with a
 warning in the result, as is one whose trigger word the prompt lacks (when the
 caller passes the prompt).  A Concept Slider (metadata ``slider``) takes a
-signed weight in ``SLIDER_WEIGHT_RANGE``; outside it is a typed error.
+signed weight in ``SLIDER_WEIGHT_RANGE``; outside it is a typed error.  A slider
+whose metadata has an ``end`` (a share of the steps; picture-pair sliders) acts
+for that share of the denoising steps only (``adapters.end_schedule``, called
+by ``denoise`` after each step); live jobs, folded in, keep the whole schedule.
 A model's own few-step LoRA shipped beside it (``bundled.py``: the starter's
 LCM-LoRA) is found by its name before the library.  Live jobs (``fuse``) run
 with their adapters folded into the weights, restored exactly for the next job
@@ -50,6 +53,7 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
         return
     library = ConceptLibrary()
     weights = {}
+    ends = {}
     order = {}
     seen = set()
     for i, (name, weight) in enumerate(concepts):
@@ -70,13 +74,34 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
                                           else library.load_weights, field)
         weights[resident.adapter] = float(weight)
         order[resident.adapter] = info.id
+        end = slider_end(info.meta)
+        if end < 1.0:
+            ends[resident.adapter] = end
         if resident.trigger_note:
             hooks.warn(f"concept {info.name!r}: {resident.trigger_note}")
         for warning in concept_warnings(info, loaded, prompt):
             hooks.warn(warning)
     # one summation order per set of concepts (by their ids): listing them in another order, or
     # loading them in another order in another session, paints the same bits
-    adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])), fuse=fuse)
+    adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])), fuse=fuse, ends=ends)
+
+
+def slider_end(meta) -> float:
+    """The share of the denoising steps a concept acts for: its slider metadata's ``end`` when it
+    has a valid one (0 < end <= 1), else the whole schedule."""
+    slider = meta.get("slider") if isinstance(meta, dict) else None
+    end = slider.get("end") if isinstance(slider, dict) else None
+    if isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 < end <= 1.0:
+        return float(end)
+    return 1.0
+
+
+def end_schedule(loaded):
+    """The step-end hook of the job's concepts that stop part way (None: none does); ``denoise``
+    calls it with (steps done, steps in all) after every step."""
+    from impasto.backend.concepts import adapters
+
+    return adapters.end_schedule(loaded)
 
 
 def concept_warnings(info, loaded, prompt: Optional[str]) -> List[str]:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from PIL import Image
 
+from . import concepts as concept_seam
 from . import live_unet
 from .hooks import JobHooks
 from .samplers import X0Tap, make_scheduler
@@ -47,6 +48,7 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     tap = X0Tap(scheduler)
     state = {"steps": 0, "first": None}
     hooks.steps_done = 0
+    concepts_end = concept_seam.end_schedule(loaded)   # sliders that stop acting part way (None: none)
     t0 = time.perf_counter()
 
     cuda = loaded.choice.device.type == "cuda"
@@ -57,6 +59,8 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
         state["steps"] = hooks.steps_done = i + 1
         if control is not None:
             control.step_done(i + 1)
+        if concepts_end is not None:
+            concepts_end(i + 1, p.num_timesteps)
         if state["first"] is None:
             state["first"] = time.perf_counter() - t0
         hooks.check()
