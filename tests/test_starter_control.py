@@ -64,11 +64,15 @@ def test_training_resumes_and_exports_a_control_model_the_engine_uses(tmp_path, 
     # a longer run from the exported weights (no checkpoint): the same weights to start, the step count
     # carried on, both runs' settings in the folder's card
     more = models / "controlnet" / "tiny-more"
+    calibrated = dict(meta, output_gain={"gain": 1.5, "total": 1.5, "why": "test"})   # as calibrate_control writes
+    (out / "impasto.json").write_text(json.dumps(calibrated))
     assert train_control.main(["--base", str(base), "--out", str(more), "--work", str(tmp_path / "work2"),
                                "--batch", "2", "--warmup", "1", "--steps", "3", "--init", str(out)]) == 0
     assert "continuing" in capsys.readouterr().out
     meta2 = json.loads((more / "impasto.json").read_text())
     assert meta2["training"]["steps"] == 3 and meta2["training"]["continued_from"]["steps"] == 3
+    assert meta2["training"]["continued_from"]["output_gain"]["total"] == 1.5   # the weights it went on from
+    assert "output_gain" not in meta2                  # its own output is not calibrated (yet)
     from diffusers import ControlNetModel
 
     a = ControlNetModel.from_pretrained(out).state_dict()

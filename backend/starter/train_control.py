@@ -292,8 +292,10 @@ def main(argv=None) -> int:
                      "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
     }
     if args.init is not None:   # the run it continued, so the folder says how it was made end to end
-        meta["training"]["continued_from"] = json.loads(
-            (Path(args.init) / "impasto.json").read_text(encoding="utf-8")).get("training", {})
+        before = json.loads((Path(args.init) / "impasto.json").read_text(encoding="utf-8"))
+        meta["training"]["continued_from"] = before.get("training", {})
+        if "output_gain" in before:   # calibrated weights (calibrate_control.py): training went on from them
+            meta["training"]["continued_from"]["output_gain"] = before["output_gain"]
 
     def save() -> None:
         atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": [s.cpu() for s in ema.shadow],
