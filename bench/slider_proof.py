@@ -142,7 +142,6 @@ class Domain:
         self.per_shape = prompts_per_shape
         self.radii = radii
         self.tune = tune
-        self.pair_triples: List[Tuple[str, str, str]] = []
 
     def pairs(self, n: int, seed: int):
         rng = np.random.default_rng(seed)
@@ -153,44 +152,40 @@ class Domain:
             if self.tune:   # the tuning prompts' triples are never a pair's
                 tuning = set(self.tuning_triples())
                 tri = [t for t in tri if t not in tuning]
-            self.pair_triples = [tri[i] for i in rng.choice(len(tri), n, replace=False)]
-            return scene_size_pairs(self.pair_triples, seed, self.size, self.radii)
+            return scene_size_pairs([tri[i] for i in rng.choice(len(tri), n, replace=False)], seed, self.size,
+                                    self.radii)
         from impasto.backend.starter import domain as D
 
         combos = D.train_combos()
         return size_pairs([combos[i] for i in rng.choice(len(combos), n, replace=False)], seed, self.size)
 
-    def tuning_triples(self) -> List[Tuple[str, str, str]]:
-        """The tuning split (``--tune``, scenes starter): training triples, ``per_shape`` per family, a
-        fixed pick that does not depend on the pairs (the pairs then avoid them), so recipes that differ
-        in their pairs are judged on the same prompts."""
+    def per_family(self, triples, seed: int) -> List[Tuple[str, str, str]]:
+        """``per_shape`` triples of each training family, a fixed pick (colours spread, not the list's first)."""
         from impasto.backend.starter import families as FAM
-        from impasto.backend.starter import scenes as SC
 
-        tri = SC.train_triples()
-        pick = np.random.default_rng(20261204)
+        pick = np.random.default_rng(seed)
         out = []
         for fam in FAM.TRAIN_FAMILIES:
-            mine = [t for t in tri if t[0] == fam]
+            mine = [t for t in triples if t[0] == fam]
             out += [mine[i] for i in pick.permutation(len(mine))[: self.per_shape]]
         return out
 
+    def tuning_triples(self) -> List[Tuple[str, str, str]]:
+        """The tuning split (``--tune``, scenes starter): training triples, a pick that does not depend
+        on the pairs (the pairs then avoid them), so recipes that differ in their pairs are judged on
+        the same prompts."""
+        from impasto.backend.starter import scenes as SC
+
+        return self.per_family(SC.train_triples(), 20261204)
+
     def held_out(self) -> List[Tuple[str, str, str, str]]:
-        """(prompt, shape, fg, bg) of the held-out prompts."""
+        """(prompt, shape, fg, bg) of the held-out prompts (``--tune``: of the tuning split)."""
         if self.name == "scenes":
-            from impasto.backend.starter import families as FAM
             from impasto.backend.starter import scenes as SC
 
-            if self.tune:
-                return [(f"a {fg} {f} on a {bg} background", f, fg, bg) for f, fg, bg in self.tuning_triples()]
-            ev = SC.eval_triples()
-            pick = np.random.default_rng(20261201)     # fixed before any run: colours spread, not the list's first
-            out = []
-            for fam in FAM.TRAIN_FAMILIES:
-                mine = [t for t in ev if t[0] == fam]
-                for f, fg, bg in [mine[i] for i in pick.permutation(len(mine))[: self.per_shape]]:
-                    out.append((f"a {fg} {f} on a {bg} background", f, fg, bg))
-            return out
+            # the held-out pick's seed was fixed before any run
+            triples = self.tuning_triples() if self.tune else self.per_family(SC.eval_triples(), 20261201)
+            return [(f"a {fg} {f} on a {bg} background", f, fg, bg) for f, fg, bg in triples]
         from impasto.backend.starter import domain as D
 
         held = D.eval_combos()

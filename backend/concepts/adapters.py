@@ -249,6 +249,7 @@ def unload_all(loaded) -> None:
         st.triggers = None
     st.resident.clear()
     st.active = {}
+    st.ends = {}
 
 
 # --------------------------------------------------------------------------- concepts
@@ -389,9 +390,11 @@ def end_schedule(loaded) -> Optional[Callable[[int, int], None]]:
     compiled-UNet (hot-swapped) adapters keep the whole schedule: their weights cannot be
     switched between steps here."""
     st = state_for(loaded)
-    ends = {a: f for a, f in st.ends.items() if a in st.active}
+    ends = st.ends      # only active adapters: set_active (and the reset) keep it so
+    if not ends or st.fused is not None:
+        return None
     unet = component(loaded, "unet")
-    if not ends or st.fused is not None or unet is None or hotswap.active(unet):
+    if unet is None or hotswap.active(unet):
         return None
     layers = [layer for layer in tuner_layers(unet) if any(a in layer.scaling for a in ends)]
     for layer in layers:     # whole again: a job that denoises twice (Prompt-to-Prompt) starts each pass on

@@ -463,10 +463,19 @@ def slider_from_header(meta: Dict[str, str]) -> Optional[Dict[str, Any]]:
                    if isinstance(raw.get("preserve"), list) else [])
     elif isinstance(raw.get("pairs"), int) and not isinstance(raw.get("pairs"), bool):
         out["pairs"] = max(0, min(int(raw["pairs"]), 100000))
-    end = raw.get("end")
-    if isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 < end <= 1.0:
-        out["end"] = float(end)     # the share of the steps it acts for (slider_train.PICTURE_SLIDER_END)
+    end = slider_end(raw)
+    if end is not None:
+        out["end"] = end
     return out
+
+
+def slider_end(slider: Dict[str, Any]) -> Optional[float]:
+    """A slider's ``end``, the share of the denoising steps it acts for (slider_train.PICTURE_SLIDER_END),
+    when it has a valid one (0 < end <= 1); None: the whole schedule."""
+    end = slider.get("end")
+    if isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 < end <= 1.0:
+        return float(end)
+    return None
 
 
 def kohya_file_bytes(name: str, tensors: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> bytes:

@@ -43,6 +43,7 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
              fuse: bool = False) -> None:
     from impasto.backend.concepts import adapters
     from impasto.backend.concepts.library import ConceptLibrary
+    from impasto.backend.concepts.lora_io import slider_end
 
     from . import bundled
 
@@ -63,19 +64,20 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
         seen.add(name)
         own = bundled.concept_for(loaded.entry, name)   # the model's shipped few-step LoRA (live painting)
         info = own if own is not None else library.get(name, field)
+        end = None
         if isinstance(info.meta.get("slider"), dict):   # a Concept Slider: signed weight, -3..+3
             lo, hi = SLIDER_WEIGHT_RANGE
             if not lo <= weight <= hi:
                 raise EngineError(ErrorCode.BAD_FIELD, f"{field}.weight: {weight:g} is outside slider {name!r}'s "
                                   f"range {lo:+g}..{hi:+g}", f"{field}.weight")
+            end = slider_end(info.meta["slider"])     # picture-pair sliders: a share of the steps
         if weight == 0:
             continue  # weight 0: not even loaded, the job runs on the bare base model
         resident = adapters.ensure_loaded(loaded, info, bundled.load_weights if own is not None
                                           else library.load_weights, field)
         weights[resident.adapter] = float(weight)
         order[resident.adapter] = info.id
-        end = slider_end(info.meta)
-        if end < 1.0:
+        if end is not None:
             ends[resident.adapter] = end
         if resident.trigger_note:
             hooks.warn(f"concept {info.name!r}: {resident.trigger_note}")
@@ -84,16 +86,6 @@ def activate(engine, loaded, concepts: List[Tuple[str, float]], hooks, prompt: O
     # one summation order per set of concepts (by their ids): listing them in another order, or
     # loading them in another order in another session, paints the same bits
     adapters.set_active(loaded, dict(sorted(weights.items(), key=lambda kv: order[kv[0]])), fuse=fuse, ends=ends)
-
-
-def slider_end(meta) -> float:
-    """The share of the denoising steps a concept acts for: its slider metadata's ``end`` when it
-    has a valid one (0 < end <= 1), else the whole schedule."""
-    slider = meta.get("slider") if isinstance(meta, dict) else None
-    end = slider.get("end") if isinstance(slider, dict) else None
-    if isinstance(end, (int, float)) and not isinstance(end, bool) and 0.0 < end <= 1.0:
-        return float(end)
-    return 1.0
 
 
 def end_schedule(loaded):
