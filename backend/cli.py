@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -24,7 +23,7 @@ from impasto.protocol.errors import PlanError, describe_error, where_to_set
 from impasto.protocol.parameters import format_parameters, parse_parameters
 from impasto.protocol.settings import Recommendation, Settings
 from impasto.protocol import Client, JobCancelled, JobFailed, ProtocolError
-from impasto.protocol.messages import SAMPLERS, Accepted, Generate, Limits, Progress, Result
+from impasto.protocol.messages import SAMPLERS, Accepted, Limits, Progress, Result
 from impasto.protocol.transport import default_endpoint
 
 from impasto.backend import cli_p2p, pictures
@@ -480,14 +479,13 @@ def cmd_generate(args) -> int:
 
 def starter_recommendation() -> str:
     """For --help, without a daemon: the shipped starter's recommendation, e.g. "model default (DDIM, 20, 3.0)"."""
-    import json
+    from impasto.backend.engine.model_card import read_card
 
     folder = os.environ.get("IMPASTO_STARTER_DIR") or str(Path(__file__).resolve().parent / "assets" / "starter")
-    try:
-        meta = json.loads((Path(folder) / "impasto.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    meta = read_card(folder)
+    if not meta:
         return "the model's recommendation"
-    rec = Recommendation.from_model(meta if isinstance(meta, dict) else {})
+    rec = Recommendation.from_model(meta)
     return f"the model's recommendation; the starter's: {rec.label()}, {rec.native_size} px"
 
 

@@ -81,11 +81,9 @@ def eval_pairs(n: int):
 
 def domain_of(model: Path, native_size: int) -> str:
     """"scenes" for the richer 128 px starter (its impasto.json says so), else "shapes" (the 64 px one)."""
-    try:
-        info = json.loads((Path(model) / "impasto.json").read_text())
-    except (OSError, ValueError):
-        info = {}
-    dom = (info.get("training") or {}).get("domain")
+    from impasto.backend.engine.model_card import card_block
+
+    dom = card_block(model, "training").get("domain")
     if dom in ("scenes", "shapes"):
         return dom
     from impasto.backend.starter.scenes import NATIVE_SIZE

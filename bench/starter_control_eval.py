@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     work, engine, model = temp_engine("impasto-bench-ctl-eval-", args.model, tiny_fallback=False)
     try:
+        from impasto.backend.engine.model_card import read_card
         from impasto.backend.starter import detector
         from impasto.backend.starter import domain as D
         from impasto.backend.starter import drawings as Dr
@@ -163,8 +164,7 @@ def main(argv=None) -> int:
                     out[k] = round(sum(r[k] for r in rs) / len(rs), 4)
             return out
 
-        meta_path = args.control / "impasto.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta = read_card(args.control)
         figures = {"with_control": summary(rows["with"]), "without_control": summary(rows["without"]),
                    "generator_ceiling": summary(rows["generator"]), "domain": domain, "model": str(model),
                    "n": args.n, "steps": args.steps, "cfg": args.cfg, "strength": args.strength, "end": args.end,

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_io import write_result  # noqa: E402  (import first: records the load at start)
 
 from impasto.backend.engine import Engine  # noqa: E402
+from impasto.backend.engine.model_card import read_card  # noqa: E402
 from impasto.backend.engine.models import starter_dir  # noqa: E402
 from impasto.protocol.messages import Generate, Image as WireImage  # noqa: E402
 
@@ -181,7 +182,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     model = starter_dir()
-    info = json.loads((model / "impasto.json").read_text())
+    info = read_card(model, required=True)
     dom = (info.get("training") or {}).get("domain", "shapes")
     engine = Engine()
     s = run_scenes(args, engine) if dom == "scenes" else run_shapes(args, engine)

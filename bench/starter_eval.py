@@ -33,6 +33,7 @@ import torch
 
 
 def main(argv=None):
+    from impasto.backend.engine.model_card import card_block
     from impasto.backend.starter import STARTER_DIR
     from impasto.backend.starter.evaluate import SCHEDULERS, evaluate, format_table
 
@@ -49,9 +50,7 @@ def main(argv=None):
     ap.add_argument("--grid-dir", default=None, help="save a PNG grid per set (first image of each prompt) here")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    info_path = Path(args.model) / "impasto.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    if (info.get("training") or {}).get("domain") == "scenes":
+    if card_block(args.model, "training").get("domain") == "scenes":
         # the 128 px scenes starter: its held-out split is of (family, colour, background) triples, so the
         # old split's "held-out" prompts would not be held out of its training; its own bench measures it
         print(f"{args.model} is a scenes-domain starter: measuring it with bench/starter_scenes_eval.py",

@@ -64,13 +64,14 @@ def main(argv=None):
                     help="train: prompts on the training triples (to tune a setting on; the figures are not held out)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from impasto.backend.engine.model_card import native_size, read_card
     from impasto.backend.starter import scenes as SC
     from impasto.backend.starter import scenes_eval as E
     from impasto.backend.starter.evaluate import generate, load_pipeline, save_grid, vae_roundtrip
 
     pipe = load_pipeline(args.model, "ddim")
-    info = json.loads((args.model / "impasto.json").read_text()) if (args.model / "impasto.json").exists() else {}
-    size = int(info.get("native_size", SC.NATIVE_SIZE))
+    info = read_card(args.model)
+    size = native_size(args.model, default=SC.NATIVE_SIZE)
     report = {"bench": "starter_scenes_eval", "command": "python bench/starter_scenes_eval.py " + " ".join(argv or sys.argv[1:]),
               "machine": None, "torch_threads": args.threads,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": str(args.model),

@@ -30,7 +30,6 @@ check guards the rest.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from typing import Dict, List, Optional, Tuple
 from impasto.protocol.messages import CONTROL_TYPES, ErrorCode, ProtocolError, check_name
 
 from .errors import EngineError
+from .model_card import read_card
 from .models import _missing_bytes, _read_json, _safetensors_header, control_kind, is_control_file  # noqa: F401
 
 log = logging.getLogger("impasto.control")
@@ -112,7 +112,7 @@ def inspect_folder(path: Path) -> Optional[ControlEntry]:
     kind = _CLASS_KINDS.get(cfg.get("_class_name", ""))
     if kind is None:
         return None
-    extra = _read_json(path / "impasto.json")
+    extra = read_card(path)
     family = _family_of_controlnet_config(cfg) if kind == CONTROLNET else _family_of_adapter_config(cfg)
     entry = ControlEntry(name=path.name, path=str(path), format="diffusers", kind=kind,
                          family=str(extra.get("family") or family), controls=_controls(path.name, extra),
@@ -145,7 +145,7 @@ def inspect_file(path: Path) -> Optional[ControlEntry]:
         return None
     kind, layout = found
     sidecar = sidecar_dir(path)
-    extra = _read_json(sidecar / "impasto.json") if sidecar else {}
+    extra = read_card(sidecar) if sidecar else {}
     keys = [k for k in header if k != "__metadata__"]
     if kind == ADAPTER:
         # FullAdapterXL's body has no downsampling in its second block: SDXL adapters' second block changes width

@@ -29,6 +29,7 @@ from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F
 from impasto.protocol.messages import check_name, ProtocolError
 
 from . import bundled, fewstep
+from .model_card import read_card
 
 STARTER_NAME = "starter"
 
@@ -143,7 +144,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
     index = _read_json(path / "model_index.json")
     unet = _read_json(path / "unet" / "config.json")
     arch = _arch_from_unet_config(unet) if unet else "unknown"
-    extra = _read_json(path / "impasto.json")
+    extra = read_card(path)
     entry = ModelEntry(
         name=path.name, path=str(path), format="diffusers", arch=arch,
         native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * 8),
@@ -262,7 +263,7 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
     if sidecar is None:
         return
     unet = _read_json(sidecar / "unet" / "config.json")
-    extra = _read_json(sidecar / "impasto.json")
+    extra = read_card(sidecar)
     sample = unet.get("sample_size")
     try:
         from_unet = sample * 8 if isinstance(sample, int) else entry.native_size

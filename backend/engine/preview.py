@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .model_card import card_block
+
 PREVIEW_MAX_SIDE = 256
 #: where a model folder keeps its trained preview decoder (named by impasto.json "preview_decoder")
 PREVIEW_DECODER_FILE = "preview_decoder.safetensors"
@@ -133,22 +135,13 @@ class DecoderPreviewer:
         return _to_image(self.pixels(latents[:1])[0], max_side)
 
 
-def model_spec(model_dir: Path, key: str) -> dict:
-    """The block ``key`` of a model folder's ``impasto.json`` ({} when absent or unreadable)."""
-    try:
-        spec = json.loads((Path(model_dir) / "impasto.json").read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return spec if isinstance(spec, dict) else {}
-
-
 def model_file(model_dir: Path, key: str, what: str) -> Optional[Path]:
     """The file a model folder's ``impasto.json`` names under ``key`` (``{"file": ...}``), or None.
 
     None when there is no such block, and (logged) when the name points outside the model folder:
     a model's own small nets (its preview decoder, its fast encoder) live inside it.
     """
-    spec = model_spec(model_dir, key)
+    spec = card_block(model_dir, key)
     if not isinstance(spec.get("file"), str):
         return None
     path = (Path(model_dir) / spec["file"]).resolve()
@@ -175,7 +168,7 @@ def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Op
         return None
     # the trained decoder is tiny: float32 wherever it runs (no half-precision drift in its colours)
     found = DecoderPreviewer("trained", module, str(path), device, torch.float32)
-    found.for_pictures = model_spec(model_dir, "preview_decoder").get("for_pictures") is True
+    found.for_pictures = card_block(model_dir, "preview_decoder").get("for_pictures") is True
     return found
 
 

@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from impasto.backend.engine.model_card import read_card, write_card
+
 OUTPUT_LAYERS = ("controlnet_down_blocks.", "controlnet_mid_block.")
 
 
@@ -62,7 +64,7 @@ def calibrate(folder: Path, gain: float, why: str = "") -> dict:
     if not (gain > 0):
         raise ValueError(f"gain must be positive, not {gain}")
     folder = Path(folder)
-    meta = json.loads((folder / "impasto.json").read_text(encoding="utf-8"))
+    meta = read_card(folder, required=True)
     dtype = saved_dtype(folder)
     net = ControlNetModel.from_pretrained(str(folder), torch_dtype=torch.float32)
     if scale_outputs(net, gain) == 0:
@@ -76,7 +78,7 @@ def calibrate(folder: Path, gain: float, why: str = "") -> dict:
     tmp = folder.with_name(folder.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     net.to(dtype).save_pretrained(str(tmp), safe_serialization=True)
-    (tmp / "impasto.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_card(tmp, meta)
     for f in tmp.iterdir():
         f.chmod(0o644)          # a shipped asset: readable like the model's other files
     replace_folder(tmp, folder)

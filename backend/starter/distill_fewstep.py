@@ -74,6 +74,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from impasto.backend.engine.model_card import native_size, read_card
 from impasto.protocol.atomic import write_atomic
 
 from .train import atomic_save
@@ -189,18 +190,10 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- data
 
 
-def model_card(model_dir: Path) -> dict:
-    """The model's ``impasto.json`` ({} when it has none, or one that does not parse)."""
-    try:
-        return json.loads((Path(model_dir) / "impasto.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def domain_of(model_dir: Path) -> str:
     """Which procedural domain the model was trained on (impasto.json's native size: 128 = scenes)."""
     try:
-        native = int(model_card(model_dir).get("native_size", 64))
+        native = native_size(model_dir)
     except ValueError:
         native = 64
     return "scenes" if native >= 128 else "shapes"
@@ -385,7 +378,7 @@ def export(out: Path, unet, model_dir: Path, state, settings, domain: str, dtype
     tensors = {k: v.to(getattr(torch, dtype)).contiguous() for k, v in lora_state(unet).items()}
     # the base's own name (its impasto.json), not its folder's: a copy of the starter distilled from a scratch
     # folder is still the starter to the engine, which matches the name and the fingerprint
-    base_name = model_card(model_dir).get("name") or model_dir.name
+    base_name = read_card(model_dir).get("name") or model_dir.name
     entry = ModelEntry(name=base_name, path=str(model_dir), format="diffusers", arch="sd15")
     meta = {"ss_output_name": "starter-lcm-lora", "impasto_method": "lora",
             "impasto_base_model": base_name,

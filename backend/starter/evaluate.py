@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
+
+from impasto.backend.engine.model_card import native_size
 
 from . import domain as D
 from .detector import analyse, judge
@@ -68,15 +70,6 @@ def load_pipeline(model_dir, scheduler: str = "ddim"):
     pipe.scheduler = cls.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def native_size(model_dir) -> int:
-    import json
-
-    p = Path(model_dir) / "impasto.json"
-    if p.exists():
-        return int(json.loads(p.read_text()).get("native_size", 64))
-    return 64
 
 
 @torch.no_grad()

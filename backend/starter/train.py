@@ -53,7 +53,6 @@ training scripts do; each stage is a function of its own.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -68,6 +67,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from impasto.backend.engine.model_card import card_path, read_card, write_card
 
 from . import domain as D
 from . import scenes as SC
@@ -781,8 +782,8 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict, words=None
     vocab, merges = build_vocab(words)  # classic CLIP tokenizer files next to tokenizer.json
     (out / "tokenizer" / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (out / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
-    info_path = out / "impasto.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    # an export into a shipped folder keeps its card's other blocks (preview decoder, recipes); a broken card stops it
+    info = read_card(out, required=card_path(out).exists())
     info.update({
         "name": "starter",
         "native_size": args.size,
@@ -798,7 +799,7 @@ def export(out: Path, unet, vae, text_encoder, tok, args, meta: dict, words=None
         "recommended": {"steps": 20, "guidance_scale": 5.0, "scheduler": "DDIMScheduler"},
         "training": meta,
     })
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    write_card(out, info)
     log(f"exported to {out}")
 
 

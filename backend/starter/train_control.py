@@ -31,9 +31,7 @@ uses it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -42,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from impasto.backend.engine.model_card import card_block, native_size, read_card, write_card
 
 from .train import atomic_save, replace_folder
 
@@ -92,11 +92,7 @@ def build_controlnet(unet, vae_factor: int, embed_channels):
 
 def base_domain(base: Path) -> str:
     """``scenes`` for the 128 px scenes starter, ``shapes`` for the 64 px circle/square/triangle one."""
-    try:
-        meta = json.loads((Path(base) / "impasto.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "shapes"
-    return "scenes" if (meta.get("training") or {}).get("domain") == "scenes" else "shapes"
+    return "scenes" if card_block(base, "training").get("domain") == "scenes" else "shapes"
 
 
 def draw_batch(domain: str, n: int, size: int, rng: np.random.Generator):
@@ -174,7 +170,7 @@ def export(out: Path, controlnet, args, meta: dict) -> None:
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     controlnet.save_pretrained(str(tmp), safe_serialization=True)
-    (tmp / "impasto.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    write_card(tmp, meta)
     replace_folder(tmp, out)
 
 
@@ -190,8 +186,7 @@ def init_from(net, folder: Path, device) -> int:
         raise SystemExit(f"{folder} is not a control model of this shape: missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}")
     net.to(device)
-    meta = json.loads((folder / "impasto.json").read_text(encoding="utf-8"))
-    return int(meta.get("training", {}).get("steps", 0))
+    return int(card_block(folder, "training").get("steps", 0))
 
 
 def main(argv=None) -> int:
@@ -240,8 +235,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     ck = work / "control.pt"
     unet, vae, te, tok, sched = load_base(base, device)
-    size = int(json.loads((base / "impasto.json").read_text()).get("native_size", 64)) \
-        if (base / "impasto.json").is_file() else unet.config.sample_size * 8
+    size = native_size(base, default=unet.config.sample_size * 8)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     domain = base_domain(base) if args.domain == "auto" else args.domain
     net = build_controlnet(unet, factor, [int(c) for c in args.embed_channels.split(",")]).to(device)
@@ -292,7 +286,7 @@ def main(argv=None) -> int:
                      "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
     }
     if args.init is not None:   # the run it continued, so the folder says how it was made end to end
-        before = json.loads((Path(args.init) / "impasto.json").read_text(encoding="utf-8"))
+        before = read_card(args.init, required=True)
         meta["training"]["continued_from"] = before.get("training", {})
         if "output_gain" in before:   # calibrated weights (calibrate_control.py): training went on from them
             meta["training"]["continued_from"]["output_gain"] = before["output_gain"]

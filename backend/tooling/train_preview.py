@@ -45,6 +45,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import torch
 
+from impasto.backend.engine.model_card import card_path, read_card, write_card
 from impasto.backend.engine.preview import PREVIEW_DECODER_FILE as DECODER_FILE
 from impasto.backend.engine.preview_net import DEFAULT_WIDTHS, TinyPreviewDecoder, save_decoder
 
@@ -76,8 +77,7 @@ def model_domain(model_dir: Path) -> Tuple[str, int]:
     ``scenes`` is the richer 128 px domain (``starter/scenes.py``), ``shapes`` the old 64 px one
     (``starter/domain.py``); a folder that says nothing is the old domain at its native size.
     """
-    cfg_path = Path(model_dir or starter_path()) / "impasto.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg = read_card(model_dir or starter_path())
     dom = (cfg.get("training") or {}).get("domain", "shapes")
     return dom, int(cfg.get("native_size", 128 if dom == "scenes" else 64))
 
@@ -397,12 +397,9 @@ def install_net(save, model, info: dict, model_dir: Path, file_name: str, key: s
     model_dir = Path(model_dir)
     path = model_dir / file_name
     save(model, path, {"training": info})
-    cfg_path = model_dir / "impasto.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg = read_card(model_dir, required=card_path(model_dir).exists())   # a broken card is refused, not replaced
     cfg[key] = {"file": file_name, **info}
-    tmp = cfg_path.with_name(cfg_path.name + ".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n")
-    os.replace(tmp, cfg_path)
+    write_card(model_dir, cfg)
     return path
 
 
