@@ -186,7 +186,7 @@ def init_from(net, folder: Path, device) -> int:
         raise SystemExit(f"{folder} is not a control model of this shape: missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}")
     net.to(device)
-    return int(card_block(folder, "training").get("steps", 0))
+    return int((read_card(folder, required=True).get("training") or {}).get("steps", 0))   # before any training: no card, no run
 
 
 def main(argv=None) -> int:
