@@ -53,6 +53,7 @@ training scripts do; each stage is a function of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -60,6 +61,7 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -669,32 +671,53 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
             "schedule_notes": schedule_notes, "torch_rng": torch.get_rng_state(),
         }, ck)
 
-    while step < total:
-        if time.time() > deadline + args.grace * 60:
-            log(f"UNet: time budget exhausted at step {step}/{total}")
-            break
-        try:
+    with stop_requests() as stop:
+        while step < total:
+            if stop:   # Ctrl-C or SIGTERM, taken between two steps: the checkpoint holds every finished one
+                pbar.close()
+                save()
+                log(f"UNet: stopped at step {step}/{total}, checkpoint saved: run again with --resume")
+                raise SystemExit(130)
+            if time.time() > deadline + args.grace * 60:
+                log(f"UNet: time budget exhausted at step {step}/{total}")
+                break
             loss = one_step(step)
-        except KeyboardInterrupt:   # Ctrl-C or SIGTERM (``main``): keep every finished step
-            pbar.close()
-            save()
-            log(f"UNet: stopped at step {step}/{total}, checkpoint saved: run again with --resume")
-            raise SystemExit(130)
-        step += 1
-        run_loss = loss if run_loss is None else 0.98 * run_loss + 0.02 * loss
-        pbar.update(1)
-        if step % 50 == 0:
-            pbar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_at(step):.2e}")
-        if time.time() - last_ck > args.ckpt_minutes * 60:
-            save()
-            last_ck = time.time()
-        if args.eval_every and step % args.eval_every == 0 and args.domain == "shapes":
-            ev = evaluate_ema(unet, text_encoder, tok, vae, ema, params, args)
-            log(f"step {step}: loss {run_loss:.4f} eval {ev}")
+            step += 1
+            run_loss = loss if run_loss is None else 0.98 * run_loss + 0.02 * loss
+            pbar.update(1)
+            if step % 50 == 0:
+                pbar.set_postfix(loss=f"{run_loss:.4f}", lr=f"{lr_at(step):.2e}")
+            if time.time() - last_ck > args.ckpt_minutes * 60:
+                save()
+                last_ck = time.time()
+            if args.eval_every and step % args.eval_every == 0 and args.domain == "shapes":
+                ev = evaluate_ema(unet, text_encoder, tok, vae, ema, params, args)
+                log(f"step {step}: loss {run_loss:.4f} eval {ev}")
     pbar.close()
     save()
     log(f"UNet: finished at step {step}/{total}")
     return ema
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Ctrl-C and SIGTERM during the UNet stage, as a list the training loop checks between steps.
+
+    A long CPU run is stopped by whoever needs the machine. Raising ``KeyboardInterrupt`` wherever the signal
+    lands could leave the step counter, EMA and optimizer out of step with each other (it once landed in the
+    progress bar's update, after the step, outside the handler, and lost the checkpoint); a request taken at
+    the top of the loop never does. Handlers can only be installed from the main thread: elsewhere the
+    signals keep their usual meaning."""
+    got: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    kept = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
 
 
 def trained_params(unet, text_encoder) -> list:
@@ -1000,6 +1023,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    # a long CPU run is stopped by whoever needs the machine: SIGTERM saves a checkpoint as Ctrl-C does
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     main()
