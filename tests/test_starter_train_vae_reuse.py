@@ -90,6 +90,36 @@ def test_a_vae_for_another_size_is_refused(tmp_path):
                 "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--threads", "1"])
 
 
+def test_a_stop_request_is_taken_between_steps_and_the_handlers_come_back():
+    """SIGTERM inside ``stop_requests`` is noted, not raised (the loop saves at its next step); outside it, and
+    in a thread other than the main one (where no handler can be installed), the signals keep their meaning."""
+    import os
+    import signal
+    import threading
+    import time
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with T.stop_requests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.time() + 5
+        while len(stop) < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        assert stop == [signal.SIGTERM, signal.SIGINT]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+    seen = []
+
+    def worker():
+        with T.stop_requests() as got:
+            seen.append((got, signal.getsignal(signal.SIGTERM)))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen == [([], before[0])]
+
+
 def test_sigterm_saves_a_checkpoint_and_resume_goes_on_from_it(tmp_path):
     """A long CPU run is stopped by whoever needs the machine: SIGTERM keeps every finished step."""
     import signal

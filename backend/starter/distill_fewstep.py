@@ -77,7 +77,7 @@ import torch
 from impasto.backend.engine.model_card import native_size, read_card
 from impasto.protocol.atomic import write_atomic
 
-from .train import atomic_save
+from .train import atomic_save, stop_requests
 
 ADAPTER = "lcm"
 OUT_NAME = "starter-lcm-lora.safetensors"
@@ -293,58 +293,62 @@ def train(args) -> Dict[str, object]:
     deadline = time.monotonic() + args.minutes * 60 if args.minutes else math.inf
     t_run = time.monotonic()
     unet.train()
-    while state["step"] < args.steps and time.monotonic() < deadline:
-        imgs, caps = sample(domain, args.batch, size, rng)
-        with torch.no_grad():
-            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-            latents = vae.encode(x).latent_dist.mean * scale
-        cond = text(caps)
-        uncond = empty.expand_as(cond)
-        n = latents.shape[0]
-        idx = torch.randint(0, args.ddim_steps, (n,))
-        t = ddim_t[idx]
-        s = t - k                                                        # -1 for the first point: clean
-        noise = torch.randn_like(latents)
-        a_t = alphas[t]
-        a_s = torch.where(s >= 0, alphas[s.clamp(min=0)], torch.ones_like(a_t))
-        x_t = a_t.sqrt().view(-1, 1, 1, 1) * latents + (1 - a_t).sqrt().view(-1, 1, 1, 1) * noise
-        w = torch.empty(n).uniform_(args.w_min, args.w_max).view(-1, 1, 1, 1)
-        # student at t
-        lora_on(unet, True)
-        out_t = unet(x_t, t, encoder_hidden_states=cond).sample
-        x0_t, _ = x0_and_eps(out_t, x_t, a_t, prediction)
-        c_skip, c_out = boundary(t)
-        pred = c_skip * x_t + c_out * x0_t
-        with torch.no_grad():
-            # teacher: one guided DDIM step t -> s
-            lora_on(unet, False)
-            both = unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                        encoder_hidden_states=torch.cat([uncond, cond])).sample
-            out_u, out_c = both.chunk(2)
-            guided = out_u + w * (out_c - out_u)
-            x0_g, eps_g = x0_and_eps(guided, x_t, a_t, prediction)
-            x_s = a_s.sqrt().view(-1, 1, 1, 1) * x0_g + (1 - a_s).sqrt().view(-1, 1, 1, 1) * eps_g
-            # target: the student at s
+    with stop_requests() as stop:   # Ctrl-C or SIGTERM: taken between two steps, kept in the checkpoint
+        while state["step"] < args.steps and time.monotonic() < deadline and not stop:
+            imgs, caps = sample(domain, args.batch, size, rng)
+            with torch.no_grad():
+                x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                latents = vae.encode(x).latent_dist.mean * scale
+            cond = text(caps)
+            uncond = empty.expand_as(cond)
+            n = latents.shape[0]
+            idx = torch.randint(0, args.ddim_steps, (n,))
+            t = ddim_t[idx]
+            s = t - k                                                        # -1 for the first point: clean
+            noise = torch.randn_like(latents)
+            a_t = alphas[t]
+            a_s = torch.where(s >= 0, alphas[s.clamp(min=0)], torch.ones_like(a_t))
+            x_t = a_t.sqrt().view(-1, 1, 1, 1) * latents + (1 - a_t).sqrt().view(-1, 1, 1, 1) * noise
+            w = torch.empty(n).uniform_(args.w_min, args.w_max).view(-1, 1, 1, 1)
+            # student at t
             lora_on(unet, True)
-            s_in = s.clamp(min=0)
-            out_s = unet(x_s, s_in, encoder_hidden_states=cond).sample
-            x0_s, _ = x0_and_eps(out_s, x_s, torch.where(s >= 0, a_s, alphas[0].expand_as(a_s)), prediction)
-            c_skip_s, c_out_s = boundary(torch.where(s >= 0, s, torch.zeros_like(s)))
-            target = c_skip_s * x_s + c_out_s * x0_s
-        loss = pseudo_huber(pred, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        state["step"] += 1
-        state["losses"].append(round(float(loss.detach()), 6))
-        if state["step"] % args.log_every == 0:
-            recent = state["losses"][-args.log_every:]
-            log(f"step {state['step']}/{args.steps} loss {np.mean(recent):.5f}")
-        if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
-            save_checkpoint()
+            out_t = unet(x_t, t, encoder_hidden_states=cond).sample
+            x0_t, _ = x0_and_eps(out_t, x_t, a_t, prediction)
+            c_skip, c_out = boundary(t)
+            pred = c_skip * x_t + c_out * x0_t
+            with torch.no_grad():
+                # teacher: one guided DDIM step t -> s
+                lora_on(unet, False)
+                both = unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
+                            encoder_hidden_states=torch.cat([uncond, cond])).sample
+                out_u, out_c = both.chunk(2)
+                guided = out_u + w * (out_c - out_u)
+                x0_g, eps_g = x0_and_eps(guided, x_t, a_t, prediction)
+                x_s = a_s.sqrt().view(-1, 1, 1, 1) * x0_g + (1 - a_s).sqrt().view(-1, 1, 1, 1) * eps_g
+                # target: the student at s
+                lora_on(unet, True)
+                s_in = s.clamp(min=0)
+                out_s = unet(x_s, s_in, encoder_hidden_states=cond).sample
+                x0_s, _ = x0_and_eps(out_s, x_s, torch.where(s >= 0, a_s, alphas[0].expand_as(a_s)), prediction)
+                c_skip_s, c_out_s = boundary(torch.where(s >= 0, s, torch.zeros_like(s)))
+                target = c_skip_s * x_s + c_out_s * x0_s
+            loss = pseudo_huber(pred, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            state["step"] += 1
+            state["losses"].append(round(float(loss.detach()), 6))
+            if state["step"] % args.log_every == 0:
+                recent = state["losses"][-args.log_every:]
+                log(f"step {state['step']}/{args.steps} loss {np.mean(recent):.5f}")
+            if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
+                save_checkpoint()
     state["seconds"] = round(state["seconds"] + time.monotonic() - t_run, 1)
     save_checkpoint()
+    if stop:
+        log(f"stopped at step {state['step']}/{args.steps}, checkpoint saved: run the same command again to go on")
+        raise SystemExit(130)
     unet.eval()
     lora_on(unet, True)
     path = export(out, unet, model_dir, state, settings, domain, args.dtype)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from impasto.backend.engine.model_card import card_block, native_size, read_card, write_card
 
-from .train import atomic_save, replace_folder
+from .train import atomic_save, replace_folder, stop_requests
 
 
 def log(msg: str) -> None:
@@ -298,56 +298,61 @@ def main(argv=None) -> int:
 
     t_start, last_ck, run_loss = time.time(), time.time(), None
     net.train()
-    while step < args.steps:
-        if args.minutes and time.time() - t_start > args.minutes * 60:
-            log(f"time budget reached at step {step}/{args.steps}")
-            break
-        if pool is not None:
-            idx = rng.integers(len(pool["captions"]), size=args.batch)
-            maps = np.unpackbits(pool["maps"][idx], axis=-1, count=size).astype(np.uint8)[..., None].repeat(3, -1) * 255
-            captions = [pool["captions"][i] for i in idx]
-            x0 = pool["latents"][torch.from_numpy(idx)].float().to(device) * scaling
-        else:
-            scenes, maps, captions = draw_batch(domain, args.batch, size, rng)
-        with torch.no_grad():
-            if pool is None:
-                x = torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
-                x0 = vae.encode(x).latent_dist.mean * scaling
-            ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                      return_tensors="pt").input_ids.to(device)
-            enc = te(ids)[0]
-            drop = torch.rand(args.batch, generator=gen) < args.cond_drop
-            enc = torch.where(drop[:, None, None].to(device), empty.expand_as(enc), enc)
-        cond = torch.from_numpy(maps).permute(0, 3, 1, 2).float().div(255.0).to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        T = sched.config.num_train_timesteps
-        if args.t_sampling == "cubic":
-            u = torch.rand(args.batch, generator=gen)
-            t = ((1.0 - u ** 3) * T).long().clamp_(0, T - 1).to(device)
-        else:
-            t = torch.randint(0, T, (args.batch,), generator=gen).to(device)
-        xt = sched.add_noise(x0, noise, t)
-        down, mid = net(xt, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
-        pred = unet(xt, t, encoder_hidden_states=enc, down_block_additional_residuals=down,
-                    mid_block_additional_residual=mid).sample
-        w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
-        lr = args.lr * min(1.0, (step - warm_from + 1) / max(1, args.warmup))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(params, step)
-        step += 1
-        run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
-        if step % 50 == 0 or step == 1:
-            log(f"step {step}/{args.steps} loss {run_loss:.4f} lr {lr:.2e} "
-                f"({(time.time() - t_start) / 60:.1f} min)")
-        if time.time() - last_ck > args.ckpt_minutes * 60:
-            save()
-            last_ck = time.time()
+    with stop_requests() as stop:
+        while step < args.steps:
+            if stop:   # Ctrl-C or SIGTERM, taken between two steps
+                save()
+                log(f"stopped at step {step}/{args.steps}, checkpoint saved: run the same command again to go on")
+                raise SystemExit(130)
+            if args.minutes and time.time() - t_start > args.minutes * 60:
+                log(f"time budget reached at step {step}/{args.steps}")
+                break
+            if pool is not None:
+                idx = rng.integers(len(pool["captions"]), size=args.batch)
+                maps = np.unpackbits(pool["maps"][idx], axis=-1, count=size).astype(np.uint8)[..., None].repeat(3, -1) * 255
+                captions = [pool["captions"][i] for i in idx]
+                x0 = pool["latents"][torch.from_numpy(idx)].float().to(device) * scaling
+            else:
+                scenes, maps, captions = draw_batch(domain, args.batch, size, rng)
+            with torch.no_grad():
+                if pool is None:
+                    x = torch.from_numpy(scenes).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(device)
+                    x0 = vae.encode(x).latent_dist.mean * scaling
+                ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                          return_tensors="pt").input_ids.to(device)
+                enc = te(ids)[0]
+                drop = torch.rand(args.batch, generator=gen) < args.cond_drop
+                enc = torch.where(drop[:, None, None].to(device), empty.expand_as(enc), enc)
+            cond = torch.from_numpy(maps).permute(0, 3, 1, 2).float().div(255.0).to(device)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            T = sched.config.num_train_timesteps
+            if args.t_sampling == "cubic":
+                u = torch.rand(args.batch, generator=gen)
+                t = ((1.0 - u ** 3) * T).long().clamp_(0, T - 1).to(device)
+            else:
+                t = torch.randint(0, T, (args.batch,), generator=gen).to(device)
+            xt = sched.add_noise(x0, noise, t)
+            down, mid = net(xt, t, encoder_hidden_states=enc, controlnet_cond=cond, return_dict=False)
+            pred = unet(xt, t, encoder_hidden_states=enc, down_block_additional_residuals=down,
+                        mid_block_additional_residual=mid).sample
+            w = torch.clamp(snr[t], max=args.min_snr) / snr[t] if args.min_snr > 0 else torch.ones_like(snr[t])
+            loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+            lr = args.lr * min(1.0, (step - warm_from + 1) / max(1, args.warmup))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(params, step)
+            step += 1
+            run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
+            if step % 50 == 0 or step == 1:
+                log(f"step {step}/{args.steps} loss {run_loss:.4f} lr {lr:.2e} "
+                    f"({(time.time() - t_start) / 60:.1f} min)")
+            if time.time() - last_ck > args.ckpt_minutes * 60:
+                save()
+                last_ck = time.time()
     save()
     ema.copy_to(params)
     meta["training"].update(steps=step, final_loss=round(run_loss or 0.0, 5),
