@@ -701,7 +701,8 @@ def train_unet(unet, text_encoder, tok, vae, cache, work: Path, args, device, de
 
 @contextlib.contextmanager
 def stop_requests():
-    """Ctrl-C and SIGTERM during the UNet stage, as a list the training loop checks between steps.
+    """Ctrl-C and SIGTERM during a training loop (the UNet stage here, ``train_control``, ``distill_fewstep``), as
+    a list the loop checks between steps.
 
     A long CPU run is stopped by whoever needs the machine. Raising ``KeyboardInterrupt`` wherever the signal
     lands could leave the step counter, EMA and optimizer out of step with each other (it once landed in the
