@@ -147,7 +147,12 @@ class Daemon:
     def __init__(self, models: Path, home: Path, device: str, fast: bool, compile_: bool):
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, IMPASTO_HOME=str(home), IMPASTO_DEVICE=device, IMPASTO_FAST="1" if fast else "0",
+        # the daemon's secret lives in its own home, where wait() reads it (not in the caller's IMPASTO_HOME or
+        # IMPASTO_SECRET_FILE: run as a script outside the tests, the client once looked in ~/.impasto and never
+        # got in - "daemon did not answer")
+        self.home = home
+        env = dict(os.environ, IMPASTO_HOME=str(home), IMPASTO_SECRET_FILE=str(home / "daemon.secret"),
+                   IMPASTO_DEVICE=device, IMPASTO_FAST="1" if fast else "0",
                    IMPASTO_COMPILE="1" if (fast and compile_) else "0", IMPASTO_OFFLOAD="none",
                    PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
         self.log = home / "daemon.log"
@@ -158,7 +163,7 @@ class Daemon:
     def wait(self, timeout: float = 180):
         from impasto.protocol import Client
 
-        client = Client(self.endpoint)
+        client = Client(self.endpoint, home=str(self.home))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

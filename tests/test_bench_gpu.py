@@ -19,6 +19,9 @@ SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "gpu.py"
 def test_gpu_bench_dry_run_runs_every_stage(tmp_path):
     out, md = tmp_path / "gpu.json", tmp_path / "gpu.md"
     env = dict(os.environ, OMP_NUM_THREADS="1", IMPASTO_HOME=str(tmp_path / "home"))
+    # as on a GPU machine: no IMPASTO_SECRET_FILE (the tests' conftest sets one; with it, a script whose
+    # client looked for the daemons' secret in the wrong home still got in)
+    env.pop("IMPASTO_SECRET_FILE", None)
     proc = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--json", str(out), "--md", str(md)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -176,3 +176,23 @@ def test_the_shipped_control_model_fits_the_shipped_starter():
     assert meta["native_size"] == json.loads((starter_dir() / "impasto.json").read_text())["native_size"]
     size = sum(f.stat().st_size for f in (builtin_dir() / entry.name).iterdir())
     assert size < 8 * 2 ** 20                       # small: float16 weights
+
+
+def test_the_pool_is_the_same_however_many_processes_draw_it(tmp_path):
+    """Each chunk has its own seed stream, so a GPU machine's 16 drawing processes build the pool one core
+    would; a pool of the old single-stream layout is not taken for it."""
+    from impasto.backend.starter import train_control as TC
+    from impasto.backend.tooling.tiny_model import build_tiny_model
+
+    base = build_tiny_model(tmp_path / "tiny")
+    vae = TC.load_base(base, torch.device("cpu"))[1]
+    one = TC.build_pool(tmp_path / "one.pt", 10, "shapes", 64, vae, "v", 7, chunk=4, workers=1)
+    two = TC.build_pool(tmp_path / "two.pt", 10, "shapes", 64, vae, "v", 7, chunk=4, workers=2)
+    assert torch.equal(one["latents"], two["latents"]) and np.array_equal(one["maps"], two["maps"])
+    assert one["captions"] == two["captions"] and len(one["captions"]) == 10
+    assert len(set(one["captions"])) > 1   # chunks are not copies of each other
+    old = dict(one)
+    del old["layout"]
+    torch.save(old, tmp_path / "old.pt")
+    again = TC.load_pool(tmp_path / "old.pt", 10, "shapes", 64, vae, "v", 7)
+    assert again["layout"] == TC.POOL_LAYOUT

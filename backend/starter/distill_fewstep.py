@@ -98,11 +98,19 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- the model
 
 
-def load(model_dir: Path):
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when torch sees one (a distillation of minutes there, not of half an hour), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load(model_dir: Path, device: torch.device = torch.device("cpu")):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None,
                                                    requires_safety_checker=False, local_files_only=True)
+    pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder):
         part.requires_grad_(False)
@@ -219,6 +227,7 @@ class TextCache:
 
     def __init__(self, pipe, limit: int = 20000):
         self.pipe, self.limit, self.cache = pipe, limit, {}
+        self.device = getattr(pipe, "device", None)   # the pipeline's (CPU or GPU)
 
     @torch.no_grad()
     def __call__(self, captions: Sequence[str]) -> torch.Tensor:
@@ -231,7 +240,8 @@ class TextCache:
         if missing:
             tok = self.pipe.tokenizer(missing, padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
                                       truncation=True, return_tensors="pt")
-            hidden = self.pipe.text_encoder(tok.input_ids)[0]
+            ids = tok.input_ids if self.device is None else tok.input_ids.to(self.device)
+            hidden = self.pipe.text_encoder(ids)[0]
             for c, h in zip(missing, hidden):
                 self.cache[c] = h
         return torch.stack([self.cache[c] for c in captions])
@@ -242,18 +252,19 @@ class TextCache:
 
 def train(args) -> Dict[str, object]:
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     model_dir = Path(args.model)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = load(model_dir)
+    pipe = load(model_dir, device)
     unet, vae = pipe.unet, pipe.vae
     sched = pipe.scheduler.config
     prediction = sched.get("prediction_type", "epsilon")
-    alphas = pipe.scheduler.alphas_cumprod.float()
+    alphas = pipe.scheduler.alphas_cumprod.float().to(device)
     train_steps = int(sched.get("num_train_timesteps", 1000))
     k = train_steps // args.ddim_steps
-    ddim_t = torch.arange(1, args.ddim_steps + 1) * k - 1            # 19, 39, ..., 999 for 50 points
+    ddim_t = (torch.arange(1, args.ddim_steps + 1) * k - 1).to(device)   # 19, 39, ..., 999 for 50 points
     n_layers = len(target_modules(unet))
     params = add_lora(unet, args.rank, args.seed)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
@@ -281,7 +292,7 @@ def train(args) -> Dict[str, object]:
     else:
         rng = np.random.default_rng(args.seed)
         random.seed(args.seed)
-    log(f"model {model_dir} ({domain} domain, {size} px, {prediction}), LoRA rank {args.rank} on "
+    log(f"model {model_dir} ({domain} domain, {size} px, {prediction}, {device}), LoRA rank {args.rank} on "
         f"{n_layers} layers ({sum(p.numel() for p in params)} parameters), "
         f"steps {state['step']} -> {args.steps}")
 
@@ -297,19 +308,20 @@ def train(args) -> Dict[str, object]:
         while state["step"] < args.steps and time.monotonic() < deadline and not stop:
             imgs, caps = sample(domain, args.batch, size, rng)
             with torch.no_grad():
-                x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                x = torch.from_numpy(imgs).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
                 latents = vae.encode(x).latent_dist.mean * scale
             cond = text(caps)
             uncond = empty.expand_as(cond)
             n = latents.shape[0]
-            idx = torch.randint(0, args.ddim_steps, (n,))
+            # drawn on the CPU's generator (the one the checkpoint keeps), whatever the device
+            idx = torch.randint(0, args.ddim_steps, (n,)).to(device)
             t = ddim_t[idx]
             s = t - k                                                        # -1 for the first point: clean
-            noise = torch.randn_like(latents)
+            noise = torch.randn(latents.shape).to(device)
             a_t = alphas[t]
             a_s = torch.where(s >= 0, alphas[s.clamp(min=0)], torch.ones_like(a_t))
             x_t = a_t.sqrt().view(-1, 1, 1, 1) * latents + (1 - a_t).sqrt().view(-1, 1, 1, 1) * noise
-            w = torch.empty(n).uniform_(args.w_min, args.w_max).view(-1, 1, 1, 1)
+            w = torch.empty(n).uniform_(args.w_min, args.w_max).view(-1, 1, 1, 1).to(device)
             # student at t
             lora_on(unet, True)
             out_t = unet(x_t, t, encoder_hidden_states=cond).sample
@@ -358,7 +370,7 @@ def train(args) -> Dict[str, object]:
     card = {"method": "LCM distillation into a LoRA (see the module doc for why not ADD)",
             "command": "python -m impasto.backend.starter.distill_fewstep " + " ".join(sys.argv[1:]),
             "model": str(model_dir), "domain": domain, "settings": settings, "steps_done": state["step"],
-            "train_seconds": state["seconds"], "threads": args.threads,
+            "train_seconds": state["seconds"], "threads": args.threads, "device": str(device),
             "loss_first_100": float(np.mean(state["losses"][:100])) if state["losses"] else None,
             "loss_last_100": float(np.mean(state["losses"][-100:])) if state["losses"] else None,
             "lora_file": path.name, "recommended": {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0}}
@@ -520,6 +532,7 @@ def parse_args(argv=None):
     ap.add_argument("--domain", choices=("shapes", "scenes"), default=None, help="default: from the model's size")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    ap.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
     ap.add_argument("--checkpoint-every", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval", type=int, default=48,
@@ -541,10 +554,11 @@ def eval_only(args) -> Dict[str, object]:
     from safetensors.torch import load_file
 
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     model_dir, out = Path(args.model), Path(args.out)
     tensors = {k: v.float() for k, v in load_file(str(out / OUT_NAME)).items()}   # the shipped file's values
     rank = int(next(v.shape[0] for k, v in tensors.items() if "lora_A" in k))
-    pipe = load(model_dir)
+    pipe = load(model_dir, device)
     add_lora(pipe.unet, rank, args.seed)
     load_lora_state(pipe.unet, tensors)
     lora_on(pipe.unet, True)
@@ -558,6 +572,7 @@ def eval_only(args) -> Dict[str, object]:
         card["evaluation"] = evaluate_scenes(pipe, args.eval, args.seed, size, kinds=args.eval_kinds.split(","))
     card["evaluation"]["command"] = "python -m impasto.backend.starter.distill_fewstep " + " ".join(sys.argv[1:])
     card["evaluation"]["threads"] = args.threads
+    card["evaluation"]["device"] = str(device)
     write_atomic(card_path, (json.dumps(card, indent=2) + "\n").encode("utf-8"))
     log(f"rewrote {card_path}")
     return card

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 import time
@@ -127,19 +128,36 @@ def vae_digest(vae) -> str:
     return h.hexdigest()[:16]
 
 
-def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int, chunk: int = 64) -> dict:
+#: how a pool's samples are drawn; a pool of another layout is built again (1: one seed stream per chunk)
+POOL_LAYOUT = 1
+
+
+def draw_chunk(job) -> tuple:
+    """One chunk of a pool: its own seed stream ``(seed + 1, index)``, so the pool is the same whatever the
+    number of worker processes that drew it."""
+    domain, n, size, seed, index = job
+    return draw_batch(domain, n, size, np.random.default_rng([seed + 1, index]))
+
+
+def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int, chunk: int = 64,
+               workers: int = 1) -> dict:
     """Encode ``n`` training samples once (VAE latents, bit-packed drawings, captions); saved atomically.
 
     Why: on a CPU the VAE encode and the rendering are ~40 % of a training step at 128 px; the
     pool is made once (reused by a later run when the base's VAE is the same file) and a step then
-    costs only the ControlNet and UNet passes.  Samples come from their own seed stream
+    costs only the ControlNet and UNet passes.  Drawing a scene with its wobbly drawing costs ~16 ms of
+    one core, so ``workers`` processes draw the chunks (16,000 samples: ~4 min on one core, seconds on
+    a GPU machine's 16) while this one encodes them in order.  Samples come from their own seed streams
     (``seed + 1``): training order is the training run's, evaluation's drawings another stream.
     """
-    rng = np.random.default_rng(seed + 1)
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(domain, min(chunk, n - i), size, seed, i // chunk) for i in range(0, n, chunk)]
     lat, maps, caps = [], [], []
     t0 = time.time()
-    for i in range(0, n, chunk):
-        pics, m, c = draw_batch(domain, min(chunk, n - i), size, rng)
+    pool_ex = ProcessPoolExecutor(workers) if workers > 1 else None
+    chunks = pool_ex.map(draw_chunk, jobs) if pool_ex else map(draw_chunk, jobs)
+    for i, (pics, m, c) in zip(range(0, n, chunk), chunks):
         with torch.no_grad():
             x = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
             lat.append(vae.encode(x).latent_dist.mean.cpu().half())
@@ -147,21 +165,23 @@ def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, see
         caps += c
         if (i // chunk) % 20 == 0:
             log(f"pool {i + len(c)}/{n} ({time.time() - t0:.0f} s)")
+    if pool_ex:
+        pool_ex.shutdown()
     pool = {"latents": torch.cat(lat), "maps": np.concatenate(maps), "captions": caps, "size": size,
-            "domain": domain, "vae": vae_id, "seed": seed, "n": n}
+            "domain": domain, "vae": vae_id, "seed": seed, "n": n, "layout": POOL_LAYOUT}
     atomic_save(pool, path)
     return pool
 
 
-def load_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int) -> dict:
+def load_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, seed: int, workers: int = 1) -> dict:
     if path.is_file():
         pool = torch.load(path, map_location="cpu", weights_only=False)
-        if (pool.get("vae"), pool.get("domain"), pool.get("size"), pool.get("n"), pool.get("seed")) == \
-                (vae_id, domain, size, n, seed):
+        if (pool.get("vae"), pool.get("domain"), pool.get("size"), pool.get("n"), pool.get("seed"),
+                pool.get("layout")) == (vae_id, domain, size, n, seed, POOL_LAYOUT):
             log(f"pool of {n} samples loaded from {path}")
             return pool
         log(f"{path} was made for another base / size / seed: building it again")
-    return build_pool(path, n, domain, size, vae, vae_id, seed)
+    return build_pool(path, n, domain, size, vae, vae_id, seed, workers=workers)
 
 
 def export(out: Path, controlnet, args, meta: dict) -> None:
@@ -212,6 +232,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pool", type=int, default=0,
                     help="encode this many samples once (WORK/pool.pt, reused) and train on batches drawn from "
                          "them; 0: draw and encode fresh samples every step")
+    ap.add_argument("--pool-workers", type=int, default=0,
+                    help="processes drawing the pool's samples (0: one per CPU core, at most 16)")
     ap.add_argument("--base-name", default="",
                     help="the model name it is made for (impasto.json base_model; default: starter for the "
                          "shipped starter, else the base folder's name)")
@@ -271,7 +293,8 @@ def main(argv=None) -> int:
     n_params = sum(p.numel() for p in params)
     log(f"ControlNet of {base.name}: {n_params} trainable parameters, {size} px, {domain}, batch {args.batch}, "
         f"device {device}")
-    pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(vae), args.seed) \
+    workers = args.pool_workers or min(16, os.cpu_count() or 1)
+    pool = load_pool(work / "pool.pt", args.pool, domain, size, vae, vae_digest(vae), args.seed, workers) \
         if args.pool else None
     meta = {
         "control": "scribble", "family": "sd15", "base_model": args.base_name or (
