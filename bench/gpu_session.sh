@@ -14,6 +14,8 @@
 #     -d .whl diffusers==0.42.1 peft==0.21.2 pyzmq==27.3.0
 # (transformers, huggingface_hub, tokenizers and safetensors are on that machine already), then call
 # the device tool with: command "BUDGET=570 bash bench/gpu_session.sh", carry [".whl"], timeout 600.
+# The tree that travels must stay under 64 MiB with the wheels (about 7.5 MB): while .runs/ holds a
+# starter waiting to ship, move it out of the checkout for the call (and BASE_UNET to a copy outside).
 #
 # BASE_UNET: a UNet folder that replaces the shipped starter's for step 2 (the starter a session is
 # about to ship, e.g. .runs/starter-l3w/unet); unset: the shipped starter as it is.
