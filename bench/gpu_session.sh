@@ -15,10 +15,11 @@
 # (transformers, huggingface_hub, tokenizers and safetensors are on that machine already), then call
 # the device tool with: command "BUDGET=570 bash bench/gpu_session.sh", carry [".whl"], timeout 600.
 # The tree that travels must stay under 64 MiB with the wheels (about 7.5 MB): while .runs/ holds a
-# starter waiting to ship, move it out of the checkout for the call (and BASE_UNET to a copy outside).
+# starter waiting to ship, move it out of the checkout for the call, copy only its UNet into a
+# git-excluded folder inside (e.g. .gpu/unet, carried), and pass BASE_UNET=.gpu/unet.
 #
 # BASE_UNET: a UNet folder that replaces the shipped starter's for step 2 (the starter a session is
-# about to ship, e.g. .runs/starter-l3w/unet); unset: the shipped starter as it is.
+# about to ship, e.g. .gpu/unet as above); unset: the shipped starter as it is.
 # A CPU check of the mechanics: DRY=1 BUDGET=240 OUT=/tmp/out bash bench/gpu_session.sh (gpu.py's dry
 # run, then a minute of each training; nothing it prints is a GPU figure).
 set -u
