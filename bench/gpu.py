@@ -150,8 +150,10 @@ class Daemon:
         # the daemon's secret lives in its own home, where wait() reads it (not in the caller's IMPASTO_HOME or
         # IMPASTO_SECRET_FILE: run as a script outside the tests, the client once looked in ~/.impasto and never
         # got in - "daemon did not answer")
+        from impasto.protocol.credentials import secret_path
+
         self.home = home
-        env = dict(os.environ, IMPASTO_HOME=str(home), IMPASTO_SECRET_FILE=str(home / "daemon.secret"),
+        env = dict(os.environ, IMPASTO_HOME=str(home), IMPASTO_SECRET_FILE=str(secret_path(home)),
                    IMPASTO_DEVICE=device, IMPASTO_FAST="1" if fast else "0",
                    IMPASTO_COMPILE="1" if (fast and compile_) else "0", IMPASTO_OFFLOAD="none",
                    PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")

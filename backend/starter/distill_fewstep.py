@@ -98,13 +98,6 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------- the model
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto``: the GPU when torch sees one (a distillation of minutes there, not of half an hour), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def load(model_dir: Path, device: torch.device = torch.device("cpu")):
     from diffusers import StableDiffusionPipeline
 
@@ -250,9 +243,17 @@ class TextCache:
 # --------------------------------------------------------------------------- training
 
 
+def run_device(name: str) -> torch.device:
+    """``auto``: the engine's choice (the GPU when torch sees one: a distillation of minutes there, not of half
+    an hour), else the device named."""
+    from impasto.backend.engine.device import pick_device
+
+    return pick_device(None if name == "auto" else name).device
+
+
 def train(args) -> Dict[str, object]:
     torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = run_device(args.device)
     model_dir = Path(args.model)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -532,7 +533,8 @@ def parse_args(argv=None):
     ap.add_argument("--domain", choices=("shapes", "scenes"), default=None, help="default: from the model's size")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
-    ap.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu or cuda")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                    help="auto: the engine's choice (the GPU when there is one)")
     ap.add_argument("--checkpoint-every", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval", type=int, default=48,
@@ -554,7 +556,7 @@ def eval_only(args) -> Dict[str, object]:
     from safetensors.torch import load_file
 
     torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = run_device(args.device)
     model_dir, out = Path(args.model), Path(args.out)
     tensors = {k: v.float() for k, v in load_file(str(out / OUT_NAME)).items()}   # the shipped file's values
     rank = int(next(v.shape[0] for k, v in tensors.items() if "lora_A" in k))

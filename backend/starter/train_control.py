@@ -31,11 +31,13 @@ uses it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -150,23 +152,19 @@ def build_pool(path: Path, n: int, domain: str, size: int, vae, vae_id: str, see
     a GPU machine's 16) while this one encodes them in order.  Samples come from their own seed streams
     (``seed + 1``): training order is the training run's, evaluation's drawings another stream.
     """
-    from concurrent.futures import ProcessPoolExecutor
-
     jobs = [(domain, min(chunk, n - i), size, seed, i // chunk) for i in range(0, n, chunk)]
     lat, maps, caps = [], [], []
     t0 = time.time()
-    pool_ex = ProcessPoolExecutor(workers) if workers > 1 else None
-    chunks = pool_ex.map(draw_chunk, jobs) if pool_ex else map(draw_chunk, jobs)
-    for i, (pics, m, c) in zip(range(0, n, chunk), chunks):
-        with torch.no_grad():
-            x = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
-            lat.append(vae.encode(x).latent_dist.mean.cpu().half())
-        maps.append(np.packbits(m[..., 0] > 127, axis=-1))
-        caps += c
-        if (i // chunk) % 20 == 0:
-            log(f"pool {i + len(c)}/{n} ({time.time() - t0:.0f} s)")
-    if pool_ex:
-        pool_ex.shutdown()
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as drawers:
+        chunks = drawers.map(draw_chunk, jobs) if drawers else map(draw_chunk, jobs)
+        for i, (pics, m, c) in zip(range(0, n, chunk), chunks):
+            with torch.no_grad():
+                x = torch.from_numpy(pics).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).to(vae.device)
+                lat.append(vae.encode(x).latent_dist.mean.cpu().half())
+            maps.append(np.packbits(m[..., 0] > 127, axis=-1))
+            caps += c
+            if (i // chunk) % 20 == 0:
+                log(f"pool {i + len(c)}/{n} ({time.time() - t0:.0f} s)")
     pool = {"latents": torch.cat(lat), "maps": np.concatenate(maps), "captions": caps, "size": size,
             "domain": domain, "vae": vae_id, "seed": seed, "n": n, "layout": POOL_LAYOUT}
     atomic_save(pool, path)
