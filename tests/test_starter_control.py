@@ -53,6 +53,13 @@ def test_training_resumes_and_exports_a_control_model_the_engine_uses(tmp_path, 
     assert "resumed at step 2/3" in capsys.readouterr().out
     meta = json.loads((out / "impasto.json").read_text())
     assert meta["control"] == "scribble" and meta["training"]["steps"] == 3
+    legs = meta["training"]["legs"]        # stopped and resumed: both runs, in order, in the card
+    assert [leg["steps"] for leg in legs] == ["0-2", "2-3"] and all(leg["stopped_by"] == "finished" for leg in legs)
+    assert meta["training"]["final_loss"] is not None
+    assert train_control.main(common + ["--steps", "3"]) == 0   # finished: only writes the folder again
+    again = json.loads((out / "impasto.json").read_text())["training"]
+    assert again["legs"] == legs and again["final_loss"] == meta["training"]["final_loss"]
+    assert again["wall_minutes"] == meta["training"]["wall_minutes"]
     (entry,) = [e for e in scan(models) if e.name == "tiny-drawn"]
     assert (entry.kind, entry.family, entry.controls) == ("controlnet", "sd15", "scribble")
     engine = Engine(models)   # the exported folder is found and used as the one sd15 scribble model
@@ -174,6 +181,8 @@ def test_the_shipped_control_model_fits_the_shipped_starter():
     assert cfg["cross_attention_dim"] == unet["cross_attention_dim"]
     meta = json.loads((builtin_dir() / entry.name / "impasto.json").read_text())
     assert meta["native_size"] == json.loads((starter_dir() / "impasto.json").read_text())["native_size"]
+    from impasto.backend.starter.train_control import file_digest
+    assert meta["base_unet"] == file_digest(next((starter_dir() / "unet").glob("*.safetensors")))   # trained on it
     size = sum(f.stat().st_size for f in (builtin_dir() / entry.name).iterdir())
     assert size < 8 * 2 ** 20                       # small: float16 weights
 

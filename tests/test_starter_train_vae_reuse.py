@@ -159,7 +159,7 @@ def test_init_starts_from_a_trained_model_and_refuses_one_that_does_not_fit(tmp_
 
     starter = SHIPPED_VAE.parent
     work, out = tmp_path / "work", tmp_path / "out"
-    args = ["--domain", "scenes", "--size", "128", "--unet", "l3", "--batch", "2", "--pool", "8",
+    args = ["--domain", "scenes", "--size", "128", "--unet", "l3w", "--batch", "2", "--pool", "8",
             "--vae", str(SHIPPED_VAE), "--init", str(starter), "--unet-steps", "1", "--warmup", "1",
             "--lr", "1e-12", "--threads", "1", "--minutes", "10", "--work", str(work), "--out", str(out)]
     T.main(args)

@@ -21,7 +21,11 @@ stream (``bench/starter_control_eval.py``).
 
 Resumable: the ControlNet, optimizer, EMA, step and RNG state are saved
 atomically to ``--work/control.pt`` every ``--ckpt-minutes`` and at the end;
-running the same command again continues where it stopped.  The result is a
+running the same command again continues where it stopped (``--lr`` may change on
+a resume).  Each run is one leg of the training (steps, lr, minutes, command, how it
+stopped), kept in the checkpoint and written to the card, so a folder made in
+several legs says how; running the finished command once more trains nothing and
+only writes the folder again.  The result is a
 diffusers ``ControlNetModel`` folder with an ``impasto.json`` saying what it
 controls (``scribble``) and which family / base model it fits, written to a
 temporary folder and renamed into place.  Put it in the models folder (or
@@ -264,6 +268,8 @@ def main(argv=None) -> int:
     ema = EMA(params, args.ema)
     step = warm_from = 0
     rng_state = None
+    legs: list[dict] = []     # the runs before this one (a resumed run's card says how it was made end to end)
+    run_loss = None
     if ck.exists():
         st = torch.load(ck, map_location="cpu", weights_only=False)
         net.load_state_dict(st["net"])
@@ -274,6 +280,7 @@ def main(argv=None) -> int:
         rng_state = st["np_rng"]
         log(f"resumed at step {step}/{args.steps}")
         warm_from = st.get("warm_from", 0)
+        legs, run_loss = list(st.get("legs", [])), st.get("loss")
     elif args.init is not None:
         step = warm_from = init_from(net, Path(args.init), device)
         ema.shadow = [p.detach().clone() for p in params]
@@ -312,21 +319,33 @@ def main(argv=None) -> int:
         if "output_gain" in before:   # calibrated weights (calibrate_control.py): training went on from them
             meta["training"]["continued_from"]["output_gain"] = before["output_gain"]
 
-    def save() -> None:
+    leg_start = step
+
+    def this_leg(stopped_by: str = "") -> list[dict]:
+        """This run as one leg of the training (none when it trained no step: a re-run that only exports)."""
+        if step == leg_start:
+            return []
+        leg = {"steps": f"{leg_start}-{step}", "lr": args.lr, "minutes": round((time.time() - t_start) / 60, 1),
+               "command": meta["training"]["command"]}
+        return [dict(leg, stopped_by=stopped_by) if stopped_by else leg]
+
+    def save(stopped_by: str = "") -> None:
         atomic_save({"net": net.state_dict(), "opt": opt.state_dict(), "ema": [s.cpu() for s in ema.shadow],
                      "step": step, "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
-                     "warm_from": warm_from}, ck)
+                     "warm_from": warm_from, "legs": legs + this_leg(stopped_by), "loss": run_loss}, ck)
 
-    t_start, last_ck, run_loss = time.time(), time.time(), None
+    t_start, last_ck = time.time(), time.time()
+    stopped_by = "finished"
     net.train()
     with stop_requests() as stop:
         while step < args.steps:
             if stop:   # Ctrl-C or SIGTERM, taken between two steps
-                save()
+                save("SIGTERM or Ctrl-C (checkpoint)")
                 log(f"stopped at step {step}/{args.steps}, checkpoint saved: run the same command again to go on")
                 raise SystemExit(130)
             if args.minutes and time.time() - t_start > args.minutes * 60:
                 log(f"time budget reached at step {step}/{args.steps}")
+                stopped_by = f"--minutes {args.minutes:g} (checkpoint)"
                 break
             if pool is not None:
                 idx = rng.integers(len(pool["captions"]), size=args.batch)
@@ -374,10 +393,14 @@ def main(argv=None) -> int:
             if time.time() - last_ck > args.ckpt_minutes * 60:
                 save()
                 last_ck = time.time()
-    save()
+    all_legs = legs + this_leg(stopped_by)
+    save(stopped_by)
     ema.copy_to(params)
-    meta["training"].update(steps=step, final_loss=round(run_loss or 0.0, 5),
-                            wall_minutes=round((time.time() - t_start) / 60, 1), date=time.strftime("%Y-%m-%d"))
+    meta["training"].update(steps=step, final_loss=None if run_loss is None else round(run_loss, 5),
+                            wall_minutes=round(sum(leg["minutes"] for leg in all_legs), 1),
+                            date=time.strftime("%Y-%m-%d"))
+    if len(all_legs) > 1 or (all_legs and all_legs[0]["steps"] != f"0-{step}"):
+        meta["training"]["legs"] = all_legs   # stopped and resumed (maybe with another lr): every run, in order
     if args.fp16_export:
         net = net.half()
     export(Path(args.out), net, args, meta)
