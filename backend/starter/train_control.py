@@ -399,7 +399,7 @@ def main(argv=None) -> int:
     meta["training"].update(steps=step, final_loss=None if run_loss is None else round(run_loss, 5),
                             wall_minutes=round(sum(leg["minutes"] for leg in all_legs), 1),
                             date=time.strftime("%Y-%m-%d"))
-    if len(all_legs) > 1 or (all_legs and all_legs[0]["steps"] != f"0-{step}"):
+    if all_legs and [leg["steps"] for leg in all_legs] != [f"0-{step}"]:
         meta["training"]["legs"] = all_legs   # stopped and resumed (maybe with another lr): every run, in order
     if args.fp16_export:
         net = net.half()
