@@ -38,10 +38,11 @@ attention), same run, one torch thread.
 
 ``--tune`` runs the tuning split instead: ``--cases`` plain prompts on the
 starter's *training* triples (seeds from 5000, never the held-out cases above),
-the layout fraction (0.4, 1) crossed with the local blend's mask rule
-(threshold 0.3 / 0.5 / 0.7 at dilation 3, dilation 5 at 0.5) and the whole
-picture: what any choice of those numbers is made on, so the held-out figures
-stay held out.  Writes bench/results/p2p_tune.json.
+the whole-picture edit and the default mask rule at layout 0.4, and at layout 1
+the local blend's mask rule swept (threshold 0.3 / 0.5 / 0.7 at dilation 3,
+dilation 1 at 0.3 and 0.5, dilation 5 at 0.3, the blend from the first step
+instead of after 20 %) against the whole picture: what any choice of those
+numbers is made on, so the held-out figures stay held out.  Writes bench/results/p2p_tune.json.
 
 Usage: python bench/p2p_edit.py [--cases 68] [--seeds 2] [--steps 20] [--sweep] [--picture docs/p2p-edit.png]
        python bench/p2p_edit.py --tune [--cases 48]
@@ -165,25 +166,27 @@ def tune(engine, side: int, args) -> None:
     from impasto.backend.engine import p2p as P
 
     cases = TuneCases(1, args.cases)
-    rules = [(3, 0.3), (3, 0.5), (3, 0.7), (5, 0.5), None]
-    variants = [(layout, rule) for layout in (0.4, 1.0) for rule in rules]
-    name = lambda v: (f"layout {v[0]:g}, " + (f"local, dilation {v[1][0]}, threshold {v[1][1]:g}"  # noqa: E731
-                                              if v[1] else "whole picture"))
+    # (dilation, threshold, start) of the local blend; None: the whole-picture edit
+    held = [None, (3, 0.3, 0.2), (3, 0.5, 0.2), (3, 0.7, 0.2), (1, 0.3, 0.2), (1, 0.5, 0.2), (5, 0.3, 0.2),
+            (3, 0.3, 0.0)]
+    variants = [(0.4, None), (0.4, (3, 0.3, 0.2))] + [(1.0, rule) for rule in held]
+    name = lambda v: (f"layout {v[0]:g}, " + (f"local, dilation {v[1][0]}, threshold {v[1][1]:g}, "  # noqa: E731
+                                              f"start {v[1][2]:g}" if v[1] else "whole picture"))
     ious = {name(v): [] for v in variants}
-    default = (P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD)
+    default = (P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD, P.LocalBlend.START)
     try:
         for i, (src, dst, case, seed) in enumerate(cases.items):
             original = _paint(engine, src, seed, side, args)[0]
             mask = cases.mask(original, case, "src")
             for v in variants:
                 if v[1]:
-                    P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD = v[1]
+                    P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD, P.LocalBlend.START = v[1]
                 edit = PromptEdit(source_prompt=src, cross_replace=1.0, self_replace=v[0], local=v[1] is not None)
                 ious[name(v)].append(round(iou(mask, cases.mask(_paint(engine, dst, seed, side, args, edit)[0],
                                                                     case, "dst")), 4))
             print(f"{i + 1}/{len(cases.items)}", flush=True)
     finally:
-        P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD = default
+        P.LocalBlend.DILATION, P.LocalBlend.THRESHOLD, P.LocalBlend.START = default
     n = len(cases.items)
     figures = {"cases": n, "set": cases.describe, "variants": {
         k: {"mask_kept_pct": round(100.0 * sum(x >= IOU_KEPT for x in v) / n, 1),

@@ -277,6 +277,8 @@ def train(args) -> Dict[str, object]:
     state = {"step": 0, "losses": [], "seconds": 0.0}
     ckpt = work / CHECKPOINT
     settings = {k_: getattr(args, k_) for k_ in ("rank", "lr", "batch", "ddim_steps", "w_min", "w_max", "seed")}
+    if args.init:
+        settings["init"] = args.init
     if ckpt.is_file():
         saved = torch.load(ckpt, map_location="cpu", weights_only=False)
         if saved.get("settings") != settings or saved.get("model") != str(model_dir.resolve()):
@@ -293,6 +295,11 @@ def train(args) -> Dict[str, object]:
     else:
         rng = np.random.default_rng(args.seed)
         random.seed(args.seed)
+        if args.init:   # a warm start: the LoRA so far, distilled on (e.g. at another guidance range)
+            from safetensors.torch import load_file
+
+            load_lora_state(unet, {k_: v.float() for k_, v in load_file(args.init).items()})
+            log(f"started from {args.init}")
     log(f"model {model_dir} ({domain} domain, {size} px, {prediction}, {device}), LoRA rank {args.rank} on "
         f"{n_layers} layers ({sum(p.numel() for p in params)} parameters), "
         f"steps {state['step']} -> {args.steps}")
@@ -528,6 +535,8 @@ def parse_args(argv=None):
                          "(docs/live.md)")
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--ddim-steps", type=int, default=50)
+    ap.add_argument("--init", default="", help="start from this LoRA file (same rank and layers) instead of a fresh "
+                    "LoRA; its steps are not counted in this run's")
     ap.add_argument("--w-min", type=float, default=2.0)
     ap.add_argument("--w-max", type=float, default=8.0)
     ap.add_argument("--domain", choices=("shapes", "scenes"), default=None, help="default: from the model's size")
