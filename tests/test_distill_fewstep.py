@@ -141,3 +141,29 @@ def test_the_exported_lora_names_its_base_by_the_models_own_name(tiny_model, tmp
     assert meta["impasto_base_model"] == "tiny"
     assert meta["impasto_base_fingerprint"] == model_fingerprint(
         ModelEntry(name="tiny", path=str(tiny_model), format="diffusers", arch="sd15"))
+
+
+def test_init_starts_from_a_lora_file_and_is_part_of_the_runs_settings(tiny_model, tmp_path):
+    """``--init FILE`` (distilling on from a finished LoRA, e.g. at another guidance range) starts from the file's
+    weights - a run of no steps writes them back unchanged - and a resume with another start is refused."""
+    from safetensors.torch import load_file
+
+    from impasto.backend.starter.distill_fewstep import OUT_NAME, train
+
+    first = tmp_path / "first"
+    train(_args(tiny_model, first, 3))
+    start = first / "out" / OUT_NAME
+    same = tmp_path / "same"
+    card = train(_args(tiny_model, same, 0, init=start))
+    assert card["settings"]["init"] == str(start)
+    a, b = load_file(str(start)), load_file(str(same / "out" / OUT_NAME))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    on = tmp_path / "on"
+    train(_args(tiny_model, on, 2, init=start, w_min=2, w_max=4))
+    fresh = tmp_path / "fresh"
+    train(_args(tiny_model, fresh, 2, w_min=2, w_max=4))
+    c, d = load_file(str(on / "out" / OUT_NAME)), load_file(str(fresh / "out" / OUT_NAME))
+    assert any(not (c[k] == d[k]).all() for k in c), "a warm start must not paint like a fresh LoRA"
+    assert any(not (c[k] == a[k]).all() for k in c), "two more steps from the file moved it"
+    with pytest.raises(SystemExit):
+        train(_args(tiny_model, on, 4, w_min=2, w_max=4))     # the same work folder without the start: refused
