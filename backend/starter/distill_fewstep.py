@@ -77,7 +77,7 @@ import torch
 from impasto.backend.engine.model_card import native_size, read_card
 from impasto.protocol.atomic import write_atomic
 
-from .train import atomic_save, stop_requests
+from .train import DEVICES, atomic_save, run_device, stop_requests
 
 ADAPTER = "lcm"
 OUT_NAME = "starter-lcm-lora.safetensors"
@@ -241,14 +241,6 @@ class TextCache:
 
 
 # --------------------------------------------------------------------------- training
-
-
-def run_device(name: str) -> torch.device:
-    """``auto``: the engine's choice (the GPU when torch sees one: a distillation of minutes there, not of half
-    an hour), else the device named."""
-    from impasto.backend.engine.device import pick_device
-
-    return pick_device(None if name == "auto" else name).device
 
 
 def train(args) -> Dict[str, object]:
@@ -542,7 +534,7 @@ def parse_args(argv=None):
     ap.add_argument("--domain", choices=("shapes", "scenes"), default=None, help="default: from the model's size")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+    ap.add_argument("--device", choices=DEVICES, default="auto",
                     help="auto: the engine's choice (the GPU when there is one)")
     ap.add_argument("--checkpoint-every", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50)

@@ -135,6 +135,20 @@ UNET_PRESETS = {
 }
 
 
+
+#: the training scripts' ``--device`` choices
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def run_device(name: str) -> torch.device:
+    """``auto``: the engine's own choice (``engine.device.pick_device``: the GPU when torch sees one, and
+    ``IMPASTO_DEVICE`` honoured), so a training script and the daemon never disagree about the machine;
+    else the device named."""
+    from impasto.backend.engine.device import pick_device
+
+    return pick_device(None if name == "auto" else name).device
+
+
 def unet_config(preset: str, latent_size: int, cross_dim: int = TEXT_CONFIG["hidden_size"]) -> dict:
     p = UNET_PRESETS[preset]
     att = p.get("attention", (True,) * len(p["block_out_channels"]))
@@ -916,10 +930,12 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=0, help="quick held-out eval every N steps (0: off)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a shared 2-core machine; never more than 2 there)")
+    ap.add_argument("--device", choices=DEVICES, default="auto",
+                    help="auto: the engine's choice (the GPU when there is one)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = run_device(args.device)
     work = Path(args.work)
     if work.exists() and not (args.resume or args.export_only) and any(work.iterdir()):
         raise SystemExit(f"{work} is not empty: pass --resume or remove it")
