@@ -135,7 +135,6 @@ UNET_PRESETS = {
 }
 
 
-
 #: the training scripts' ``--device`` choices
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
