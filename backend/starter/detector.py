@@ -16,12 +16,12 @@ original pixels.
 from __future__ import annotations
 
 import math
-from typing import Dict, Tuple, Union
+from typing import Dict, Union
 
 import numpy as np
 from PIL import Image
 
-from .domain import ALL_SHAPES, COLOR_NAMES, COLORS, parse_caption
+from .domain import COLOR_NAMES, COLORS, parse_caption
 
 WORK_SIZE = 96
 _PALETTE = np.array([COLORS[c] for c in COLOR_NAMES], dtype=np.float32)
