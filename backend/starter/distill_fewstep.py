@@ -77,7 +77,7 @@ import torch
 from impasto.backend.engine.model_card import native_size, read_card
 from impasto.protocol.atomic import write_atomic
 
-from .train import DEVICES, atomic_save, run_device, stop_requests
+from .train import add_device_argument, atomic_save, run_device, stop_requests
 
 ADAPTER = "lcm"
 OUT_NAME = "starter-lcm-lora.safetensors"
@@ -150,6 +150,14 @@ def lora_state(unet) -> Dict[str, torch.Tensor]:
         if f".{ADAPTER}." in name and ("lora_A" in name or "lora_B" in name):
             out["unet." + name.replace(f".{ADAPTER}.", ".")] = tensor.detach().float().contiguous().cpu()
     return out
+
+
+def read_lora_file(path) -> Dict[str, torch.Tensor]:
+    """A LoRA file written by :func:`export` (float16 or float32) as the float32 tensors
+    :func:`load_lora_state` takes."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(path)).items()}
 
 
 def load_lora_state(unet, tensors: Dict[str, torch.Tensor]) -> None:
@@ -288,9 +296,7 @@ def train(args) -> Dict[str, object]:
         rng = np.random.default_rng(args.seed)
         random.seed(args.seed)
         if args.init:   # a warm start: the LoRA so far, distilled on (e.g. at another guidance range)
-            from safetensors.torch import load_file
-
-            load_lora_state(unet, {k_: v.float() for k_, v in load_file(args.init).items()})
+            load_lora_state(unet, read_lora_file(args.init))
             log(f"started from {args.init}")
     log(f"model {model_dir} ({domain} domain, {size} px, {prediction}, {device}), LoRA rank {args.rank} on "
         f"{n_layers} layers ({sum(p.numel() for p in params)} parameters), "
@@ -364,9 +370,7 @@ def train(args) -> Dict[str, object]:
     unet.eval()
     lora_on(unet, True)
     path = export(out, unet, model_dir, state, settings, domain, args.dtype)
-    from safetensors.torch import load_file
-
-    load_lora_state(unet, {k: v.float() for k, v in load_file(str(path)).items()})   # judge what was written
+    load_lora_state(unet, read_lora_file(path))   # judge what was written
     card = {"method": "LCM distillation into a LoRA (see the module doc for why not ADD)",
             "command": "python -m impasto.backend.starter.distill_fewstep " + " ".join(sys.argv[1:]),
             "model": str(model_dir), "domain": domain, "settings": settings, "steps_done": state["step"],
@@ -534,8 +538,7 @@ def parse_args(argv=None):
     ap.add_argument("--domain", choices=("shapes", "scenes"), default=None, help="default: from the model's size")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
-    ap.add_argument("--device", choices=DEVICES, default="auto",
-                    help="auto: the engine's choice (the GPU when there is one)")
+    add_device_argument(ap)
     ap.add_argument("--checkpoint-every", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--eval", type=int, default=48,
@@ -554,12 +557,10 @@ def parse_args(argv=None):
 
 def eval_only(args) -> Dict[str, object]:
     """Judge the LoRA already in ``--out`` again (more prompts, another seed) and rewrite its card's evaluation."""
-    from safetensors.torch import load_file
-
     torch.set_num_threads(args.threads)
     device = run_device(args.device)
     model_dir, out = Path(args.model), Path(args.out)
-    tensors = {k: v.float() for k, v in load_file(str(out / OUT_NAME)).items()}   # the shipped file's values
+    tensors = read_lora_file(out / OUT_NAME)   # the shipped file's values
     rank = int(next(v.shape[0] for k, v in tensors.items() if "lora_A" in k))
     pipe = load(model_dir, device)
     add_lora(pipe.unet, rank, args.seed)

@@ -135,8 +135,10 @@ UNET_PRESETS = {
 }
 
 
-#: the training scripts' ``--device`` choices
-DEVICES = ("auto", "cpu", "cuda", "mps")
+def add_device_argument(ap) -> None:
+    """The training scripts' ``--device`` option (read with :func:`run_device`)."""
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                    help="auto: the engine's choice (the GPU when there is one)")
 
 
 def run_device(name: str) -> torch.device:
@@ -929,8 +931,7 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=0, help="quick held-out eval every N steps (0: off)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest on a shared 2-core machine; never more than 2 there)")
-    ap.add_argument("--device", choices=DEVICES, default="auto",
-                    help="auto: the engine's choice (the GPU when there is one)")
+    add_device_argument(ap)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)

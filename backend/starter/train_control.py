@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from impasto.backend.engine.model_card import card_block, native_size, read_card, write_card
 
-from .train import DEVICES, atomic_save, replace_folder, run_device, stop_requests
+from .train import add_device_argument, atomic_save, replace_folder, run_device, stop_requests
 
 
 def log(msg: str) -> None:
@@ -245,8 +245,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fp16-export", action="store_true", help="save the weights in float16 (half the size)")
     ap.add_argument("--ckpt-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", choices=DEVICES, default="auto",
-                    help="auto: the engine's choice (the GPU when there is one)")
+    add_device_argument(ap)
     ap.add_argument("--init", type=Path, default=None,
                     help="continue training a control model folder this script wrote before (its weights, its "
                          "step count; a fresh optimizer warmed up again): a longer run without its checkpoint")
