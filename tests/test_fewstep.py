@@ -411,3 +411,24 @@ def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starte
             headless.pump(0.05)
     finally:
         d.stop()
+
+
+def test_the_shipped_lcm_lora_names_the_shipped_starter_so_using_it_warns_of_nothing():
+    """Its header's base fingerprint is the shipped starter's (a retrained decoder, preview decoder or fast
+    encoder leaves it valid; a new UNet, text encoder or VAE encoder would not - then the file is distilled
+    or at least re-stamped again), so the concept check raises no "trained on another model" warning."""
+    from impasto.backend.engine import bundled
+    from impasto.backend.engine.concepts import concept_warnings
+    from impasto.backend.engine.models import ModelRegistry
+    from impasto.backend.engine.pipelines import model_fingerprint
+
+    entry = {e.name: e for e in ModelRegistry(None).scan()}["starter"]
+    info = bundled.concept_for(entry, "starter-lcm-lora")
+    assert info is not None and info.meta["base_model"] == "starter"
+    assert info.meta["base_fingerprint"] == model_fingerprint(entry)
+
+    class Loaded:                      # what concept_warnings reads of a loaded model
+        fingerprint = model_fingerprint(entry)
+
+    Loaded.entry = entry
+    assert concept_warnings(info, Loaded, "a red circle on a blue background") == []

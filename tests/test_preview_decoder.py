@@ -212,3 +212,48 @@ def test_the_preview_decoder_is_not_part_of_the_models_fingerprint(tmp_path):
     assert model_fingerprint(inspect_diffusers(copy)) == before
     (copy / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"another vae")
     assert model_fingerprint(inspect_diffusers(copy)) != before
+
+
+def test_the_vae_decoder_is_not_part_of_the_models_fingerprint_and_its_encoder_is(tmp_path):
+    """A decoder fine-tune changes no latent a concept learned on (the encoder makes them); an encoder change does."""
+    from safetensors.torch import load_file, save_file
+
+    from impasto.backend.engine.models import inspect_diffusers
+    from impasto.backend.engine.pipelines import VAE_ENCODER_PREFIXES, model_fingerprint
+
+    copy = tmp_path / "starter"
+    shutil.copytree(starter_dir(), copy)
+    vae_file = copy / "vae" / "diffusion_pytorch_model.safetensors"
+    before = model_fingerprint(inspect_diffusers(copy))
+    weights = load_file(vae_file)
+    decoder = [k for k in weights if k.startswith(("decoder.", "post_quant_conv."))]
+    encoder = [k for k in weights if k.startswith(VAE_ENCODER_PREFIXES)]
+    assert decoder and encoder
+    for k in decoder:                      # every decoder weight retrained
+        weights[k] = weights[k] + 0.01
+    save_file(weights, str(vae_file))
+    assert model_fingerprint(inspect_diffusers(copy)) == before
+    weights["quant_conv.weight"] = weights["quant_conv.weight"] + 0.01   # one encoder-side weight
+    save_file(weights, str(vae_file))
+    assert model_fingerprint(inspect_diffusers(copy)) != before
+
+
+def test_a_run_that_did_not_learn_is_not_installed(tmp_path, monkeypatch):
+    """A diverged run (one did, at lr 2e-3 on the second decoder's VAE) must not replace a working decoder:
+    ``train_preview`` measures the held-out error and refuses above the colour bound.  The training itself
+    (minutes) is replaced by an untrained decoder; the measurement and the refusal are real."""
+    from impasto.backend.engine.preview_net import TinyPreviewDecoder
+
+    assert tp.MAX_HELD_OUT_L1 == COLOUR_BOUND
+    copy = tmp_path / "starter"
+    shutil.copytree(starter_dir(), copy)
+    before = (copy / "preview_decoder.safetensors").read_bytes()
+    card = (copy / "impasto.json").read_text()
+    torch.manual_seed(0)
+    untrained = TinyPreviewDecoder(4)
+    assert tp.held_out_error(untrained, copy, count=8) > tp.MAX_HELD_OUT_L1
+    monkeypatch.setattr(tp, "train", lambda *a, **k: (untrained, {"steps": 0}))
+    monkeypatch.setattr(tp, "picture_check", lambda *a, **k: {})
+    assert tp.main(["--model", str(copy)]) == 1
+    assert (copy / "preview_decoder.safetensors").read_bytes() == before
+    assert (copy / "impasto.json").read_text() == card

@@ -80,20 +80,61 @@ def pipeline_family(entry: ModelEntry) -> str:
     return family if family in FAMILY_PIPELINES else "sd15"
 
 
+# a VAE's tensors that a concept's training sees: the encoder makes the latents every LoRA, control
+# model and slider learns on; the decoder only paints them, and fine-tuning it changes no concept's meaning
+VAE_ENCODER_PREFIXES = ("encoder.", "quant_conv.")
+_FINGERPRINT_BYTES = 1 << 20
+
+
+def _hash_vae_encoder(path: Path, h) -> bool:
+    """Feed ``h`` the encoder half of a VAE safetensors file: its tensors' names, shapes and dtypes and
+    the first MiB of their data, in file order.  False (the caller hashes the file's head) when the file
+    is not a readable safetensors file or holds no encoder tensor."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if not 0 < n < 1 << 26:
+                return False
+            header = json.loads(fh.read(n))
+            tensors = sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"], v["shape"])
+                             for k, v in header.items() if k != "__metadata__" and k.startswith(VAE_ENCODER_PREFIXES))
+            if not tensors:
+                return False
+            left = _FINGERPRINT_BYTES
+            for start, end, name, dtype, shape in tensors:
+                h.update(f"{name}|{dtype}|{shape}".encode())
+                if left > 0:
+                    fh.seek(8 + n + start)
+                    chunk = fh.read(min(end - start, left))
+                    h.update(chunk)
+                    left -= len(chunk)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+        return False
+    return True
+
+
 def model_fingerprint(entry: ModelEntry) -> str:
-    """A cheap stable id of a model's weights (sizes + first MiB), for concept metadata."""
+    """A cheap stable id of the weights a concept depends on (sizes + first MiB), for concept metadata.
+
+    Left out, because retraining them must not orphan the model's concepts: the preview decoder, the
+    fast encoder and the VAE's decoder (a folder's ``vae/`` counts by its encoder half only).  A single
+    file is hashed whole (its head), as it is one blob.
+    """
     h = hashlib.sha256()
     root = Path(entry.path)
-    # the preview decoder and the fast encoder change no concept's meaning: retraining them must not
-    # orphan the model's concepts
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*.safetensors")
-                                                 if p.relative_to(root).as_posix() not in (PREVIEW_DECODER_FILE,
-                                                                                           FAST_ENCODER_FILE))
+                                                if p.relative_to(root).as_posix() not in (PREVIEW_DECODER_FILE,
+                                                                                          FAST_ENCODER_FILE))
     for p in files:
         h.update(p.name.encode())
+        if root.is_dir() and p.relative_to(root).parts[0] == "vae" and _hash_vae_encoder(p, h):
+            continue
         h.update(str(p.stat().st_size).encode())
         with open(p, "rb") as fh:
-            h.update(fh.read(1 << 20))
+            h.update(fh.read(_FINGERPRINT_BYTES))
     return h.hexdigest()[:16]
 
 

@@ -52,6 +52,7 @@ from impasto.backend.engine.preview_net import DEFAULT_WIDTHS, TinyPreviewDecode
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
 EDGE_WEIGHT = 1.0
+MAX_HELD_OUT_L1 = 10.0            # issue 19's colour bound: a decoder above it is not installed
 FOR_PICTURES_SHARE = 0.9          # kept shapes (of the VAE's) for a decoder to paint final pictures
 
 
@@ -403,6 +404,15 @@ def install_net(save, model, info: dict, model_dir: Path, file_name: str, key: s
     return path
 
 
+@torch.no_grad()
+def held_out_error(model, model_dir: Path, count: int = 24) -> float:
+    """Mean absolute error (0-255) of ``model``'s decode of held-out scenes against the VAE's decode."""
+    vae = load_vae(model_dir)
+    latents = held_out_latents(vae, count=count, model_dir=model_dir)
+    model.eval()
+    return round(float((model(latents).clamp(-1, 1) - full_decode(vae, latents)).abs().mean()) * 127.5, 2)
+
+
 def install(model: TinyPreviewDecoder, info: dict, model_dir: Path) -> Path:
     """Write the decoder into the model folder and reference it from its impasto.json (both atomic)."""
     return install_net(save_decoder, model, info, model_dir, DECODER_FILE, "preview_decoder")
@@ -435,6 +445,12 @@ def main(argv: List[str] = None) -> int:
                         high_blocks=args.high_blocks, edge_weight=args.edge_weight)
     info.update(picture_check(model, model_dir))
     info["command"] = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    info["held_out_l1_levels"] = held_out_error(model, model_dir)
+    if info["held_out_l1_levels"] > MAX_HELD_OUT_L1:
+        # a run that diverged (it happens at a high learning rate) must not replace a working decoder
+        print(f"not installed: held-out error {info['held_out_l1_levels']} levels (0-255) > {MAX_HELD_OUT_L1}; "
+              f"the run did not converge (try a lower --lr): {info}", file=sys.stderr)
+        return 1
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
     return 0
