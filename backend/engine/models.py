@@ -21,7 +21,7 @@ import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 log = logging.getLogger("impasto.models")
 
@@ -159,12 +159,18 @@ def inspect_diffusers(path: Path) -> ModelEntry:
     return entry
 
 
-def _safetensors_header(path: Path) -> dict:
+def safetensors_layout(path: Path) -> Tuple[dict, int]:
+    """A ``.safetensors`` file's JSON header and the file offset its tensor data starts at (the header's
+    ``data_offsets`` count from there)."""
     with open(path, "rb") as fh:
         (length,) = struct.unpack("<Q", fh.read(8))
         if length > 100 * 1024 * 1024:
             raise ValueError("header too large")
-        return json.loads(fh.read(length))
+        return json.loads(fh.read(length)), 8 + length
+
+
+def _safetensors_header(path: Path) -> dict:
+    return safetensors_layout(path)[0]
 
 
 _LORA_MARKERS = ("lora", "oft_", "dora_scale")

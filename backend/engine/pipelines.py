@@ -31,7 +31,7 @@ from diffusers import (
 from .device import DeviceChoice
 from .fast_vae import FAST_ENCODER_FILE, load_encoder as load_fast_encoder
 from .gpu import FastPath, optimize
-from .models import ModelEntry, family_of
+from .models import ModelEntry, family_of, safetensors_layout
 from .preview import PREVIEW_DECODER_FILE, LinearPreviewer, choose_previewer, fit_latent_rgb
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 from .speedups import cache_processor_signatures
@@ -90,28 +90,24 @@ def _hash_vae_encoder(path: Path, h) -> bool:
     """Feed ``h`` the encoder half of a VAE safetensors file: its tensors' names, shapes and dtypes and
     the first MiB of their data, in file order.  False (the caller hashes the file's head) when the file
     is not a readable safetensors file or holds no encoder tensor."""
-    import json
     import struct
 
     try:
+        header, data_start = safetensors_layout(path)
+        tensors = sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"], v["shape"])
+                         for k, v in header.items() if k != "__metadata__" and k.startswith(VAE_ENCODER_PREFIXES))
+        if not tensors:
+            return False
+        left = _FINGERPRINT_BYTES
         with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            if not 0 < n < 1 << 26:
-                return False
-            header = json.loads(fh.read(n))
-            tensors = sorted((v["data_offsets"][0], v["data_offsets"][1], k, v["dtype"], v["shape"])
-                             for k, v in header.items() if k != "__metadata__" and k.startswith(VAE_ENCODER_PREFIXES))
-            if not tensors:
-                return False
-            left = _FINGERPRINT_BYTES
             for start, end, name, dtype, shape in tensors:
                 h.update(f"{name}|{dtype}|{shape}".encode())
                 if left > 0:
-                    fh.seek(8 + n + start)
+                    fh.seek(data_start + start)
                     chunk = fh.read(min(end - start, left))
                     h.update(chunk)
                     left -= len(chunk)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error):
         return False
     return True
 

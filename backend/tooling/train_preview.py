@@ -443,7 +443,6 @@ def main(argv: List[str] = None) -> int:
     model, info = train(model_dir, args.minutes, args.scenes, args.steps, batch=args.batch, lr=args.lr, crop=args.crop,
                         cache=args.cache, widths=args.widths, low_blocks=args.low_blocks,
                         high_blocks=args.high_blocks, edge_weight=args.edge_weight)
-    info.update(picture_check(model, model_dir))
     info["command"] = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     info["held_out_l1_levels"] = held_out_error(model, model_dir)
     if info["held_out_l1_levels"] > MAX_HELD_OUT_L1:
@@ -451,6 +450,7 @@ def main(argv: List[str] = None) -> int:
         print(f"not installed: held-out error {info['held_out_l1_levels']} levels (0-255) > {MAX_HELD_OUT_L1}; "
               f"the run did not converge (try a lower --lr): {info}", file=sys.stderr)
         return 1
+    info.update(picture_check(model, model_dir))    # the shape judges' minutes only for a decoder that is kept
     path = install(model, info, model_dir)
     print(f"wrote {path} ({path.stat().st_size // 1024} KB): {info}")
     return 0
