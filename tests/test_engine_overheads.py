@@ -25,14 +25,18 @@ def test_a_loaded_model_is_out_of_full_collections_and_handed_back_when_switched
     assert frozen > 10_000                       # torch, diffusers and the model's objects
     assert not any(o is loaded.base.unet for o in gc.get_objects(2))   # no full pass walks the model
     # switching models unfreezes first: the old model's objects are collectable again
+    # (a frozen object can still be freed by its reference count, so the count may drop by a few
+    # between here and the switch: ask whether the old model's UNet is still frozen, not the count)
     seen = []
     real = gc.unfreeze
+    unet = loaded.base.unet
     try:
-        gc.unfreeze = lambda: (seen.append(gc.get_freeze_count()), real())[1]
+        gc.unfreeze = lambda: (seen.append((gc.get_freeze_count(),
+                                            not any(o is unet for o in gc.get_objects()))), real())[1]
         eng.model("b")
     finally:
         gc.unfreeze = real
-    assert seen and seen[0] == frozen             # before the old model is closed (and again in settle)
+    assert seen and seen[0][0] > frozen - 1_000 and seen[0][1]   # before the old model is closed (and in settle)
     assert gc.get_freeze_count() > 10_000        # the new model settled in turn
     out = eng.run(Generate(job="j", model="b", prompt="a red circle", width=64, height=64, steps=2, seed=1),
                   JobHooks())
