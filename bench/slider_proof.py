@@ -25,8 +25,9 @@ Both are trained through the engine exactly as the daemon runs a ``TrainSlider``
 
 On the 128 px scenes starter (issue 20; its ``impasto.json`` says ``"domain": "scenes"``)
 the size pairs are plain one-object scenes of its training (family, colour, background)
-triples at the two ends of the domain's plain radius (``scenes.PLAIN_RADIUS``: 0.16 and
-0.30 of the side), captioned as the starter's plain captions ("a red pentagon on a blue
+triples at radii 0.16 and 0.26 of the side (``SCENE_PAIR_RADII``, inside the domain's plain
+range ``scenes.PLAIN_RADIUS``, 0.16-0.30, so that weight +1.5 still asks for a size the starter
+draws), captioned as the starter's plain captions ("a red pentagon on a blue
 background"); the held-out prompts are plain prompts of the scenes split's held-out triples
 (``scenes.eval_triples``), ``--prompts-per-shape`` per family; a picture is right when the
 strict judges (``scenes_eval.judge_scene``: family by template fit, colour, background) say
@@ -58,6 +59,12 @@ from bench_home import temp_engine  # bench/ is on sys.path when a benchmark run
 
 WEIGHTS = (-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5)
 LOW_R, HIGH_R = 0.22, 0.36            # the domain's MIN_RADIUS / MAX_RADIUS
+# Scenes starter: the pairs' radii, as fractions of the side.  Weight +-1 paints the pair's ends and the
+# proof goes to +-1.5, so the ends sit inside the plain range (scenes.PLAIN_RADIUS, 0.16-0.30) for the
+# extrapolation to stay where the starter can draw: pairs at the range's ends (0.16 / 0.30) asked for
+# radii of about 0.34 at +1.5, which came out lumpy.  Chosen on the tuning split (--tune; 0.30, 0.26,
+# 0.24 and a second draw of pairs at 0.26): docs/performance.md, Concept Sliders.
+SCENE_PAIR_RADII = (0.16, 0.26)
 HUES = {"magenta": -60.0, "red": 0.0, "yellow": 60.0}
 COLOUR_BGS = ("black", "white", "blue")
 HELD_OUT_BGS = ("green", "cyan")      # colour slider: backgrounds of no training phrase
@@ -104,11 +111,11 @@ def size_pairs(combos, seed: int, size: int) -> Tuple[List[Image.Image], List[Im
 
 
 def scene_size_pairs(triples, seed: int, size: int, radii=None) -> Tuple[List[Image.Image], List[Image.Image], List[str]]:
-    """Scenes domain: one plain scene per triple, the object at the plain radius's low vs high end
-    (``radii``: other ends, as fractions of the side)."""
+    """Scenes domain: one plain scene per triple, the object at :data:`SCENE_PAIR_RADII`'s low vs high
+    end (``radii``: other ends, as fractions of the side)."""
     from impasto.backend.starter import scenes as SC
 
-    lo_r, hi_r = radii or SC.PLAIN_RADIUS
+    lo_r, hi_r = radii or SCENE_PAIR_RADII
     rng = np.random.default_rng(seed)
     lows, highs, caps = [], [], []
     for fam, fg, bg in triples:
@@ -429,13 +436,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/slider_proof.json")
     ap.add_argument("--cfg", type=float, default=5.0, help="guidance of the judged pictures (DDIM 20 steps)")
     ap.add_argument("--radii", default="", help="size pairs' radii LOW,HIGH as fractions of the side (scenes "
-                    "starter; default: the domain's plain range, scenes.PLAIN_RADIUS)")
+                    "starter; default: SCENE_PAIR_RADII)")
     ap.add_argument("--tune", action="store_true",
                     help="judge on the tuning split instead of the held-out prompts: training triples the pairs do "
                          "not show, one per family (recipe choices are made here, never on the held-out prompts)")
     ap.add_argument("--slider-end", type=float, default=None,
                     help="research: slider_train.PICTURE_SLIDER_END, the share of the denoising steps a picture-pair "
                          "slider acts for (the base model alone after; default: the trainer's)")
+    ap.add_argument("--layers", choices=("attention", "locon"), default=None,
+                    help="research: the UNet layers the slider's LoRA trains (default: the model's slider_training / "
+                         "concept_training unet_layers)")
     args = ap.parse_args(argv)
     radii = tuple(float(x) for x in args.radii.split(",")) if args.radii else None
     if radii is not None and (len(radii) != 2 or not 0 < radii[0] < radii[1] < 0.5):
@@ -453,6 +463,8 @@ def main(argv=None) -> int:
         slider_train.CAPTION_DROPOUT = args.caption_dropout
     if args.slider_end is not None:
         slider_train.PICTURE_SLIDER_END = args.slider_end
+    if args.layers is not None:
+        slider_train.SliderTrainer.unet_layers = lambda self: args.layers
     made = temp_engine("slider-proof-", args.model, tiny_fallback=False)
     if made is None:
         print("no starter model installed: nothing to prove on", file=sys.stderr)
@@ -523,8 +535,9 @@ def main(argv=None) -> int:
                                "caption_dropout": slider_train.CAPTION_DROPOUT,
                                "prompts_per_shape": args.prompts_per_shape,
                                "seeds": args.seeds, "data_seed": args.data_seed, "sampler": "ddim", "sample_steps": 20,
-                               "cfg": args.cfg, "radii": list(radii) if radii else None,
-                               "split": "tuning" if args.tune else "held-out", "slider_end": slider_train.PICTURE_SLIDER_END},
+                               "cfg": args.cfg, "radii": list(radii or SCENE_PAIR_RADII),
+                               "split": "tuning" if args.tune else "held-out", "slider_end": slider_train.PICTURE_SLIDER_END,
+                               "layers": args.layers},
                      tables=tables, notes=[f"base model: {model} ({engine.bench_domain.name} domain, "
                                            f"{engine.bench_size} px)"])
     return 0

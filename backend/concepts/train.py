@@ -303,11 +303,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ model
 
+    def unet_layers(self) -> str:
+        """The UNet layer set a LoRA trains (``attention`` or ``locon``): the model's ``concept_training``."""
+        return (getattr(self.loaded.entry, "concept_training", None) or {}).get("unet_layers", "attention")
+
     def setup(self, resume: Optional[checkpoint.Checkpoint]) -> None:
         req = self.req
         loaded = self.loaded
-        layers = (getattr(loaded.entry, "concept_training", None) or {}).get("unet_layers", "attention")
-        params = adapters.inject_training(loaded, "unet", adapters.unet_targets(req.method, layers), req.rank,
+        params = adapters.inject_training(loaded, "unet", adapters.unet_targets(req.method, self.unet_layers()), req.rank,
                                           req.seed)
         if self.text_encoder_lora:
             for i, comp in enumerate(self.cond.encoders):   # SDXL: both text encoders

@@ -754,7 +754,8 @@ def domain_tokenizer(folder: Path, words, option: str):
 
 
 def init_from(folder: Path, unet, text_encoder) -> None:
-    """``--init``: copy a trained model's UNet and text encoder weights into the freshly built ones.
+    """``--init``: copy a trained model's UNet and text encoder weights into the freshly built ones
+    (``text_encoder`` None: the UNet only - with ``--text-encoder`` the run keeps that one frozen).
 
     Why a fine-tune and not a fresh run: a run that continues the shipped starter keeps its
     architecture, so the companions trained against it (control model, LCM-LoRA, sliders) still
@@ -766,12 +767,14 @@ def init_from(folder: Path, unet, text_encoder) -> None:
 
     for name, model, cls, sub in (("UNet", unet, UNet2DConditionModel, "unet"),
                                   ("text encoder", text_encoder, CLIPTextModel, "text_encoder")):
+        if model is None:    # --text-encoder: a frozen one of its own
+            continue
         try:
             model.load_state_dict(cls.from_pretrained(str(folder / sub)).state_dict())
         except RuntimeError as e:   # missing, unexpected or differently shaped weights
             raise SystemExit(f"--init {folder}: its {name} does not fit the one built here; pass the --unet "
                              f"preset it was trained with ({str(e)[:300]})") from None
-    log(f"UNet and text encoder initialised from {folder}")
+    log(f"{'UNet and text encoder' if text_encoder is not None else 'UNet'} initialised from {folder}")
 
 
 def frozen_text_encoder(folder: Path, words, device):
@@ -916,7 +919,8 @@ def main(argv=None):
     ap.add_argument("--init", default=None,
                     help="start the UNet and the text encoder (and take the tokenizer) from this trained model "
                          "folder (e.g. backend/assets/starter): a fine-tune on a new pool, with its own "
-                         "warm-up and cosine schedule; --unet must name the folder's preset")
+                         "warm-up and cosine schedule; --unet must name the folder's preset; with "
+                         "--text-encoder, the UNet only (that text encoder stays frozen)")
     ap.add_argument("--vae-minutes", type=float, default=None, help="default: 14%% of --minutes, 2..12")
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-batch", type=int, default=16)
@@ -965,9 +969,7 @@ def main(argv=None):
     text_config = TEXT_CONFIG_SCENES if args.domain == "scenes" else TEXT_CONFIG
     tok_dir = work / "tokenizer"
     frozen_te = None
-    if args.text_encoder and args.init:
-        raise SystemExit("--init already takes the text encoder from its folder: pass one of --init, --text-encoder")
-    if args.text_encoder:
+    if args.text_encoder:   # with --init too: the UNet continues, the text encoder stays as it is
         tok, frozen_te = frozen_text_encoder(Path(args.text_encoder), words, device)
     elif args.init:
         tok = domain_tokenizer(Path(args.init), words, "--init")
@@ -1000,7 +1002,7 @@ def main(argv=None):
             pad_token_id=tok.pad_token_id, **text_config)
         text_encoder = CLIPTextModel(te_cfg).to(device)
     if args.init and not (work / "unet.pt").exists():   # a resume reads its own checkpoint instead
-        init_from(Path(args.init), unet, text_encoder)
+        init_from(Path(args.init), unet, None if frozen_te is not None else text_encoder)
     n_unet = sum(p.numel() for p in unet.parameters())
     n_te = sum(p.numel() for p in text_encoder.parameters())
     log(f"UNet {n_unet / 1e6:.2f} M params, text encoder {n_te / 1e6:.3f} M, VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
