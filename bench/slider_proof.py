@@ -444,8 +444,8 @@ def main(argv=None) -> int:
                     help="research: slider_train.PICTURE_SLIDER_END, the share of the denoising steps a picture-pair "
                          "slider acts for (the base model alone after; default: the trainer's)")
     ap.add_argument("--layers", choices=("attention", "locon"), default=None,
-                    help="research: the UNet layers the slider's LoRA trains (default: the model's slider_training / "
-                         "concept_training unet_layers)")
+                    help="research: the UNet layers the slider's LoRA trains (default: the model's "
+                         "concept_training.unet_layers, as for a concept)")
     args = ap.parse_args(argv)
     radii = tuple(float(x) for x in args.radii.split(",")) if args.radii else None
     if radii is not None and (len(radii) != 2 or not 0 < radii[0] < radii[1] < 0.5):
