@@ -179,8 +179,8 @@ def test_init_starts_from_a_trained_model_and_refuses_one_that_does_not_fit(tmp_
     T.main(args[:args.index("--lr")] + ["--lr", "1e-2"] + args[args.index("--lr") + 2:args.index("--work")]
            + ["--work", str(tmp_path / "w3"), "--out", str(tmp_path / "o3"), "--text-encoder", str(starter)])
     te = CLIPTextModel.from_pretrained(starter / "text_encoder").state_dict()
-    assert all(torch.equal(v, CLIPTextModel.from_pretrained(tmp_path / "o3" / "text_encoder").state_dict()[k])
-               for k, v in te.items())
+    kept = CLIPTextModel.from_pretrained(tmp_path / "o3" / "text_encoder").state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in te.items())
     unet = UNet2DConditionModel.from_pretrained(tmp_path / "o3" / "unet").state_dict()
     shipped = UNet2DConditionModel.from_pretrained(starter / "unet").state_dict()
     assert all(torch.allclose(v, unet[k], atol=1e-2) for k, v in shipped.items())       # started from it

@@ -310,7 +310,8 @@ class Trainer:
     def setup(self, resume: Optional[checkpoint.Checkpoint]) -> None:
         req = self.req
         loaded = self.loaded
-        params = adapters.inject_training(loaded, "unet", adapters.unet_targets(req.method, self.unet_layers()), req.rank,
+        layers = self.unet_layers()
+        params = adapters.inject_training(loaded, "unet", adapters.unet_targets(req.method, layers), req.rank,
                                           req.seed)
         if self.text_encoder_lora:
             for i, comp in enumerate(self.cond.encoders):   # SDXL: both text encoders
