@@ -100,6 +100,10 @@ def test_a_flurry_of_strokes_runs_fewer_jobs_and_paints_the_newest(window):
     assert headless.pump(60, lambda: w.live.candidate is not None)
     stats = w.live.session.stats
     base_strokes, base_sent = stats.strokes, stats.submitted
+    # a flurry: strokes closer together than the debounce.  At the product's 10 ms the strokes below
+    # (10 ms apart) fell either side of it by the machine's load - a CI run sent all 10, each cancelling
+    # the one before - so the session's debounce is made longer than the whole flurry for this test
+    w.live.session.debounce.delay = 1.0
     for i in range(10):
         stroke(w, 5 + i * 5)
         headless.pump(0.01)
