@@ -43,11 +43,9 @@ def file_for(folder: Path, name: str) -> Optional[Path]:
 
 
 def _header_metadata(path: Path) -> Dict[str, Any]:
-    with open(path, "rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        if length > 16 * 1024 * 1024:
-            raise ValueError("header too large")
-        header = json.loads(fh.read(length))
+    from .models import safetensors_layout   # here, not at the top: models imports this module
+
+    header = safetensors_layout(path)[0]
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta if isinstance(meta, dict) else {}
 

@@ -161,7 +161,8 @@ def inspect_diffusers(path: Path) -> ModelEntry:
 
 def safetensors_layout(path: Path) -> Tuple[dict, int]:
     """A ``.safetensors`` file's JSON header and the file offset its tensor data starts at (the header's
-    ``data_offsets`` count from there)."""
+    ``data_offsets`` count from there).  The one reader of that header in the engine: the model scan,
+    the shipped few-step LoRA's metadata (``bundled``), control models and the fingerprint use it."""
     with open(path, "rb") as fh:
         (length,) = struct.unpack("<Q", fh.read(8))
         if length > 100 * 1024 * 1024:

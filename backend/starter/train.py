@@ -132,6 +132,11 @@ UNET_PRESETS = {
     # 1.26x l3's training step (batch 32, 2 threads), about 1.15x its call at batch 1
     "l3w": dict(block_out_channels=(64, 96, 128), layers_per_block=1, attention_head_dim=8,
                 attention=(False, True, True)),
+    # l3w wider again at its two outer levels (16x16: 96, 8x8: 128 channels), the capacity lever left once
+    # more steps of l3w's recipe stopped paying (docs/performance.md, "A UNet-only fine-tune ..."): 7.4 M
+    # parameters, about 1.5x l3w's training step (batch 32, 2 threads: 618 vs 403 ms, same process)
+    "l3x": dict(block_out_channels=(96, 128, 128), layers_per_block=1, attention_head_dim=8,
+                attention=(False, True, True)),
 }
 
 
