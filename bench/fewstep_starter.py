@@ -25,6 +25,7 @@ import results_io  # noqa: E402
 LABELS = {"base_ddim_20_cfg5": "starter alone (baseline)", "base_ddim_20_cfg3": "starter alone (recommended CFG)",
           "base_ddim_4_cfg5": "starter alone",
           "base_lcm_4_cfg1": "starter alone", "base_lcm_2_cfg1": "starter alone"}
+SAMPLER_NAMES = {"lcm_quadratic": "LCM quadratic"}
 ATTRS = ("family", "colour", "bg", "place", "size", "count")
 
 
@@ -40,10 +41,10 @@ def tables_for(card: dict) -> dict:
     for label, r in runs.items():
         who = LABELS.get(label, f"+ LCM-LoRA ({steps_done} steps)")
         ratio = "–" if r.get("ratio_all") is None else f"{r['ratio_all']:.2f}"
-        rows.append([who, r["sampler"].upper(), r["steps"], f"{r['cfg']:g}", pct(r["pooled"]["all"]), ratio,
+        rows.append([who, SAMPLER_NAMES.get(r["sampler"], r["sampler"].upper()), r["steps"], f"{r['cfg']:g}", pct(r["pooled"]["all"]), ratio,
                      *[pct(r["pooled"][a]) for a in ATTRS], f"{r['seconds_per_image'] * 1000:.1f}",
                      f"{r['time_vs_baseline']:.2f}"])
-        kind_rows.append([who, r["sampler"].upper(), r["steps"],
+        kind_rows.append([who, SAMPLER_NAMES.get(r["sampler"], r["sampler"].upper()), r["steps"],
                           *[pct(r["kinds"][k]["all"]) + " / " + pct(r["kinds"][k]["family"]) for k in ev["kinds"]]])
     n = ev["prompts_per_kind"]
     main = {"caption": (f"{n} held-out prompts per kind ({', '.join(ev['kinds'])}: {n * len(ev['kinds'])} in all, one "

@@ -12,7 +12,8 @@ them up.  This bench paints such canvases and runs the live job on each:
   sends it.  The strict judges rarely accept the canvas itself (reported: the
   share already "all right" before the job).
 * **the live job** as the client core plans it for the starter - its LCM-LoRA at
-  weight 1, LCM, CFG 1, denoising strength 0.5, ``fast_vae`` unset (on the starter: its
+  weight 1, the sampler its preset names (``--samplers`` to compare others), CFG 1, denoising
+  strength 0.5, ``fast_vae`` unset (on the starter: its
   fast encoder, and the VAE's decode: its preview decoder rounds corners) - with the
   number of steps that *run* varied (``--steps``: 1-4; at strength 0.5 a
   ``steps`` of k runs k steps, the floor of :mod:`impasto.backend.engine.strength`),
@@ -30,6 +31,7 @@ of canvases whose result has every asked attribute.  Also: the median change of 
 result from the canvas (0-255) and the median engine time per job.
 
     python bench/live_quality.py [--n 32] [--kinds one,plain,two] [--steps 1 2 3 4] [--threads 1]
+        [--samplers lcm lcm_quadratic] [--split train]   (choose on the training triples, then run held-out once)
 """
 from __future__ import annotations
 
@@ -91,6 +93,10 @@ def main(argv=None) -> int:
     ap.add_argument("--strengths", type=float, nargs="+", default=[STRENGTH])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--samplers", nargs="+", default=None,
+                    help="live jobs' samplers (default: the one the starter's few-step LoRA preset names)")
+    ap.add_argument("--split", choices=("held_out", "train"), default="held_out",
+                    help="train: canvases of training triples, to choose a setting on without touching the held-out")
     ap.add_argument("--no-reference", action="store_true", help="skip the starter-alone DDIM reference")
     ap.add_argument("--grid", type=Path, default=None, help="write a picture grid (canvas / live rows)")
     ap.add_argument("--grid-steps", type=int, default=4, help="the live job the grid shows (steps run)")
@@ -106,6 +112,7 @@ def main(argv=None) -> int:
     from impasto.backend.starter import scenes as SC
     from impasto.backend.starter.scenes_eval import judge_scene, prompt_scenes
     from impasto.protocol.messages import Generate
+    from impasto.protocol.settings import SAMPLER_LABELS_SHORT
 
     torch.set_num_threads(args.threads)
     engine = Engine(models_dir=Path(tempfile.mkdtemp()))   # an empty models folder: the shipped starter
@@ -118,12 +125,14 @@ def main(argv=None) -> int:
     native = int(starter.native_size or 128)
 
     kinds = [k for k in args.kinds.split(",") if k]
-    variants = [(f"live, strength {st:g}, {k} step{'s' if k > 1 else ''} run",
-                 dict(steps=k, sampler="lcm", cfg_scale=1.0, concepts=[(lora, 1.0)], live=True, strength=st))
-                for st in args.strengths for k in args.steps]
+    samplers = args.samplers or [str((live.get("recommended") or {}).get("sampler") or "lcm")]
+    variants = [(f"live ({SAMPLER_LABELS_SHORT.get(sa, sa)}), strength {st:g}, {k} step{'s' if k > 1 else ''} run",
+                 dict(steps=k, sampler=sa, cfg_scale=1.0, concepts=[(lora, 1.0)], live=True, strength=st))
+                for sa in samplers for st in args.strengths for k in args.steps]
     top = max(args.steps)
-    variants.append((f"live, strength {STRENGTH:g}, {top} steps run, full VAE (fast_vae false)",
-                     dict(steps=top, sampler="lcm", cfg_scale=1.0, concepts=[(lora, 1.0)], live=True,
+    variants.append((f"live ({SAMPLER_LABELS_SHORT.get(samplers[0], samplers[0])}), strength {STRENGTH:g}, {top} "
+                     "steps run, full VAE (fast_vae false)",
+                     dict(steps=top, sampler=samplers[0], cfg_scale=1.0, concepts=[(lora, 1.0)], live=True,
                           strength=STRENGTH, fast_vae=False)))
     if not args.no_reference:
         variants.append(("starter alone (DDIM 20 at 0.5: 10 run, CFG 3, full VAE)",
@@ -134,11 +143,12 @@ def main(argv=None) -> int:
         return Generate(job="q", model="starter", prompt=prompt, negative_prompt="", init_image=canvas_wire,
                         seed=args.seed, **v)
 
-    report = {"kinds": {}, "side": SIDE, "strength": STRENGTH, "seed": args.seed,
+    report = {"kinds": {}, "side": SIDE, "strength": STRENGTH, "seed": args.seed, "split": args.split,
+              "samplers": samplers,
               "variants": [name for name, _ in variants]}
     grid_rows = []
     for kind in kinds:
-        scenes = prompt_scenes(kind, args.n, seed=args.seed + {"one": 0, "plain": 1, "two": 2}[kind])
+        scenes = prompt_scenes(kind, args.n, seed=args.seed + {"one": 0, "plain": 1, "two": 2}[kind], split=args.split)
         rng = np.random.default_rng(args.seed + 17 * (1 + kinds.index(kind)))
         canvases = [rough_canvas(sc, rng) for sc in scenes]
         small = [np.asarray(Image.fromarray(c).resize((native, native), Image.LANCZOS)) for c in canvases]
@@ -162,7 +172,7 @@ def main(argv=None) -> int:
                 pics.append(out_small)
             per[name] = marks
             if v.get("live") and v.get("steps") == args.grid_steps and v.get("strength") == STRENGTH \
-                    and v.get("fast_vae") is None:
+                    and v.get("fast_vae") is None and v.get("sampler") == samplers[0]:
                 grid_rows.append((kind, small[:8], pics[:8]))
             share = sum(marks["all"]) / len(scenes)
             print(f"{kind:5s} {name}: all right {100 * share:.1f} %, family {100 * sum(marks['family']) / len(scenes):.1f} %, "
@@ -201,8 +211,9 @@ def main(argv=None) -> int:
                  *[pct(report["kinds"][k]["canvas_all_right"]) for k in kinds],
                  pct(report["canvas_all_right_pooled"]), "0", "-"])
     tables = {"live_quality": {
-        "caption": f"Rough canvases ({SIDE} px) of held-out prompts, {args.n} per kind, one seed ({args.seed}); "
-                   f"live jobs: the starter with its LCM-LoRA, LCM, CFG 1, strength {STRENGTH}, fast_vae unset (on the "
+        "caption": f"Rough canvases ({SIDE} px) of {'held-out' if args.split == 'held_out' else 'training-triple'} "
+                   f"prompts, {args.n} per kind, one seed ({args.seed}); "
+                   f"live jobs: the starter with its LCM-LoRA, CFG 1, strength {STRENGTH}, fast_vae unset (on the "
                    "starter: its fast encoder, decoded by the VAE); "
                    "strict judges (all attributes right); change = median mean absolute difference from the canvas "
                    f"(0-255); time = median engine time per job ({args.threads} thread; a quality bench: the "
@@ -228,7 +239,8 @@ def main(argv=None) -> int:
             baseline="the starter alone at its recommended img2img settings (DDIM, CFG 3, 20 steps at strength 0.5), "
                      "same canvases and seed, same run",
             seeds=[args.seed],
-            settings={"n": args.n, "kinds": kinds, "steps_run": args.steps, "strength": STRENGTH, "side": SIDE})
+            settings={"n": args.n, "kinds": kinds, "steps_run": args.steps, "strength": STRENGTH, "side": SIDE,
+                      "samplers": samplers, "split": args.split})
         print(f"wrote {path}")
     return 0
 

@@ -43,6 +43,7 @@ SAMPLER_LABELS = {
     "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM", "euler_trailing": "Euler trailing (Lightning)",
     "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD",
+    "lcm_quadratic": "LCM quadratic",
 }
 FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
                "noise": "Noise"}
@@ -135,8 +136,12 @@ class GenerationPanel(QWidget):
         self.cfg.setRange(0.0, limits.max_cfg)              # 0: the model's recommendation
         self.cfg.setSingleStep(0.5)
         self.cfg.setToolTip("CFG scale: how closely to follow the prompt")
-        # the sampler has a row of its own: "model default (LCM, 4, 1.0, LCM-LoRA)" is read, not cut
-        form.addRow("Sampler", self.sampler)
+        # the sampler has a row of its own, the dock's whole width under its label:
+        # "model default (LCM quadratic, 4, 1.0, starter LCM-LoRA)" is read, not cut
+        sampler_label = QLabel("Sampler")
+        sampler_label.setBuddy(self.sampler)
+        form.addRow(sampler_label)
+        form.addRow(self.sampler)
         row = QHBoxLayout()
         row.addWidget(self.steps, 1)
         row.addWidget(QLabel("CFG scale"))

@@ -56,6 +56,7 @@ SAMPLER_LABELS = {
     "default": "Model default (its impasto.json)", "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few steps)", "euler_trailing": "Euler trailing (Lightning)",
     "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD (few steps)",
+    "lcm_quadratic": "LCM quadratic (few steps)",
 }
 FILL_LABELS = {
     "original": "Original (keep what is there)", "blur": "Blur (smeared surroundings)",

@@ -24,7 +24,9 @@ PROTOCOL_VERSION = 2
 
 SAMPLERS = ("euler", "euler_a", "ddim", "ddpm", "dpmpp_2m", "dpmpp_2m_karras", "lcm",
             # few-step models (SDXL-Lightning, SD/SDXL-Turbo, Hyper-SD, TCD LoRAs): trailing timesteps
-            "euler_trailing", "euler_a_trailing", "ddim_trailing", "tcd")
+            "euler_trailing", "euler_a_trailing", "ddim_trailing", "tcd",
+            # LCM with DDIM's quadratic step selection (the starter's LCM-LoRA preset; engine/quadratic_lcm.py)
+            "lcm_quadratic")
 FILL_MODES = ("original", "blur", "neutral", "noise")
 PRIORITIES = ("back", "front")
 TRAIN_METHODS = ("lora", "custom_diffusion")

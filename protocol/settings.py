@@ -279,4 +279,4 @@ class Recommendation:
 SAMPLER_LABELS_SHORT = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
                         "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
                         "euler_trailing": "Euler trailing", "euler_a_trailing": "Euler a trailing",
-                        "ddim_trailing": "DDIM trailing", "tcd": "TCD"}
+                        "ddim_trailing": "DDIM trailing", "tcd": "TCD", "lcm_quadratic": "LCM quadratic"}

@@ -195,7 +195,7 @@ def test_unset_settings_are_the_models_recommendation(daemon, tmp_path):
     listing = impasto(daemon.env, "models", "--no-spawn")
     assert rec.label() in listing.stdout, listing.stdout
     # its shipped few-step LoRA, with the settings live painting switches to (one pair of brackets)
-    assert "live painting: few-step LoRA starter-lcm-lora (LCM, 4, " in listing.stdout, listing.stdout
+    assert "live painting: few-step LoRA starter-lcm-lora (LCM quadratic, 4, " in listing.stdout, listing.stdout
     out = tmp_path / "s.png"
     r = impasto(daemon.env, "generate", "a red circle on a blue background", "-o", str(out), "--model", "starter",
                 "--seed", "3", "--no-spawn", "-q")

@@ -25,7 +25,9 @@ def test_distillation_resumes_bit_exactly_and_exports_an_lcm_lora(tiny_model, tm
 
     straight = tmp_path / "straight"
     card = train(_args(tiny_model, straight, 6))
-    assert card["steps_done"] == 6 and card["recommended"] == {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0}
+    assert card["steps_done"] == 6
+    # the card says what the daemon will pick for the file by its name (fewstep_presets.json)
+    assert card["recommended"] == {"sampler": "lcm_quadratic", "steps": 4, "cfg_scale": 1.0}
     split = tmp_path / "split"
     assert train(_args(tiny_model, split, 4))["steps_done"] == 4
     again = train(_args(tiny_model, split, 6))            # the same command, more steps: resumes at 4
@@ -36,10 +38,12 @@ def test_distillation_resumes_bit_exactly_and_exports_an_lcm_lora(tiny_model, tm
     assert any(bool(a[k].abs().sum() > 0) for k in a if "lora_B" in k)   # B started at zero: it learned
     with pytest.raises(SystemExit):
         train(_args(tiny_model, split, 8, rank=8))        # another rank in the same work folder: refused
-    # the file imports as a concept and is recognised as an LCM-LoRA by its name
+    # the file imports as a concept and is recognised as the starter's LCM-LoRA by its name
     tensors, hints = lora_io.read_lora_file(straight / "out" / OUT_NAME)
     assert hints["layout"] == "diffusers" and hints["base_arch"] == "sd15" and not hints["text_encoder"]
-    assert fewstep.for_lora([OUT_NAME.rsplit(".", 1)[0]] + hints["titles"])["preset"] == "LCM-LoRA"
+    preset = fewstep.for_lora([OUT_NAME.rsplit(".", 1)[0]] + hints["titles"])
+    assert preset["preset"] == "starter LCM-LoRA"
+    assert {k: preset[k] for k in ("sampler", "steps", "cfg_scale")} == card["recommended"]
     assert set(tensors) == set(a)
     # and it paints: a job with it at the LCM preset through the engine
     from impasto.backend.concepts.library import ConceptLibrary, new_meta
@@ -77,7 +81,9 @@ def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline
     assert ev["examples"]["plain"] == SC.caption(E.prompt_scenes("plain", 2, ev["seed"])[0])
     runs = ev["runs"]
     assert set(runs) == {"base_ddim_20_cfg5", "base_ddim_20_cfg3", "base_ddim_4_cfg5", "base_lcm_4_cfg1",
-                         "lcm_lora_1_cfg1", "lcm_lora_2_cfg1", "lcm_lora_4_cfg1"}
+                         "lcm_lora_1_cfg1", "lcm_lora_2_cfg1", "lcm_lora_4_cfg1", "lcm_lora_2_quadratic",
+                         "lcm_lora_4_quadratic"}
+    assert runs["lcm_lora_4_quadratic"]["sampler"] == "lcm_quadratic"
     assert runs["base_ddim_20_cfg3"]["cfg"] == 3.0 and runs["base_ddim_20_cfg3"]["steps"] == 20
     base = runs["base_ddim_20_cfg5"]
     for run in runs.values():
@@ -85,7 +91,7 @@ def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline
             assert rate == pytest.approx(sum(run["kinds"][k][attr] for k in ev["kinds"]) / 2, abs=1e-4)
         want = None if not base["pooled"]["all"] else round(run["pooled"]["all"] / base["pooled"]["all"], 3)
         assert run["ratio_all"] == want
-    assert ev["target"]["ratio_all"] == runs["lcm_lora_4_cfg1"]["ratio_all"]
+    assert ev["target"]["ratio_all"] == runs["lcm_lora_4_quadratic"]["ratio_all"]   # the preset's sampler
     # a random tiny model paints no held-out scene right: the strict judge says so
     assert all(run["pooled"]["all"] == 0.0 for run in runs.values())
 

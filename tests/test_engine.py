@@ -44,6 +44,7 @@ SAMPLER_MEANS = {
     "euler_a_trailing": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}),
     "ddim_trailing": ("DDIMScheduler", {"timestep_spacing": "trailing"}),
     "tcd": ("TCDScheduler", {}),
+    "lcm_quadratic": ("QuadraticLCMScheduler", {}),
 }
 
 
@@ -54,8 +55,8 @@ def _scheduler_of_a_job(engine, monkeypatch, sampler):
     made = []
     real = denoise.make_scheduler
 
-    def capture(name, config):
-        sched = real(name, config)
+    def capture(name, config, strength=1.0):
+        sched = real(name, config, strength)
         made.append(sched)
         return sched
 

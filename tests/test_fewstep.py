@@ -152,6 +152,90 @@ def test_trailing_samplers_start_at_the_last_timestep():
     assert len(tcd.timesteps) == 4
 
 
+LCM_CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+              "original_inference_steps": 50, "timestep_spacing": "leading"}
+
+
+def test_lcm_quadratic_places_its_steps_by_ddims_quadratic_rule():
+    """``lcm_quadratic``: LCM's steps on its own 50-step grid, closer together where little noise is left
+    (DDIM's quadratic selection), where plain ``lcm`` spaces them evenly; a caller's own list is kept."""
+    from impasto.backend.engine.quadratic_lcm import quadratic_indices
+    from impasto.backend.engine.samplers import make_scheduler
+
+    lcm, quad = make_scheduler("lcm", LCM_CONFIG), make_scheduler("lcm_quadratic", LCM_CONFIG)
+    lcm.set_timesteps(4)
+    quad.set_timesteps(4)
+    assert lcm.timesteps.tolist() == [999, 759, 499, 259]
+    assert quad.timesteps.tolist() == [999, 579, 259, 79]
+    grid = set(range(19, 1000, 20))
+    for n in range(1, 51):
+        quad.set_timesteps(n)
+        ts = quad.timesteps.tolist()
+        assert len(ts) == n and ts[0] == 999 and set(ts) <= grid, n
+        assert all(a > b for a, b in zip(ts, ts[1:])), n
+        idx = quadratic_indices(n, 50)
+        assert idx[0] == 0 and idx == sorted(set(idx)) and idx[-1] <= 49
+    for n in (2, 3, 4, 6, 8):    # the last step always nearer the clean picture than LCM's own
+        lcm.set_timesteps(n)
+        quad.set_timesteps(n)
+        assert quad.timesteps[-1] < lcm.timesteps[-1], n
+    quad.set_timesteps(timesteps=[999, 499])
+    assert quad.timesteps.tolist() == [999, 499]
+    with pytest.raises(ValueError):
+        quadratic_indices(5, 4)
+
+
+@pytest.mark.parametrize("strength", [0.2, 0.3, 0.5, 0.75, 1.0])
+def test_lcm_quadratic_keeps_what_denoising_strength_means(strength):
+    """img2img runs the last ``int(n * strength)`` of the ``n`` steps it asks for; the first of them is the
+    noise the picture is pushed to.  lcm_quadratic starts there exactly as lcm does, and runs as many steps,
+    spread quadratically below it."""
+    from impasto.backend.engine.samplers import make_scheduler
+    from impasto.backend.engine.strength import schedule
+
+    for steps in (2, 4, 8):
+        n, run = schedule(steps, strength, "lcm_quadratic")
+        assert (n, run) == schedule(steps, strength, "lcm")
+        lcm = make_scheduler("lcm", LCM_CONFIG, strength)
+        quad = make_scheduler("lcm_quadratic", LCM_CONFIG, strength)
+        lcm.set_timesteps(n)
+        quad.set_timesteps(n)
+        start = n - min(int(n * strength), n)                  # diffusers' get_timesteps
+        a, b = lcm.timesteps[start:].tolist(), quad.timesteps[start:].tolist()
+        assert len(b) == len(a) == run and b[0] == a[0], (steps, strength)
+        assert all(x > y for x, y in zip(b, b[1:])) and b[-1] <= a[-1], (steps, strength)
+
+
+def test_an_img2img_job_with_lcm_quadratic_calls_the_unet_at_its_steps(engine):
+    """Through the engine and a real img2img pipeline: the UNet sees the quadratic steps, from the noise
+    level the strength asks for."""
+    from PIL import Image
+
+    from impasto.backend.engine.images import to_wire
+    from impasto.backend.engine.samplers import make_scheduler
+    from impasto.backend.engine.strength import schedule
+    from impasto.protocol.messages import Generate
+
+    unet = engine.model("tiny").base.unet
+    seen = []
+    handle = unet.register_forward_pre_hook(lambda m, args, kw: seen.append(int(args[1].flatten()[0])),
+                                            with_kwargs=True)
+    try:
+        init = to_wire(Image.new("RGB", (64, 64), (200, 40, 40)).convert("RGBA"))
+        res = engine.run(Generate(job="q", model="tiny", prompt="a red square", init_image=init, seed=1,
+                                  strength=0.5, steps=4, sampler="lcm_quadratic", cfg_scale=1.0))
+    finally:
+        handle.remove()
+    n, run = schedule(4, 0.5, "lcm_quadratic")
+    expected = make_scheduler("lcm_quadratic", engine.model("tiny").scheduler_config, 0.5)
+    expected.set_timesteps(n)
+    assert res.steps_run == run == 4
+    assert seen == expected.timesteps[n - run:].tolist()
+    lcm = make_scheduler("lcm", engine.model("tiny").scheduler_config)
+    lcm.set_timesteps(n)
+    assert seen[0] == int(lcm.timesteps[n - run]) and seen != lcm.timesteps[n - run:].tolist()
+
+
 def _resolved_request(models, name, **extra):
     from impasto.protocol.messages import Generate
     from impasto.protocol.planner import request_fields
@@ -292,8 +376,10 @@ def test_the_model_listing_offers_the_lora_shipped_beside_a_model(starter_with_l
     live = entries["starter"].live
     assert live["concept"] == "starter-lcm-lora" and live["file"].endswith("assets/starter-lcm-lora.safetensors")
     assert {k: live["recommended"][k] for k in ("sampler", "steps", "cfg_scale", "preset")} == \
-        {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0, "preset": "LCM-LoRA"}
+        {"sampler": "lcm_quadratic", "steps": 4, "cfg_scale": 1.0, "preset": "starter LCM-LoRA"}
     assert entries["mine"].live["concept"] == "mine-lcm-lora"
+    # another model's LCM-LoRA: LCM's own preset (the quadratic steps were measured on the starter's only)
+    assert entries["mine"].live["recommended"]["sampler"] == "lcm"
     assert "mine-lcm-lora" not in entries                       # a folder's own LoRA is not listed as a model
     assert entries["other-lcm-lora"].supported is False         # a stray file is still reported as before
     assert Recommendation.from_model(entries["starter"].to_dict()).live_concept == "starter-lcm-lora"
@@ -326,7 +412,7 @@ def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_
             rgba = bytes(range(256)) * 64
             settings = Settings(prompt="a red circle", model="starter", strength=0.6)
             plan = plan_live((64, 64), settings, 5, rgba=rgba, recommendation=rec)
-            assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("lcm", 4, 1.0)
+            assert (plan.request.sampler, plan.request.steps, plan.request.cfg_scale) == ("lcm_quadratic", 4, 1.0)
             live = client.submit(plan.request).wait(timeout=120)
             assert live.images and not any("concept" in w for w in live.warnings), live.warnings
             # the same job with the concept named by hand (no live flag): the same bits
@@ -334,7 +420,7 @@ def test_live_painting_uses_the_starters_shipped_lcm_lora_with_no_setup(starter_
                                preview=False).set_concepts([("starter-lcm-lora", 1.0)])
             req = plan_job((64, 64), by_hand, "refine", rgba=rgba,
                            recommendation=rec.with_concepts([], by_hand.active_concepts())).request
-            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm_quadratic", 4, 1.0)
             same = client.submit(req).wait(timeout=120)
             # live jobs run with the LoRA folded into the weights (adapters.fuse): float rounding aside
             a, b = np.frombuffer(same.images[0].data, np.uint8), np.frombuffer(live.images[0].data, np.uint8)
@@ -389,10 +475,10 @@ def test_the_canvas_live_mode_paints_with_the_starters_lcm_lora_by_itself(starte
             assert headless.pump(90, lambda: w.live.candidate is not None)
             req = plans[-1].request
             assert req.live and list(req.concepts) == [("starter-lcm-lora", 1.0)]
-            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm", 4, 1.0)
+            assert (req.sampler, req.steps, req.cfg_scale) == ("lcm_quadratic", 4, 1.0)
             assert w.panel.settings().concepts == []          # the artist's form is untouched
             # the panel's "model default" reads what the live jobs use while live mode is on, and goes back
-            assert "LCM, 4, 1.0" in w.panel.sampler.itemText(0) and w.panel.steps.specialValueText() == "model (4)"
+            assert "LCM quadratic, 4, 1.0" in w.panel.sampler.itemText(0) and w.panel.steps.specialValueText() == "model (4)"
             assert w.panel.cfg.specialValueText() == "model (1.0)"
             # ... and it is read whole in the docked panel at its default width, nothing scrolled sideways
             w.resize(1360, 860)

@@ -43,7 +43,7 @@ def denoise(pipe, loaded, sampler: str, hooks: JobHooks, timings: Dict[str, floa
     daemon setting turns it off (:mod:`.live_unet`; ``info["live_unet"]``
     says what ran).
     """
-    scheduler = make_scheduler(sampler, loaded.scheduler_config)
+    scheduler = make_scheduler(sampler, loaded.scheduler_config, kwargs.get("strength", 1.0))
     pipe.scheduler = scheduler
     tap = X0Tap(scheduler)
     state = {"steps": 0, "first": None}

@@ -22,6 +22,7 @@ from diffusers import (
 from impasto.protocol.messages import SAMPLERS, ErrorCode
 
 from .errors import EngineError
+from .quadratic_lcm import QuadraticLCMScheduler
 
 # name -> (scheduler class, config overrides)
 SAMPLER_TABLE: Dict[str, Tuple[type, Dict[str, Any]]] = {
@@ -40,6 +41,8 @@ SAMPLER_TABLE: Dict[str, Tuple[type, Dict[str, Any]]] = {
     "euler_a_trailing": (EulerAncestralDiscreteScheduler, {"timestep_spacing": "trailing"}),
     "ddim_trailing": (DDIMScheduler, {"timestep_spacing": "trailing"}),
     "tcd": (TCDScheduler, {}),
+    # LCM's steps placed by DDIM's quadratic rule (finer where little noise is left): quadratic_lcm.py says why
+    "lcm_quadratic": (QuadraticLCMScheduler, {}),
 }
 assert tuple(SAMPLER_TABLE) == SAMPLERS, "protocol and engine must agree on sampler names"
 
@@ -48,8 +51,9 @@ _FAMILY_KEYS = ("algorithm_type", "solver_order", "use_karras_sigmas", "solver_t
                 "final_sigmas_type", "euler_at_final", "original_inference_steps")
 
 
-def make_scheduler(name: str, base_config: Dict[str, Any]):
-    """A new scheduler for sampler ``name`` built from the model's scheduler config."""
+def make_scheduler(name: str, base_config: Dict[str, Any], strength: float = 1.0):
+    """A new scheduler for sampler ``name`` built from the model's scheduler config; ``strength`` is the job's
+    denoising strength, which a scheduler that spaces its own steps (``lcm_quadratic``) needs to know."""
     try:
         cls, overrides = SAMPLER_TABLE[name]
     except KeyError:
@@ -57,7 +61,10 @@ def make_scheduler(name: str, base_config: Dict[str, Any]):
                           f"sampler: {name!r} is not one of {', '.join(SAMPLER_TABLE)}", "sampler") from None
     config = {k: v for k, v in dict(base_config).items() if k not in _FAMILY_KEYS}
     config.update(overrides)
-    return cls.from_config(config)
+    scheduler = cls.from_config(config)
+    if isinstance(scheduler, QuadraticLCMScheduler):
+        scheduler.strength = float(strength)
+    return scheduler
 
 
 class X0Tap:

@@ -16,7 +16,7 @@ from typing import Tuple
 
 MIN_STEPS = 4                 # the floor (or the requested steps, if fewer)
 MAX_SCHEDULE = 1000           # the models' training timesteps
-MAX_SCHEDULE_BY_SAMPLER = {"lcm": 50, "tcd": 50}  # LCM and TCD pick from their 50 "original" steps
+MAX_SCHEDULE_BY_SAMPLER = {"lcm": 50, "lcm_quadratic": 50, "tcd": 50}  # LCM and TCD: their 50 "original" steps
 
 
 def steps_run_for(num_inference_steps: int, strength: float) -> int:

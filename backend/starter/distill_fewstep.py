@@ -377,7 +377,9 @@ def train(args) -> Dict[str, object]:
             "train_seconds": state["seconds"], "threads": args.threads, "device": str(device),
             "loss_first_100": float(np.mean(state["losses"][:100])) if state["losses"] else None,
             "loss_last_100": float(np.mean(state["losses"][-100:])) if state["losses"] else None,
-            "lora_file": path.name, "recommended": {"sampler": "lcm", "steps": 4, "cfg_scale": 1.0}}
+            "lora_file": path.name,
+            # what the daemon picks for the file by its name (fewstep_presets.json, "starter LCM-LoRA")
+            "recommended": {"sampler": "lcm_quadratic", "steps": 4, "cfg_scale": 1.0}}
     if args.eval and domain == "shapes":
         card["evaluation"] = evaluate(pipe, args.eval, args.seed, size)
     elif args.eval:
@@ -450,7 +452,12 @@ def evaluate(pipe, n: int, seed: int, size: int) -> Dict[str, object]:
 SCENES_RUNS = (("base_ddim_20_cfg5", False, "ddim", 20, 5.0), ("base_ddim_20_cfg3", False, "ddim", 20, 3.0),
                ("base_ddim_4_cfg5", False, "ddim", 4, 5.0),
                ("base_lcm_4_cfg1", False, "lcm", 4, 1.0), ("lcm_lora_1_cfg1", True, "lcm", 1, 1.0),
-               ("lcm_lora_2_cfg1", True, "lcm", 2, 1.0), ("lcm_lora_4_cfg1", True, "lcm", 4, 1.0))
+               ("lcm_lora_2_cfg1", True, "lcm", 2, 1.0), ("lcm_lora_4_cfg1", True, "lcm", 4, 1.0),
+               # the LoRA's preset since 2026-12-05: LCM with DDIM's quadratic step selection (engine/quadratic_lcm.py)
+               ("lcm_lora_2_quadratic", True, "lcm_quadratic", 2, 1.0),
+               ("lcm_lora_4_quadratic", True, "lcm_quadratic", 4, 1.0))
+#: the run the issue's target is read on: the sampler the shipped preset names (fewstep_presets.json)
+TARGET_RUN = "lcm_lora_4_quadratic"
 #: the attributes every kind of scenes prompt is judged on (scenes_eval.judge_scene)
 SCENE_ATTRIBUTES = ("family", "colour", "bg", "place", "size", "count")
 
@@ -470,11 +477,13 @@ def evaluate_scenes(pipe, n: int, seed: int, size: int, kinds: Sequence[str] = (
     """
     from diffusers import DDIMScheduler, LCMScheduler
 
+    from impasto.backend.engine.quadratic_lcm import QuadraticLCMScheduler
+
     from . import scenes as SC
     from . import scenes_eval as E
     from .evaluate import generate
 
-    classes = {"ddim": DDIMScheduler, "lcm": LCMScheduler}
+    classes = {"ddim": DDIMScheduler, "lcm": LCMScheduler, "lcm_quadratic": QuadraticLCMScheduler}
     sets = {kind: E.prompt_scenes(kind, n, seed) for kind in kinds}
     prompts = {kind: [SC.caption(sc) for sc in scs] for kind, scs in sets.items()}
     total = sum(len(v) for v in prompts.values())
@@ -507,9 +516,10 @@ def evaluate_scenes(pipe, n: int, seed: int, size: int, kinds: Sequence[str] = (
         b_attr = float(np.mean([base["pooled"][a] for a in SCENE_ATTRIBUTES]))
         run["ratio_attributes"] = round(float(np.mean([run["pooled"][a] for a in SCENE_ATTRIBUTES])) / b_attr, 3)
         run["time_vs_baseline"] = round(run["seconds_per_image"] / base["seconds_per_image"], 3)
-    four = results["runs"].get("lcm_lora_4_cfg1")
+    four = results["runs"].get(TARGET_RUN) or results["runs"].get("lcm_lora_4_cfg1")
     if four is not None:
-        results["target"] = {"what": "LoRA at 4 LCM steps >= 90 % of the baseline's all-right rate (pooled)",
+        results["target"] = {"what": f"LoRA at 4 steps of {four['sampler']} >= 90 % of the baseline's all-right "
+                                     "rate (pooled)",
                              "ratio_all": four["ratio_all"], "met": bool(four["ratio_all"] is not None
                                                                           and four["ratio_all"] >= 0.9)}
     return results

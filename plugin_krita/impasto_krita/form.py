@@ -11,17 +11,14 @@ from typing import Any, Dict, Optional
 
 from ...protocol.live import live_job
 from ...protocol.messages import FILL_MODES, SAMPLERS
-from ...protocol.settings import Recommendation
+from ...protocol.settings import SAMPLER_LABELS_SHORT, Recommendation
 from ...protocol.transport import default_endpoint
 from .config import join_command
 from .planning import Settings
 from .qt import QtWidgets, Qt
 from .results import ResultsView
 
-SAMPLER_NAMES = {
-    "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM",
-    "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
-}
+SAMPLER_NAMES = SAMPLER_LABELS_SHORT     # the client core's names, every sampler the protocol has
 FILL_NAMES = {
     "original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral gray", "noise": "Noise",
 }
