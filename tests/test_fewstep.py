@@ -11,7 +11,6 @@ LCM's, and a tiny LCM-LoRA-shaped LoRA imported into a real daemon.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

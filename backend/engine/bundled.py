@@ -26,7 +26,6 @@ instant); its weights load on first use like any concept's.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from pathlib import Path
 from typing import Any, Dict, Optional
