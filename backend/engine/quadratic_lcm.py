@@ -16,7 +16,9 @@ ask the scheduler for ``n`` steps and run the last ``int(n * strength)`` of them
 so the noise a job starts from is the uniform schedule's entry at that point.
 :attr:`QuadraticLCMScheduler.strength` (set by the engine before the pipeline
 runs) lets ``set_timesteps`` keep that starting entry and spread the steps that
-run quadratically below it; the entries before it are never run.
+run quadratically below it; the entries before it are never run.  (diffusers'
+own LCM img2img pipeline, which passes ``strength`` to ``set_timesteps`` itself,
+is not one the engine runs.)
 """
 from __future__ import annotations
 
