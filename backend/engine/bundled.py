@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from . import fewstep
+from .safetensors_header import safetensors_layout
 
 SUFFIX = "-lcm-lora.safetensors"
 
@@ -42,8 +43,6 @@ def file_for(folder: Path, name: str) -> Optional[Path]:
 
 
 def _header_metadata(path: Path) -> Dict[str, Any]:
-    from .models import safetensors_layout   # here, not at the top: models imports this module
-
     header = safetensors_layout(path)[0]
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta if isinstance(meta, dict) else {}

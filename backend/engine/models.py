@@ -21,7 +21,7 @@ import os
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 log = logging.getLogger("impasto.models")
 
@@ -29,6 +29,7 @@ from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F
 from impasto.protocol.messages import check_name, ProtocolError
 
 from . import bundled, fewstep
+from .safetensors_header import safetensors_layout  # noqa: F401 (re-exported: pipelines)
 from .model_card import read_card
 
 STARTER_NAME = "starter"
@@ -157,17 +158,6 @@ def inspect_diffusers(path: Path) -> ModelEntry:
         entry.recommended = fewstep.for_diffusers_folder(
             path, _read_json(path / "scheduler" / "scheduler_config.json")) or {}
     return entry
-
-
-def safetensors_layout(path: Path) -> Tuple[dict, int]:
-    """A ``.safetensors`` file's JSON header and the file offset its tensor data starts at (the header's
-    ``data_offsets`` count from there).  The one reader of that header in the engine: the model scan,
-    the shipped few-step LoRA's metadata (``bundled``), control models and the fingerprint use it."""
-    with open(path, "rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        if length > 100 * 1024 * 1024:
-            raise ValueError("header too large")
-        return json.loads(fh.read(length)), 8 + length
 
 
 def _safetensors_header(path: Path) -> dict:
