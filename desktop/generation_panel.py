@@ -34,17 +34,11 @@ from PySide6.QtWidgets import (
 from impasto.protocol.messages import FILL_MODES, SAMPLERS, Limits
 from impasto.protocol import sliders
 from impasto.protocol.live import live_job
-from impasto.protocol.settings import Recommendation
+from impasto.protocol.settings import Recommendation, sampler_label
 
 from .settings import GenerationSettings
 from .slider_widgets import SlidersBox
 
-SAMPLER_LABELS = {
-    "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM", "euler_trailing": "Euler trailing (Lightning)",
-    "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD",
-    "lcm_quadratic": "LCM quadratic",
-}
 FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
                "noise": "Noise"}
 ERROR_STYLE = "border: 2px solid #e0404a;"
@@ -129,7 +123,7 @@ class GenerationPanel(QWidget):
         self.sampler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sampler.setMinimumContentsLength(12)
         for name in SAMPLERS:
-            self.sampler.addItem(SAMPLER_LABELS.get(name, name), name)
+            self.sampler.addItem(sampler_label(name), name)
         self.steps = QSpinBox()
         self.steps.setRange(0, limits.max_steps)            # 0: the model's recommendation
         self.cfg = QDoubleSpinBox()
@@ -138,9 +132,9 @@ class GenerationPanel(QWidget):
         self.cfg.setToolTip("CFG scale: how closely to follow the prompt")
         # the sampler has a row of its own, the dock's whole width under its label:
         # "model default (LCM quadratic, 4, 1.0, starter LCM-LoRA)" is read, not cut
-        sampler_label = QLabel("Sampler")
-        sampler_label.setBuddy(self.sampler)
-        form.addRow(sampler_label)
+        sampler_caption = QLabel("Sampler")
+        sampler_caption.setBuddy(self.sampler)
+        form.addRow(sampler_caption)
         form.addRow(self.sampler)
         row = QHBoxLayout()
         row.addWidget(self.steps, 1)

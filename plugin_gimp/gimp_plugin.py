@@ -37,7 +37,7 @@ gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
-from ..protocol.settings import Recommendation  # noqa: E402
+from ..protocol.settings import Recommendation, sampler_label  # noqa: E402
 from . import control_layer, daemon_link, geometry, jobs, live, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
@@ -52,12 +52,8 @@ PROC_SAVE = "impasto-save-result"
 MENU = "<Image>/Filters/Impasto"
 RW = GObject.ParamFlags.READWRITE
 
-SAMPLER_LABELS = {
-    "default": "Model default (its impasto.json)", "euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "ddpm": "DDPM", "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM (few steps)", "euler_trailing": "Euler trailing (Lightning)",
-    "euler_a_trailing": "Euler a trailing (Turbo)", "ddim_trailing": "DDIM trailing (Hyper-SD)", "tcd": "TCD (few steps)",
-    "lcm_quadratic": "LCM quadratic (few steps)",
-}
+#: the menu's words: the client core's (protocol/settings.py), the same as the canvas and Krita show
+SAMPLER_LABELS = {"default": "Model default (its impasto.json)", **{name: sampler_label(name) for name in SAMPLERS}}
 FILL_LABELS = {
     "original": "Original (keep what is there)", "blur": "Blur (smeared surroundings)",
     "neutral": "Neutral (flat average colour)", "noise": "Noise (random colours)",

@@ -280,3 +280,12 @@ SAMPLER_LABELS_SHORT = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", 
                         "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "lcm": "LCM",
                         "euler_trailing": "Euler trailing", "euler_a_trailing": "Euler a trailing",
                         "ddim_trailing": "DDIM trailing", "tcd": "TCD", "lcm_quadratic": "LCM quadratic"}
+#: What a sampler is for, where its name alone does not tell an artist: the model families that need it.
+SAMPLER_HINTS = {"lcm": "few steps", "euler_trailing": "Lightning", "euler_a_trailing": "Turbo",
+                 "ddim_trailing": "Hyper-SD", "tcd": "few steps", "lcm_quadratic": "few steps"}
+
+
+def sampler_label(name: str) -> str:
+    """``Euler trailing (Lightning)``: the words a sampler menu shows, the same in every client."""
+    short = SAMPLER_LABELS_SHORT.get(name, name)
+    return f"{short} ({SAMPLER_HINTS[name]})" if name in SAMPLER_HINTS else short

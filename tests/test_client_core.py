@@ -227,6 +227,21 @@ def test_unset_knobs_resolve_against_the_models_recommendation():
     assert (odd.steps, odd.sampler, odd.cfg_scale) == (g.steps, g.sampler, g.cfg_scale)
 
 
+def test_every_sampler_has_one_menu_label_shared_by_the_clients():
+    """The canvas, Krita and GIMP show a sampler in the client core's words: every protocol sampler has a
+    label, the few-step ones say what they are for, and no two samplers read the same."""
+    from impasto.protocol.messages import SAMPLERS
+    from impasto.protocol.settings import SAMPLER_HINTS, SAMPLER_LABELS_SHORT, sampler_label
+
+    assert set(SAMPLER_LABELS_SHORT) == set(SAMPLERS) and set(SAMPLER_HINTS) <= set(SAMPLERS)
+    labels = [sampler_label(name) for name in SAMPLERS]
+    assert len(set(labels)) == len(labels)
+    assert sampler_label("euler_trailing") == "Euler trailing (Lightning)"
+    assert sampler_label("dpmpp_2m_karras") == "DPM++ 2M Karras"
+    assert sampler_label("lcm_quadratic") == "LCM quadratic (few steps)"
+    assert sampler_label("not_a_sampler") == "not_a_sampler"     # a newer daemon's name still shows
+
+
 def test_a1111_parameters_round_trip_with_loras_quotes_and_unicode():
     from impasto.protocol.parameters import format_parameters, parse_parameters, png_text, png_with_text
 

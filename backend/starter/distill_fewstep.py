@@ -475,15 +475,15 @@ def evaluate_scenes(pipe, n: int, seed: int, size: int, kinds: Sequence[str] = (
     baseline itself gets few prompts all right (the starter's families are still weak), ``ratio_attributes``
     (the mean per-attribute rate over the baseline's) is reported beside it.
     """
-    from diffusers import DDIMScheduler, LCMScheduler
+    from diffusers import DDIMScheduler
 
-    from impasto.backend.engine.quadratic_lcm import QuadraticLCMScheduler
+    # the engine's own table, so a run here is the sampler an artist's job gets (at full strength)
+    from impasto.backend.engine.samplers import make_scheduler
 
     from . import scenes as SC
     from . import scenes_eval as E
     from .evaluate import generate
 
-    classes = {"ddim": DDIMScheduler, "lcm": LCMScheduler, "lcm_quadratic": QuadraticLCMScheduler}
     sets = {kind: E.prompt_scenes(kind, n, seed) for kind in kinds}
     prompts = {kind: [SC.caption(sc) for sc in scs] for kind, scs in sets.items()}
     total = sum(len(v) for v in prompts.values())
@@ -494,7 +494,7 @@ def evaluate_scenes(pipe, n: int, seed: int, size: int, kinds: Sequence[str] = (
                                   "examples": {k: v[0] for k, v in prompts.items() if v}, "runs": {}}
     for label, on, sampler, steps, cfg in runs:
         lora_on(pipe.unet, on)
-        pipe.scheduler = classes[sampler].from_config(base_sched)
+        pipe.scheduler = make_scheduler(sampler, base_sched)
         per_kind, seconds, judged = {}, 0.0, {a: 0 for a in ("all",) + SCENE_ATTRIBUTES}
         for kind in kinds:
             t0 = time.perf_counter()

@@ -11,14 +11,13 @@ from typing import Any, Dict, Optional
 
 from ...protocol.live import live_job
 from ...protocol.messages import FILL_MODES, SAMPLERS
-from ...protocol.settings import SAMPLER_LABELS_SHORT, Recommendation
+from ...protocol.settings import Recommendation, sampler_label
 from ...protocol.transport import default_endpoint
 from .config import join_command
 from .planning import Settings
 from .qt import QtWidgets, Qt
 from .results import ResultsView
 
-SAMPLER_NAMES = SAMPLER_LABELS_SHORT     # the client core's names, every sampler the protocol has
 FILL_NAMES = {
     "original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral gray", "noise": "Noise",
 }
@@ -163,7 +162,7 @@ class DockerForm:
             QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.sampler_combo.setMinimumContentsLength(12)
         for key in SAMPLERS:
-            self.sampler_combo.addItem(SAMPLER_NAMES.get(key, key), key)
+            self.sampler_combo.addItem(sampler_label(key), key)   # the client core's words
         # 0 steps / CFG 0: the model's recommendation (shown as "model (20)")
         self.steps_spin = _spin(0, self.limits.max_steps, 0, tip="Denoising steps: more is slower and finer")
         self.cfg_spin = QtWidgets.QDoubleSpinBox()
