@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from . import fewstep
-from .safetensors_header import safetensors_layout
+from .safetensors_header import safetensors_header
 
 SUFFIX = "-lcm-lora.safetensors"
 
@@ -43,7 +43,7 @@ def file_for(folder: Path, name: str) -> Optional[Path]:
 
 
 def _header_metadata(path: Path) -> Dict[str, Any]:
-    header = safetensors_layout(path)[0]
+    header = safetensors_header(path)
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta if isinstance(meta, dict) else {}
 

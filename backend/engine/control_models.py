@@ -42,7 +42,8 @@ from impasto.protocol.messages import CONTROL_TYPES, ErrorCode, ProtocolError, c
 
 from .errors import EngineError
 from .model_card import read_card
-from .models import _missing_bytes, _read_json, _safetensors_header, control_kind, is_control_file  # noqa: F401
+from .models import _missing_bytes, _read_json, control_kind, is_control_file  # noqa: F401
+from .safetensors_header import safetensors_header
 
 log = logging.getLogger("impasto.control")
 
@@ -135,7 +136,7 @@ def _shape(header: dict, key: str):
 
 def inspect_file(path: Path) -> Optional[ControlEntry]:
     try:
-        header = _safetensors_header(path)
+        header = safetensors_header(path)
     except (OSError, ValueError, Exception):  # unreadable: the base-model scan reports it
         return None
     if not isinstance(header, dict):

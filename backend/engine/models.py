@@ -29,7 +29,7 @@ from impasto.backend.launcher import default_models_dir, impasto_home  # noqa: F
 from impasto.protocol.messages import check_name, ProtocolError
 
 from . import bundled, fewstep
-from .safetensors_header import safetensors_layout  # noqa: F401 (re-exported: pipelines)
+from .safetensors_header import safetensors_header
 from .model_card import read_card
 
 STARTER_NAME = "starter"
@@ -160,10 +160,6 @@ def inspect_diffusers(path: Path) -> ModelEntry:
     return entry
 
 
-def _safetensors_header(path: Path) -> dict:
-    return safetensors_layout(path)[0]
-
-
 _LORA_MARKERS = ("lora", "oft_", "dora_scale")
 _EMBEDDING_KEYS = ("emb_params", "string_to_param", "clip_l", "clip_g")
 
@@ -179,7 +175,7 @@ def inspect_single_file(path: Path) -> ModelEntry:
     """
     entry = ModelEntry(name=path.stem, path=str(path), format="single_file", arch="unknown")
     try:
-        header = _safetensors_header(path)
+        header = safetensors_header(path)
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
     except (OSError, ValueError, struct.error) as exc:
@@ -291,7 +287,7 @@ def control_kind(header: dict):
 def is_control_file(path: Path) -> bool:
     """Whether a ``.safetensors`` file is a control model (the base-model scan leaves it to control_models)."""
     try:
-        header = _safetensors_header(path)
+        header = safetensors_header(path)
     except Exception:
         return False
     return isinstance(header, dict) and control_kind(header) is not None

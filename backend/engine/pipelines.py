@@ -31,7 +31,8 @@ from diffusers import (
 from .device import DeviceChoice
 from .fast_vae import FAST_ENCODER_FILE, load_encoder as load_fast_encoder
 from .gpu import FastPath, optimize
-from .models import ModelEntry, family_of, safetensors_layout
+from .models import ModelEntry, family_of
+from .safetensors_header import safetensors_layout
 from .preview import PREVIEW_DECODER_FILE, LinearPreviewer, choose_previewer, fit_latent_rgb
 from .single_file import SD15_CONFIG_DIR, load_pipeline as load_single_file  # noqa: F401 (SD15_CONFIG_DIR re-exported)
 from .speedups import cache_processor_signatures

@@ -22,3 +22,8 @@ def safetensors_layout(path: Path) -> Tuple[dict, int]:
         if length > MAX_HEADER:
             raise ValueError("header too large")
         return json.loads(fh.read(length)), 8 + length
+
+
+def safetensors_header(path: Path) -> dict:
+    """Only the JSON header (tensor names, shapes, dtypes and ``__metadata__``); errors as above."""
+    return safetensors_layout(path)[0]
