@@ -96,6 +96,25 @@ def test_eval_only_judges_the_scenes_domain_strictly_against_a_same_run_baseline
     assert all(run["pooled"]["all"] == 0.0 for run in runs.values())
 
 
+def test_eval_only_on_the_shapes_domain_runs_every_sampler_through_the_engines_table(tiny_model, tmp_path):
+    """The old shapes starter's judgement still runs: the LoRA and the base at LCM, the baseline at 20 DDIM
+    steps, each with the scheduler an artist's job would get (``samplers.make_scheduler``)."""
+    import json
+
+    from impasto.backend.starter.distill_fewstep import CARD_NAME, main, train
+
+    train(_args(tiny_model, tmp_path, 2))
+    main(["--model", str(tiny_model), "--out", str(tmp_path / "out"), "--work", str(tmp_path / "unused"),
+          "--eval-only", "--domain", "shapes", "--eval", "2", "--threads", "1"])
+    ev = json.loads((tmp_path / "out" / CARD_NAME).read_text())["evaluation"]
+    runs = {k: v for k, v in ev.items() if isinstance(v, dict) and "all" in v}
+    assert set(runs) == {"base_ddim_20_cfg5", "base_ddim_4_cfg5", "base_lcm_4_cfg1", "base_lcm_2_cfg1",
+                         "lcm_lora_1_cfg1", "lcm_lora_2_cfg1", "lcm_lora_4_cfg1"}
+    assert all(set(r) == {"shape", "fg", "bg", "all", "seconds_per_image"} for r in runs.values())
+    assert ev["time_ratio_lcm4_over_base20"] == pytest.approx(
+        runs["lcm_lora_4_cfg1"]["seconds_per_image"] / runs["base_ddim_20_cfg5"]["seconds_per_image"], abs=2e-3)
+
+
 def test_the_text_cache_keeps_a_whole_batch_when_it_fills_up():
     """A full cache starts over with the whole batch encoded: clearing it after the lookup once lost the
     batch's already-cached captions (a KeyError ~800 steps into a real run)."""

@@ -422,7 +422,7 @@ def export(out: Path, unet, model_dir: Path, state, settings, domain: str, dtype
 def evaluate(pipe, n: int, seed: int, size: int) -> Dict[str, object]:
     """Held-out prompts judged by the detector: LoRA at 1/2/4 LCM steps (CFG 1) vs the base at 20 DDIM (CFG 5),
     and the base alone at the same few steps (controls)."""
-    from diffusers import DDIMScheduler, LCMScheduler
+    from impasto.backend.engine.samplers import make_scheduler
 
     from . import domain as D
     from .evaluate import generate, score
@@ -432,12 +432,12 @@ def evaluate(pipe, n: int, seed: int, size: int) -> Dict[str, object]:
     base_sched = dict(pipe.scheduler.config)
     results: Dict[str, object] = {"prompts": n, "set": "held_out", "size": size}
     # controls: what the base model alone does with the same few steps (so the LoRA's share is visible)
-    runs = [("base_ddim_20_cfg5", False, DDIMScheduler, 20, 5.0), ("base_ddim_4_cfg5", False, DDIMScheduler, 4, 5.0),
-            ("base_lcm_4_cfg1", False, LCMScheduler, 4, 1.0), ("base_lcm_2_cfg1", False, LCMScheduler, 2, 1.0)] + \
-        [(f"lcm_lora_{k}_cfg1", True, LCMScheduler, k, 1.0) for k in (1, 2, 4)]
-    for label, on, cls, steps, cfg in runs:
+    runs = [("base_ddim_20_cfg5", False, "ddim", 20, 5.0), ("base_ddim_4_cfg5", False, "ddim", 4, 5.0),
+            ("base_lcm_4_cfg1", False, "lcm", 4, 1.0), ("base_lcm_2_cfg1", False, "lcm", 2, 1.0)] + \
+        [(f"lcm_lora_{k}_cfg1", True, "lcm", k, 1.0) for k in (1, 2, 4)]
+    for label, on, sampler, steps, cfg in runs:
         lora_on(pipe.unet, on)
-        pipe.scheduler = cls.from_config(base_sched)
+        pipe.scheduler = make_scheduler(sampler, base_sched)
         t0 = time.perf_counter()
         imgs = generate(pipe, prompts, size, steps, cfg, seed)
         secs = (time.perf_counter() - t0) / n
