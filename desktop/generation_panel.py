@@ -34,13 +34,11 @@ from PySide6.QtWidgets import (
 from impasto.protocol.messages import FILL_MODES, SAMPLERS, Limits
 from impasto.protocol import sliders
 from impasto.protocol.live import live_job
-from impasto.protocol.settings import Recommendation, sampler_label
+from impasto.protocol.settings import FILL_HINTS, Recommendation, fill_label, sampler_label
 
 from .settings import GenerationSettings
 from .slider_widgets import SlidersBox
 
-FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
-               "noise": "Noise"}
 ERROR_STYLE = "border: 2px solid #e0404a;"
 
 
@@ -192,7 +190,8 @@ class GenerationPanel(QWidget):
         iform.addRow("Mask blur", row)
         self.fill = QComboBox()
         for name in FILL_MODES:
-            self.fill.addItem(FILL_LABELS.get(name, name), name)
+            self.fill.addItem(fill_label(name), name)
+            self.fill.setItemData(self.fill.count() - 1, FILL_HINTS.get(name, ""), Qt.ItemDataRole.ToolTipRole)
         self.fill.setToolTip("What the masked area starts from before it is repainted")
         iform.addRow("Fill", self.fill)
         self.colour_match = QCheckBox("Colour match")

@@ -37,7 +37,7 @@ gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 from ..protocol.messages import FILL_MODES, SAMPLERS, Image, Limits, ProtocolError, Result  # noqa: E402
-from ..protocol.settings import Recommendation, sampler_label  # noqa: E402
+from ..protocol.settings import FILL_HINTS, FILL_LABELS, Recommendation, sampler_label  # noqa: E402
 from . import control_layer, daemon_link, geometry, jobs, live, pixels, results, save_result  # noqa: E402
 from . import gimp_pixels as gp  # noqa: E402
 from . import settings as plugin_settings  # noqa: E402
@@ -54,10 +54,6 @@ RW = GObject.ParamFlags.READWRITE
 
 #: the menu's words: the client core's (protocol/settings.py), the same as the canvas and Krita show
 SAMPLER_LABELS = {"default": "Model default (its impasto.json)", **{name: sampler_label(name) for name in SAMPLERS}}
-FILL_LABELS = {
-    "original": "Original (keep what is there)", "blur": "Blur (smeared surroundings)",
-    "neutral": "Neutral (flat average colour)", "noise": "Noise (random colours)",
-}
 #: How long a non-interactive run waits for the next event; the client's heartbeat notices a dead
 #: daemon long before this.
 EVENT_TIMEOUT = 3600.0
@@ -68,10 +64,10 @@ ANY_IMAGE = (Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityM
 # --------------------------------------------------------------------------- arguments
 
 
-def _choice(values, labels) -> Gimp.Choice:
+def _choice(values, labels, hints=None) -> Gimp.Choice:
     choice = Gimp.Choice.new()
     for i, nick in enumerate(values):
-        choice.add(nick, i, labels.get(nick, nick), "")
+        choice.add(nick, i, labels.get(nick, nick), (hints or {}).get(nick, ""))
     return choice
 
 
@@ -99,7 +95,7 @@ def _add_edit(proc, strength: float, fill: str) -> None:
     proc.add_int_argument("grow", "Grow / shrin_k", "Grow the selection by px (negative shrinks)", -256, 256, 0, RW)
     proc.add_int_argument("padding", "Onl_y-masked padding", "Context around the selection, px", 0, 2048, 32, RW)
     proc.add_choice_argument("fill", "F_ill", "What the masked area starts from",
-                             _choice(FILL_MODES, FILL_LABELS), fill, RW)
+                             _choice(FILL_MODES, FILL_LABELS, FILL_HINTS), fill, RW)
     proc.add_boolean_argument("whole-picture", "_Whole picture",
                               "Diffuse the whole picture instead of only the masked area", False, RW)
     proc.add_boolean_argument("colour-match", "Co_lour match",

@@ -289,3 +289,18 @@ def sampler_label(name: str) -> str:
     """``Euler trailing (Lightning)``: the words a sampler menu shows, the same in every client."""
     short = SAMPLER_LABELS_SHORT.get(name, name)
     return f"{short} ({SAMPLER_HINTS[name]})" if name in SAMPLER_HINTS else short
+
+
+#: A fill mode's menu words, the same in every client (backend/engine/fill.py says what each does).
+FILL_LABELS = {"original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral grey",
+               "noise": "Noise"}
+#: What each fill is for: the item's tooltip (Krita, canvas) or the choice's help line (GIMP).
+FILL_HINTS = {"original": "The pixels as they are: keep the composition, change the details",
+              "blur": "The surroundings' colours, blurred into the hole: for removing an object",
+              "neutral": "Flat mid-grey: no colour bias, the prompt alone decides",
+              "noise": "Random colours: for something else entirely"}
+
+
+def fill_label(name: str) -> str:
+    """``Blurred surroundings``: the words a fill menu shows; a newer daemon's mode shows as itself."""
+    return FILL_LABELS.get(name, name)

@@ -591,3 +591,18 @@ def test_colour_match_toggle_reaches_the_request(open_window):
     assert plan.request.colour_match is False
     w.panel.set_settings(s.__class__())
     assert w.panel.colour_match.isChecked()
+
+
+def test_fill_menu_shows_the_client_cores_words_with_a_hint_per_mode(open_window):
+    """The canvas's fill menu reads protocol/settings.py's table, as Krita and GIMP do: one spelling of
+    "Neutral grey" everywhere, and each mode's hover text says what it is for."""
+    from impasto.protocol.messages import FILL_MODES
+    from impasto.protocol.settings import FILL_HINTS, fill_label
+    from PySide6.QtCore import Qt
+
+    w = open_window(f"tcp://127.0.0.1:{free_port()}")
+    combo = w.panel.fill
+    assert [combo.itemData(i) for i in range(combo.count())] == list(FILL_MODES)
+    assert [combo.itemText(i) for i in range(combo.count())] == [fill_label(m) for m in FILL_MODES]
+    assert combo.itemText(combo.findData("neutral")) == "Neutral grey"
+    assert combo.itemData(combo.findData("blur"), Qt.ItemDataRole.ToolTipRole) == FILL_HINTS["blur"]

@@ -242,6 +242,19 @@ def test_every_sampler_has_one_menu_label_shared_by_the_clients():
     assert sampler_label("not_a_sampler") == "not_a_sampler"     # a newer daemon's name still shows
 
 
+def test_every_fill_mode_has_one_label_and_hint_shared_by_the_clients():
+    """Fill menus read one table too: every protocol fill mode has distinct words and a hint saying what it
+    is for, and the neutral fill is described as what the engine paints (mid-grey, not an average colour)."""
+    from impasto.protocol.messages import FILL_MODES
+    from impasto.protocol.settings import FILL_HINTS, FILL_LABELS, fill_label
+
+    assert set(FILL_LABELS) == set(FILL_MODES) == set(FILL_HINTS)
+    labels = [fill_label(mode) for mode in FILL_MODES]
+    assert len(set(labels)) == len(labels) and all(FILL_HINTS[m] for m in FILL_MODES)
+    assert fill_label("neutral") == "Neutral grey" and "mid-grey" in FILL_HINTS["neutral"]
+    assert fill_label("smudge") == "smudge"                       # a newer daemon's mode still shows
+
+
 def test_a1111_parameters_round_trip_with_loras_quotes_and_unicode():
     from impasto.protocol.parameters import format_parameters, parse_parameters, png_text, png_with_text
 

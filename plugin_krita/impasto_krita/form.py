@@ -11,16 +11,13 @@ from typing import Any, Dict, Optional
 
 from ...protocol.live import live_job
 from ...protocol.messages import FILL_MODES, SAMPLERS
-from ...protocol.settings import Recommendation, sampler_label
+from ...protocol.settings import FILL_HINTS, Recommendation, fill_label, sampler_label
 from ...protocol.transport import default_endpoint
 from .config import join_command
 from .planning import Settings
 from .qt import QtWidgets, Qt
 from .results import ResultsView
 
-FILL_NAMES = {
-    "original": "Original pixels", "blur": "Blurred surroundings", "neutral": "Neutral gray", "noise": "Noise",
-}
 STATUS_COLOURS = {
     "ready": "#3fae5a", "connecting": "#d9a43b", "starting": "#d9a43b", "offline": "#8a8a8a", "failed": "#d9534f",
 }
@@ -203,7 +200,9 @@ class DockerForm:
                                                        "the model sees")
         self.fill_combo = QtWidgets.QComboBox()
         for key in FILL_MODES:
-            self.fill_combo.addItem(FILL_NAMES.get(key, key), key)
+            self.fill_combo.addItem(fill_label(key), key)
+            self.fill_combo.setItemData(self.fill_combo.count() - 1, FILL_HINTS.get(key, ""),
+                                        Qt.ItemDataRole.ToolTipRole)
         self.fill_combo.setToolTip("What the selected area starts from")
         self.whole_check = QtWidgets.QCheckBox("Whole picture as context")
         self.whole_check.setToolTip("Let the model see the whole canvas instead of the selection plus padding")

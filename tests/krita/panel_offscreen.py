@@ -20,7 +20,7 @@ ENDPOINT, OUT = sys.argv[2], sys.argv[3]
 
 from impasto_krita.plugin_krita.impasto_krita.config import MemoryStore  # noqa: E402
 from impasto_krita.plugin_krita.impasto_krita.pixels import swap_red_blue  # noqa: E402
-from impasto_krita.plugin_krita.impasto_krita.qt import BINDING, QtWidgets  # noqa: E402
+from impasto_krita.plugin_krita.impasto_krita.qt import BINDING, Qt, QtWidgets  # noqa: E402
 
 CHECKS = []
 
@@ -191,6 +191,10 @@ def main():
           and panel.steps_spin.text() == "model (20)", [panel.sampler_combo.itemText(0), panel.steps_spin.text()])
     check("model default used", (panel.recommendation().sampler, panel.recommendation().steps) == ("ddim", 20),
           panel.recommendation())
+    fills = [(panel.fill_combo.itemText(i), panel.fill_combo.itemData(i, Qt.ItemDataRole.ToolTipRole))
+             for i in range(panel.fill_combo.count())]
+    check("fill menu in the client core's words, each with its hint",
+          fills[panel.fill_combo.findData("neutral")][0] == "Neutral grey" and all(tip for _, tip in fills), fills)
     panel.state_changed(real_state)
     panel.prompt_edit.setPlainText("a blue square")
     panel.steps_spin.setValue(3)
