@@ -49,7 +49,7 @@ TRAIN_SEED = 1234          # train.py's default --seed; its scene pool is drawn 
 
 def _latents(vae, imgs: np.ndarray) -> torch.Tensor:
     """As ``train.py`` encoded its pool: the posterior mean, scaled."""
-    from impasto.backend.starter.train import to_tensor
+    from impasto.backend.starter.run_tools import to_tensor
 
     return vae.encode(to_tensor(imgs)).latent_dist.mean * vae.config.scaling_factor
 

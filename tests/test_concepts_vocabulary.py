@@ -64,7 +64,7 @@ def test_candidates_come_from_the_whole_clip_vocabulary(sd15_tok):
 
 def test_starter_vocabulary_is_the_domain(tmp_path):
     """The contrast: on the starter's own tokenizer the candidates are the domain's words."""
-    from impasto.backend.starter.train import write_tokenizer
+    from impasto.backend.starter.tokenizer import write_tokenizer
 
     tok = write_tokenizer(tmp_path / "tok")
     words = {w for w in dataset.vocabulary_words(tok) if w.isalpha() and len(w) >= 3} - {"shape", "zwx"}

@@ -9,7 +9,8 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from impasto.backend.starter import finetune_decoder as FD  # noqa: E402
-from impasto.backend.starter.train import VAE_CONFIG, analytic_vae_init  # noqa: E402
+from impasto.backend.starter.architecture import VAE_CONFIG  # noqa: E402
+from impasto.backend.starter.train_vae import analytic_vae_init  # noqa: E402
 
 
 def _vae():

@@ -102,7 +102,7 @@ def test_judge():
 
 
 def test_tokenizer_words_and_letters(tmp_path):
-    from impasto.backend.starter.train import write_tokenizer
+    from impasto.backend.starter.tokenizer import write_tokenizer
 
     tok = write_tokenizer(tmp_path / "tok")
     assert (tmp_path / "tok" / "vocab.json").is_file() and (tmp_path / "tok" / "merges.txt").is_file()

@@ -15,7 +15,9 @@ import torch
 from impasto.backend.starter import domain as D
 from impasto.backend.starter import families as FAM
 from impasto.backend.starter import scenes as SC
-from impasto.backend.starter import train as T
+from impasto.backend.starter import latent_cache as LC
+from impasto.backend.starter import train_vae as TV
+from impasto.backend.starter.architecture import VAE_CONFIG
 
 
 @pytest.fixture
@@ -46,10 +48,10 @@ def test_vae_stage_never_draws_held_out_shapes(domain, size, drawn, tmp_path):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(**{**T.VAE_CONFIG, "sample_size": size})
-    T.analytic_vae_init(vae)
-    T.train_vae(vae, tmp_path, _args(domain, size), torch.device("cpu"), deadline=float("inf"))
-    T.vae_psnr(vae, torch.device("cpu"), n=8, size=size, domain=domain)
+    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": size})
+    TV.analytic_vae_init(vae)
+    TV.train_vae(vae, tmp_path, _args(domain, size), torch.device("cpu"), deadline=float("inf"))
+    TV.vae_psnr(vae, torch.device("cpu"), n=8, size=size, domain=domain)
     _check(domain, drawn)
 
 
@@ -57,9 +59,9 @@ def test_vae_stage_never_draws_held_out_shapes(domain, size, drawn, tmp_path):
 def test_latent_cache_never_draws_held_out_shapes(domain, size, drawn, tmp_path):
     from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL(**{**T.VAE_CONFIG, "sample_size": size})
-    T.analytic_vae_init(vae)
-    cache = T.build_latent_cache(vae, tmp_path, _args(domain, size), torch.device("cpu"))
+    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": size})
+    TV.analytic_vae_init(vae)
+    cache = LC.build_latent_cache(vae, tmp_path, _args(domain, size), torch.device("cpu"))
     _check(domain, drawn)
     if domain == "scenes":
         words = " ".join(cache["captions"] + cache["generic"]).split()

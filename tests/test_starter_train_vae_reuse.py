@@ -11,6 +11,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from impasto.backend.starter import train as T  # noqa: E402
+from impasto.backend.starter.run_tools import stop_requests  # noqa: E402
 
 SHIPPED_VAE = Path(T.__file__).resolve().parent.parent / "assets" / "starter" / "vae"
 
@@ -99,7 +100,7 @@ def test_a_stop_request_is_taken_between_steps_and_the_handlers_come_back():
     import time
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    with T.stop_requests() as stop:
+    with stop_requests() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGINT)
         deadline = time.time() + 5
@@ -111,7 +112,7 @@ def test_a_stop_request_is_taken_between_steps_and_the_handlers_come_back():
     seen = []
 
     def worker():
-        with T.stop_requests() as got:
+        with stop_requests() as got:
             seen.append((got, signal.getsignal(signal.SIGTERM)))
 
     t = threading.Thread(target=worker)

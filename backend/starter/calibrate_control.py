@@ -59,7 +59,7 @@ def calibrate(folder: Path, gain: float, why: str = "") -> dict:
     """Rewrite the control model in ``folder`` with its outputs scaled by ``gain``; returns its new ``output_gain``."""
     from diffusers import ControlNetModel
 
-    from .train import replace_folder
+    from .run_tools import replace_folder
 
     if not (gain > 0):
         raise ValueError(f"gain must be positive, not {gain}")

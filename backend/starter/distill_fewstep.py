@@ -77,7 +77,7 @@ import torch
 from impasto.backend.engine.model_card import native_size, read_card
 from impasto.protocol.atomic import write_atomic
 
-from .train import add_device_argument, atomic_save, run_device, stop_requests
+from .run_tools import add_device_argument, atomic_save, run_device, stop_requests
 
 ADAPTER = "lcm"
 OUT_NAME = "starter-lcm-lora.safetensors"

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from . import scenes as SC
-from .train import atomic_save, load_checkpoint, log, replace_folder, to_tensor, vae_psnr, warmup_cosine
+from .run_tools import atomic_save, load_checkpoint, log, replace_folder, to_tensor, warmup_cosine
+from .train_vae import vae_psnr
 
 
 def decoder_parameters(vae):

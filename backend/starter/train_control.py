@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from impasto.backend.engine.model_card import card_block, native_size, read_card, write_card
 
-from .train import add_device_argument, atomic_save, replace_folder, run_device, stop_requests
+from .run_tools import add_device_argument, atomic_save, replace_folder, run_device, stop_requests
 
 
 def log(msg: str) -> None:
