@@ -311,6 +311,10 @@ def test_plugin_loaded_in_gimp_3_without_compiled_dependencies(gimp):
     assert "Traceback" not in gimp.log, gimp.log[-3000:]
     assert gimp.step(0)["procedure"] == "impasto-settings" and gimp.step(0)["status"] == "success"
     assert json.loads(r["settings_file"])["endpoint"].startswith("tcp://127.0.0.1:")
+    from impasto.protocol.messages import FILL_MODES
+    from impasto.protocol.settings import FILL_HINTS, FILL_LABELS
+    # the dialog's fill menu: the client core's words, each mode with its help line
+    assert r["fill_choices"] == {m: [FILL_LABELS[m], FILL_HINTS[m]] for m in FILL_MODES}, r["fill_choices"]
 
 
 def test_inpaint_adds_a_layer_at_the_selection_with_the_selection_as_mask(gimp):

@@ -134,6 +134,10 @@ def main():
     P = PARAMS
     step, _ = run("impasto-settings", None, None, endpoint=P["endpoint"], auto_start=False, transport="auto")
     REPORT["settings_file"] = open(os.path.join(Gimp.directory(), "impasto-settings.json")).read()
+    # the fill menu's words and hover help, as GIMP's dialog shows them (the client core's table)
+    spec = Gimp.get_pdb().lookup_procedure("impasto-inpaint").find_argument("fill")
+    choice = Gimp.param_spec_choice_get_choice(spec)
+    REPORT["fill_choices"] = {nick: [choice.get_label(nick), choice.get_help(nick)] for nick in choice.list_nicks()}
 
     W, H = P["image"]
     image = Gimp.Image.new(W, H, Gimp.ImageBaseType.RGB)
