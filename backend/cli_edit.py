@@ -20,6 +20,7 @@ import numpy as np
 
 from impasto.protocol import planner
 from impasto.protocol.messages import FILL_MODES, Image as WireImage, Patch, Result
+from impasto.protocol.settings import FILL_HINTS
 from impasto.protocol.region import crop_bytes, paste_bytes
 from impasto.backend import cli as _cli
 CliError, DEFAULTS, plan, run_request, save_result = (
@@ -212,8 +213,9 @@ def register(sub, add_common) -> None:
     p.add_argument("--padding", type=int, default=DEFAULTS.padding,
                    help=f"context around the mask, px, for the only-masked region (default {DEFAULTS.padding})")
     p.add_argument("--fill", choices=FILL_MODES, default=DEFAULTS.fill,
-                   help="what the masked area holds before diffusion: original, blur (surroundings), neutral "
-                        "(grey), noise (default original)")
+                   help=f"what the masked area holds before diffusion (default {DEFAULTS.fill}): "
+                        + "; ".join(f"{mode} - {hint[0].lower()}{hint[1:]}"      # the clients' hover help
+                                    for mode, hint in ((m, FILL_HINTS[m]) for m in FILL_MODES)))
     p.add_argument("--whole-picture", action="store_true",
                    help="diffuse the whole picture instead of only the region around the mask")
     p.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=DEFAULTS.colour_match,
