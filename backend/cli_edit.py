@@ -214,8 +214,8 @@ def register(sub, add_common) -> None:
                    help=f"context around the mask, px, for the only-masked region (default {DEFAULTS.padding})")
     p.add_argument("--fill", choices=FILL_MODES, default=DEFAULTS.fill,
                    help=f"what the masked area holds before diffusion (default {DEFAULTS.fill}): "
-                        + "; ".join(f"{mode} - {hint[0].lower()}{hint[1:]}"      # the clients' hover help
-                                    for mode, hint in ((m, FILL_HINTS[m]) for m in FILL_MODES)))
+                        + "; ".join(f"{m} - {FILL_HINTS[m][0].lower()}{FILL_HINTS[m][1:]}"  # the clients' hover help
+                                    for m in FILL_MODES))
     p.add_argument("--whole-picture", action="store_true",
                    help="diffuse the whole picture instead of only the region around the mask")
     p.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=DEFAULTS.colour_match,
