@@ -186,3 +186,34 @@ def test_init_starts_from_a_trained_model_and_refuses_one_that_does_not_fit(tmp_
     shipped = UNet2DConditionModel.from_pretrained(starter / "unet").state_dict()
     assert all(torch.allclose(v, unet[k], atol=1e-2) for k, v in shipped.items())       # started from it
     assert any(not torch.equal(v, unet[k]) for k, v in shipped.items())                 # and trained on
+
+
+def test_a_4x_latent_starter_trains_exports_and_paints_and_its_vae_is_refused_as_an_8x_one(tmp_path):
+    """``--latent-factor 4``: the VAE with one level less (32 x 32 latents at 128 px), a UNet on them,
+    a diffusers folder that paints at 128 px; a resume keeps the factor; an 8x run refuses that VAE."""
+    from impasto.backend.starter.architecture import VAE_CONFIG, VAE_CONFIG_4X, latent_factor
+
+    assert (latent_factor(VAE_CONFIG), latent_factor(VAE_CONFIG_4X)) == (8, 4)
+    work, out = tmp_path / "work", tmp_path / "out"
+    args = ["--domain", "scenes", "--size", "128", "--latent-factor", "4", "--unet", "l4w", "--batch", "2",
+            "--pool", "8", "--vae-minutes", "1", "--vae-batch", "2", "--vae-max-steps", "2", "--unet-steps", "2",
+            "--warmup", "1", "--threads", "1", "--minutes", "10", "--work", str(work), "--out", str(out)]
+    T.main(args)
+    assert torch.load(work / "latents.pt", weights_only=False)["latents"].shape[-2:] == (32, 32)
+    info = json.loads((out / "impasto.json").read_text())["training"]
+    assert info["latent_factor"] == 4 and info["unet_preset"] == "l4w"
+    pipe = diffusers.StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size == 32
+    pic = pipe("a red circle on a blue background", num_inference_steps=2, height=128, width=128,
+               output_type="np").images
+    assert pic.shape == (1, 128, 128, 3)
+
+    i = args.index("--latent-factor")
+    T.main(args[:i] + args[i + 2:] + ["--resume"])              # the run's factor is read back, not the default
+    assert json.loads((out / "impasto.json").read_text())["training"]["latent_factor"] == 4
+
+    with pytest.raises(SystemExit, match="4x latents, not --latent-factor 8"):
+        T.main(["--domain", "scenes", "--size", "128", "--unet", "s", "--batch", "2", "--pool", "8",
+                "--vae", str(out / "vae"), "--unet-steps", "1", "--threads", "1", "--minutes", "10",
+                "--work", str(tmp_path / "w8"), "--out", str(tmp_path / "o8")])

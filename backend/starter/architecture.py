@@ -36,6 +36,21 @@ VAE_CONFIG = dict(
     scaling_factor=1.0,
 )
 
+#: the same VAE with one level less: 4x downsampling (32 x 32 latents at 128 px, four times the
+#: cells). Why: the starter's misses are outlines drawn a little off (a triangle's bowed side, a
+#: chevron's curved arms) at the scale of one 8 x 8 latent cell, and three runs that changed only
+#: the UNet (more steps, more width, more weight on the low-noise steps) tied; a finer latent grid
+#: is the lever none of them touched (docs/performance.md, starter section, 2026-12-06).
+VAE_CONFIG_4X = dict(VAE_CONFIG, down_block_types=("DownEncoderBlock2D",) * 3,
+                     up_block_types=("UpDecoderBlock2D",) * 3, block_out_channels=(16, 32, 32))
+VAE_CONFIGS = {8: VAE_CONFIG, 4: VAE_CONFIG_4X}
+
+
+def latent_factor(vae_config) -> int:
+    """Pixels per latent cell along a side (diffusers' ``vae_scale_factor``)."""
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
 TEXT_CONFIG = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -67,6 +82,10 @@ UNET_PRESETS = {
     # parameters, about 1.5x l3w's training step (batch 32, 2 threads: 618 vs 403 ms, same process)
     "l3x": dict(block_out_channels=(96, 128, 128), layers_per_block=1, attention_head_dim=8,
                 attention=(False, True, True)),
+    # for 32 x 32 latents (``VAE_CONFIG_4X``): l3w under one more, narrow level at 32 x 32 (no attention),
+    # so the 16 x 16 level and everything below are l3w's; about 1.5x l3w's convolution work a step
+    "l4w": dict(block_out_channels=(32, 64, 96, 128), layers_per_block=1, attention_head_dim=8,
+                attention=(False, False, True, True)),
 }
 
 

@@ -377,7 +377,10 @@ def main(argv=None):
     ap.add_argument("--export-only", action="store_true",
                     help="export the EMA weights of the checkpoint in --work to --out and stop (mid-run snapshots)")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--size", type=int, default=64, help="native image size (latents are size/8)")
+    ap.add_argument("--size", type=int, default=64, help="native image size (latents are size / --latent-factor)")
+    ap.add_argument("--latent-factor", type=int, default=8, choices=(8, 4),
+                    help="pixels per latent cell along a side: 8 (Stable Diffusion's, the shipped starter's) or 4 "
+                         "(a VAE with one level less: four times the latent cells)")
     ap.add_argument("--unet", default="s", choices=sorted(UNET_PRESETS))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -427,7 +430,7 @@ def main(argv=None):
     if (args.resume or args.export_only) and run_cfg_path.exists():
         saved = json.loads(run_cfg_path.read_text())
         for k in ("seed", "size", "unet", "batch", "lr", "ema", "pool", "cond_drop", "generic", "min_snr", "flip",
-                  "domain", "unet_steps", "warmup", "vae", "text_encoder", "init"):
+                  "domain", "unet_steps", "warmup", "vae", "text_encoder", "init", "latent_factor"):
             if k in saved:
                 setattr(args, k, saved[k])
         start_wall = time.time() - saved.get("elapsed", 0.0)
@@ -466,7 +469,7 @@ def main(argv=None):
     vae.register_to_config(scaling_factor=cache["scale"])
     vae.eval().requires_grad_(False)
 
-    latent_size = args.size // 8
+    latent_size = args.size // args.latent_factor
     torch.manual_seed(args.seed + 10)
     hidden = frozen_te.config.hidden_size if frozen_te is not None else text_config["hidden_size"]
     unet = UNet2DConditionModel(**unet_config(args.unet, latent_size, hidden)).to(device)
@@ -503,7 +506,7 @@ def main(argv=None):
     st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
     meta = {
         "command": "python -m impasto.backend.starter.train " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
+        "seed": args.seed, "latent_factor": args.latent_factor, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
         "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
         "vae_psnr_db": round(psnr, 2), **({"vae_reused_from": str(args.vae)} if args.vae else {}),
         **({"text_encoder_frozen_from": str(args.text_encoder)} if args.text_encoder else {}),

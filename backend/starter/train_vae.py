@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import domain as D
 from . import scenes as SC
-from .architecture import VAE_CONFIG
+from .architecture import VAE_CONFIGS, latent_factor
 from .run_tools import atomic_save, load_checkpoint, log, to_tensor
 
 
@@ -38,8 +38,8 @@ def training_images(domain: str, n: int, size: int, rng) -> np.ndarray:
 def analytic_vae_init(vae):
     """Initialise an AutoencoderKL as a fixed, sensible autoencoder.
 
-    Latent channels 0-2 = 8x8 area average of R, G, B (channel 3 = 0); the
-    decoder interpolates them back (nearest x2 + [1,2,1] blur per level).
+    Latent channels 0-2 = the area average of R, G, B over a latent cell (8 x 8 px, 4 x 4 for the
+    4x VAE; channel 3 = 0); the decoder interpolates them back (nearest x2 + [1,2,1] blur per level).
     Colours are carried as (c, -c) channel pairs inside one GroupNorm group so
     that GroupNorm keeps them (mean 0) and silu(c) - silu(-c) = c recovers them.
     Every residual branch is zero-initialised at its last layer (identity), so
@@ -167,7 +167,7 @@ def trained_vae(work: Path, args, device, deadline: float):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(args.seed)
-    vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": args.size}).to(device)
+    vae = AutoencoderKL(**{**VAE_CONFIGS[args.latent_factor], "sample_size": args.size}).to(device)
     analytic_vae_init(vae)  # a working (blurry) autoencoder to fine-tune from
     vae_minutes = args.vae_minutes if args.vae_minutes is not None else min(12.0, max(2.0, 0.14 * args.minutes))
     if args.export_only:
@@ -197,6 +197,8 @@ def reused_vae(folder: Path, work: Path, args, device):
     vae = AutoencoderKL.from_pretrained(folder).to(device)
     if vae.config.sample_size != args.size:
         raise SystemExit(f"--vae {folder}: made for {vae.config.sample_size} px, not --size {args.size}")
+    if latent_factor(vae.config) != args.latent_factor:
+        raise SystemExit(f"--vae {folder}: {latent_factor(vae.config)}x latents, not --latent-factor {args.latent_factor}")
     info = work / "vae.json"
     if info.exists():
         return vae, json.loads(info.read_text())["psnr"]
