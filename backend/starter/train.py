@@ -506,7 +506,8 @@ def main(argv=None):
     st = torch.load(work / "unet.pt", map_location="cpu", weights_only=False)
     meta = {
         "command": "python -m impasto.backend.starter.train " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "seed": args.seed, "latent_factor": args.latent_factor, "unet_preset": args.unet, "unet_params": n_unet, "text_encoder_params": n_te,
+        "seed": args.seed, "latent_factor": args.latent_factor, "unet_preset": args.unet, "unet_params": n_unet,
+        "text_encoder_params": n_te,
         "unet_steps": st["step"], "batch": args.batch, "lr": args.lr, "ema_max_decay": args.ema,
         "vae_psnr_db": round(psnr, 2), **({"vae_reused_from": str(args.vae)} if args.vae else {}),
         **({"text_encoder_frozen_from": str(args.text_encoder)} if args.text_encoder else {}),
