@@ -2,12 +2,15 @@
 # A starter candidate against the shipped starter, side by side: held-out scenes at CFG 3, seeds 0..
 # and 1000.., N prompts a kind, one thread each (bench/starter_scenes_eval.py), then the table.
 #
-#   .runs/judge_pair.sh CANDIDATE_DIR NAME RECORD_DIR N "LABEL"
+#   .runs/judge_pair.sh CANDIDATE_DIR NAME RECORD_DIR N "LABEL" EXPORT_DIR
 #
+# EXPORT_DIR: the run's export (train.py --export-only); its card's UNet step ends the label.
 # Writes RECORD_DIR/scenes_cfg3_nN_seedS_{shipped,NAME}.json and /work/runs/NAME-grid-seedS.png.
 # Used by each run's judge.sh (.runs/starter-*/judge.sh), which first exports its candidate.
 set -euo pipefail
-CAND=$1; NAME=$2; HERE=$3; N=$4; LABEL=$5
+CAND=$1; NAME=$2; HERE=$3; N=$4; EXPORT=$6
+STEP=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['unet_steps'])" "$EXPORT/impasto.json")
+LABEL="$5, EMA of UNet step $STEP"
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
 for SEED in 0 1000; do

@@ -14,10 +14,9 @@ OUT=${OUT:-$RUNS/l3x-out}
 cd "$REPO"
 python -m impasto.backend.starter.train --export-only --work "$RUNS/l3x" --out "$OUT" --threads 2 \
     --domain scenes --size 128 --unet l3x --vae "$RUNS/starter-base/vae" --text-encoder "$RUNS/starter-base"
-STEP=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['unet_steps'])" "$OUT/impasto.json")
 CAND=$OUT-candidate
 rm -rf "$CAND"
 cp -r backend/assets/starter "$CAND"
 rm -rf "$CAND/unet"
 cp -r "$OUT/unet" "$CAND/unet"
-.runs/judge_pair.sh "$CAND" l3x "$REPO/.runs/starter-l3x" "$N" "l3x, EMA of UNet step $STEP"
+.runs/judge_pair.sh "$CAND" l3x "$REPO/.runs/starter-l3x" "$N" "l3x" "$OUT"

@@ -13,5 +13,4 @@ RUNS=${RUNS:-/work/runs}
 OUT=${OUT:-$RUNS/l4w-out}
 cd "$REPO"
 python -m impasto.backend.starter.train --export-only --work "$RUNS/l4w" --out "$OUT" --threads 2
-STEP=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['unet_steps'])" "$OUT/impasto.json")
-.runs/judge_pair.sh "$OUT" l4w "$REPO/.runs/starter-l4w" "$N" "l4w on 4x latents, EMA of UNet step $STEP"
+.runs/judge_pair.sh "$OUT" l4w "$REPO/.runs/starter-l4w" "$N" "l4w on 4x latents" "$OUT"
