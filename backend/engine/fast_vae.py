@@ -106,7 +106,7 @@ def _vae_decodes(loaded, info: Dict[str, object], what: str, encoder=None, devic
 
 @torch.no_grad()
 def encode(vae, rgb: np.ndarray, device, dtype, fast: Optional[FastVAE]) -> torch.Tensor:
-    """Scaled latents (1, C, H/8, W/8) of ``rgb`` (HxWx3, 0..255): the fast encoder's when there is one."""
+    """Scaled latents (1, C, H/f, W/f) of ``rgb`` (HxWx3, 0..255): the fast encoder's when there is one."""
     if fast is None or fast.encoder is None:
         return encode_rgb(vae, rgb, device, dtype)
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
@@ -114,7 +114,8 @@ def encode(vae, rgb: np.ndarray, device, dtype, fast: Optional[FastVAE]) -> torc
     return fast.encoder(x).to(device=device, dtype=dtype)
 
 
-def load_encoder(model_dir, latent_channels: int, device) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+def load_encoder(model_dir, latent_channels: int, device,
+                 scale_factor: int = 8) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
     """The model folder's trained fast encoder as a callable, or None (none named, or unusable: logged)."""
     from .preview import model_file
 
@@ -131,6 +132,9 @@ def load_encoder(model_dir, latent_channels: int, device) -> Optional[Callable[[
     if module.config["latent_channels"] != latent_channels:
         log.warning("fast encoder %s gives %d latent channels, the VAE has %d: ignored", path,
                     module.config["latent_channels"], latent_channels)
+        return None
+    if module.scale_factor != scale_factor:   # made for another VAE: latents of the wrong size
+        log.warning("fast encoder %s downsamples %dx, the VAE %dx: ignored", path, module.scale_factor, scale_factor)
         return None
     # tiny: float32 wherever it runs, like the trained preview decoder
     module = module.to(device=device, dtype=torch.float32).requires_grad_(False)

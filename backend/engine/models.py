@@ -129,6 +129,12 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def _vae_factor(folder: Path) -> int:
+    """Pixels per latent cell of a diffusers folder's VAE (8 for every SD family; 4 for a finer-grid starter)."""
+    levels = _read_json(folder / "vae" / "config.json").get("block_out_channels")
+    return 2 ** (len(levels) - 1) if isinstance(levels, list) and levels else 8
+
+
 def _arch_from_unet_config(cfg: dict) -> str:
     cross = cfg.get("cross_attention_dim")
     if isinstance(cross, list):
@@ -148,7 +154,7 @@ def inspect_diffusers(path: Path) -> ModelEntry:
     extra = read_card(path)
     entry = ModelEntry(
         name=path.name, path=str(path), format="diffusers", arch=arch,
-        native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * 8),
+        native_size=int(extra.get("native_size") or unet.get("sample_size", 64) * _vae_factor(path)),
         max_size=int(extra.get("max_size", extra.get("native_size", 0)) or 0),
         description=str(extra.get("description", index.get("_class_name", ""))),
         **{block: training_defaults(extra, path, block) for block in TRAINING_KEYS},
@@ -259,7 +265,7 @@ def _apply_sidecar(entry: ModelEntry, path: Path) -> None:
     extra = read_card(sidecar)
     sample = unet.get("sample_size")
     try:
-        from_unet = sample * 8 if isinstance(sample, int) else entry.native_size
+        from_unet = sample * _vae_factor(sidecar) if isinstance(sample, int) else entry.native_size
         entry.native_size = int(extra.get("native_size") or from_unet)
         entry.max_size = int(extra.get("max_size", extra.get("native_size", 0)) or 0)
     except (TypeError, ValueError):

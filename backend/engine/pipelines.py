@@ -155,7 +155,8 @@ class LoadedModel:
         self.previewer = choose_previewer(entry.path, self.base.vae, choice.device, self.base.vae.dtype,
                                           self.family, models_dir)
         # a live job's fast encoder (the decoder half is the previewer): see fast_vae.py
-        self.fast_encoder = load_fast_encoder(entry.path, int(self.base.vae.config.latent_channels), choice.device)
+        self.fast_encoder = load_fast_encoder(entry.path, int(self.base.vae.config.latent_channels), choice.device,
+                                              int(self.base.vae_scale_factor))
         self.fingerprint = model_fingerprint(entry)
         self._derived: Dict[type, object] = {type(self.base): self.base}
         if self.fast.offload == "none":

@@ -151,7 +151,8 @@ def model_file(model_dir: Path, key: str, what: str) -> Optional[Path]:
     return path
 
 
-def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Optional[DecoderPreviewer]:
+def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype,
+                     scale_factor: int = 8) -> Optional[DecoderPreviewer]:
     path = model_file(model_dir, "preview_decoder", "preview decoder")
     if path is None:
         return None
@@ -166,6 +167,9 @@ def _trained_decoder(model_dir: Path, latent_channels: int, device, dtype) -> Op
         log.warning("preview decoder %s reads %d latent channels, the VAE has %d: ignored", path,
                     module.config["latent_channels"], latent_channels)
         return None
+    if module.scale_factor != scale_factor:   # made for another VAE: its previews would be the wrong size
+        log.warning("preview decoder %s upsamples %dx, the VAE %dx: ignored", path, module.scale_factor, scale_factor)
+        return None
     # the trained decoder is tiny: float32 wherever it runs (no half-precision drift in its colours)
     found = DecoderPreviewer("trained", module, str(path), device, torch.float32)
     found.for_pictures = card_block(model_dir, "preview_decoder").get("for_pictures") is True
@@ -177,8 +181,15 @@ def taesd_family(folder: Path) -> str:
     return "sdxl" if "xl" in folder.name.lower() else "sd15"
 
 
-def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4) -> Optional[Path]:
-    """The first ``AutoencoderTiny`` folder in ``models_dir`` that fits ``family``, or None."""
+def taesd_factor(cfg: dict) -> int:
+    """Pixels per latent cell of an ``AutoencoderTiny`` config: one upsampling per decoder block but the last."""
+    blocks = cfg.get("decoder_block_out_channels") or (64, 64, 64, 64)
+    return int(cfg.get("upsampling_scaling_factor", 2)) ** (len(blocks) - 1)
+
+
+def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4,
+               scale_factor: int = 8) -> Optional[Path]:
+    """The first ``AutoencoderTiny`` folder in ``models_dir`` that fits ``family`` and the VAE's grid, or None."""
     if models_dir is None or not Path(models_dir).is_dir():
         return None
     want = "sdxl" if family == "sdxl" else "sd15"
@@ -192,6 +203,8 @@ def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4
             continue
         if cfg.get("_class_name") != "AutoencoderTiny" or int(cfg.get("latent_channels", 4)) != latent_channels:
             continue
+        if taesd_factor(cfg) != scale_factor:   # TAESD is 8x; a finer-grid model's previews would be mis-sized
+            continue
         if taesd_family(child) == want:
             return child
     return None
@@ -199,13 +212,15 @@ def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4
 
 def choose_previewer(model_path, vae, device, dtype, family: str, models_dir: Optional[Path] = None):
     """The best previewer for a loaded model: trained decoder > TAESD/TAESDXL > linear map."""
-    latent_channels = int(vae.config.latent_channels)
+    from .preview_net import vae_scale_factor
+
+    latent_channels, factor = int(vae.config.latent_channels), vae_scale_factor(vae.config)
     model_dir = Path(model_path)
     if model_dir.is_dir():
-        found = _trained_decoder(model_dir, latent_channels, device, dtype)
+        found = _trained_decoder(model_dir, latent_channels, device, dtype, factor)
         if found is not None:
             return found
-    folder = find_taesd(models_dir, family, latent_channels)
+    folder = find_taesd(models_dir, family, latent_channels, factor)
     if folder is not None:
         try:
             from diffusers import AutoencoderTiny

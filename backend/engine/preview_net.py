@@ -8,12 +8,17 @@ spirit of TAESD: a few convolutions and three x2 upsamplings, trained to
 reproduce one model's VAE decode (``impasto.backend.tooling.train_preview``),
 a few hundred KB of weights shipped next to that model.
 
+One x2 upsampling per level of the VAE: three for the usual 8x VAE, two for a
+4x one (the starter trained on a finer latent grid).  The net's factor is read
+from its widths, so the engine can refuse a net made for another VAE instead of
+previewing at the wrong size.
+
 The widths taper as the resolution grows (64 channels at latent resolution,
 16 at full resolution), so nearly all the capacity works where it is cheap:
 a preview costs a few million multiply-adds per latent pixel column.
 
 Input: the latents the UNet sees (already multiplied by the VAE's
-``scaling_factor``); output: RGB in [-1, 1], 8x the latent size.
+``scaling_factor``); output: RGB in [-1, 1], ``scale_factor`` x the latent size.
 The architecture is described by a small dict stored in the safetensors
 metadata, so a retrained decoder with other widths loads without code changes.
 """
@@ -29,6 +34,30 @@ from torch import nn
 DEFAULT_WIDTHS = (64, 48, 32, 16)  # latent res, x2, x4, x8
 
 
+def _stages(factor: int) -> int:
+    """How many x2 steps make ``factor`` (8 -> 3); ValueError for a factor that is not 2, 4, 8, 16..."""
+    factor = int(factor)
+    if factor < 2 or factor & (factor - 1):
+        raise ValueError(f"a VAE's scale factor is a power of two of at least 2, not {factor}")
+    return factor.bit_length() - 1
+
+
+def _outer_widths(factor: int) -> tuple:
+    """Widths from full resolution inward, one per x2 level: 16, 32, then 48 (8x: 16, 32, 48)."""
+    stages = _stages(factor)
+    return ((16, 32) + (48,) * max(1, stages - 2))[:stages]
+
+
+def default_widths(factor: int = 8) -> tuple:
+    """The preview decoder's widths for a VAE of ``factor``: 64 at latent resolution (8x: 64, 48, 32, 16)."""
+    return (64,) + tuple(reversed(_outer_widths(factor)))
+
+
+def vae_scale_factor(vae_config) -> int:
+    """Pixels per latent cell of a diffusers VAE config (what ``pipe.vae_scale_factor`` says)."""
+    return 2 ** (len(vae_config.block_out_channels) - 1)
+
+
 class _Residual(nn.Module):
     """x + conv(relu(conv(x))), then ReLU: depth at a resolution without the plain stack's dead starts."""
 
@@ -42,17 +71,18 @@ class _Residual(nn.Module):
 
 
 class TinyPreviewDecoder(nn.Module):
-    """Scaled latents (N, C, h, w) -> RGB in [-1, 1] (N, 3, 8h, 8w)."""
+    """Scaled latents (N, C, h, w) -> RGB in [-1, 1] (N, 3, f*h, f*w), f = 2 ** (len(widths) - 1)."""
 
     def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_WIDTHS, low_blocks: int = 2,
-                 high_blocks: Sequence[int] = (0, 0, 0)):
+                 high_blocks: Sequence[int] = None):
         super().__init__()
         widths = [int(w) for w in widths]
-        high = [int(b) for b in high_blocks]
-        if len(widths) != 4:
-            raise ValueError("a preview decoder has four widths: latent resolution and three x2 upsamplings")
-        if len(high) != 3:
-            raise ValueError("a preview decoder has three high_blocks counts: one per x2 upsampling")
+        if len(widths) < 2:
+            raise ValueError("a preview decoder has a width at latent resolution and one per x2 upsampling")
+        high = [0] * (len(widths) - 1) if high_blocks is None else [int(b) for b in high_blocks]
+        if len(high) != len(widths) - 1:
+            raise ValueError(f"a preview decoder with {len(widths)} widths has {len(widths) - 1} "
+                             "high_blocks counts: one per x2 upsampling")
         self.config = {"latent_channels": int(latent_channels), "widths": widths, "low_blocks": int(low_blocks)}
         if any(high):
             self.config["high_blocks"] = high
@@ -64,6 +94,11 @@ class TinyPreviewDecoder(nn.Module):
             layers += [_Residual(b) for _ in range(extra)]   # more work at this resolution: edges and corners
         layers += [nn.Conv2d(widths[-1], 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+
+    @property
+    def scale_factor(self) -> int:
+        """Pixels per latent cell: the VAE this decoder was made for."""
+        return 2 ** (len(self.config["widths"]) - 1)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(latents))
@@ -124,21 +159,26 @@ def read_metadata(path: Path) -> Dict[str, str]:
 DEFAULT_ENCODER_WIDTHS = (16, 32, 48, 64)  # full res, /2, /4, /8 (latent res)
 
 
+def default_encoder_widths(factor: int = 8) -> tuple:
+    """The fast encoder's widths for a VAE of ``factor``: the decoder's mirrored (8x: 16, 32, 48, 64)."""
+    return _outer_widths(factor) + (64,)
+
+
 class TinyFastEncoder(nn.Module):
-    """RGB in [-1, 1] (N, 3, 8h, 8w) -> scaled latents (N, C, h, w): the decoder's mirror, for live jobs.
+    """RGB in [-1, 1] (N, 3, f*h, f*w) -> scaled latents (N, C, h, w): the decoder's mirror, for live jobs.
 
     Trained (``impasto.backend.tooling.train_fast_encoder``) to reproduce one model's VAE
     encoder (the mode of its latent distribution, times ``scaling_factor``), so a live job
     can skip the VAE's encoder the way the preview decoder lets it skip the VAE's decoder.
-    Three stride-2 convolutions down to latent resolution, then ``low_blocks`` convolutions
-    there: nearly all the work where the picture is 8x smaller.
+    One stride-2 convolution per VAE level down to latent resolution (three for an 8x VAE),
+    then ``low_blocks`` convolutions there: nearly all the work where the picture is smallest.
     """
 
     def __init__(self, latent_channels: int = 4, widths: Sequence[int] = DEFAULT_ENCODER_WIDTHS, low_blocks: int = 2):
         super().__init__()
         widths = [int(w) for w in widths]
-        if len(widths) != 4:
-            raise ValueError("a fast encoder has four widths: full resolution and three /2 downsamplings")
+        if len(widths) < 2:
+            raise ValueError("a fast encoder has a width at full resolution and one per /2 downsampling")
         self.config = {"latent_channels": int(latent_channels), "widths": widths, "low_blocks": int(low_blocks)}
         layers = [nn.Conv2d(3, widths[0], 3, padding=1), nn.ReLU()]
         for a, b in zip(widths[:-1], widths[1:]):
@@ -147,6 +187,11 @@ class TinyFastEncoder(nn.Module):
             layers += [nn.Conv2d(widths[-1], widths[-1], 3, padding=1), nn.ReLU()]
         layers += [nn.Conv2d(widths[-1], latent_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+
+    @property
+    def scale_factor(self) -> int:
+        """Pixels per latent cell: the VAE this encoder was made for."""
+        return 2 ** (len(self.config["widths"]) - 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net(pixels)

@@ -86,6 +86,10 @@ def load_base(base: Path, device):
     return unet, vae, te, tok, sched
 
 
+#: the condition embedding's widths for an 8x VAE; a 4x VAE's are the last three (one /2 less)
+DEFAULT_EMBED_CHANNELS = (16, 16, 32, 32)
+
+
 def build_controlnet(unet, vae_factor: int, embed_channels):
     """The starter's ControlNet: its UNet's encoder half, a condition embedding reaching the latent grid."""
     from diffusers import ControlNetModel
@@ -226,8 +230,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--min-snr", type=float, default=5.0)
     ap.add_argument("--cond-drop", type=float, default=0.1, help="caption dropout (keeps CFG usable)")
-    ap.add_argument("--embed-channels", default="16,16,32,32",
-                    help="the condition embedding's widths (its length fixes the downscale: 4 -> /8)")
+    ap.add_argument("--embed-channels", default="",
+                    help="the condition embedding's widths, comma-separated (its length fixes the downscale: "
+                         "4 -> /8); default 16,16,32,32 for an 8x VAE, 16,32,32 for a 4x one")
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--domain", choices=("auto", "shapes", "scenes"), default="auto",
                     help="the drawings' domain (auto: the base model's, from its impasto.json)")
@@ -260,10 +265,12 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     ck = work / "control.pt"
     unet, vae, te, tok, sched = load_base(base, device)
-    size = native_size(base, default=unet.config.sample_size * 8)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = native_size(base, default=unet.config.sample_size * factor)
     domain = base_domain(base) if args.domain == "auto" else args.domain
-    net = build_controlnet(unet, factor, [int(c) for c in args.embed_channels.split(",")]).to(device)
+    embed = [int(c) for c in args.embed_channels.split(",")] if args.embed_channels else \
+        DEFAULT_EMBED_CHANNELS[-(int(math.log2(factor)) + 1):]
+    net = build_controlnet(unet, factor, embed).to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     ema = EMA(params, args.ema)
@@ -312,7 +319,7 @@ def main(argv=None) -> int:
         "training": {"command": "python -m impasto.backend.starter.train_control " + " ".join(argv or sys.argv[1:]),
                      "seed": args.seed, "batch": args.batch, "lr": args.lr, "params": n_params, "pool": args.pool,
                      "t_sampling": args.t_sampling,
-                     "embed_channels": args.embed_channels, "threads": args.threads, "device": str(device)},
+                     "embed_channels": ",".join(str(c) for c in embed), "threads": args.threads, "device": str(device)},
     }
     if args.init is not None:   # the run it continued, so the folder says how it was made end to end
         before = read_card(args.init, required=True)

@@ -35,7 +35,12 @@ import numpy as np
 import torch
 
 from impasto.backend.engine.fast_vae import FAST_ENCODER_FILE
-from impasto.backend.engine.preview_net import TinyFastEncoder, save_encoder
+from impasto.backend.engine.preview_net import (
+    TinyFastEncoder,
+    default_encoder_widths,
+    save_encoder,
+    vae_scale_factor,
+)
 from impasto.backend.tooling.train_preview import (
     _to_tensor,
     domain_pixels,
@@ -113,7 +118,7 @@ def train(model_dir: Path, minutes: float = 6.0, pool: int = 3000, max_steps: in
     data_s = time.perf_counter() - t0
     log(f"{len(x)} pairs in {data_s:.1f} s")
     train_t0 = time.perf_counter()
-    model = TinyFastEncoder(y.shape[1])
+    model = TinyFastEncoder(y.shape[1], default_encoder_widths(vae_scale_factor(vae.config)))  # one /2 per VAE level
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max_steps, pct_start=0.05)
     g = torch.Generator().manual_seed(seed + 3)

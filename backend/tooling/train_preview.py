@@ -47,7 +47,7 @@ import torch
 
 from impasto.backend.engine.model_card import card_path, read_card, write_card
 from impasto.backend.engine.preview import PREVIEW_DECODER_FILE as DECODER_FILE
-from impasto.backend.engine.preview_net import DEFAULT_WIDTHS, TinyPreviewDecoder, save_decoder
+from impasto.backend.engine.preview_net import TinyPreviewDecoder, default_widths, save_decoder, vae_scale_factor
 
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
@@ -265,19 +265,20 @@ def edge_l1(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: int = 3000, batch: int = 16,
           lr: float = 2e-3, seed: int = TRAIN_SEED, log=print, crop: int = 8,
-          cache: Path = None, widths=None, low_blocks: int = 2, high_blocks=(0, 0, 0), edge_weight: float = 0.0
+          cache: Path = None, widths=None, low_blocks: int = 2, high_blocks=None, edge_weight: float = 0.0,
+          generations: int = 48
           ) -> Tuple[TinyPreviewDecoder, dict]:
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
     t0 = time.perf_counter()
-    key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "seed": seed,
+    key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "generations": generations, "seed": seed,
            "unet": _weights_fingerprint(Path(model_dir) / "unet")}
     pairs = torch.load(cache, weights_only=True) if cache and Path(cache).is_file() else None
     if pairs is not None and pairs.get("key") == json.dumps(key, sort_keys=True):
         latents, targets = pairs["latents"], pairs["targets"]
         log(f"{len(latents)} pairs from {cache}")
     else:
-        latents = training_latents(vae, scenes, seed, model_dir=model_dir)
+        latents = training_latents(vae, scenes, seed, generations, model_dir=model_dir)
         targets = full_decode(vae, latents)
         if cache:  # the data stage is most of the time: a rerun with other knobs skips it
             tmp = Path(str(cache) + ".tmp")
@@ -286,7 +287,12 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
     train_t0 = time.perf_counter()
-    model = TinyPreviewDecoder(latents.shape[1], widths or DEFAULT_WIDTHS, low_blocks, high_blocks)
+    # one x2 upsampling per VAE level: the widths follow the VAE (8x: 64, 48, 32, 16; 4x: 64, 32, 16)
+    factor = vae_scale_factor(vae.config)
+    if widths and 2 ** (len(widths) - 1) != factor:
+        raise ValueError(f"{len(widths)} widths make a {2 ** (len(widths) - 1)}x decoder; this VAE is {factor}x "
+                         f"(give {factor.bit_length()} widths)")
+    model = TinyPreviewDecoder(latents.shape[1], widths or default_widths(factor), low_blocks, high_blocks)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max_steps, pct_start=0.05)
     g = torch.Generator().manual_seed(seed + 3)
@@ -310,7 +316,8 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     model.eval()
     info = {"command": COMMAND, "vae_sha256": vae_fingerprint(model_dir), "seed": seed, "pairs": len(latents), "steps": step, "batch": batch, "lr": lr,
             "latent_window": crop, "native_size": int(targets.shape[-1]), "edge_weight": edge_weight,
-            "widths": list(model.config["widths"]), "low_blocks": low_blocks, "high_blocks": list(high_blocks),
+            "widths": list(model.config["widths"]), "low_blocks": low_blocks,
+            "high_blocks": list(model.config.get("high_blocks", [0] * (len(model.config["widths"]) - 1))),
             "params": model.param_count(), "final_train_l1_levels": round(loss_ema * 127.5, 2),
             "wall_minutes": round((time.perf_counter() - t0) / 60, 2),
             "training_minutes": round((time.perf_counter() - train_t0) / 60, 2), "threads": torch.get_num_threads(),
@@ -429,11 +436,12 @@ def main(argv: List[str] = None) -> int:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep the training pairs in this file; a rerun for the same weights reuses them")
-    ap.add_argument("--widths", type=int, nargs=4, default=list(DEFAULT_WIDTHS),
-                    help="channels at latent resolution and after each x2 upsampling")
+    ap.add_argument("--widths", type=int, nargs="+", default=None,
+                    help="channels at latent resolution and after each x2 upsampling, one per VAE level "
+                         "(default: 64 48 32 16 for an 8x VAE, 64 32 16 for a 4x one)")
     ap.add_argument("--low-blocks", type=int, default=2, help="convolutions at latent resolution")
-    ap.add_argument("--high-blocks", type=int, nargs=3, default=[0, 0, 0],
-                    help="residual blocks after each x2 upsampling")
+    ap.add_argument("--high-blocks", type=int, nargs="+", default=None,
+                    help="residual blocks after each x2 upsampling, one count per upsampling (default: none)")
     ap.add_argument("--edge-weight", type=float, default=EDGE_WEIGHT, help="weight of the edge (difference) L1")
     ap.add_argument("--crop", type=int, default=8,
                     help="train on random CROP x CROP latent windows (8: the 64 px starter's whole latent)")
