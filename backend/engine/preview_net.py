@@ -4,7 +4,7 @@ Why: the linear latent->RGB map (:mod:`.preview`) is one colour per latent
 pixel and compresses a VAE's saturated colours towards grey (the starter's
 previews were ~58 levels off the real decode).  A full VAE decode is truthful
 but costs several denoising steps.  This network sits in between, in the
-spirit of TAESD: a few convolutions and three x2 upsamplings, trained to
+spirit of TAESD: a few convolutions and x2 upsamplings, trained to
 reproduce one model's VAE decode (``impasto.backend.tooling.train_preview``),
 a few hundred KB of weights shipped next to that model.
 
