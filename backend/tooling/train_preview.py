@@ -270,6 +270,12 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
           ) -> Tuple[TinyPreviewDecoder, dict]:
     torch.manual_seed(seed)
     vae = load_vae(model_dir)
+    # one x2 upsampling per VAE level: the widths follow the VAE (8x: 64, 48, 32, 16; 4x: 64, 32, 16),
+    # checked before the data stage's minutes
+    factor = vae_scale_factor(vae.config)
+    if widths and 2 ** (len(widths) - 1) != factor:
+        raise ValueError(f"{len(widths)} widths make a {2 ** (len(widths) - 1)}x decoder; this VAE is {factor}x "
+                         f"(give {factor.bit_length()} widths)")
     t0 = time.perf_counter()
     key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "generations": generations, "seed": seed,
            "unet": _weights_fingerprint(Path(model_dir) / "unet")}
@@ -287,11 +293,6 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     data_s = time.perf_counter() - t0
     log(f"{len(latents)} pairs in {data_s:.1f} s")
     train_t0 = time.perf_counter()
-    # one x2 upsampling per VAE level: the widths follow the VAE (8x: 64, 48, 32, 16; 4x: 64, 32, 16)
-    factor = vae_scale_factor(vae.config)
-    if widths and 2 ** (len(widths) - 1) != factor:
-        raise ValueError(f"{len(widths)} widths make a {2 ** (len(widths) - 1)}x decoder; this VAE is {factor}x "
-                         f"(give {factor.bit_length()} widths)")
     model = TinyPreviewDecoder(latents.shape[1], widths or default_widths(factor), low_blocks, high_blocks)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max_steps, pct_start=0.05)
