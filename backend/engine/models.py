@@ -31,6 +31,7 @@ from impasto.protocol.messages import check_name, ProtocolError
 from . import bundled, fewstep
 from .safetensors_header import safetensors_header
 from .model_card import read_card
+from .native import vae_scale_factor
 
 STARTER_NAME = "starter"
 
@@ -131,8 +132,9 @@ def _read_json(path: Path) -> dict:
 
 def _vae_factor(folder: Path) -> int:
     """Pixels per latent cell of a diffusers folder's VAE (8 for every SD family; 4 for a finer-grid starter)."""
-    levels = _read_json(folder / "vae" / "config.json").get("block_out_channels")
-    return 2 ** (len(levels) - 1) if isinstance(levels, list) and levels else 8
+    cfg = _read_json(folder / "vae" / "config.json")
+    levels = cfg.get("block_out_channels")
+    return vae_scale_factor(cfg) if isinstance(levels, list) and levels else 8
 
 
 def _arch_from_unet_config(cfg: dict) -> str:

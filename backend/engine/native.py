@@ -29,6 +29,15 @@ FAMILY_BUCKETS = {"sdxl": SDXL_BUCKETS_1024}
 NEAR = (0.7, 1.4)   # asked area / native area inside this: generate as asked
 
 
+def vae_scale_factor(vae_config) -> int:
+    """Pixels per latent cell along a side (diffusers' ``pipe.vae_scale_factor``): 8 for the SD families.
+
+    ``vae_config``: a VAE's config, as diffusers gives it or as read from its ``config.json``.
+    The one place the factor is derived, for the engine and the training tools alike.
+    """
+    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+
+
 def buckets(family: str, native: int, mult: int = 8) -> List[Tuple[int, int]]:
     """The family's aspect buckets at ``native`` px (empty for families without buckets)."""
     table = FAMILY_BUCKETS.get(family, ())

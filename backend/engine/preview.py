@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 
 from .model_card import card_block
+from .native import vae_scale_factor
 
 PREVIEW_MAX_SIDE = 256
 #: where a model folder keeps its trained preview decoder (named by impasto.json "preview_decoder")
@@ -212,8 +213,6 @@ def find_taesd(models_dir: Optional[Path], family: str, latent_channels: int = 4
 
 def choose_previewer(model_path, vae, device, dtype, family: str, models_dir: Optional[Path] = None):
     """The best previewer for a loaded model: trained decoder > TAESD/TAESDXL > linear map."""
-    from .preview_net import vae_scale_factor
-
     latent_channels, factor = int(vae.config.latent_channels), vae_scale_factor(vae.config)
     model_dir = Path(model_path)
     if model_dir.is_dir():

@@ -53,11 +53,6 @@ def default_widths(factor: int = 8) -> tuple:
     return (64,) + tuple(reversed(_outer_widths(factor)))
 
 
-def vae_scale_factor(vae_config) -> int:
-    """Pixels per latent cell of a diffusers VAE config (what ``pipe.vae_scale_factor`` says)."""
-    return 2 ** (len(vae_config.block_out_channels) - 1)
-
-
 class _Residual(nn.Module):
     """x + conv(relu(conv(x))), then ReLU: depth at a resolution without the plain stack's dead starts."""
 

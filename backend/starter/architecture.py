@@ -7,6 +7,8 @@ these dicts). ``train.py`` builds from them; a new preset is one entry of ``UNET
 
 from __future__ import annotations
 
+from impasto.backend.engine.native import vae_scale_factor
+
 from .tokenizer import PAD_LEN
 
 
@@ -46,9 +48,8 @@ VAE_CONFIG_4X = dict(VAE_CONFIG, down_block_types=("DownEncoderBlock2D",) * 3,
 VAE_CONFIGS = {8: VAE_CONFIG, 4: VAE_CONFIG_4X}
 
 
-def latent_factor(vae_config) -> int:
-    """Pixels per latent cell along a side (diffusers' ``vae_scale_factor``)."""
-    return 2 ** (len(vae_config["block_out_channels"]) - 1)
+#: pixels per latent cell along a side of a VAE config (the engine's one derivation, by the name train.py uses)
+latent_factor = vae_scale_factor
 
 
 TEXT_CONFIG = dict(

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from impasto.backend.engine.model_card import card_block, native_size, read_card, write_card
+from impasto.backend.engine.native import vae_scale_factor
 
 from .run_tools import add_device_argument, atomic_save, replace_folder, run_device, stop_requests
 
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     ck = work / "control.pt"
     unet, vae, te, tok, sched = load_base(base, device)
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = vae_scale_factor(vae.config)
     size = native_size(base, default=unet.config.sample_size * factor)
     domain = base_domain(base) if args.domain == "auto" else args.domain
     embed = [int(c) for c in args.embed_channels.split(",")] if args.embed_channels else \

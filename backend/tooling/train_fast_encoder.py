@@ -35,12 +35,8 @@ import numpy as np
 import torch
 
 from impasto.backend.engine.fast_vae import FAST_ENCODER_FILE
-from impasto.backend.engine.preview_net import (
-    TinyFastEncoder,
-    default_encoder_widths,
-    save_encoder,
-    vae_scale_factor,
-)
+from impasto.backend.engine.native import vae_scale_factor
+from impasto.backend.engine.preview_net import TinyFastEncoder, default_encoder_widths, save_encoder
 from impasto.backend.tooling.train_preview import (
     _to_tensor,
     domain_pixels,

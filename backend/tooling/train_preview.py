@@ -47,7 +47,8 @@ import torch
 
 from impasto.backend.engine.model_card import card_path, read_card, write_card
 from impasto.backend.engine.preview import PREVIEW_DECODER_FILE as DECODER_FILE
-from impasto.backend.engine.preview_net import TinyPreviewDecoder, default_widths, save_decoder, vae_scale_factor
+from impasto.backend.engine.native import vae_scale_factor
+from impasto.backend.engine.preview_net import TinyPreviewDecoder, default_widths, save_decoder
 
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
