@@ -7,13 +7,25 @@
 # EXPORT_DIR: the run's export (train.py --export-only); its card's UNet step ends the label.
 # Writes RECORD_DIR/scenes_cfg3_nN_seedS_{shipped,NAME}.json and /work/runs/NAME-grid-seedS.png.
 # Used by each run's judge.sh (.runs/starter-*/judge.sh), which first exports its candidate.
+# SHIPPED_FROM=DIR: take the shipped starter's JSONs from an earlier judgement in DIR instead of
+# painting them again (only while backend/assets/starter is unchanged since: the bench is seeded and
+# gave the same 475 in each judgement); the candidate's two seeds then run side by side, one thread each.
 set -euo pipefail
 CAND=$1; NAME=$2; HERE=$3; N=$4; EXPORT=$6
 STEP=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['training']['unet_steps'])" "$EXPORT/impasto.json")
 LABEL="$5, EMA of UNet step $STEP"
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
-for SEED in 0 1000; do
+if [ -n "${SHIPPED_FROM:-}" ]; then
+    for SEED in 0 1000; do
+        cp "$SHIPPED_FROM/scenes_cfg3_n${N}_seed${SEED}_shipped.json" "$HERE/"
+        python bench/starter_scenes_eval.py --model "$CAND" --n "$N" --cfg 3 --seed "$SEED" --threads 1 \
+            --label "$LABEL" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_$NAME.json" \
+            --grid "$RUNS/$NAME-grid-seed$SEED.png" > /dev/null 2>&1 &
+    done
+    wait
+fi
+for SEED in $([ -n "${SHIPPED_FROM:-}" ] || echo 0 1000); do
     python bench/starter_scenes_eval.py --model backend/assets/starter --n "$N" --cfg 3 --seed "$SEED" \
         --threads 1 --label "shipped l3w" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_shipped.json" > /dev/null 2>&1 &
     python bench/starter_scenes_eval.py --model "$CAND" --n "$N" --cfg 3 --seed "$SEED" --threads 1 \

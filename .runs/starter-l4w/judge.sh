@@ -6,6 +6,7 @@
 # Exports the run's EMA UNet at its latest checkpoint with the run's own VAE (into OUT, default
 # RUNS/l4w-out: a whole starter folder, the shipped text encoder inside), then ../judge_pair.sh.
 # Stop (SIGTERM) or pause (SIGSTOP) the training run first.
+# SHIPPED_FROM=DIR reuses the shipped starter's JSONs of an earlier judgement (see ../judge_pair.sh).
 set -euo pipefail
 N=${1:-96}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
