@@ -16,23 +16,25 @@ STEP=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['training'
 LABEL="$5, EMA of UNet step $STEP"
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
+candidate() {   # the candidate at one seed, in the background
+    python bench/starter_scenes_eval.py --model "$CAND" --n "$N" --cfg 3 --seed "$1" --threads 1 \
+        --label "$LABEL" --json "$HERE/scenes_cfg3_n${N}_seed$1_$NAME.json" \
+        --grid "$RUNS/$NAME-grid-seed$1.png" > /dev/null 2>&1 &
+}
 if [ -n "${SHIPPED_FROM:-}" ]; then
     for SEED in 0 1000; do
         cp "$SHIPPED_FROM/scenes_cfg3_n${N}_seed${SEED}_shipped.json" "$HERE/"
-        python bench/starter_scenes_eval.py --model "$CAND" --n "$N" --cfg 3 --seed "$SEED" --threads 1 \
-            --label "$LABEL" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_$NAME.json" \
-            --grid "$RUNS/$NAME-grid-seed$SEED.png" > /dev/null 2>&1 &
+        candidate "$SEED"
     done
     wait
+else
+    for SEED in 0 1000; do
+        python bench/starter_scenes_eval.py --model backend/assets/starter --n "$N" --cfg 3 --seed "$SEED" \
+            --threads 1 --label "shipped l3w" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_shipped.json" > /dev/null 2>&1 &
+        candidate "$SEED"
+        wait
+    done
 fi
-for SEED in $([ -n "${SHIPPED_FROM:-}" ] || echo 0 1000); do
-    python bench/starter_scenes_eval.py --model backend/assets/starter --n "$N" --cfg 3 --seed "$SEED" \
-        --threads 1 --label "shipped l3w" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_shipped.json" > /dev/null 2>&1 &
-    python bench/starter_scenes_eval.py --model "$CAND" --n "$N" --cfg 3 --seed "$SEED" --threads 1 \
-        --label "$LABEL" --json "$HERE/scenes_cfg3_n${N}_seed${SEED}_$NAME.json" \
-        --grid "$RUNS/$NAME-grid-seed$SEED.png" > /dev/null 2>&1 &
-    wait
-done
 python - "$HERE" "$N" "$NAME" <<'PY'
 import json, sys
 from pathlib import Path

@@ -48,6 +48,11 @@ def _outer_widths(factor: int) -> tuple:
     return ((16, 32) + (48,) * max(1, stages - 2))[:stages]
 
 
+def widths_factor(widths) -> int:
+    """Pixels per latent cell of a net with these widths: one x2 step between each two (4 widths: 8x)."""
+    return 2 ** (len(widths) - 1)
+
+
 def default_widths(factor: int = 8) -> tuple:
     """The preview decoder's widths for a VAE of ``factor``: 64 at latent resolution (8x: 64, 48, 32, 16)."""
     return (64,) + tuple(reversed(_outer_widths(factor)))
@@ -93,7 +98,7 @@ class TinyPreviewDecoder(nn.Module):
     @property
     def scale_factor(self) -> int:
         """Pixels per latent cell: the VAE this decoder was made for."""
-        return 2 ** (len(self.config["widths"]) - 1)
+        return widths_factor(self.config["widths"])
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(latents))
@@ -186,7 +191,7 @@ class TinyFastEncoder(nn.Module):
     @property
     def scale_factor(self) -> int:
         """Pixels per latent cell: the VAE this encoder was made for."""
-        return 2 ** (len(self.config["widths"]) - 1)
+        return widths_factor(self.config["widths"])
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net(pixels)

@@ -48,7 +48,7 @@ import torch
 from impasto.backend.engine.model_card import card_path, read_card, write_card
 from impasto.backend.engine.preview import PREVIEW_DECODER_FILE as DECODER_FILE
 from impasto.backend.engine.native import vae_scale_factor
-from impasto.backend.engine.preview_net import TinyPreviewDecoder, default_widths, save_decoder
+from impasto.backend.engine.preview_net import TinyPreviewDecoder, default_widths, save_decoder, widths_factor
 
 TRAIN_SEED = 1234
 COMMAND = "nice python -m impasto.backend.tooling.train_preview"
@@ -274,8 +274,8 @@ def train(model_dir: Path, minutes: float = 8.0, scenes: int = 1500, max_steps: 
     # one x2 upsampling per VAE level: the widths follow the VAE (8x: 64, 48, 32, 16; 4x: 64, 32, 16),
     # checked before the data stage's minutes
     factor = vae_scale_factor(vae.config)
-    if widths and 2 ** (len(widths) - 1) != factor:
-        raise ValueError(f"{len(widths)} widths make a {2 ** (len(widths) - 1)}x decoder; this VAE is {factor}x "
+    if widths and widths_factor(widths) != factor:
+        raise ValueError(f"{len(widths)} widths make a {widths_factor(widths)}x decoder; this VAE is {factor}x "
                          f"(give {factor.bit_length()} widths)")
     t0 = time.perf_counter()
     key = {"vae_sha256": vae_fingerprint(model_dir), "scenes": scenes, "generations": generations, "seed": seed,
